@@ -1,0 +1,3 @@
+from mammoseg.cli import main
+
+main()

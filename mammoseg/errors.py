@@ -1,0 +1,18 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MammosegError(Exception):
+    """An error caused by the user's input or environment, not by a bug."""
+
+
+class InputError(MammosegError):
+    """Bad input: the message always names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
