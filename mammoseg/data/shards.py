@@ -1,0 +1,268 @@
+"""TFRecord shards of prepared examples: the one schema that `prepare` writes and the pipeline reads.
+
+The writer side needs no TensorFlow: `prepare` runs in worker processes where importing TF would cost
+seconds and hundreds of MB each. So records are framed here (length, masked CRC32C, data, masked
+CRC32C, as TensorFlow's reader checks them) and the `tf.train.Example` protocol buffer is encoded by
+hand; `parse_example` is the TensorFlow side of the same schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import struct
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from mammoseg.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+STRING_FEATURES = ("example_id", "kind", "patient_id", "abnormality_type", "pathology")
+"""String metadata stored with every example, utf-8 encoded."""
+
+KINDS = ("whole", "positive", "negative")
+
+PNG_COMPRESSION = 1
+"""zlib level for the stored PNGs: level 1 encodes several times faster than the default for files
+only slightly larger, and decoding speed does not depend on it."""
+
+
+# --------------------------------------------------------------------------- CRC32C (Castagnoli)
+
+_POLY = 0x82F63B78  # reflected Castagnoli polynomial
+_LANE = 256  # bytes per lane of the vectorised CRC
+_MASK_DELTA = 0xA282EAD8
+
+
+@functools.cache
+def _byte_table() -> np.ndarray:
+    """The classic 256-entry table: register after feeding one byte into a zero register."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
+    return table
+
+
+def _feed_zeros(regs: np.ndarray, count: int) -> np.ndarray:
+    table = _byte_table()
+    for _ in range(count):
+        regs = table[regs & 0xFF] ^ (regs >> 8)
+    return regs
+
+
+def _tables_from_basis(images: np.ndarray) -> np.ndarray:
+    """Four 256-entry tables (one per register byte) of the linear map whose images of the 32 unit
+    vectors are `images`: map(x) = T0[x & 255] ^ T1[x >> 8 & 255] ^ T2[x >> 16 & 255] ^ T3[x >> 24]."""
+    values = np.arange(256, dtype=np.uint32)
+    tables = np.zeros((4, 256), dtype=np.uint32)
+    for byte in range(4):
+        for bit in range(8):
+            tables[byte] ^= np.where((values >> bit) & 1, images[8 * byte + bit], np.uint32(0)).astype(np.uint32)
+    return tables
+
+
+def _apply(tables: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return tables[0][x & 0xFF] ^ tables[1][(x >> 8) & 0xFF] ^ tables[2][(x >> 16) & 0xFF] ^ tables[3][x >> 24]
+
+
+@functools.cache
+def _shift_tables(level: int) -> np.ndarray:
+    """Tables of the map "feed _LANE * 2**level zero bytes" on a register, used to join lane CRCs."""
+    if level == 0:
+        basis = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
+        return _tables_from_basis(_feed_zeros(basis, _LANE))
+    half = _shift_tables(level - 1)
+    basis = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
+    return _tables_from_basis(_apply(half, _apply(half, basis)))
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32C of `data` (init and final xor 0xFFFFFFFF), as TFRecord framing uses it.
+
+    Long inputs are cut into lanes of 256 bytes whose zero-initialised CRCs advance together as one
+    numpy vector, then are joined pairwise (CRC is linear: crc(A+B) = shift(crc(A), len B) ^ crc(B)).
+    The 0xFFFFFFFF initial register equals xoring the first four data bytes with 0xFF, and leading
+    zero bytes leave a zero register unchanged, which makes the padding free.
+    """
+    table = _byte_table()
+    if len(data) < 4 * _LANE:
+        crc = 0xFFFFFFFF
+        for byte in data:
+            crc = int(table[(crc ^ byte) & 0xFF]) ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
+    buf = np.frombuffer(data, dtype=np.uint8)
+    lanes = -(-len(buf) // _LANE)
+    lanes_pow2 = 1 << (lanes - 1).bit_length()
+    padded = np.zeros(lanes_pow2 * _LANE, dtype=np.uint32)
+    padded[-len(buf) :] = buf
+    padded[-len(buf) : -len(buf) + 4] ^= 0xFF
+    columns = padded.reshape(lanes_pow2, _LANE).T.copy()
+    regs = np.zeros(lanes_pow2, dtype=np.uint32)
+    for column in columns:
+        regs = table[(regs ^ column) & 0xFF] ^ (regs >> 8)
+    level = 0
+    while len(regs) > 1:
+        regs = _apply(_shift_tables(level), regs[0::2]) ^ regs[1::2]
+        level += 1
+    return int(regs[0]) ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC: rotated and offset so that CRCs of CRCs stay well distributed."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame_record(payload: bytes) -> bytes:
+    """One TFRecord: u64 length, masked CRC of the length, payload, masked CRC of the payload."""
+    length = struct.pack("<Q", len(payload))
+    return length + struct.pack("<I", masked_crc32c(length)) + payload + struct.pack("<I", masked_crc32c(payload))
+
+
+# --------------------------------------------------------------------------- tf.train.Example encoding
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _bytes_feature(value: bytes) -> bytes:
+    return _field(1, _field(1, value))  # Feature.bytes_list { value }
+
+
+def _float_feature(value: float) -> bytes:
+    return _field(2, _field(1, struct.pack("<f", value)))  # Feature.float_list { packed value }
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Lossless 8-bit grayscale PNG."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
+    return png.tobytes()
+
+
+def serialize_example(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    example_id: str,
+    kind: str,
+    patient_id: str,
+    abnormality_type: str,
+    pathology: str,
+    positive_fraction: float,
+) -> bytes:
+    """A `tf.train.Example` of one prepared image: uint8 SxS image and binary mask (0/1 or 0/255,
+    stored as 0/255 so the PNG is viewable), with its metadata."""
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if image.dtype != np.uint8 or image.ndim != 2 or image.shape[0] != image.shape[1]:
+        raise ValueError(f"image must be a square 2-D uint8 array, got {image.dtype} {image.shape}")
+    if mask.shape != image.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    features = {
+        "image": _bytes_feature(encode_png(image)),
+        "mask": _bytes_feature(encode_png(mask)),
+        "example_id": _bytes_feature(example_id.encode("utf-8")),
+        "kind": _bytes_feature(kind.encode("utf-8")),
+        "patient_id": _bytes_feature(patient_id.encode("utf-8")),
+        "abnormality_type": _bytes_feature(abnormality_type.encode("utf-8")),
+        "pathology": _bytes_feature(pathology.encode("utf-8")),
+        "positive_fraction": _float_feature(float(positive_fraction)),
+    }
+    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, value)) for key, value in features.items())
+    return _field(1, entries)  # Example.features { feature: map<string, Feature> }
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class ShardWriter:
+    """Writes framed records to a temporary file that replaces `path` only on a clean exit.
+
+    A failed or interrupted `prepare` therefore never leaves a truncated shard behind::
+
+        with ShardWriter("shards/train-00000.tfrecord") as writer:
+            writer.write(serialize_example(...))
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self.nbytes = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> ShardWriter:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path))
+            self._file = stack.enter_context(open(tmp, "wb"))
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, record: bytes) -> None:
+        """Append one serialized example."""
+        if self._file is None:
+            raise RuntimeError("ShardWriter.write outside its `with` block")
+        framed = frame_record(record)
+        self._file.write(framed)
+        self.count += 1
+        self.nbytes += len(framed)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack, self._file = self._stack, None, None
+        if stack is not None:
+            stack.__exit__(exc_type, exc, tb)
+
+
+# --------------------------------------------------------------------------- TensorFlow side
+
+
+def feature_spec() -> dict[str, Any]:
+    """The parsing spec of the schema for `tf.io.parse_example` / `parse_single_example`."""
+    import tensorflow as tf
+
+    spec: dict[str, Any] = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "mask": tf.io.FixedLenFeature([], tf.string),
+        "positive_fraction": tf.io.FixedLenFeature([], tf.float32),
+    }
+    spec.update({name: tf.io.FixedLenFeature([], tf.string) for name in STRING_FEATURES})
+    return spec
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parse one serialized example (or a batch of them) into its fields. `image` and `mask` stay
+    PNG bytes so that a pipeline can filter on metadata before paying for decoding; decode them with
+    `tf.io.decode_png(..., channels=1)`."""
+    import tensorflow as tf
+
+    if serialized.shape.rank == 0:
+        return tf.io.parse_single_example(serialized, feature_spec())
+    return tf.io.parse_example(serialized, feature_spec())
