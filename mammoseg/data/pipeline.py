@@ -1,0 +1,276 @@
+"""The tf.data input pipeline from prepared shards to normalised (image, mask) batches.
+
+Built to keep an accelerator busy: shards are read in parallel, metadata is parsed and filtered before
+any PNG is decoded, examples stay uint8 until they are batched (so a cache holds a quarter of the
+bytes), and normalisation and augmentation run once per batch as vectorised ops.
+Augmentation with a seed is stateless, keyed by (seed, a per-batch random key), so the same seed gives
+the same order and the same augmentations on every run, and still new ones in every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mammoseg.data.shards import KINDS, parse_example
+from mammoseg.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import tensorflow as tf
+
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = (
+    "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",
+    "positive_fraction", "shard", "height", "width",
+)  # fmt: skip
+
+MEAN = 127.0
+SCALE = 255.0
+"""The author's normalisation: x = (x_uint8 - 127) / 255."""
+
+SHUFFLE_BUFFER_BYTES = 256 * 2**20
+"""Memory the example shuffle buffer may hold (decoded image + mask); bounds it at large sizes."""
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """uint8 pixels to the model's float32 input scale."""
+    return (np.asarray(image, dtype=np.float32) - MEAN) / SCALE
+
+
+def denormalize(image: np.ndarray) -> np.ndarray:
+    """Model-scale floats back to uint8 pixels (rounded, clipped)."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * SCALE + MEAN), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random augmentation applied to whole batches; image and mask get the same geometry.
+
+    flips: independent horizontal and vertical flips (the article's only augmentation).
+    rot90: random transposition too, which with the flips covers all eight right-angle rotations
+        and mirrorings.
+    scale_jitter: standard deviation of a zoom factor s ~ N(1, scale_jitter): a random square of side
+        S/s is cropped (or, for s < 1, the image is placed in a black square of that side) and
+        resized back to S; bilinear for the image, nearest for the mask so it stays binary.
+    intensity_jitter: contrast factor 1 + U(-j, j) and brightness offset U(-j, j) on the normalised
+        image, clipped to the normalised pixel range.
+    """
+
+    flips: bool = True
+    rot90: bool = False
+    scale_jitter: float = 0.0
+    intensity_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.scale_jitter < 0.5:
+            raise ValueError(f"scale_jitter must be in [0, 0.5), got {self.scale_jitter}")
+        if not 0.0 <= self.intensity_jitter < 1.0:
+            raise ValueError(f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}")
+
+    @property
+    def active(self) -> bool:
+        return self.flips or self.rot90 or self.scale_jitter > 0 or self.intensity_jitter > 0
+
+    def __call__(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Augment a normalised float batch [B,S,S,1] and its {0,1} mask; `seed` is a shape-[2] int
+        tensor for the stateless random ops, so equal seeds give equal results on any device."""
+        import tensorflow as tf
+
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+        batch = tf.shape(image)[0]
+
+        def coin(i: int) -> tf.Tensor:
+            return tf.random.stateless_uniform([batch, 1, 1, 1], seeds[i]) < 0.5
+
+        # Geometry on image and mask stacked as two channels: one op moves both identically.
+        both = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
+        if self.rot90:
+            both = tf.where(coin(0), tf.transpose(both, [0, 2, 1, 3]), both)
+        if self.flips:
+            both = tf.where(coin(1), tf.reverse(both, axis=[2]), both)
+            both = tf.where(coin(2), tf.reverse(both, axis=[1]), both)
+        image, mask = both[..., :1], both[..., 1:]
+        if self.scale_jitter > 0:
+            image, mask = self._zoom(image, mask, seeds[3])
+        if self.intensity_jitter > 0:
+            j = self.intensity_jitter
+            gain_offset = tf.random.stateless_uniform([batch, 1, 1, 2], seeds[4], minval=-j, maxval=j)
+            image = image * (1.0 + gain_offset[..., :1]) + gain_offset[..., 1:]
+            image = tf.clip_by_value(image, -MEAN / SCALE, (255.0 - MEAN) / SCALE)
+        return image, mask
+
+    def _zoom(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        import tensorflow as tf
+
+        batch = tf.shape(image)[0]
+        size = tf.shape(image)[1:3]
+        s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+        scale = tf.random.stateless_normal([batch], s1, mean=1.0, stddev=self.scale_jitter)
+        side = 1.0 / tf.clip_by_value(scale, 0.5, 2.0)  # crop side as a fraction of the image side
+        low, high = tf.minimum(0.0, 1.0 - side), tf.maximum(0.0, 1.0 - side)
+        start = low[:, None] + tf.random.stateless_uniform([batch, 2], s2) * (high - low)[:, None]
+        boxes = tf.concat([start, start + side[:, None]], axis=1)  # y1, x1, y2, x2
+        index = tf.range(batch)
+        black = -MEAN / SCALE  # what uint8 0 normalises to: zoomed-out borders are black
+        image = tf.image.crop_and_resize(image, boxes, index, size, method="bilinear", extrapolation_value=black)
+        mask = tf.image.crop_and_resize(mask, boxes, index, size, method="nearest", extrapolation_value=0.0)
+        return image, mask
+
+
+# --------------------------------------------------------------------------- dataset files
+
+
+def read_dataset_info(dataset_dir: str | Path) -> dict:
+    """dataset.json of a prepared dataset; a clear error when the folder isn't one."""
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise InputError(dataset_dir, "no such dataset folder (create one with `mammoseg prepare`)")
+    path = dataset_dir / "dataset.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(path, "missing: not a prepared dataset (create one with `mammoseg prepare`)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable ({exc})") from exc
+    if not isinstance(info, dict) or not isinstance(info.get("image_size"), int):
+        raise InputError(path, "no integer image_size: not a dataset written by `mammoseg prepare`")
+    return info
+
+
+def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
+    """manifest.csv of a prepared dataset: one row per example (see MANIFEST_COLUMNS)."""
+    import pandas as pd
+
+    path = Path(dataset_dir) / "manifest.csv"
+    try:
+        frame = pd.read_csv(path, dtype={"example_id": str, "patient_id": str}, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(path, "missing: not a prepared dataset (create one with `mammoseg prepare`)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable ({exc})") from exc
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(path, f"missing columns {', '.join(missing)}")
+    return frame
+
+
+def shard_files(dataset_dir: str | Path, split: str) -> list[Path]:
+    """The split's shard files in name order."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise InputError(dataset_dir, "no such dataset folder (create one with `mammoseg prepare`)")
+    files = sorted((dataset_dir / "shards").glob(f"{split}-*.tfrecord"))
+    if not files:
+        raise InputError(dataset_dir / "shards", f"no {split} shards ({split}-*.tfrecord): the split is empty or the folder is not a prepared dataset")
+    return files
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def make_dataset(
+    dataset_dir: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    kinds: list[str] | tuple[str, ...] | None = None,
+    shuffle: bool = False,
+    augment: Augmentation | None = None,
+    repeat: bool = False,
+    cache: bool = False,
+    seed: int | None = None,
+    deterministic: bool = False,
+    with_metadata: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of one split: (image float32 [B,S,S,1] normalised, mask float32 [B,S,S,1] in {0,1}),
+    or with_metadata dicts {"image", "mask", "example_id", "kind"} without augmentation.
+
+    kinds: keep only these example kinds (whole/positive/negative); None keeps all.
+    cache: keep the decoded uint8 examples in memory after the first pass.
+    seed + deterministic=True: the same order and augmentations on every run (parallel stages keep
+    their order; costs some throughput). deterministic without a seed uses seed 0.
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if kinds is not None:
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
+    info = read_dataset_info(dataset_dir)
+    files = shard_files(dataset_dir, split)
+    size = info["image_size"]
+    if deterministic and seed is None:
+        seed = 0
+    autotune = tf.data.AUTOTUNE
+
+    ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(len(files), os.cpu_count() or 1)),
+        num_parallel_calls=autotune,
+        deterministic=deterministic,
+    )
+    ds = ds.map(parse_example, num_parallel_calls=autotune, deterministic=deterministic)
+    if kinds is not None and set(kinds) != set(KINDS):
+        wanted = tf.constant(list(kinds))
+        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["kind"], wanted)))
+
+    def decode(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        image = tf.ensure_shape(tf.io.decode_png(ex["image"], channels=1), [size, size, 1])
+        mask = tf.ensure_shape(tf.io.decode_png(ex["mask"], channels=1), [size, size, 1])
+        out = {"image": image, "mask": mask}
+        if with_metadata:
+            out.update(example_id=ex["example_id"], kind=ex["kind"])
+        return out
+
+    ds = ds.map(decode, num_parallel_calls=autotune, deterministic=deterministic)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        buffer = int(np.clip(SHUFFLE_BUFFER_BYTES // (2 * size * size), 4 * batch_size, 4096))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=deterministic)
+
+    def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        batch = dict(batch)
+        batch["image"] = (tf.cast(batch["image"], tf.float32) - MEAN) / SCALE
+        batch["mask"] = tf.cast(batch["mask"] > 127, tf.float32)
+        return batch
+
+    ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=deterministic)
+    if with_metadata:
+        return _finish(ds, deterministic)
+    if augment is not None and augment.active:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        base = tf.constant(0 if seed is None else seed, tf.int64)
+
+        def augment_batch(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return augment(batch["image"], batch["mask"], tf.stack([base, key]))
+
+        ds = tf.data.Dataset.zip((ds, keys)).map(augment_batch, num_parallel_calls=autotune, deterministic=deterministic)
+    else:
+        ds = ds.map(lambda batch: (batch["image"], batch["mask"]))
+    return _finish(ds, deterministic)
+
+
+def _finish(ds: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
