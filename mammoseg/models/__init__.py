@@ -1,0 +1,33 @@
+"""The article's five segmentation networks, built from one set of blocks, and their cost.
+
+    from mammoseg.models import build_model, variant_names
+    model = build_model("dilated_resize", image_size=640)   # logits [640, 640, 2]
+"""
+
+from mammoseg.models.flops import count_elementwise, count_flops, flops_by_layer
+from mammoseg.models.variants import (
+    VARIANTS,
+    VariantSpec,
+    build_model,
+    check_image_size,
+    decoder_input_shape,
+    encoder_layer_names,
+    get_spec,
+    transposed_layer_names,
+    variant_names,
+)
+
+__all__ = [
+    "VARIANTS",
+    "VariantSpec",
+    "build_model",
+    "check_image_size",
+    "count_elementwise",
+    "count_flops",
+    "decoder_input_shape",
+    "encoder_layer_names",
+    "flops_by_layer",
+    "get_spec",
+    "transposed_layer_names",
+    "variant_names",
+]

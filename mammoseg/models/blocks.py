@@ -1,0 +1,203 @@
+"""The shared building blocks of every variant, as step records and the one function that applies them.
+
+A network is a sequence of step records (`Conv`, `Transpose`, `Resize`, `Pool`); a skip connection
+is a step's `skip` field, either the name of an earlier step or a `Bottleneck` record. Keeping the
+variants as data makes the difference between two designs exactly the difference between two
+tuples, and guarantees they share every other detail (initialisation, regularisation, BatchNorm
+settings, layer naming).
+
+Each step produces Keras layers named after the article's author: the operation keeps the step's
+name (`conv1.1`, `up_conv2`, `logits`), the layers around it get derived names
+(`conv1.1_bn`, `up_conv2_dropout`, `up_conv2_add`, `up_conv2_elu`). After a step, the following
+operations run in this fixed order: dropout (unless `dropout_after_bn`), BatchNorm, dropout
+(if `dropout_after_bn`), skip addition, activation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import keras
+
+NUM_CLASSES = 2
+BN_MOMENTUM = 0.99  # Keras' momentum means what TF1's `momentum` meant: weight of the old moving average
+BN_EPSILON = 1e-8
+INIT_STDDEV = 0.05
+
+# Sizes that depend on the build options, resolved by `BuildOptions.resolve`.
+FC_SCALE = "image_size/128"  # fc_1's and up_conv1's kernel = stride: 5 at 640, so fc_1 always yields 2x2
+TRANSPOSE_KERNEL = "transpose_kernel"  # upsample_1's kernel in `dilated_transpose` (4 as the author, or 3)
+
+Size = Union[int, str]
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """A 1x1 convolution applied to an earlier step's output before it is added as a skip."""
+
+    name: str
+    source: str
+    filters: int
+    bn: bool = False
+    act: str | None = None
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A convolution and what follows it.
+
+    `tap` says which tensor later skips read under this step's name: "out" (after the activation)
+    or "bn" (the BatchNorm output before the activation, as the author's `conv1`, `conv4`, `conv5`).
+    `output=True` marks the logits layer: its filter count ignores the width multiplier and it
+    computes in float32 under any mixed-precision policy.
+    """
+
+    name: str
+    filters: int
+    kernel: Size = 3
+    stride: Size = 1
+    dilation: int = 1
+    padding: str = "same"
+    bn: bool = True
+    act: str | None = "relu"
+    dropout: float = 0.0
+    dropout_after_bn: bool = False
+    skip: str | Bottleneck | None = None
+    tap: str = "out"
+    output: bool = False
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """A transposed convolution (SAME padding: output = input x stride exactly) and what follows it."""
+
+    name: str
+    filters: int
+    kernel: Size = 4
+    stride: Size = 2
+    bn: bool = False
+    act: str | None = None
+    dropout: float = 0.0
+    dropout_after_bn: bool = False
+    skip: str | Bottleneck | None = None
+    tap: str = "out"
+    output: bool = False
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Nearest-neighbour upsampling by an integer factor (no weights, no artifacts of its own)."""
+
+    name: str
+    factor: int
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Max pooling (SAME padding) followed by dropout; skips read the tensor after the dropout."""
+
+    name: str
+    size: int = 2
+    stride: int = 2
+    dropout: float = 0.1
+
+
+Step = Union[Conv, Transpose, Resize, Pool]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The knobs shared by every step of one build."""
+
+    image_size: int = 640
+    width: float = 1.0
+    transpose_kernel: int = 4
+    dropout: bool = True
+    l2: float = 1e-5
+
+    def filters(self, n: int, fixed: bool = False) -> int:
+        """Scale a filter count by the width multiplier, keeping at least one filter."""
+        return n if fixed else max(1, int(round(n * self.width)))
+
+    def resolve(self, value: Size) -> int:
+        if value == FC_SCALE:
+            return self.image_size // 128
+        if value == TRANSPOSE_KERNEL:
+            return self.transpose_kernel
+        if isinstance(value, int):
+            return value
+        raise ValueError(f"unknown size placeholder {value!r}")
+
+    def conv_kwargs(self) -> dict:
+        """Initialisation and regularisation of every convolution kernel, encoder and decoder alike."""
+        return {
+            "kernel_initializer": keras.initializers.TruncatedNormal(stddev=INIT_STDDEV),
+            "kernel_regularizer": keras.regularizers.L2(self.l2) if self.l2 > 0 else None,
+            "use_bias": True,
+        }
+
+
+def batch_norm(name: str) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+def activation(act: str, name: str) -> keras.layers.Activation:
+    return keras.layers.Activation(act, name=f"{name}_{act}")
+
+
+def bottleneck(spec: Bottleneck, taps: dict, opts: BuildOptions):
+    """1x1 convolution of an earlier tensor, so that only selected features reach the decoder."""
+    x = keras.layers.Conv2D(opts.filters(spec.filters), 1, name=spec.name, **opts.conv_kwargs())(taps[spec.source])
+    if spec.bn:
+        x = batch_norm(f"{spec.name}_bn")(x)
+    if spec.act:
+        x = activation(spec.act, spec.name)(x)
+    return x
+
+
+def skip_tensor(skip: str | Bottleneck, taps: dict, opts: BuildOptions):
+    return bottleneck(skip, taps, opts) if isinstance(skip, Bottleneck) else taps[skip]
+
+
+def apply_step(step: Step, x, taps: dict, opts: BuildOptions):
+    """Add one step's layers after tensor `x`; record what later skips read in `taps`; return the output."""
+    if isinstance(step, Resize):
+        x = keras.layers.UpSampling2D(step.factor, interpolation="nearest", name=step.name)(x)
+        taps[step.name] = x
+        return x
+    if isinstance(step, Pool):
+        x = keras.layers.MaxPooling2D(step.size, step.stride, padding="same", name=step.name)(x)
+        if opts.dropout and step.dropout:
+            x = keras.layers.Dropout(step.dropout, name=f"{step.name}_dropout")(x)
+        taps[step.name] = x
+        return x
+
+    extra = {"dtype": "float32"} if step.output else {}
+    filters = opts.filters(step.filters, fixed=step.output)
+    kernel, stride = opts.resolve(step.kernel), opts.resolve(step.stride)
+    if isinstance(step, Conv):
+        layer = keras.layers.Conv2D(
+            filters, kernel, strides=stride, padding=step.padding, dilation_rate=step.dilation,
+            name=step.name, **opts.conv_kwargs(), **extra,
+        )
+    else:
+        layer = keras.layers.Conv2DTranspose(
+            filters, kernel, strides=stride, padding="same", name=step.name, **opts.conv_kwargs(), **extra,
+        )
+    x = layer(x)
+    use_dropout = opts.dropout and step.dropout > 0
+    if use_dropout and not step.dropout_after_bn:
+        x = keras.layers.Dropout(step.dropout, name=f"{step.name}_dropout")(x)
+    if step.bn:
+        x = batch_norm(f"{step.name}_bn")(x)
+        if step.tap == "bn":
+            taps[step.name] = x
+    if use_dropout and step.dropout_after_bn:
+        x = keras.layers.Dropout(step.dropout, name=f"{step.name}_dropout")(x)
+    if step.skip is not None:
+        x = keras.layers.Add(name=f"{step.name}_add")([x, skip_tensor(step.skip, taps, opts)])
+    if step.act:
+        x = activation(step.act, step.name)(x)
+    taps.setdefault(step.name, x)
+    return x
