@@ -1,0 +1,199 @@
+"""Report and layer figures, rendered to PNG bytes with matplotlib's object API (no pyplot state).
+
+Using `matplotlib.figure.Figure` directly draws with the Agg canvas regardless of the process's
+backend, keeps figures from leaking between calls, and lets callers embed or write the bytes
+atomically themselves.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mammoseg.analysis.stats import Interval
+
+DPI = 100
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _colours(names: Sequence[str]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def learning_curves(curves: dict[str, pd.DataFrame]) -> bytes:
+    """Training and validation loss per epoch, one line per arm."""
+    colours = _colours(list(curves))
+    fig = Figure(figsize=(11, 4))
+    for ax, column, title in zip(fig.subplots(1, 2), ("loss", "val_loss"), ("Training loss", "Validation loss")):
+        for name, frame in curves.items():
+            if column in frame:
+                ax.plot(frame["epoch"], frame[column], marker="o", ms=3, color=colours[name], label=name)
+        ax.set(title=title, xlabel="epoch", ylabel="loss")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def metric_bars(panels: list[tuple[str, str, dict[str, Interval]]]) -> bytes:
+    """One bar panel per metric: point estimate per arm with its interval as an error bar."""
+    cols = 3
+    rows = math.ceil(len(panels) / cols)
+    names = list(panels[0][2]) if panels else []
+    colours = _colours(names)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (label, better, intervals) in zip(axes, panels):
+        x = np.arange(len(names))
+        est = np.array([intervals[n].estimate for n in names])
+        low = np.array([intervals[n].low if intervals[n].defined else intervals[n].estimate for n in names])
+        high = np.array([intervals[n].high if intervals[n].defined else intervals[n].estimate for n in names])
+        heights = np.nan_to_num(est)
+        ax.bar(x, heights, color=[colours[n] for n in names])
+        err = np.vstack([np.nan_to_num(est - low), np.nan_to_num(high - est)]).clip(min=0)
+        ax.errorbar(x, heights, yerr=err, fmt="none", ecolor="black", capsize=4)
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{label} ({'↑' if better == 'higher' else '↓'} better)", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
+def example_grid(examples: list[dict]) -> bytes:
+    """The article's figure grid: per example, input and truth, then soft and hard output per arm."""
+    names = list(examples[0]["probs"])
+    cols = 2 + len(names)
+    fig = Figure(figsize=(2.1 * cols + 0.8, 4.2 * len(examples)), layout="constrained")
+    axes = np.asarray(fig.subplots(2 * len(examples), cols, squeeze=False))
+    soft_image = None
+    for e, example in enumerate(examples):
+        top, bottom = axes[2 * e], axes[2 * e + 1]
+        kind = "positive" if np.asarray(example["mask"]).any() else "negative"
+        top[0].imshow(example["image"], cmap="gray")
+        top[0].set_title(f"{example['example_id']}\n({kind}) input", fontsize=8)
+        top[1].imshow(np.asarray(example["mask"]) > 0, cmap="gray", vmin=0, vmax=1)
+        top[1].set_title("truth", fontsize=8)
+        bottom[0].imshow(example["image"], cmap="gray")
+        if kind == "positive":
+            bottom[0].contour(np.asarray(example["mask"]) > 0, levels=[0.5], colors="lime", linewidths=0.8)
+        bottom[0].set_title("input + truth outline", fontsize=8)
+        bottom[1].set_visible(False)
+        for c, name in enumerate(names, start=2):
+            prob = example["probs"][name]
+            soft_image = top[c].imshow(prob, cmap="inferno", vmin=0.0, vmax=1.0)
+            top[c].set_title(f"{name}\nsoft P(abnormal)", fontsize=8)
+            bottom[c].imshow(prob > 0.5, cmap="gray", vmin=0, vmax=1)
+            bottom[c].set_title(f"{name}\nhard (P > 0.5)", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if soft_image is not None:
+        fig.colorbar(soft_image, ax=axes[:, 2:].ravel().tolist(), shrink=0.5, label="P(abnormal)")
+    return _png(fig)
+
+
+def _mark_aliasing(ax, frequencies: Sequence[float]) -> None:
+    for i, f in enumerate(frequencies):
+        ax.axvline(f, color="grey", linestyle=":" if i else "--", linewidth=1)
+        ax.text(f, 1.0, f" {f:g}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
+
+
+def power_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], frequencies: Sequence[float]) -> bytes:
+    """Radially averaged power spectra (log scale) with the aliasing frequencies marked."""
+    colours = _colours(list(spectra))
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    for name, (freqs, power) in spectra.items():
+        keep = (freqs > 0) & (power > 0)
+        ax.semilogy(freqs[keep], power[keep], color=colours[name], label=name)
+    _mark_aliasing(ax, frequencies)
+    ax.set(xlabel="spatial frequency (cycles / pixel)", ylabel="power", title="Output probability maps")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def checkerboard_bars(pairs: list[tuple[str, dict[str, tuple[Interval, Interval]]]]) -> bytes:
+    """Per arm, a score at initialisation beside the same score after training, one panel per score."""
+    fig = Figure(figsize=(6 * len(pairs), 3.8), layout="constrained")
+    for ax, (label, values) in zip(np.atleast_1d(fig.subplots(1, len(pairs))), pairs):
+        names = list(values)
+        x = np.arange(len(names))
+        for offset, which, colour, title in ((-0.2, 0, "#d62728", "at init"), (0.2, 1, "#1f77b4", "trained")):
+            ivs = [values[n][which] for n in names]
+            est = np.nan_to_num([iv.estimate for iv in ivs])
+            err = np.array([[iv.estimate - iv.low, iv.high - iv.estimate] if iv.defined else [0.0, 0.0] for iv in ivs]).T
+            ax.bar(x + offset, est, width=0.4, color=colour, label=title)
+            ax.errorbar(x + offset, est, yerr=np.nan_to_num(err).clip(min=0), fmt="none", ecolor="black", capsize=3)
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def activation_figure(
+    channels: np.ndarray,
+    mean_map: np.ndarray,
+    freqs: np.ndarray,
+    power: np.ndarray,
+    frequencies: Sequence[float],
+    title: str,
+    scores_text: str,
+) -> bytes:
+    """A layer's activations: a channel grid, the mean map, and the mean map's spectrum."""
+    n = channels.shape[-1]
+    grid = math.ceil(math.sqrt(n))
+    fig = Figure(figsize=(15, 7.5), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.0])
+    left.suptitle(f"{title}: {n} channel{'s' if n != 1 else ''}", fontsize=10)
+    axes = np.atleast_1d(left.subplots(grid, grid)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < n:
+            ax.imshow(channels[..., i], cmap="viridis")
+            ax.set_title(str(i), fontsize=6, pad=1)
+        else:
+            ax.set_visible(False)
+    top, bottom = right.subplots(2, 1, height_ratios=[1.3, 1.0])
+    image = top.imshow(mean_map, cmap="viridis")
+    top.set_title(f"mean activation\n{scores_text}", fontsize=9)
+    top.set_xticks([])
+    top.set_yticks([])
+    right.colorbar(image, ax=top, shrink=0.8)
+    keep = (freqs > 0) & (power > 0)
+    bottom.semilogy(freqs[keep], power[keep], color="black")
+    _mark_aliasing(bottom, frequencies)
+    bottom.set(xlabel="spatial frequency (cycles / pixel)", ylabel="power", title="radially averaged spectrum")
+    bottom.grid(alpha=0.3, which="both")
+    return _png(fig)
+
+
+def probability_overlay(image: np.ndarray, prob: np.ndarray, title: str) -> bytes:
+    """The soft heatmap over the mammogram with a colour bar: what a radiologist would read."""
+    height, width = image.shape[:2]
+    scale = 9.0 / max(height, width)
+    fig = Figure(figsize=(max(width * scale, 2.5) + 1.5, max(height * scale, 2.5)))
+    ax = fig.subplots()
+    ax.imshow(image, cmap="gray")
+    alpha = np.clip(prob * 1.5, 0.0, 0.75)
+    heat = ax.imshow(prob, cmap="inferno", vmin=0.0, vmax=1.0, alpha=alpha)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(heat, ax=ax, shrink=0.8, label="P(abnormal)")
+    return _png(fig)
