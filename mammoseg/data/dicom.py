@@ -1,0 +1,131 @@
+"""Reading mammogram pixels (DICOM, or the JPEG/PNG of re-packaged copies) and the one header field
+the layouts need.
+
+Only `SeriesInstanceUID`, the pixel description and the pixels are ever read from a header: other
+fields may carry personal data in other datasets and must not reach shards, logs or reports. Error
+messages therefore name the file and the problem, never a header value.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from mammoseg.errors import InputError
+
+logger = logging.getLogger("mammoseg.data")
+
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
+_PIXEL_TAGS = (
+    "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored",
+    "PixelRepresentation", "NumberOfFrames", "PixelData",
+)  # fmt: skip
+
+
+def read_series_uid(path: str | Path) -> str:
+    """The SeriesInstanceUID of a DICOM file, reading the header only (not the pixels)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except FileNotFoundError as exc:
+        raise InputError(path, "file not found") from exc
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
+        raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
+    uid = ds.get("SeriesInstanceUID")
+    if not uid:
+        raise InputError(path, "DICOM header has no SeriesInstanceUID")
+    return str(uid)
+
+
+def read_pixels(path: str | Path) -> np.ndarray:
+    """The 2-D grayscale pixels of one image as uint8 or uint16, MONOCHROME1 already inverted so that
+    dense tissue is always bright.
+
+    Uncompressed DICOM is viewed straight from the file buffer (no decoding copy); compressed transfer
+    syntaxes go through pydicom's decoders. Raises InputError (file missing, not DICOM, truncated
+    pixel data, compressed with no decoder installed, colour or multi-frame).
+    """
+    path = Path(path)
+    if path.suffix.lower() in RASTER_SUFFIXES:
+        return _read_raster(path)
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, specific_tags=list(_PIXEL_TAGS))
+    except FileNotFoundError as exc:
+        raise InputError(path, "file not found") from exc
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
+    if "PixelData" not in ds:
+        raise InputError(path, "DICOM file has no pixel data (truncated or not an image)")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples, frames = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if samples != 1 or frames != 1:
+        raise InputError(path, f"expected one grayscale frame, found {frames} frame(s) of {samples} sample(s)")
+    if rows < 1 or cols < 1 or bits not in (8, 16):
+        raise InputError(path, f"unsupported pixel layout ({rows}x{cols}, {bits} bits allocated)")
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        pixels = _decode(ds, path, syntax)
+    else:
+        pixels = _native(ds, path, rows, cols, bits)
+    pixels = _to_unsigned(pixels, int(ds.get("PixelRepresentation", 0) or 0), int(ds.get("BitsStored", bits) or bits))
+    if photometric == "MONOCHROME1":
+        top = np.iinfo(pixels.dtype).max if pixels.dtype == np.uint8 else (1 << int(ds.get("BitsStored", 16) or 16)) - 1
+        pixels = (np.asarray(top, dtype=pixels.dtype) - np.minimum(pixels, top)).astype(pixels.dtype)
+    elif photometric != "MONOCHROME2":
+        raise InputError(path, f"unsupported photometric interpretation {photometric!r}")
+    return pixels
+
+
+def _native(ds: object, path: Path, rows: int, cols: int, bits: int) -> np.ndarray:
+    data = ds.PixelData  # type: ignore[attr-defined]
+    need = rows * cols * bits // 8
+    if len(data) < need:
+        raise InputError(path, f"truncated pixel data ({len(data)} of {need} bytes)")
+    dtype = np.dtype("<u2") if bits == 16 else np.dtype(np.uint8)
+    return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+
+
+def _decode(ds: object, path: Path, syntax: object) -> np.ndarray:
+    try:
+        return np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
+    except (RuntimeError, NotImplementedError, ImportError) as exc:
+        name = getattr(syntax, "name", str(syntax))
+        raise InputError(path, f"compressed DICOM ({name}) and no installed decoder can read it ({str(exc).splitlines()[0][:120]})") from exc
+    except (ValueError, EOFError, OSError, AttributeError) as exc:
+        raise InputError(path, f"compressed pixel data could not be decoded ({type(exc).__name__})") from exc
+
+
+def _to_unsigned(pixels: np.ndarray, signed: int, bits_stored: int) -> np.ndarray:
+    """Signed or odd-width pixels shifted into uint16 so that downstream code sees two dtypes only."""
+    if pixels.dtype in (np.uint8, np.uint16) and not signed:
+        return pixels
+    wide = pixels.astype(np.int32)
+    if signed and pixels.dtype.kind == "u":  # pydicom may hand raw two's complement in an unsigned view
+        wide = np.where(wide >= 1 << (bits_stored - 1), wide - (1 << bits_stored), wide)
+    wide -= int(wide.min())
+    return np.clip(wide, 0, 65535).astype(np.uint16)
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise InputError(path, "not a readable image file")
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels[..., :3], cv2.COLOR_BGR2GRAY)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise InputError(path, f"unsupported pixel type {pixels.dtype}")
+    return pixels

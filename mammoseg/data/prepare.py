@@ -1,0 +1,457 @@
+"""`mammoseg prepare`: CBIS-DDSM files -> TFRecord shards of whole breasts and tiles, with manifest.
+
+Work is cut into units (a chunk of full mammograms of one split -> one shard file plus a sidecar
+manifest part). A unit is written atomically and marked done last, so an interrupted run loses at
+most the units in flight, and re-running skips every finished unit. The final manifest and report
+are rebuilt from the parts. Each image draws its random tiles from a generator seeded by the run's
+seed and the image key, so results do not depend on the number of workers or on resuming.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mammoseg.atomic import write_json, write_text
+from mammoseg.data import cbis, preprocess
+from mammoseg.data.dicom import read_pixels
+from mammoseg.data.split import SPLITS, assign_splits
+from mammoseg.errors import InputError, MammosegError
+
+logger = logging.getLogger("mammoseg.data")
+
+FORMAT_VERSION = 1
+MANIFEST_COLUMNS = [
+    "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",
+    "positive_fraction", "shard", "height", "width",
+]  # fmt: skip
+REPORT_COLUMNS = ["source", "file", "reason"]
+PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NONE": 3}
+NEGATIVE_MIN_BREAST = 0.75
+"""A negative tile must lie at least this much on breast tissue (background-only tiles teach nothing)."""
+NEGATIVE_ATTEMPTS = 200
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Everything that changes the prepared examples; recorded in dataset.json and checked on resume."""
+
+    image_size: int = 640
+    positive_tiles: int = 2
+    negative_tiles: int = 2
+    val_fraction: float = 0.1
+    seed: int = 0
+    layout: str = "auto"
+    images_per_shard: int = 16
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise MammosegError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.positive_tiles < 0 or self.negative_tiles < 0:
+            raise MammosegError("--positive-tiles and --negative-tiles cannot be negative")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise MammosegError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.images_per_shard < 1:
+            raise MammosegError("images per shard must be at least 1")
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One case that did not make it into the dataset, and why."""
+
+    source: str
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Abnormality:
+    abnormality_id: int
+    kind: str  # mass | calc
+    pathology: str
+    roi_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """A full mammogram and its abnormalities: the picklable input of one worker step."""
+
+    image_key: str
+    patient_id: str
+    side: str
+    split: str
+    image_file: str
+    abnormalities: tuple[Abnormality, ...]
+
+
+@dataclass
+class Unit:
+    name: str  # <split>-<nnnnn>
+    split: str
+    jobs: list[ImageJob] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    dataset: Path
+    counts: dict[str, dict[str, int]]
+    images: int
+    skipped: int
+    units_run: int
+    units_reused: int
+
+
+def prepare(
+    data_root: str | Path,
+    out: str | Path,
+    options: PrepareOptions = PrepareOptions(),
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    strict: bool = False,
+) -> PrepareResult:
+    """Prepare DATASET `out` from the CBIS-DDSM tree at `data_root` (see the module docstring)."""
+    from mammoseg.data.layouts import open_layout
+    from mammoseg.progress import Progress
+
+    data_root, out = Path(data_root), Path(out)
+    if not data_root.is_dir():
+        raise InputError(data_root, "data root is not a folder")
+    recorded = {**asdict(options), "data_root": str(data_root.resolve())}
+    _claim_output(out, recorded, overwrite)
+
+    skips: list[Skip] = []
+    abnormalities = _read_csvs(data_root, skips)
+    patient_split = assign_splits(abnormalities, options.val_fraction, options.seed)
+    resolver = open_layout(data_root, options.layout, abnormalities)
+    logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), abnormalities["image_subject"].nunique())
+    jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
+    units = _plan_units(jobs, options.images_per_shard)
+
+    pending = [u for u in units if not _unit_done(out, u)]
+    if len(pending) < len(units):
+        logger.info("resuming: %d of %d units already done", len(units) - len(pending), len(units))
+    with Progress(sum(len(u.jobs) for u in pending), "preparing", unit="image") as bar:
+        for name, n_images, unit_skips in _run_units(pending, options, out, data_root, workers):
+            for skip in unit_skips:
+                logger.warning("%s: %s (skipped %s)", skip.file, skip.reason, skip.source)
+            bar.update(n_images)
+
+    manifest = _collect(out, units, "manifest", MANIFEST_COLUMNS)
+    report = pd.concat([pd.DataFrame([asdict(s) for s in skips], columns=REPORT_COLUMNS), _collect(out, units, "report", REPORT_COLUMNS)], ignore_index=True)
+    _write_csv(out / "manifest.csv", manifest)
+    _write_csv(out / "prepare_report.csv", report)
+    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in ("whole", "positive", "negative")} for split in SPLITS}
+    prepared_images = int(manifest.loc[manifest["kind"] == "whole", "source_image"].nunique())
+    write_json(out / "dataset.json", {
+        "format_version": FORMAT_VERSION,
+        "image_size": options.image_size,
+        "counts": counts,
+        "options": recorded,
+        "layout": resolver.layout,
+        "images": {"prepared": prepared_images, "skipped_cases": len(report)},
+        "patients": {split: int(manifest.loc[manifest["split"] == split, "patient_id"].nunique()) for split in SPLITS},
+    })  # fmt: skip
+    result = PrepareResult(out, counts, prepared_images, len(report), len(pending), len(units) - len(pending))
+    if strict and len(report):
+        raise MammosegError(f"{len(report)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
+    return result
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _claim_output(out: Path, recorded: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to mix examples prepared with different options; `overwrite` clears our own files only."""
+    options_file = out / "parts" / "options.json"
+    previous = None
+    for candidate in (options_file, out / "dataset.json"):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputError(candidate, f"unreadable ({exc}); use --overwrite to start afresh") from exc
+            previous = data.get("options", data)
+            break
+    if previous is not None and previous != recorded:
+        if not overwrite:
+            diff = ", ".join(f"{k} {previous.get(k)!r} -> {v!r}" for k, v in recorded.items() if previous.get(k) != v)
+            raise InputError(out, f"already prepared with different options ({diff}); use --overwrite or another --out")
+    if overwrite and (previous is not None and previous != recorded or out.joinpath("parts").exists()):
+        for name in ("manifest.csv", "prepare_report.csv", "dataset.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+        shutil.rmtree(out / "parts", ignore_errors=True)
+        for shard in (out / "shards").glob("*.tfrecord") if (out / "shards").is_dir() else []:
+            shard.unlink()
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    write_json(options_file, {"options": recorded})
+
+
+def _read_csvs(data_root: Path, skips: list[Skip]) -> pd.DataFrame:
+    found = cbis.find_description_csvs(data_root)
+    if not found:
+        raise InputError(data_root, f"none of the CBIS-DDSM description CSVs found below this folder ({', '.join(cbis.OFFICIAL_NAMES.values())})")
+    missing = [name for key, name in cbis.OFFICIAL_NAMES.items() if key not in found]
+    if missing:
+        logger.warning("%s: description CSVs not found: %s", data_root, ", ".join(missing))
+    frames, problems = [], []
+    for path in found.values():
+        try:
+            frames.append(cbis.read_description_csv(path, problems))
+        except InputError as exc:
+            logger.warning("%s; file skipped", exc)
+            skips.append(Skip(path.name, str(path), exc.problem))
+    skips.extend(Skip(p.source, p.file, p.reason) for p in problems)
+    if not frames:
+        raise InputError(data_root, "no usable CBIS-DDSM description CSV")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _plan_jobs(abnormalities: pd.DataFrame, patient_split: dict[str, str], resolver: Any, data_root: Path, skips: list[Skip]) -> list[ImageJob]:
+    """Resolve every image's files; images with a missing or unreachable file are skipped whole (a
+    missing mask would turn an abnormality into 'normal' pixels)."""
+    jobs = []
+    for key, rows in abnormalities.groupby("image_subject", sort=True):
+        first = rows.iloc[0]
+        try:
+            image_file = resolver.image_file(first["image_path"], first["image_series_uid"])
+            abns = []
+            for _, row in rows.sort_values("abnormality_id").iterrows():
+                files = list(dict.fromkeys(
+                    resolver.files(row["crop_path"], row["crop_series_uid"]) + resolver.files(row["roi_path"], row["roi_series_uid"])
+                ))  # fmt: skip
+                files = [f for f in files if f != image_file]
+                if not files:
+                    raise InputError(row["roi_path"], f"ROI files of abnormality {row['abnormality_id']} not found ({resolver.layout} layout)")
+                abns.append(Abnormality(int(row["abnormality_id"]), row["abnormality_type"], row["pathology"], tuple(str(f) for f in files)))
+        except InputError as exc:
+            skips.append(Skip(str(key), _relative(exc.path, data_root), exc.problem))
+            logger.warning("%s: %s (skipped %s)", _relative(exc.path, data_root), exc.problem, key)
+            continue
+        jobs.append(ImageJob(str(key), first["patient_id"], first["side"], patient_split[first["patient_id"]], str(image_file), tuple(abns)))
+    return jobs
+
+
+def _plan_units(jobs: list[ImageJob], per_unit: int) -> list[Unit]:
+    units: list[Unit] = []
+    for split in SPLITS:
+        mine = [j for j in jobs if j.split == split]
+        for i in range(0, len(mine), per_unit):
+            units.append(Unit(f"{split}-{i // per_unit:05d}", split, mine[i : i + per_unit]))
+    return units
+
+
+def _unit_done(out: Path, unit: Unit) -> bool:
+    marker = out / "parts" / f"{unit.name}.done.json"
+    try:
+        return json.loads(marker.read_text()).get("images") == [j.image_key for j in unit.jobs]
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _run_units(units: list[Unit], options: PrepareOptions, out: Path, data_root: Path, workers: int):
+    if workers <= 1 or len(units) <= 1:
+        for unit in units:
+            yield run_unit(unit, options, out, data_root)
+        return
+    import multiprocessing
+
+    # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks), which fork breaks
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(units)), initializer=_init_worker) as pool:
+        yield from pool.imap_unordered(_run_unit_star, [(u, options, out, data_root) for u in units])
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _run_unit_star(args: tuple[Unit, PrepareOptions, Path, Path]) -> tuple[str, int, list[Skip]]:
+    return run_unit(*args)
+
+
+def run_unit(unit: Unit, options: PrepareOptions, out: Path, data_root: Path) -> tuple[str, int, list[Skip]]:
+    """Process one unit: its shard, manifest part and report part, then the done marker."""
+    from mammoseg.data.shards import ShardWriter
+
+    shard_rel = f"shards/{unit.name}.tfrecord"
+    rows: list[dict[str, Any]] = []
+    skips: list[Skip] = []
+    with ShardWriter(out / shard_rel) as writer:
+        for job in unit.jobs:
+            try:
+                examples = process_image(job, options)
+            except InputError as exc:
+                skips.append(Skip(job.image_key, _relative(exc.path, data_root), exc.problem))
+                continue
+            for record, row in examples:
+                writer.write(record)
+                rows.append({**row, "split": unit.split, "shard": shard_rel, "height": options.image_size, "width": options.image_size})
+    _write_csv(out / "parts" / f"{unit.name}.manifest.csv", pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
+    _write_csv(out / "parts" / f"{unit.name}.report.csv", pd.DataFrame([asdict(s) for s in skips], columns=REPORT_COLUMNS))
+    write_json(out / "parts" / f"{unit.name}.done.json", {"images": [j.image_key for j in unit.jobs], "examples": len(rows)})
+    return unit.name, len(unit.jobs), skips
+
+
+def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, dict[str, Any]]]:
+    """All examples of one mammogram as (serialized record, manifest fields). Raises InputError when
+    the image or any of its masks cannot be used: the image is then skipped whole."""
+    from mammoseg.data.shards import serialize_example
+
+    pixels = read_pixels(job.image_file)
+    masks, boxes = [], []
+    for abn in job.abnormalities:
+        mask = _abnormality_mask(abn, pixels.shape)
+        masks.append(mask)
+        boxes.append(_bbox(mask))
+    union = masks[0] if len(masks) == 1 else np.maximum.reduce(masks)
+    del masks
+    analysis = preprocess.analyse(pixels, job.side)
+    rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
+    size = options.image_size
+    examples: list[tuple[bytes, dict[str, Any]]] = []
+
+    def add(kind: str, suffix: str, image: np.ndarray, mask: np.ndarray, involved: list[Abnormality]) -> None:
+        example_id = f"{job.image_key}-{suffix}"
+        types = "+".join(sorted({a.kind for a in involved})) or "none"
+        pathology = min((a.pathology for a in involved), key=PATHOLOGY_RANK.__getitem__, default="NONE")
+        fraction = float(np.count_nonzero(mask)) / mask.size
+        record = serialize_example(
+            image, mask, example_id=example_id, kind=kind, patient_id=job.patient_id,
+            abnormality_type=types, pathology=pathology, positive_fraction=fraction,
+        )  # fmt: skip
+        examples.append((record, {
+            "example_id": example_id, "patient_id": job.patient_id, "source_image": job.image_key, "kind": kind,
+            "abnormality_type": types, "pathology": pathology, "positive_fraction": round(fraction, 6),
+        }))  # fmt: skip
+
+    image, geometry = preprocess.prepare_full_image(pixels, size, analysis=analysis)
+    add("whole", "whole", image, geometry.apply(union, binary=True), list(job.abnormalities))
+
+    h, w = pixels.shape
+    for k in range(options.positive_tiles):
+        target = k % len(job.abnormalities)
+        tile = preprocess.tile_side(pixels.shape, rng)
+        y0, y1, x0, x1 = boxes[target]
+        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+        slack_y, slack_x = max(0.0, (tile - (y1 - y0)) / 2), max(0.0, (tile - (x1 - x0)) / 2)
+        cy += rng.uniform(-0.8, 0.8) * slack_y
+        cx += rng.uniform(-0.8, 0.8) * slack_x
+        top = int(np.clip(round(cy - tile / 2), 0, h - tile))
+        left = int(np.clip(round(cx - tile / 2), 0, w - tile))
+        tile_image, tile_mask = preprocess.extract_tile(pixels, union, analysis, (top, left), tile, size)
+        if not tile_mask.any():  # an abnormality too small to cover half an output pixel
+            continue
+        involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, (top, top + tile, left, left + tile))]
+        add("positive", f"pos{k}", tile_image, tile_mask, involved)
+
+    for k, (top, left, tile) in enumerate(_negative_tiles(union, analysis, rng, options.negative_tiles)):
+        tile_image, tile_mask = preprocess.extract_tile(pixels, None, analysis, (top, left), tile, size)
+        add("negative", f"neg{k}", tile_image, np.zeros((size, size), np.uint8), [])
+    return examples
+
+
+def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> np.ndarray:
+    """The ROI mask among an abnormality's files, told from the crop by its pixels, fitted to the image."""
+    found = []
+    sizes = []
+    for path in abn.roi_files:
+        roi = read_pixels(path)
+        sizes.append(f"{roi.shape[0]}x{roi.shape[1]} {roi.dtype}")
+        if preprocess.classify_roi(roi, image_shape) == "mask":
+            found.append((path, roi))
+    if not found:
+        raise InputError(abn.roi_files[0], f"no ROI mask among the {len(abn.roi_files)} file(s) of abnormality {abn.abnormality_id} ({', '.join(sizes)}; image {image_shape[0]}x{image_shape[1]})")
+    path, roi = found[0]
+    try:
+        mask = preprocess.fit_mask(roi, image_shape)
+    except ValueError as exc:
+        raise InputError(path, f"{exc} (abnormality {abn.abnormality_id})") from exc
+    for other_path, other in found[1:]:
+        try:
+            mask = np.maximum(mask, preprocess.fit_mask(other, image_shape))
+        except ValueError as exc:
+            raise InputError(other_path, f"{exc} (abnormality {abn.abnormality_id})") from exc
+    if not mask.any():
+        raise InputError(path, f"ROI mask of abnormality {abn.abnormality_id} is empty")
+    return mask
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    import cv2
+
+    x, y, w, h = cv2.boundingRect(mask)
+    return y, y + h, x, x + w
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _negative_tiles(union: np.ndarray, analysis: preprocess.Analysis, rng: np.random.Generator, count: int) -> list[tuple[int, int, int]]:
+    """Up to `count` tiles (top, left, side) on breast tissue with no abnormal pixel in them or in a
+    margin of 1/8 tile around them; fewer when the breast leaves no such room."""
+    import cv2
+
+    h, w = union.shape
+    y0, y1, x0, x1 = analysis.box
+    if analysis.flip:
+        x0, x1 = w - x1, w - x0
+    chosen: list[tuple[int, int, int]] = []
+    for _ in range(NEGATIVE_ATTEMPTS if count else 0):
+        if len(chosen) == count:
+            break
+        tile = preprocess.tile_side(union.shape, rng)
+        if y1 - y0 < tile or x1 - x0 < tile:
+            continue
+        top, left = int(rng.integers(y0, y1 - tile + 1)), int(rng.integers(x0, x1 - tile + 1))
+        if preprocess.breast_fraction(analysis, (top, left), tile) < NEGATIVE_MIN_BREAST:
+            continue
+        m = tile // 8
+        if cv2.countNonZero(union[max(0, top - m) : top + tile + m, max(0, left - m) : left + tile + m]):
+            continue
+        if any(_overlaps((top, top + tile, left, left + tile), (t, t + s, l, l + s)) for t, l, s in chosen):
+            continue
+        chosen.append((top, left, tile))
+    return chosen
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _collect(out: Path, units: list[Unit], part: str, columns: list[str]) -> pd.DataFrame:
+    frames = []
+    for unit in units:
+        path = out / "parts" / f"{unit.name}.{part}.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path, dtype={c: str for c in columns if c not in ("positive_fraction", "height", "width")}, keep_default_na=False))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def _relative(path: str | Path, root: Path) -> str:
+    """Report paths relative to the data root: shorter, and no user's home folder in shared reports."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,34 @@
+"""Patient-level train/val/test assignment.
+
+The official test set stays test. Because mass and calc files were split separately, 31 patients
+have images in a train CSV of one type and a test CSV of the other; merging the types naively would
+put one woman's breasts on both sides of the split, so such patients go entirely to test. Validation
+patients are drawn at random (seeded) from the remaining train patients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+def assign_splits(abnormalities: pd.DataFrame, val_fraction: float = 0.1, seed: int = 0) -> dict[str, str]:
+    """patient_id -> train | val | test for every patient of the table (columns patient_id, split)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    test = set(abnormalities.loc[abnormalities["split"] == "test", "patient_id"])
+    train = sorted(set(abnormalities["patient_id"]) - test)
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * len(train)))
+    val = set(rng.permutation(np.array(train, dtype=object))[:n_val].tolist()) if n_val else set()
+    splits = {p: "test" for p in test}
+    splits.update({p: "val" if p in val else "train" for p in train})
+    return splits
+
+
+def cross_split_patients(abnormalities: pd.DataFrame) -> list[str]:
+    """Patients listed in both an official train and an official test CSV."""
+    per_patient = abnormalities.groupby("patient_id")["split"].nunique()
+    return sorted(per_patient[per_patient > 1].index)
