@@ -35,3 +35,17 @@ def synthetic_cbis(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic_cbis")
     generate(root, cases=8, seed=0, image_size=256, layout="nbia")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared DATASET of 64x64 examples (whole breast, 2 positive and 2 negative tiles per
+    mammogram) from 16 synthetic mammograms: train 8 images, val 2, test 6. Treat it as read-only."""
+    from mammoseg.data.prepare import PrepareOptions, prepare
+    from mammoseg.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("tiny_cbis")
+    generate(root, cases=16, seed=1, image_size=192, layout="nbia")
+    out = tmp_path_factory.mktemp("tiny_dataset")
+    prepare(root, out, PrepareOptions(image_size=64, positive_tiles=2, negative_tiles=2, val_fraction=0.2, images_per_shard=4))
+    return out

@@ -100,7 +100,7 @@ def _decode(ds: object, path: Path, syntax: object) -> np.ndarray:
         return np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
     except (RuntimeError, NotImplementedError, ImportError) as exc:
         name = getattr(syntax, "name", str(syntax))
-        raise InputError(path, f"compressed DICOM ({name}) and no installed decoder can read it ({str(exc).splitlines()[0][:120]})") from exc
+        raise InputError(path, f"compressed DICOM ({name}) that no installed decoder could read (pylibjpeg or gdcm may help)") from exc
     except (ValueError, EOFError, OSError, AttributeError) as exc:
         raise InputError(path, f"compressed pixel data could not be decoded ({type(exc).__name__})") from exc
 

@@ -22,6 +22,8 @@ def assign_splits(abnormalities: pd.DataFrame, val_fraction: float = 0.1, seed: 
     train = sorted(set(abnormalities["patient_id"]) - test)
     rng = np.random.default_rng(seed)
     n_val = int(round(val_fraction * len(train)))
+    if val_fraction > 0 and len(train) >= 2:
+        n_val = max(1, n_val)  # a tiny dataset still gets a validation patient to monitor
     val = set(rng.permutation(np.array(train, dtype=object))[:n_val].tolist()) if n_val else set()
     splits = {p: "test" for p in test}
     splits.update({p: "val" if p in val else "train" for p in train})
