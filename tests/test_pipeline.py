@@ -171,3 +171,27 @@ def test_bad_arguments(dataset: Path) -> None:
         pipeline.make_dataset(dataset, "training", batch_size=2)
     with pytest.raises(ValueError, match="scale_jitter"):
         pipeline.Augmentation(scale_jitter=0.7)
+
+
+@pytest.mark.parametrize(
+    "flips, rot90, expected",
+    [
+        (True, False, {"identity", "flip_h", "flip_v", "rot180"}),
+        (False, True, {"identity", "rot90", "rot180", "rot270"}),
+        (True, True, {"identity", "flip_h", "flip_v", "rot90", "rot180", "rot270", "transpose", "antitranspose"}),
+    ],
+)
+def test_rigid_maps_cover_the_intended_group(flips: bool, rot90: bool, expected: set[str]) -> None:
+    import tensorflow as tf
+
+    base = np.arange(16, dtype=np.float32).reshape(4, 4)
+    maps = {
+        "identity": base, "flip_h": base[:, ::-1], "flip_v": base[::-1], "rot90": np.rot90(base, 1),
+        "rot180": np.rot90(base, 2), "rot270": np.rot90(base, 3), "transpose": base.T, "antitranspose": np.rot90(base, 2).T,
+    }  # fmt: skip
+    batch = tf.constant(np.repeat(base[None, ..., None], 64, axis=0))
+    image, mask = pipeline.Augmentation(flips=flips, rot90=rot90).rigid(batch, batch, tf.constant([1, 2]))
+    np.testing.assert_array_equal(image.numpy(), mask.numpy())
+    seen = {name for out in image.numpy()[..., 0] for name, m in maps.items() if np.array_equal(out, m)}
+    assert len(seen) == len({tuple(o.ravel()) for o in image.numpy()[..., 0]})  # every output is a known map
+    assert seen == expected

@@ -80,47 +80,82 @@ class Augmentation:
     def __call__(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Augment a normalised float batch [B,S,S,1] and its {0,1} mask; `seed` is a shape-[2] int
         tensor for the stateless random ops, so equal seeds give equal results on any device."""
+        image, mask = self.rigid(image, mask, seed)
+        return self.resample(image, mask, seed)
+
+    def rigid(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The exact part: flips and right-angle rotations, for any dtype (the pipeline runs it on
+        uint8, a quarter of the bytes of float32).
+
+        Every such map is V^b T V^a, optionally followed by T (V: vertical flip, T: transpose), since
+        T V T is the horizontal flip. Vertical flips are per-example row gathers and transposes are
+        whole-batch ops: on CPU both are several times cheaper than reversing along the width or
+        selecting between flipped and unflipped copies.
+        """
         import tensorflow as tf
 
-        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+        if not (self.flips or self.rot90):
+            return image, mask
+        coins = tf.random.stateless_uniform([3, tf.shape(image)[0]], self._seeds(seed)[0]) < 0.5
+        a, b, c = coins[0], coins[1], coins[2]
+        if not self.flips:
+            c = tf.logical_not(tf.math.logical_xor(a, b))  # T^c V^b T V^a is a pure rotation iff a+b+c is odd
         batch = tf.shape(image)[0]
+        planes = tf.concat([image[..., 0], tf.cast(mask[..., 0], image.dtype)], axis=0)  # [2B,S,S]
+        a, b, c = (tf.concat([v, v], axis=0) for v in (a, b, c))
+        size = tf.shape(planes)[1]
+        forward, backward = tf.range(size), tf.range(size - 1, -1, -1)
 
-        def coin(i: int) -> tf.Tensor:
-            return tf.random.stateless_uniform([batch, 1, 1, 1], seeds[i]) < 0.5
+        def vflip(x: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+            rows = tf.where(flip[:, None], backward[None, :], forward[None, :])
+            return tf.gather(x, rows, axis=1, batch_dims=1)
 
-        # Geometry on image and mask stacked as two channels: one op moves both identically.
-        both = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
+        planes = tf.transpose(vflip(planes, a), [0, 2, 1])
+        planes = vflip(planes, b)
         if self.rot90:
-            both = tf.where(coin(0), tf.transpose(both, [0, 2, 1, 3]), both)
-        if self.flips:
-            both = tf.where(coin(1), tf.reverse(both, axis=[2]), both)
-            both = tf.where(coin(2), tf.reverse(both, axis=[1]), both)
-        image, mask = both[..., :1], both[..., 1:]
+            planes = tf.where(c[:, None, None], tf.transpose(planes, [0, 2, 1]), planes)
+        else:
+            planes = tf.transpose(planes, [0, 2, 1])  # T V^b T V^a = horizontal^b vertical^a
+        image = planes[:batch, ..., None]
+        mask = tf.cast(planes[batch:, ..., None], mask.dtype)
+        return image, mask
+
+    def resample(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The interpolating part, on normalised float images: zoom, then intensity jitter."""
+        import tensorflow as tf
+
+        seeds = self._seeds(seed)
+        batch = tf.shape(image)[0]
         if self.scale_jitter > 0:
-            image, mask = self._zoom(image, mask, seeds[3])
+            image, mask = self._zoom(image, mask, seeds[1], seeds[2])
         if self.intensity_jitter > 0:
             j = self.intensity_jitter
-            gain_offset = tf.random.stateless_uniform([batch, 1, 1, 2], seeds[4], minval=-j, maxval=j)
+            gain_offset = tf.random.stateless_uniform([batch, 1, 1, 2], seeds[3], minval=-j, maxval=j)
             image = image * (1.0 + gain_offset[..., :1]) + gain_offset[..., 1:]
             image = tf.clip_by_value(image, -MEAN / SCALE, (255.0 - MEAN) / SCALE)
         return image, mask
 
-    def _zoom(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    @staticmethod
+    def _seeds(seed: tf.Tensor) -> tf.Tensor:
+        import tensorflow as tf
+
+        return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
+
+    def _zoom(self, image: tf.Tensor, mask: tf.Tensor, seed1: tf.Tensor, seed2: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         import tensorflow as tf
 
         batch = tf.shape(image)[0]
         size = tf.shape(image)[1:3]
-        s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-        scale = tf.random.stateless_normal([batch], s1, mean=1.0, stddev=self.scale_jitter)
+        scale = tf.random.stateless_normal([batch], seed1, mean=1.0, stddev=self.scale_jitter)
         side = 1.0 / tf.clip_by_value(scale, 0.5, 2.0)  # crop side as a fraction of the image side
         low, high = tf.minimum(0.0, 1.0 - side), tf.maximum(0.0, 1.0 - side)
-        start = low[:, None] + tf.random.stateless_uniform([batch, 2], s2) * (high - low)[:, None]
+        start = low[:, None] + tf.random.stateless_uniform([batch, 2], seed2) * (high - low)[:, None]
         boxes = tf.concat([start, start + side[:, None]], axis=1)  # y1, x1, y2, x2
         index = tf.range(batch)
         black = -MEAN / SCALE  # what uint8 0 normalises to: zoomed-out borders are black
         image = tf.image.crop_and_resize(image, boxes, index, size, method="bilinear", extrapolation_value=black)
         mask = tf.image.crop_and_resize(mask, boxes, index, size, method="nearest", extrapolation_value=0.0)
-        return image, mask
+        return image, tf.cast(mask, tf.float32)
 
 
 # --------------------------------------------------------------------------- dataset files
@@ -246,25 +281,29 @@ def make_dataset(
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=deterministic)
 
-    def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        batch = dict(batch)
-        batch["image"] = (tf.cast(batch["image"], tf.float32) - MEAN) / SCALE
-        batch["mask"] = tf.cast(batch["mask"] > 127, tf.float32)
-        return batch
+    def to_float(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return (tf.cast(image, tf.float32) - MEAN) / SCALE, tf.cast(mask > 127, tf.float32)
 
-    ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=deterministic)
     if with_metadata:
-        return _finish(ds, deterministic)
-    if augment is not None and augment.active:
+        def finish_metadata(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            image, mask = to_float(batch["image"], batch["mask"])
+            return dict(batch, image=image, mask=mask)
+
+        ds = ds.map(finish_metadata, num_parallel_calls=autotune, deterministic=deterministic)
+    elif augment is not None and augment.active:
         keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         base = tf.constant(0 if seed is None else seed, tf.int64)
 
-        def augment_batch(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return augment(batch["image"], batch["mask"], tf.stack([base, key]))
+        def finish_augmented(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            # Same result as augment(*to_float(...), seed): rigid maps commute with the pointwise
+            # conversion, and run here on uint8.
+            seed = tf.stack([base, key])
+            image, mask = augment.rigid(batch["image"], batch["mask"], seed)
+            return augment.resample(*to_float(image, mask), seed)
 
-        ds = tf.data.Dataset.zip((ds, keys)).map(augment_batch, num_parallel_calls=autotune, deterministic=deterministic)
+        ds = tf.data.Dataset.zip((ds, keys)).map(finish_augmented, num_parallel_calls=autotune, deterministic=deterministic)
     else:
-        ds = ds.map(lambda batch: (batch["image"], batch["mask"]))
+        ds = ds.map(lambda batch: to_float(batch["image"], batch["mask"]), num_parallel_calls=autotune, deterministic=deterministic)
     return _finish(ds, deterministic)
 
 
