@@ -1,0 +1,197 @@
+"""`mammoseg evaluate`: a trained run's checkpoint on one split, streamed batch by batch.
+
+Only per-image rows, fixed-size histograms, a running spectrum sum and a handful of figure examples are
+kept, never the probability maps of the whole split. Outputs (DESIGN §4 conventions, named in the keys):
+
+    RUN/eval/<split>/metrics.json    summary metrics, output-map checkerboard scores, throughput
+    RUN/eval/<split>/per_image.csv   one row per image
+    RUN/eval/<split>/examples.npz    the first EXAMPLES_PER_GROUP positive and negative images with their maps
+    RUN/eval/<split>/spectrum.npz    mean radial power spectrum of the probability maps
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammoseg.analysis.metrics import SegmentationAccumulator
+from mammoseg.atomic import write_bytes, write_json
+from mammoseg.errors import InputError
+from mammoseg.progress import Progress
+
+logger = logging.getLogger("mammoseg.evaluate")
+
+EXAMPLES_PER_GROUP = 4
+PER_IMAGE_COLUMNS = (
+    "example_id", "kind", "patient_id", "positive_fraction", "dice", "iou", "tp", "fp", "fn", "tn",
+    "max_prob", "mean_prob", "frac_above_05", "predicted_positive", "phase_mean", "aliasing_fraction",
+)  # fmt: skip
+
+
+class _Spectrum:
+    """Running sums of radially averaged power spectra, overall and by positive/negative image."""
+
+    def __init__(self) -> None:
+        self.freqs: np.ndarray | None = None
+        self.sums = {"all": None, "positive": None, "negative": None}
+        self.counts = {"all": 0, "positive": 0, "negative": 0}
+
+    def add(self, prob: np.ndarray, positive: bool) -> None:
+        from mammoseg.analysis.checkerboard import radial_power_spectrum
+
+        freqs, power = radial_power_spectrum(prob)
+        self.freqs = freqs
+        for group in ("all", "positive" if positive else "negative"):
+            self.sums[group] = power.astype(np.float64) if self.sums[group] is None else self.sums[group] + power
+            self.counts[group] += 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        n = 0 if self.freqs is None else len(self.freqs)
+        out = {"freqs": self.freqs if self.freqs is not None else np.zeros(0)}
+        for group, total in self.sums.items():
+            key = "power" if group == "all" else f"power_{group}"
+            out[key] = total / self.counts[group] if total is not None else np.full(n, np.nan)
+            out[f"n_{group}"] = np.array(self.counts[group])
+        return out
+
+
+def _checkpoint(run_dir: Path, which: str) -> Path:
+    path = run_dir / f"{which}.keras"
+    if not path.is_file():
+        other = run_dir / ("last.keras" if which == "best" else "best.keras")
+        hint = f" ({other.name} exists: try --checkpoint {other.stem})" if other.is_file() else ""
+        raise InputError(path, f"no such checkpoint{hint}")
+    return path
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
+                 batch_size: int | None = None, data: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate RUN's checkpoint on `split`; writes RUN/eval/<split>/ and returns the metrics."""
+    import keras
+    import pandas as pd
+
+    from mammoseg.analysis.checkerboard import map_scores
+    from mammoseg.data.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest
+    from mammoseg.training.runs import RunDir
+    from mammoseg.training.train import _resize_if_needed
+
+    run = RunDir(run_dir)
+    config = run.config()
+    dataset = Path(data) if data else Path(config["dataset"]["path"])
+    info = read_dataset_info(dataset)
+    manifest = read_manifest(dataset).set_index("example_id")
+    path = _checkpoint(run.path, checkpoint)
+    model = keras.saving.load_model(path, compile=False)
+    size = int(model.input_shape[1])
+    batch_size = batch_size or int(config.get("batch_size", 16))
+    ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
+    ds = _resize_if_needed(ds, size, info["image_size"], with_metadata=True)
+    n_total = int((manifest["split"] == split).sum())
+
+    acc = SegmentationAccumulator()
+    spectrum = _Spectrum()
+    rows: list[dict[str, Any]] = []
+    examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
+    picked = {True: 0, False: 0}
+    predict_seconds, timed_images, first = 0.0, 0, True
+    with Progress(n_total, f"evaluate {run.path.name} on {split}", "img") as bar:
+        for batch in ds:
+            images = batch["image"].numpy()
+            t0 = time.perf_counter()
+            logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+            elapsed = time.perf_counter() - t0
+            if not first:  # the first batch pays for tracing/compilation
+                predict_seconds += elapsed
+                timed_images += len(images)
+            first = False
+            prob = (1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))).astype(np.float32)
+            masks = batch["mask"].numpy()[..., 0]
+            stats = acc.update(prob, masks)
+            for i, s in enumerate(stats):
+                example_id = batch["example_id"][i].numpy().decode()
+                meta = manifest.loc[example_id] if example_id in manifest.index else None
+                scores = map_scores(prob[i])
+                spectrum.add(prob[i], s.positive)
+                rows.append({
+                    "example_id": example_id, "kind": batch["kind"][i].numpy().decode(),
+                    "patient_id": "" if meta is None else meta["patient_id"],
+                    "positive_fraction": float(masks[i].mean()),
+                    **s.as_row(),
+                    "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
+                })
+                if picked[s.positive] < EXAMPLES_PER_GROUP:
+                    picked[s.positive] += 1
+                    examples["example_id"].append(example_id)
+                    examples["kind"].append(rows[-1]["kind"])
+                    examples["image"].append(denormalize(images[i][..., 0]))
+                    examples["mask"].append((masks[i] > 0.5).astype(np.uint8))
+                    examples["prob"].append(prob[i].astype(np.float16))
+            bar.update(len(images))
+    if not rows:
+        raise InputError(dataset, f"the {split} split has no examples")
+
+    frame = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
+    metrics = acc.summary()
+    by_group = {"all": frame, "positives": frame[frame["tp"] + frame["fn"] > 0],
+                "negatives": frame[frame["tp"] + frame["fn"] == 0]}
+    metrics["checkerboard"] = {
+        f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
+        for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction")
+    }
+    metrics["checkerboard"]["convention"] = "mean over images of the per-image map score of P(abnormal)"
+    metrics.update({
+        "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
+        "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
+        "run_name": config.get("run_name"),
+        "inference": {
+            "images_per_second": timed_images / predict_seconds if predict_seconds > 0 else None,
+            "batch_size": batch_size, "timed_images": timed_images,
+            "note": "model.predict_on_batch time only, first batch (tracing) excluded",
+            "backend": keras.backend.backend(),
+        },
+    })
+    out = run.path / "eval" / split
+    write_json(out / "metrics.json", _json_safe(metrics))
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    write_bytes(out / "per_image.csv", buf.getvalue().encode())
+    _write_npz(out / "examples.npz", {
+        "example_id": np.array(examples["example_id"]), "kind": np.array(examples["kind"]),
+        "image": _stack(examples["image"], (0, size, size), np.uint8),
+        "mask": _stack(examples["mask"], (0, size, size), np.uint8),
+        "prob": _stack(examples["prob"], (0, size, size), np.float16),
+    })
+    _write_npz(out / "spectrum.npz", spectrum.arrays())
+    logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f",
+                run.path, split, len(rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
+                metrics["negatives_fp_rate_author"])
+    return metrics
+
+
+def _stack(items: list[np.ndarray], empty: tuple[int, ...], dtype: type) -> np.ndarray:
+    return np.stack(items).astype(dtype) if items else np.zeros(empty, dtype)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf become null: metrics.json stays strict JSON for any reader."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -1,0 +1,145 @@
+"""`mammoseg ablate`: the arm × seed grid of an experiment config, trained, evaluated and compared.
+
+Idempotent: finished runs are skipped, interrupted ones resumed, evaluations redone only when missing
+or older than their checkpoint. So an ablation killed at any point is continued by running the same
+command again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammoseg.errors import InputError, MammosegError
+from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml
+
+logger = logging.getLogger("mammoseg.ablate")
+
+EXPERIMENT_KEYS = ("name", "data", "seeds", "variants", "eval_split", "eval_checkpoint", "runs_dir", "report_dir",
+                   "baseline")
+ARM_KEYS = tuple(k for k in TRAIN_KEYS if k not in ("data", "seed", "run_name"))
+
+
+@dataclass
+class PlannedRun:
+    arm: str
+    seed: int
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}-seed{self.seed}"
+
+
+@dataclass
+class Plan:
+    experiment: str
+    runs: list[PlannedRun]
+    runs_dir: Path
+    eval_split: str
+    eval_checkpoint: str
+    report_dir: Path
+    baseline: str | None
+
+    @property
+    def folder(self) -> Path:
+        return self.runs_dir / self.experiment
+
+
+def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: str | Path | None = None,
+              data: str | Path | None = None) -> Plan:
+    """Read an experiment TOML: [experiment], shared [train] options, optional [arms.NAME] overrides.
+
+    Arms are the `variants` listed (named after the variant) plus each `[arms.NAME]` table, whose
+    `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list.
+    """
+    from mammoseg.training.config import runs_dir_default
+
+    path = Path(config_path)
+    doc = read_toml(path)
+    check_keys(doc, path, ("experiment", "train", "arms"))
+    experiment = dict(doc.get("experiment", {}))
+    check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
+    shared = dict(doc.get("train", {}))
+    check_keys(shared, f"{path} [train]", ARM_KEYS)
+    name = experiment.get("name") or path.stem
+    data = str(data or experiment.get("data") or "")
+    if not data:
+        raise InputError(path, "no dataset: set data in [experiment] or pass --data")
+    seed_spec = seeds if seeds is not None else experiment.get("seeds", 1)
+    seed_list = list(range(seed_spec)) if isinstance(seed_spec, int) else list(seed_spec)
+    if not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
+        raise InputError(path, f"seeds must be a positive count or a list of non-negative integers, got {seed_spec!r}")
+
+    arms: dict[str, dict[str, Any]] = {v: {"variant": v} for v in experiment.get("variants", [])}
+    for arm_name, table in doc.get("arms", {}).items():
+        check_keys(table, f"{path} [arms.{arm_name}]", ARM_KEYS)
+        if "variant" not in table:
+            raise InputError(path, f"[arms.{arm_name}] needs a variant")
+        arms[arm_name] = dict(table)
+    if not arms:
+        raise InputError(path, "no arms: list variants in [experiment] or add [arms.NAME] tables")
+
+    runs = []
+    for arm_name, overrides in arms.items():
+        for seed in seed_list:
+            values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{arm_name}-seed{seed}"}
+            runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]")))
+    root = Path(runs_dir or experiment.get("runs_dir") or runs_dir_default())
+    report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
+    return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
+                report_dir, experiment.get("baseline"))
+
+
+def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir: str | Path | None = None,
+                 data: str | Path | None = None) -> list[Path]:
+    """Train, evaluate and compare every planned run; returns the evaluated run folders."""
+    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.training.runs import RunDir
+    from mammoseg.training.train import resume, train
+
+    plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
+    total = len(plan.runs)
+    logger.info("experiment %s: %d runs into %s", plan.experiment, total, plan.folder)
+    done: list[Path] = []
+    for index, item in enumerate(plan.runs, 1):
+        run = RunDir(plan.folder / item.name)
+        state = run.state() if run.exists() else {"status": "new"}
+        if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
+            logger.info("run %d of %d: %s already finished", index, total, item.name)
+        elif state["status"] == "failed":
+            logger.warning("run %d of %d: %s failed earlier (%s); skipped — delete the folder to retry",
+                           index, total, item.name, state.get("error", "no message"))
+            continue
+        elif run.exists():
+            logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name, state.get("epochs_done", 0))
+            resume(run.path, {"epochs": item.config.epochs})
+        else:
+            logger.info("run %d of %d: training %s", index, total, item.name)
+            train(item.config, plan.runs_dir)
+        done.append(run.path)
+
+    for index, path in enumerate(done, 1):
+        metrics = path / "eval" / plan.eval_split / "metrics.json"
+        checkpoint = path / f"{plan.eval_checkpoint}.keras"
+        if metrics.is_file() and checkpoint.is_file() and metrics.stat().st_mtime >= checkpoint.stat().st_mtime:
+            logger.info("evaluation %d of %d: %s up to date", index, len(done), path.name)
+            continue
+        logger.info("evaluation %d of %d: %s on %s", index, len(done), path.name, plan.eval_split)
+        evaluate_run(path, plan.eval_split, plan.eval_checkpoint)
+
+    try:
+        from mammoseg.analysis.report import write_report
+    except ImportError:
+        logger.info("no report module: compare the runs with `mammoseg compare --experiment %s`", plan.experiment)
+        return done
+    if done:
+        try:
+            out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split)
+        except MammosegError as exc:
+            logger.warning("comparison report not written: %s", exc)
+        else:
+            logger.info("report: %s", out)
+    return done

@@ -1,0 +1,168 @@
+"""Training configuration: the author's defaults (DESIGN §1.7), TOML files, and their precedence.
+
+Precedence, lowest to highest: built-in defaults < the TOML file < options given on the command line.
+`config.json` in the run folder records the fully resolved result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammoseg.errors import InputError
+
+AUTHOR_POSITIVE_WEIGHTS = {
+    "fcn_skips": 33.0,
+    "fcn_bottleneck": 33.0,
+    "fcn_resize_mid": 20.0,
+    "dilated_transpose": 18.0,
+    "dilated_resize": 18.0,
+}
+"""The author's weight of abnormal pixels in the loss, per variant (his 3.2.4/3.2.5: 33, 3.2.7: 20, 3.6: 18)."""
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
+DEFAULT_RUNS_DIR = "experiments/runs"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run. Field names are the TOML keys and the option names."""
+
+    variant: str = ""
+    data: str = ""
+    image_size: int | None = None
+    width: float = 1.0
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 7e-4
+    lr_decay: float = 0.85
+    lr_decay_epochs: int = 10
+    positive_weight: float | None = None
+    transpose_kernel: int = 4
+    l2: float = 1e-5
+    dropout: bool = True
+    flips: bool = True
+    init_encoder_from: str | None = None
+    freeze_encoder: bool = False
+    precision: str = "auto"
+    jit_compile: bool | str = "auto"
+    distribute: str = "none"
+    deterministic: bool = False
+    run_name: str | None = None
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Staircase decay by absolute epoch index (0-based), so a resumed run gets the same rate."""
+        return self.learning_rate * self.lr_decay ** (epoch // self.lr_decay_epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+EXTRA_KEYS = ("runs_dir",)
+
+
+def runs_dir_default() -> str:
+    return os.environ.get("MAMMOSEG_RUNS_DIR", DEFAULT_RUNS_DIR)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is an InputError naming it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise InputError(path, "config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(path, f"not valid TOML ({exc})") from exc
+
+
+def train_table(path: str | Path) -> dict[str, Any]:
+    """The training options of a TOML file.
+
+    A file with a `[train]` table (an ablation config) contributes that table, plus `data` from its
+    `[experiment]` table; any other file is read as a flat table of training options.
+    """
+    doc = read_toml(path)
+    if "train" in doc:
+        table = dict(doc["train"])
+        experiment = doc.get("experiment", {})
+        if "data" in experiment and "data" not in table:
+            table["data"] = experiment["data"]
+    else:
+        table = dict(doc)
+    check_keys(table, path, TRAIN_KEYS + EXTRA_KEYS)
+    return table
+
+
+def check_keys(table: dict[str, Any], path: str | Path, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise InputError(path, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def build_config(values: dict[str, Any], source: str | Path = "configuration") -> TrainConfig:
+    """A validated TrainConfig from option values (None means "not given"), per-variant defaults filled in."""
+    check_keys(values, source, TRAIN_KEYS + EXTRA_KEYS)
+    given = {k: v for k, v in values.items() if v is not None and k in TRAIN_KEYS}
+    try:
+        config = TrainConfig(**given)
+    except TypeError as exc:
+        raise InputError(source, str(exc)) from exc
+    validate(config, source)
+    if config.positive_weight is None:
+        config.positive_weight = AUTHOR_POSITIVE_WEIGHTS.get(config.variant, 18.0)
+    return config
+
+
+def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
+    """Clear errors for values that would otherwise fail deep inside training."""
+    from mammoseg.models import variant_names
+
+    names = variant_names()
+    problems = []
+    if not config.variant:
+        problems.append("no variant given")
+    elif config.variant not in names:
+        problems.append(f"unknown variant {config.variant!r}; choose one of {', '.join(names)}")
+    if not config.data:
+        problems.append("no dataset given (--data)")
+    for key in ("epochs", "batch_size", "lr_decay_epochs", "transpose_kernel"):
+        value = getattr(config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key} must be a positive integer, got {value!r}")
+    if config.image_size is not None and (not isinstance(config.image_size, int) or config.image_size < 8):
+        problems.append(f"image_size must be an integer >= 8, got {config.image_size!r}")
+    for key in ("width", "learning_rate", "lr_decay"):
+        value = getattr(config, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            problems.append(f"{key} must be a positive number, got {value!r}")
+    if config.positive_weight is not None and not (isinstance(config.positive_weight, (int, float))
+                                                   and config.positive_weight > 0):
+        problems.append(f"positive_weight must be a positive number, got {config.positive_weight!r}")
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
+        problems.append(f"seed must be a non-negative integer, got {config.seed!r}")
+    if config.precision not in PRECISIONS:
+        problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.distribute not in DISTRIBUTIONS:
+        problems.append(f"distribute must be one of {', '.join(DISTRIBUTIONS)}, got {config.distribute!r}")
+    if config.jit_compile not in (True, False, "auto"):
+        problems.append(f"jit_compile must be true, false or \"auto\", got {config.jit_compile!r}")
+    if config.freeze_encoder and not config.init_encoder_from:
+        problems.append("freeze_encoder needs init_encoder_from (a run to take the encoder from)")
+    if problems:
+        raise InputError(source, "; ".join(problems))
+
+
+def merge_options(config_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The TOML file's options overlaid with those the user gave on the command line (command line wins)."""
+    values = train_table(config_file) if config_file else {}
+    values.update({k: v for k, v in given.items() if v is not None})
+    return values

@@ -1,0 +1,138 @@
+"""The author's loss and the per-epoch validation metrics, in backend-agnostic `keras.ops`.
+
+All of these take the model's two-class LOGITS `[B, H, W, 2]` and the binary mask `[B, H, W, 1]`, so
+the same code runs under TensorFlow, JAX or torch, inside `model.fit` and under a distribution.
+They are registered as serializable so that a checkpoint saved with its compile state (optimizer
+included) loads back for `--resume`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR
+
+
+def _labels(y_true: Any) -> Any:
+    y = ops.cast(y_true, "float32")
+    if len(y.shape) == 4:
+        y = y[..., 0]
+    return y
+
+
+def _predicted_abnormal(y_pred: Any) -> Any:
+    """Argmax of the two logits as a float mask: class 1 only when its logit is strictly larger."""
+    logits = ops.cast(y_pred, "float32")
+    return ops.cast(logits[..., 1] > logits[..., 0], "float32")
+
+
+@keras.saving.register_keras_serializable(package="mammoseg")
+class WeightedPixelCrossEntropy(keras.losses.Loss):
+    """Per-pixel two-class softmax cross-entropy, abnormal pixels weighted `positive_weight`, weighted mean.
+
+    The weighted mean (Σ wᵢ·CEᵢ / Σ wᵢ over the batch) is the author's normalisation, so the loss
+    scale does not change with the weight. The L2 terms come from the layers' regularizers and are
+    added by Keras.
+    """
+
+    def __init__(self, positive_weight: float = 18.0, name: str = "weighted_pixel_ce", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.positive_weight = float(positive_weight)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y = _labels(y_true)
+        log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        ce = -(y * log_p[..., 1] + (1.0 - y) * log_p[..., 0])
+        w = 1.0 + (self.positive_weight - 1.0) * y
+        return ops.sum(w * ce) / ops.maximum(ops.sum(w), 1e-12)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["positive_weight"] = self.positive_weight
+        return config
+
+
+class _PixelCounts(keras.metrics.Metric):
+    """Accumulates the abnormal-class confusion counts over the epoch."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.tp = self.add_variable(shape=(), initializer="zeros", name="tp", dtype="float32")
+        self.fp = self.add_variable(shape=(), initializer="zeros", name="fp", dtype="float32")
+        self.fn = self.add_variable(shape=(), initializer="zeros", name="fn", dtype="float32")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y = _labels(y_true)
+        pred = _predicted_abnormal(y_pred)
+        self.tp.assign_add(ops.sum(pred * y))
+        self.fp.assign_add(ops.sum(pred * (1.0 - y)))
+        self.fn.assign_add(ops.sum((1.0 - pred) * y))
+
+    def reset_state(self) -> None:
+        for v in (self.tp, self.fp, self.fn):
+            v.assign(0.0)
+
+
+@keras.saving.register_keras_serializable(package="mammoseg")
+class PixelPrecision(_PixelCounts):
+    def __init__(self, name: str = "pixel_precision", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def result(self) -> Any:
+        return ops.divide_no_nan(self.tp, self.tp + self.fp)
+
+
+@keras.saving.register_keras_serializable(package="mammoseg")
+class PixelRecall(_PixelCounts):
+    def __init__(self, name: str = "pixel_recall", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def result(self) -> Any:
+        return ops.divide_no_nan(self.tp, self.tp + self.fn)
+
+
+@keras.saving.register_keras_serializable(package="mammoseg")
+class PixelF1(_PixelCounts):
+    def __init__(self, name: str = "pixel_f1", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def result(self) -> Any:
+        return ops.divide_no_nan(2.0 * self.tp, 2.0 * self.tp + self.fp + self.fn)
+
+
+@keras.saving.register_keras_serializable(package="mammoseg")
+class NegativeImageFalsePositiveRate(keras.metrics.Metric):
+    """Share of images without abnormal pixels that the author's rule calls positive (> H·W/750 pixels).
+
+    0 when the epoch saw no negative image.
+    """
+
+    def __init__(self, name: str = "negative_fp_rate", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.negatives = self.add_variable(shape=(), initializer="zeros", name="negatives", dtype="float32")
+        self.false_positives = self.add_variable(shape=(), initializer="zeros", name="false_positives",
+                                                 dtype="float32")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y = _labels(y_true)
+        pred = _predicted_abnormal(y_pred)
+        height, width = pred.shape[1], pred.shape[2]
+        negative = ops.cast(ops.sum(y, axis=(1, 2)) == 0.0, "float32")
+        flagged = ops.cast(ops.sum(pred, axis=(1, 2)) > height * width / AUTHOR_PIXEL_DIVISOR, "float32")
+        self.negatives.assign_add(ops.sum(negative))
+        self.false_positives.assign_add(ops.sum(negative * flagged))
+
+    def result(self) -> Any:
+        return ops.divide_no_nan(self.false_positives, self.negatives)
+
+    def reset_state(self) -> None:
+        self.negatives.assign(0.0)
+        self.false_positives.assign(0.0)
+
+
+def validation_metrics() -> list[keras.metrics.Metric]:
+    """The metrics tracked every epoch (history columns `pixel_*`, `negative_fp_rate` and their `val_` forms)."""
+    return [PixelPrecision(), PixelRecall(), PixelF1(), NegativeImageFalsePositiveRate()]

@@ -1,0 +1,494 @@
+"""Training one variant into a run folder, the author's way (DESIGN §1.7), and resuming it.
+
+One `model.fit` call per epoch, each on a dataset seeded by (seed, epoch): the data order and the
+augmentations of an epoch do not depend on whether the process was restarted before it. Dropout's
+random state is re-keyed the same way at each epoch start, the learning rate is a function of the
+absolute epoch index, and the optimizer state travels in `last.keras`. So in deterministic mode a run
+killed at any moment and resumed ends with the same weights as one that never stopped.
+
+Order of writes at the end of an epoch: history/timing/previews/best, then state.json, then last.keras.
+`last.keras` is the commit point: on resume its optimizer step count says how many epochs it holds,
+and any history row beyond that is dropped and recomputed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammoseg.errors import InputError, MammosegError
+from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config
+from mammoseg.training.runs import RunDir, resolve_run_dir
+
+logger = logging.getLogger("mammoseg.training")
+
+STOP_ENV = "MAMMOSEG_STOP_AFTER_EPOCH"
+"""Test hook: stop (as if killed) right after this many epochs are finished and saved."""
+
+PREVIEWS_PER_KIND = 2
+RESUMABLE_KEYS = ("epochs",)
+"""Options a resumed run may change: only extending it; anything else would make it a different run."""
+
+
+class RunInterrupted(MammosegError):
+    """Training stopped before its last epoch; `--resume` continues it."""
+
+
+class TrainingDiverged(MammosegError):
+    """The loss became NaN or infinite."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of one epoch: a pure function of the run seed and the absolute epoch index."""
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
+
+
+def default_run_name(config: TrainConfig) -> str:
+    return f"{config.variant}-seed{config.seed}"
+
+
+def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | None = None) -> RunDir:
+    """Start a new run; refuses a folder that already holds one (use `resume`)."""
+    run = resolve_run_dir(runs_dir, config.run_name or default_run_name(config))
+    config.run_name = config.run_name or default_run_name(config)
+    if run.exists():
+        status = run.state().get("status", "unknown")
+        raise InputError(run.path, f"a run already exists here ({status}); continue it with --resume or choose another --run-name")
+    with run.lock():
+        return _train(run, config, resume=False, stop_after_epoch=stop_after_epoch)
+
+
+def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
+           stop_after_epoch: int | None = None) -> RunDir:
+    """Continue an unfinished run from its last finished epoch with its own config.
+
+    `overrides` are options the user gave explicitly; only `epochs` may differ from the saved config.
+    """
+    run = RunDir(run_path)
+    saved = run.config()
+    config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.path / "config.json")
+    for key, value in (overrides or {}).items():
+        if value is None or key not in TRAIN_KEYS or value == getattr(config, key):
+            continue
+        if key not in RESUMABLE_KEYS:
+            raise InputError(run.path, f"--{key.replace('_', '-')} {value} differs from the run's {getattr(config, key)}; "
+                                       "a resumed run keeps its config (only --epochs may be raised)")
+        setattr(config, key, value)
+    with run.lock():
+        if run.is_finished() and config.epochs <= run.state().get("epochs_done", 0):
+            logger.info("%s: already finished (%d epochs)", run.path, run.state()["epochs_done"])
+            return run
+        return _train(run, config, resume=True, stop_after_epoch=stop_after_epoch)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def _resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    from mammoseg.runtime import list_devices
+
+    return "mixed_bfloat16" if any(d.lower().startswith("gpu") for d in list_devices()) else "float32"
+
+
+def _seed_everything(config: TrainConfig) -> None:
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _resize_if_needed(ds: Any, size: int, dataset_size: int, with_metadata: bool = False) -> Any:
+    """Bring dataset images to the model's size: bilinear for images, nearest for masks (stays binary)."""
+    if size == dataset_size:
+        return ds
+    import tensorflow as tf
+
+    def resize(image: Any, mask: Any) -> tuple[Any, Any]:
+        return tf.image.resize(image, [size, size]), tf.image.resize(mask, [size, size], method="nearest")
+
+    if with_metadata:
+        def resize_dict(batch: dict) -> dict:
+            batch = dict(batch)
+            batch["image"], batch["mask"] = resize(batch["image"], batch["mask"])
+            return batch
+
+        return ds.map(resize_dict)
+    return ds.map(resize)
+
+
+def _encoder_source(ref: str, runs_dir: Path) -> Path:
+    """A run folder (its best, else last, checkpoint) or a .keras file; also looked up under runs_dir."""
+    for candidate in (Path(ref), runs_dir / ref):
+        if candidate.is_file() and candidate.suffix == ".keras":
+            return candidate
+        for name in ("best.keras", "last.keras"):
+            if (candidate / name).is_file():
+                return candidate / name
+    raise InputError(ref, "no run with a checkpoint (best.keras or last.keras) and no .keras file here")
+
+
+def transfer_encoder(model: Any, source: Path, freeze: bool) -> list[str]:
+    """Copy the encoder's layers (conv1 … conv5.1 and their BN) by name from `source`; optionally freeze them."""
+    import keras
+
+    from mammoseg.models import encoder_layer_names
+
+    try:
+        donor = keras.saving.load_model(source, compile=False)
+    except Exception as exc:  # a corrupt or foreign file: say which
+        raise InputError(source, f"cannot load the model ({exc})") from exc
+    names = encoder_layer_names(model)
+    donor_names = {layer.name for layer in donor.layers}
+    missing = [n for n in names if n not in donor_names]
+    if missing:
+        raise InputError(source, f"lacks encoder layers {', '.join(missing)}")
+    for name in names:
+        target, weights = model.get_layer(name), donor.get_layer(name).get_weights()
+        shapes = [w.shape for w in target.get_weights()]
+        if shapes != [w.shape for w in weights]:
+            raise InputError(source, f"layer {name} has shapes {[w.shape for w in weights]}, this model {shapes} "
+                                     "(different width?)")
+        target.set_weights(weights)
+        if freeze:
+            target.trainable = False
+    logger.info("encoder: %d layers from %s%s", len(names), source, " (frozen)" if freeze else "")
+    return names
+
+
+def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
+    import keras
+
+    from mammoseg.training.loss import WeightedPixelCrossEntropy, validation_metrics
+
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=WeightedPixelCrossEntropy(config.positive_weight),
+        metrics=validation_metrics(),
+        jit_compile=config.jit_compile,
+    )
+
+
+def _select_previews(dataset: str, size: int, dataset_size: int) -> dict[str, np.ndarray]:
+    """The fixed validation images shown every epoch: the first positives and negatives in shard order."""
+    from mammoseg.data.pipeline import make_dataset
+
+    ds = make_dataset(dataset, "val", batch_size=8, with_metadata=True, deterministic=True)
+    ds = _resize_if_needed(ds, size, dataset_size, with_metadata=True)
+    picked: dict[str, list] = {"positive": [], "negative": []}
+    rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for batch in ds:
+        for i in range(len(batch["example_id"])):
+            mask = batch["mask"][i].numpy()
+            group = "positive" if mask.any() else "negative"
+            if len(picked[group]) < PREVIEWS_PER_KIND:
+                picked[group].append(i)
+                rows.append((batch["example_id"][i].numpy().decode(), batch["image"][i].numpy(), mask))
+        if all(len(v) >= PREVIEWS_PER_KIND for v in picked.values()):
+            break
+    return {
+        "example_id": np.array([r[0] for r in rows]),
+        "image": np.stack([r[1] for r in rows]) if rows else np.zeros((0, size, size, 1), np.float32),
+        "mask": np.stack([r[2] for r in rows]) if rows else np.zeros((0, size, size, 1), np.float32),
+    }
+
+
+def _probabilities(model: Any, images: np.ndarray) -> np.ndarray:
+    """P(abnormal) [N, S, S] from the model's logits, softmax done in float64 numpy."""
+    if len(images) == 0:
+        return np.zeros((0,) + images.shape[1:3], np.float32)
+    logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+    return (1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))).astype(np.float32)
+
+
+def _png(path: Path, array: np.ndarray) -> None:
+    import cv2
+
+    from mammoseg.atomic import write_bytes
+
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise MammosegError(f"{path}: PNG encoding failed")
+    write_bytes(path, data.tobytes())
+
+
+def write_previews(run: RunDir, model: Any, previews: dict[str, np.ndarray], epoch: int) -> np.ndarray:
+    """previews/epoch_NNN/<id>_soft.png (P(abnormal) x 255) and _hard.png (argmax); returns the probabilities."""
+    prob = _probabilities(model, previews["image"])
+    folder = run.path / "previews" / f"epoch_{epoch:03d}"
+    for example_id, p in zip(previews["example_id"], prob):
+        _png(folder / f"{example_id}_soft.png", np.clip(np.rint(p * 255), 0, 255).astype(np.uint8))
+        _png(folder / f"{example_id}_hard.png", np.where(p > 0.5, 255, 0).astype(np.uint8))
+    return prob
+
+
+def write_preview_inputs(run: RunDir, previews: dict[str, np.ndarray]) -> None:
+    from mammoseg.data.pipeline import denormalize
+
+    folder = run.path / "previews" / "inputs"
+    for example_id, image, mask in zip(previews["example_id"], previews["image"], previews["mask"]):
+        _png(folder / f"{example_id}_image.png", denormalize(image[..., 0]))
+        _png(folder / f"{example_id}_mask.png", np.where(mask[..., 0] > 0.5, 255, 0).astype(np.uint8))
+
+
+def checkerboard_at_init(model: Any, prob: np.ndarray) -> dict[str, Any]:
+    """Kernel scores of the transposed layers and the output maps' scores, before any training."""
+    from mammoseg.analysis import checkerboard
+
+    maps = [checkerboard.map_scores(p) for p in prob]
+    return {
+        "kernel": checkerboard.model_kernel_scores(model),
+        "map": {key: float(np.mean([m[key] for m in maps])) for key in (maps[0] if maps else {})},
+        "n_images": len(maps),
+    }
+
+
+# --------------------------------------------------------------------------- the epoch recorder
+
+
+def _recorder_class() -> type:
+    import keras
+
+    class EpochRecorder(keras.callbacks.Callback):
+        """Writes everything an epoch produces, in the crash-safe order described in the module docstring."""
+
+        def __init__(self, run: RunDir, config: TrainConfig, history: list[dict], timing: dict,
+                     previews: dict[str, np.ndarray], train_images: int) -> None:
+            super().__init__()
+            self.run, self.config, self.history, self.timing = run, config, history, timing
+            self.previews, self.train_images = previews, train_images
+            self.diverged_epoch: int | None = None
+            finite = [r["val_loss"] for r in history if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
+            self.best = min(finite) if finite else math.inf
+            self.best_epoch = next((r["epoch"] for r in history if r.get("val_loss") == self.best), 0)
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.t0 = time.perf_counter()
+            self.t_train = None
+            _rekey_dropout(self.model, self.config.seed, epoch)
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            if self.t_train is None and hasattr(self, "t0"):
+                self.t_train = time.perf_counter() - self.t0
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = dict(logs or {})
+            seconds = time.perf_counter() - self.t0
+            train_seconds = self.t_train if self.t_train is not None else seconds
+            if not all(math.isfinite(float(logs.get(k, 0.0))) for k in ("loss",)) or self.model.stop_training:
+                self.diverged_epoch = epoch + 1
+                self.model.stop_training = True
+                return
+            row = {"epoch": epoch + 1, "loss": float(logs.pop("loss")), "val_loss": float(logs.pop("val_loss", math.nan)),
+                   "lr": self.config.learning_rate_at(epoch), "seconds": round(seconds, 3),
+                   "train_seconds": round(train_seconds, 3)}
+            row.update({k: float(v) for k, v in sorted(logs.items()) if k != "learning_rate"})
+            self.history.append(row)
+            self.timing.setdefault("seconds_per_epoch", []).append(round(seconds, 3))
+            self.timing.setdefault("train_seconds_per_epoch", []).append(round(train_seconds, 3))
+            self.run.write_history(self.history)
+            self.run.write_json("timing.json", _timing_summary(self.timing, self.train_images))
+            write_previews(self.run, self.model, self.previews, epoch + 1)
+            if math.isfinite(row["val_loss"]) and row["val_loss"] < self.best:
+                self.best, self.best_epoch = row["val_loss"], epoch + 1
+                self.run.save_model(self.model, self.run.best)
+            self.run.write_state(status="running", epochs_done=epoch + 1, best_epoch=self.best_epoch,
+                                 best_val_loss=self.best if math.isfinite(self.best) else None)
+            self.run.save_model(self.model, self.run.last)
+            logger.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_pixel_f1 %.3f  val_negative_fp_rate %.3f  %.1fs",
+                        epoch + 1, self.config.epochs, row["loss"], row["val_loss"], row.get("val_pixel_f1", math.nan),
+                        row.get("val_negative_fp_rate", math.nan), seconds)
+
+    return EpochRecorder
+
+
+def _rekey_dropout(model: Any, seed: int, epoch: int) -> None:
+    """Set every random-seed state (dropout) from (seed, epoch): checkpoints don't carry it, resumes must match."""
+    for i, variable in enumerate(v for v in model.variables if v.name == "seed_generator_state"):
+        value = np.array([(seed * 7919 + 104729 * i) % (2**31 - 1), epoch << 20], dtype=variable.dtype)
+        variable.assign(value)
+
+
+def _timing_summary(timing: dict, train_images: int) -> dict[str, Any]:
+    """Seconds per epoch and training throughput; the first epoch (tracing, compilation) is left out of
+    the throughput when later epochs exist."""
+    train_seconds = timing.get("train_seconds_per_epoch", [])
+    steady = train_seconds[1:] or train_seconds
+    out = dict(timing)
+    out["mean_seconds_per_epoch"] = float(np.mean(timing["seconds_per_epoch"])) if timing.get("seconds_per_epoch") else None
+    out["train_images_per_epoch"] = train_images
+    out["train_images_per_second"] = train_images / float(np.mean(steady)) if steady else None
+    out["throughput_excludes_first_epoch"] = len(train_seconds) > 1
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: int | None) -> RunDir:
+    import keras
+
+    from mammoseg import runtime
+    from mammoseg.data.pipeline import Augmentation, make_dataset, read_dataset_info, read_manifest
+    from mammoseg.models import build_model, count_flops
+    from mammoseg.training.distribute import make_distribution
+
+    if stop_after_epoch is None and os.environ.get(STOP_ENV):
+        stop_after_epoch = int(os.environ[STOP_ENV])
+    info = read_dataset_info(config.data)
+    dataset_size = info["image_size"]
+    config.image_size = config.image_size or dataset_size
+    config.precision = _resolve_precision(config.precision)
+    manifest = read_manifest(config.data)
+    n_train = int((manifest["split"] == "train").sum())
+    n_val = int((manifest["split"] == "val").sum())
+    if n_train == 0 or n_val == 0:
+        raise InputError(Path(config.data) / "manifest.csv", f"needs train and val examples (has {n_train} and {n_val})")
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+
+    keras.backend.clear_session()
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    _seed_everything(config)
+    dist = make_distribution(config.distribute)
+    try:
+        with dist.scope():
+            epochs_done = 0
+            if resume and run.last.is_file():
+                model = keras.saving.load_model(run.last, compile=True)
+                optimizer = model.optimizer
+                _compile(model, config, optimizer)
+                epochs_done = int(optimizer.iterations.numpy()) // steps_per_epoch
+            else:
+                try:
+                    model = build_model(config.variant, image_size=config.image_size, width=config.width,
+                                        transpose_kernel=config.transpose_kernel, dropout=config.dropout, l2=config.l2)
+                except ValueError as exc:
+                    raise InputError(config.data, str(exc)) from exc
+                if config.init_encoder_from:
+                    transfer_encoder(model, _encoder_source(config.init_encoder_from, run.path.parent),
+                                     config.freeze_encoder)
+                _compile(model, config)
+
+        previews = _select_previews(config.data, config.image_size, dataset_size)
+        resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile)}
+        if not resume or not (run.path / "config.json").is_file():
+            prob = write_previews(run, model, previews, 0)
+            write_preview_inputs(run, previews)
+            run.write_json("checkerboard_init.json", checkerboard_at_init(model, prob))
+            run.write_json("config.json", {
+                **resolved,
+                "format_version": 1,
+                "run_name": config.run_name,
+                "dataset": {"path": str(Path(config.data).resolve()), "image_size": dataset_size,
+                            "train_images": n_train, "val_images": n_val, "counts": info.get("counts", {})},
+                "steps_per_epoch": steps_per_epoch,
+                "preview_ids": previews["example_id"].tolist(),
+                "distribution": dist.describe(),
+                "params": int(model.count_params()),
+                "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+                "flops": int(count_flops(model)),
+                "environment": runtime.environment(),
+                "command": " ".join(sys.argv),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            })
+        elif config.epochs != run.config().get("epochs"):
+            run.write_json("config.json", run.config() | {"epochs": config.epochs})
+
+        history = [r for r in run.read_history() if r.get("epoch", 0) <= epochs_done] if resume else []
+        timing_file = run.read_json("timing.json") or {}
+        timing = {k: list(timing_file.get(k, []))[:epochs_done] for k in ("seconds_per_epoch", "train_seconds_per_epoch")}
+        timing.update(backend=keras.backend.backend(), precision=config.precision, jit_compile=bool(model.jit_compile),
+                      batch_size=config.batch_size, replicas=dist.replicas, devices=runtime.list_devices())
+        if resume:
+            logger.info("%s: resuming after epoch %d of %d", run.path, epochs_done, config.epochs)
+            run.write_history(history)
+        run.write_state(status="running", epochs_done=epochs_done, epochs=config.epochs, pid=os.getpid())
+
+        recorder = _recorder_class()(run, config, history, timing, previews, n_train)
+        callbacks = [
+            keras.callbacks.LearningRateScheduler(config.learning_rate_at),
+            keras.callbacks.TerminateOnNaN(),
+            recorder,
+            *_tensorboard(run),
+        ]
+        val_ds = _resize_if_needed(
+            make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
+                         cache=n_val * dataset_size**2 * 2 < 2**30),
+            config.image_size, dataset_size)
+        augment = Augmentation(flips=config.flips)
+        for epoch in range(epochs_done, config.epochs):
+            train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
+                                    seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
+            train_ds = _resize_if_needed(train_ds, config.image_size, dataset_size)
+            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=val_ds,
+                      callbacks=callbacks, verbose=0)
+            if recorder.diverged_epoch is not None:
+                message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
+                           f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "
+                           "Try a lower --learning-rate or --precision float32.")
+                run.write_state(status="failed", error=message)
+                raise TrainingDiverged(message)
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+                raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); continue with --resume")
+        run.write_state(status="finished", epochs_done=config.epochs, best_epoch=recorder.best_epoch,
+                        best_val_loss=recorder.best if math.isfinite(recorder.best) else None, error=None)
+        logger.info("%s: finished %d epochs (best epoch %d)", run.path, config.epochs, recorder.best_epoch)
+        return run
+    finally:
+        dist.close()
+
+
+def _tensorboard(run: RunDir) -> list[Any]:
+    """Keras' TensorBoard callback when the tensorboard package is installed, else per-epoch scalars only."""
+    import importlib.util
+
+    import keras
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        return [keras.callbacks.TensorBoard(log_dir=str(run.path / "tb"), write_graph=False, profile_batch=0)]
+    if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+        logger.warning("no TensorBoard logs: neither tensorboard nor tensorflow is installed")
+        return []
+    return [_scalar_writer_class()(run.path / "tb")]
+
+
+def _scalar_writer_class() -> type:
+    import keras
+
+    class EpochScalars(keras.callbacks.Callback):
+        """Per-epoch scalars in TensorBoard's event format (`tb/train`, `tb/validation`), written with
+        TensorFlow's own summary op and the scalars plugin's metadata, for hosts without tensorboard."""
+
+        def __init__(self, log_dir: Path) -> None:
+            super().__init__()
+            self.log_dir = log_dir
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            import tensorflow as tf
+            from tensorflow.core.framework import summary_pb2
+
+            plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+            metadata = summary_pb2.SummaryMetadata(plugin_data=plugin).SerializeToString()
+            groups: dict[str, dict[str, float]] = {"train": {}, "validation": {}}
+            for key, value in (logs or {}).items():
+                group, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                groups[group][f"epoch_{name}"] = float(value)
+            for group, values in groups.items():
+                writer = tf.summary.create_file_writer(str(self.log_dir / group))
+                with writer.as_default():
+                    for tag, value in values.items():
+                        tf.summary.write(tag, tf.constant(value, tf.float32), step=epoch, metadata=metadata)
+                writer.close()
+
+    return EpochScalars
