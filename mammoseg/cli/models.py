@@ -1,7 +1,122 @@
-"""Commands of this concern (filled in as they are built)."""
+"""Commands about the networks themselves: their cost, and their checkerboard artifacts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from mammoseg.errors import InputError, MammosegError
+
+
+@click.command("variants")
+@click.option("--image-size", default=640, show_default=True, type=int,
+              help="Input side: dilated variants take multiples of 32, FCN variants multiples of 128.")
+@click.option("--width", default=1.0, show_default=True, type=float, help="Multiplier on every filter count.")
+@click.option("--transpose-kernel", default=4, show_default=True, type=int,
+              help="Kernel of dilated_transpose's upsample_1 (4 as the author, 3 for uneven overlap).")
+def variants(image_size: int, width: float, transpose_kernel: int) -> None:
+    """List the article's five networks: parameters, forward GFLOPs per image, transposed layers,
+    and the shape the decoder starts from.
+
+    GFLOPs count 2 x multiply-adds of convolutions and transposed convolutions; BatchNorm,
+    activations and additions are left out (well under 2% here).
+
+    \b
+    Examples:
+      mammoseg variants
+      mammoseg variants --image-size 256 --width 0.25
+    """
+    from mammoseg.models import (
+        build_model,
+        check_image_size,
+        count_flops,
+        decoder_input_shape,
+        transposed_layer_names,
+        variant_names,
+    )
+
+    if width <= 0:
+        raise click.BadParameter("must be positive", param_hint="--width")
+    click.echo(f"image size {image_size}, width {width}")
+    click.echo(f"{'variant':<18} {'params':>12} {'GFLOP/img':>10} {'transposed':>10}  decoder input")
+    for name in variant_names():
+        try:
+            check_image_size(name, image_size)
+        except ValueError as exc:
+            click.echo(f"{name:<18} {'-':>12} {'-':>10} {'-':>10}  n/a: {str(exc).split(': ', 2)[-1]}")
+            continue
+        try:
+            model = build_model(name, image_size=image_size, width=width, transpose_kernel=transpose_kernel)
+        except ValueError as exc:
+            raise MammosegError(str(exc)) from None
+        shape = "x".join(str(d) for d in decoder_input_shape(model))
+        click.echo(f"{name:<18} {model.count_params():>12,} {count_flops(model) / 1e9:>10.2f} "
+                   f"{len(transposed_layer_names(model)):>10}  {shape}")
+
+
+@click.command("checkerboard")
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--at-init", is_flag=True, help="Score every variant at random initialisation instead of saved models.")
+@click.option("--variant", "only", multiple=True, help="With --at-init: only this variant (repeatable).")
+@click.option("--image-size", default=640, show_default=True, type=int, help="With --at-init: input side.")
+@click.option("--width", default=1.0, show_default=True, type=float,
+              help="With --at-init: filter multiplier (1: the article's networks, about a minute per seed on a CPU).")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="With --at-init: seeds 0..N-1.")
+@click.option("--transpose-kernel", default=4, show_default=True, type=int,
+              help="With --at-init: kernel of dilated_transpose's upsample_1.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), help="Also write all scores to this JSON file.")
+def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...], image_size: int, width: float,
+                 seeds: int, transpose_kernel: int, out_file: Path | None) -> None:
+    """Checkerboard scores: of every variant before training (--at-init), or of saved models' kernels.
+
+    At initialisation each variant sees a constant and a smooth image; the table shows the
+    phase-mean score of the output log-odds map at stride 2 and at period 32, the per-channel
+    score after up_conv2, and each transposed layer's kernel imbalance std(g)/|mean(g)|
+    (0 = a constant input cannot produce a checkerboard). BatchNorm runs in inference mode
+    (its initial statistics: the identity).
+
+    \b
+    Examples:
+      mammoseg checkerboard --at-init --seeds 3 --out experiments/checkerboard_init.json
+      mammoseg checkerboard --at-init --width 1 --variant dilated_transpose --transpose-kernel 3
+      mammoseg checkerboard experiments/runs/demo/dilated_resize-seed0/best.keras
+    """
+    from mammoseg.atomic import write_json
+
+    if at_init == bool(models):
+        raise click.UsageError("give either --at-init or saved MODELS (.keras files), not both")
+    if at_init:
+        from mammoseg.analysis.init_study import format_table, run_init_study
+        from mammoseg.runtime import environment
+
+        try:
+            result = run_init_study(list(only) or None, image_size=image_size, width=width, seeds=seeds,
+                                    transpose_kernel=transpose_kernel)
+        except ValueError as exc:
+            raise MammosegError(str(exc)) from None
+        result["environment"] = environment()
+        click.echo(format_table(result))
+    else:
+        import keras
+
+        from mammoseg.analysis.checkerboard import model_kernel_scores
+
+        result = {}
+        for path in models:
+            if not path.is_file():
+                raise InputError(path, "no such model file")
+            try:
+                model = keras.saving.load_model(path, compile=False)
+            except Exception as exc:
+                raise InputError(path, f"cannot load as a Keras model ({exc})") from None
+            result[str(path)] = model_kernel_scores(model)
+            click.echo(str(path))
+            for layer, score in result[str(path)].items():
+                click.echo(f"  {layer:<14} {score:.4f}")
+    if out_file:
+        write_json(out_file, result)
+        click.echo(f"wrote {out_file}")
+
+
+COMMANDS: list[click.Command] = [variants, checkerboard]
