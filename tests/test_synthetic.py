@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from mammoseg.cli import cli
 from mammoseg.data.synthetic import generate
-from mammoseg.data.synthetic.plan import CSV_NAMES
+from mammoseg.data.synthetic.plan import CSV_NAMES, image_shape
 from mammoseg.errors import InputError
 
 CSVS = sorted(CSV_NAMES.values())
@@ -235,8 +235,19 @@ def test_synth_help_names_the_layouts() -> None:
 
 
 def test_csv_parses_with_pandas(synthetic_cbis: Path) -> None:
-    """Readers using pandas see N/A as missing and paths with the trailing newline, as with the real files."""
+    """Readers using pandas see the same columns and the trailing newline in the quoted path, as with the real files."""
     import pandas as pd
 
-    frame = pd.read_csv(io.BytesIO((synthetic_cbis / CSVS[0]).read_bytes()))
-    assert list(frame.columns)[0] == "patient_id" and len(frame) > 0
+    for name in CSVS:
+        frame = pd.read_csv(io.BytesIO((synthetic_cbis / name).read_bytes()), keep_default_na=False)
+        assert len(frame.columns) == 14 and len(frame) > 0
+        quoted = "ROI mask file path" if name.startswith("mass") else "cropped image file path"
+        assert frame[quoted].str.endswith("\n").all() and not frame["image file path"].str.endswith("\n").any()
+
+
+def test_full_size_images_are_cbis_like() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rows, cols = image_shape(rng, 1024, full_size=True)
+        assert 4300 <= rows <= 5300 and 1.45 <= rows / cols <= 1.75
+    assert image_shape(rng, 512, full_size=False)[0] == 512

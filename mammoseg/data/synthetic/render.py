@@ -134,8 +134,7 @@ def _place(rng: np.random.Generator, dist: np.ndarray, margin: float, avoid: np.
     """A random point at least `margin` (working px) inside the breast and the film, preferably `margin`
     away from everything in `avoid` (pectoral muscle, dense islands)."""
     ok = dist > margin
-    k = 2 * int(margin) + 1
-    near = cv2.dilate(avoid.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    near = cv2.distanceTransform((~avoid).astype(np.uint8), cv2.DIST_L2, 3) <= margin
     if (ok & ~near).any():
         ok &= ~near
     if not ok.any():
@@ -322,6 +321,7 @@ def render_case(case: Case) -> Rendered:
             radius_w = rng.uniform(0.012, 0.04) * wh
             cy, cx = _place(rng, inner, radius_w * 1.5, avoid)
             _draw_calcs(rng, img, mask, a, (cy * f, cx * f), radius_w * f, scale)
+        cv2.circle(avoid.view(np.uint8), (int(cx), int(cy)), int(radius_w * 1.5), 1, -1)  # keep lesions apart
         lesions.append(Lesion(mask=mask, crop_box=(0, 0, 0, 0)))
     _scattered_specks(rng, img, breast, scale)
     islands = [(int(y0 * f), int(y1 * f), int(x0 * f), int(x1 * f)) for y0, y1, x0, x1 in islands_w]
