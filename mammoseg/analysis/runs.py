@@ -62,7 +62,7 @@ class Run:
         return None if size is None else int(size)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -104,13 +104,13 @@ def load_run(run_dir: str | Path, split: str = "test") -> Run:
     if missing:
         raise InputError(eval_dir / "per_image.csv", f"missing columns {', '.join(missing)}; re-run `mammoseg evaluate`")
     per_image["example_id"] = per_image["example_id"].astype(str)
-    run = Run(path=run_dir, config=_read_json(config_path), metrics=_read_json(eval_dir / "metrics.json"), per_image=per_image)
+    run = Run(path=run_dir, config=read_json(config_path), metrics=read_json(eval_dir / "metrics.json"), per_image=per_image)
     if (run_dir / "history.csv").is_file():
         run.history = _read_csv(run_dir / "history.csv")
     if (run_dir / "timing.json").is_file():
-        run.timing = _read_json(run_dir / "timing.json")
+        run.timing = read_json(run_dir / "timing.json")
     if (run_dir / "checkerboard_init.json").is_file():
-        run.checkerboard_init = _read_json(run_dir / "checkerboard_init.json")
+        run.checkerboard_init = read_json(run_dir / "checkerboard_init.json")
     if (eval_dir / "examples.npz").is_file():
         run.examples = _read_npz(eval_dir / "examples.npz")
     if (eval_dir / "spectrum.npz").is_file():

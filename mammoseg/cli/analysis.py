@@ -41,4 +41,61 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, base
     click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split))
 
 
-COMMANDS: list[click.Command] = [compare]
+@click.command("visualize-layer")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--layer", help="Layer name, e.g. up_conv2 or upsample_4 (see --list).")
+@click.option("--image", help="Example id from the run's evaluation examples or dataset, or an image file "
+                               "(DICOM/PNG/JPEG). Default: the first saved positive example.")
+@click.option("--checkpoint", type=CHECKPOINT, default="best", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder [default: RUN/layers].")
+@click.option("--list", "list_layers", is_flag=True, help="Print the layers and their output shapes, then stop.")
+def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint: str, out_dir: Path | None,
+                    list_layers: bool) -> None:
+    """Show one layer's activations: channel grid, mean map, its spectrum, checkerboard scores.
+
+    Writes LAYER_IMAGE.png and LAYER_IMAGE.json (map scores of the mean activation; the kernel
+    score too for a transposed layer), as in the article's Figure 10.
+
+    \b
+    Examples:
+      mammoseg visualize-layer experiments/runs/demo/fcn_skips-seed1 --list
+      mammoseg visualize-layer experiments/runs/demo/fcn_skips-seed1 --layer up_conv2
+      mammoseg visualize-layer RUN --layer upsample_1 --image scan.dcm --checkpoint last
+    """
+    from mammoseg.analysis.activations import layer_table, visualize_layer as run_visualize
+    from mammoseg.inference.predict import load_checkpoint
+
+    if list_layers:
+        for name, kind, shape in layer_table(load_checkpoint(run, checkpoint)):
+            click.echo(f"{name:<28} {kind:<22} {'x'.join(str(d) for d in shape)}")
+        return
+    if not layer:
+        raise click.UsageError("give --layer NAME (or --list to see the names)")
+    png, scores = run_visualize(run, layer, image=image, checkpoint=checkpoint, out_dir=out_dir)
+    click.echo(png)
+    click.echo(scores)
+
+
+@click.command("predict")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--checkpoint", type=CHECKPOINT, default="best", show_default=True)
+def predict(run: Path, image: Path, out_dir: Path, checkpoint: str) -> None:
+    """Predict P(abnormal) on one mammogram (DICOM, PNG or JPEG, any size).
+
+    Writes, at the original resolution: IMAGE_overlay.png (soft heatmap with colour bar),
+    IMAGE_prob16.png (P x 65535, 16-bit), IMAGE_prob.npy (float32), IMAGE_mask.png (0/255,
+    P > 0.5) and IMAGE_summary.json.
+
+    \b
+    Example:
+      mammoseg predict experiments/runs/demo/dilated_resize-seed1 scan.dcm --out predictions/
+    """
+    from mammoseg.inference.predict import predict as run_predict
+
+    for path in run_predict(run, image, out_dir, checkpoint=checkpoint).values():
+        click.echo(path)
+
+
+COMMANDS: list[click.Command] = [compare, visualize_layer, predict]

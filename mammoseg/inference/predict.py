@@ -1,0 +1,213 @@
+"""Prediction on one mammogram of any size: P(abnormal) mapped back onto the original pixels.
+
+The network sees the same preprocessing as training (`prepare_full_image`: breast crop, window,
+resize with padding), and `Geometry.restore` undoes it, so every output lies on the original
+mammogram. The soft map is the primary output — a radiologist reads probabilities — and the hard
+mask (P > 0.5) is secondary.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammoseg.atomic import write_bytes, write_json
+from mammoseg.errors import InputError
+
+logger = logging.getLogger("mammoseg.predict")
+
+MIN_SIDE = 64
+"""Shorter side below this many pixels cannot be a mammogram (CBIS-DDSM's are thousands)."""
+MAX_ASPECT = 4.0
+"""Long side / short side above this is not a mammogram (CBIS-DDSM's stay under 3)."""
+MIN_NEIGHBOUR_CORRELATION = 0.3
+"""Adjacent pixels of a (downsampled) radiograph are strongly correlated; noise is not."""
+MAX_COLOUR_SPREAD = 8.0
+"""Mean |R-G|, |G-B| in 8-bit levels above which an RGB file is a colour picture, not a grey radiograph."""
+FP_PIXEL_DIVISOR = 750
+
+
+@dataclass
+class Prediction:
+    pixels: np.ndarray  # original grayscale pixels
+    network_input: np.ndarray  # uint8 S x S
+    prob_network: np.ndarray  # float32 S x S
+    prob: np.ndarray  # float32 H x W, on the original pixels
+
+
+def load_checkpoint(run_dir: str | Path, checkpoint: str = "best") -> Any:
+    """The run's saved model (best or last), loaded without its training configuration."""
+    import keras
+
+    import mammoseg.models  # noqa: F401  registers the custom layers for safe-mode loading
+
+    run_dir = Path(run_dir)
+    if checkpoint not in ("best", "last"):
+        raise InputError(run_dir, f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    path = run_dir / f"{checkpoint}.keras"
+    if not path.is_file():
+        other = run_dir / ("last" if checkpoint == "best" else "best")
+        hint = f"; {other.name}.keras exists (--checkpoint {other.name})" if other.with_suffix(".keras").is_file() else ""
+        raise InputError(run_dir, f"no {path.name} (is this a trained run folder?){hint}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, TypeError, KeyError) as exc:
+        raise InputError(path, f"cannot load the model ({str(exc).splitlines()[0][:160]})") from exc
+
+
+def run_image_size(run_dir: str | Path, model: Any) -> int:
+    """The run's network input size, from config.json or else the model's input shape."""
+    config_path = Path(run_dir) / "config.json"
+    if config_path.is_file():
+        size = json.loads(config_path.read_text(encoding="utf-8")).get("image_size")
+        if size:
+            return int(size)
+    return int(model.inputs[0].shape[1])
+
+
+def _reject_colour(path: Path) -> None:
+    import cv2
+
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] < 3:
+        return
+    bgr = raw[..., :3].astype(np.float32)
+    if raw.dtype == np.uint16:
+        bgr /= 257.0
+    spread = float(np.mean(np.abs(bgr[..., 0] - bgr[..., 1])) + np.mean(np.abs(bgr[..., 1] - bgr[..., 2]))) / 2
+    if spread > MAX_COLOUR_SPREAD:
+        raise InputError(path, f"a colour image (channels differ by {spread:.0f} levels on average), not a grayscale mammogram")
+
+
+def check_mammogram(pixels: np.ndarray, path: str | Path) -> None:
+    """Refuse arrays that cannot be a mammogram, with the reason, before a model is asked about them."""
+    if pixels.ndim != 2:
+        raise InputError(path, f"expected a 2-D grayscale image, got shape {pixels.shape}")
+    h, w = pixels.shape
+    if min(h, w) < MIN_SIDE:
+        raise InputError(path, f"{h}x{w} pixels is too small for a mammogram (shorter side under {MIN_SIDE})")
+    if max(h, w) / min(h, w) > MAX_ASPECT:
+        raise InputError(path, f"{h}x{w} pixels: aspect ratio {max(h, w) / min(h, w):.1f} is not a mammogram's "
+                               f"(at most {MAX_ASPECT:g})")
+    step = max(1, math.ceil(max(h, w) / 512))
+    low = np.asarray(pixels[::step, ::step], dtype=np.float64)
+    if low.std() == 0:
+        raise InputError(path, "the image is blank (every pixel has the same value)")
+    corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in ((low[:, 1:], low[:, :-1]), (low[1:], low[:-1]))]
+    corr = [c for c in corr if math.isfinite(c)]
+    if corr and max(corr) < MIN_NEIGHBOUR_CORRELATION:
+        raise InputError(path, f"looks like noise, not a radiograph (neighbouring pixels correlate at {max(corr):.2f})")
+
+
+def read_mammogram(path: str | Path) -> np.ndarray:
+    """Grayscale pixels of a DICOM, PNG or JPEG mammogram, checked for plausibility."""
+    from mammoseg.data.dicom import RASTER_SUFFIXES, read_pixels
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, "the file is empty")
+    if path.suffix.lower() in RASTER_SUFFIXES:
+        _reject_colour(path)
+    pixels = read_pixels(path)
+    check_mammogram(pixels, path)
+    return pixels
+
+
+def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
+    """P(abnormal) [B, S, S] float32: softmax channel 1 of the model's logits."""
+    from mammoseg.data.pipeline import normalize
+
+    x = normalize(images_uint8)[..., None]
+    import keras
+
+    logits = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float32)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (exp[..., 1] / exp.sum(axis=-1)).astype(np.float32)
+
+
+def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Prediction:
+    """Preprocess, predict and map back one mammogram's pixels."""
+    from mammoseg.data.preprocess import prepare_full_image
+
+    small, geometry = prepare_full_image(pixels, image_size)
+    prob_small = probabilities(model, small[None])[0]
+    prob = np.clip(geometry.restore(prob_small), 0.0, 1.0).astype(np.float32)
+    return Prediction(pixels=pixels, network_input=small, prob_network=prob_small, prob=prob)
+
+
+def _display(pixels: np.ndarray, prob: np.ndarray, long_side: int = 1400) -> tuple[np.ndarray, np.ndarray]:
+    """Area-downsampled copies for the overlay figure: full-size mammograms would only be resampled by
+    the renderer anyway, at a far higher memory cost."""
+    import cv2
+
+    h, w = pixels.shape
+    scale = min(1.0, long_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    image = pixels.astype(np.float32)
+    lo, hi = np.percentile(image[:: max(1, h // 512), :: max(1, w // 512)], (0.5, 99.5))
+    image = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(prob, size, interpolation=cv2.INTER_AREA)
+
+
+def _png(array: np.ndarray) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise InputError("png", "encoding failed")
+    return encoded.tobytes()
+
+
+def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, source: str | Path, run_dir: str | Path,
+                     checkpoint: str) -> dict[str, Path]:
+    """Write the overlay, 16-bit and .npy probability maps, hard mask and a summary, each atomically."""
+    from mammoseg.analysis.figures import probability_overlay
+
+    out_dir = Path(out_dir)
+    prob = prediction.prob
+    paths = {
+        "overlay": out_dir / f"{stem}_overlay.png",
+        "prob_png": out_dir / f"{stem}_prob16.png",
+        "prob_npy": out_dir / f"{stem}_prob.npy",
+        "mask": out_dir / f"{stem}_mask.png",
+        "summary": out_dir / f"{stem}_summary.json",
+    }
+    image, heat = _display(prediction.pixels, prob)
+    size = prediction.network_input.shape[0]
+    above = int(np.count_nonzero(prediction.prob_network > 0.5))
+    positive = above > size * size / FP_PIXEL_DIVISOR
+    title = (f"{Path(source).name}: P(abnormal), max {prob.max():.2f}; "
+             f"{'abnormal' if positive else 'no abnormality'} by the S²/{FP_PIXEL_DIVISOR} rule")
+    write_bytes(paths["overlay"], probability_overlay(image, heat, title))
+    write_bytes(paths["prob_png"], _png(np.round(prob * 65535.0).astype(np.uint16)))
+    buffer = io.BytesIO()
+    np.save(buffer, prob.astype(np.float32))
+    write_bytes(paths["prob_npy"], buffer.getvalue())
+    write_bytes(paths["mask"], _png(np.where(prob > 0.5, 255, 0).astype(np.uint8)))
+    write_json(paths["summary"], {
+        "source": str(source), "run": str(run_dir), "checkpoint": checkpoint,
+        "original_shape": list(prob.shape), "image_size": size,
+        "max_prob": float(prob.max()), "mean_prob": float(prob.mean(dtype=np.float64)),
+        "fraction_above_05": float(np.count_nonzero(prob > 0.5) / prob.size),
+        "network_pixels_above_05": above, "predicted_positive": bool(positive),
+        "rule": f"predicted positive when more than S^2/{FP_PIXEL_DIVISOR} network-resolution pixels exceed 0.5",
+    })
+    return paths
+
+
+def predict(run_dir: str | Path, image: str | Path, out_dir: str | Path, checkpoint: str = "best") -> dict[str, Path]:
+    """`mammoseg predict`: the run's model applied to one mammogram file; returns the written paths."""
+    image = Path(image)
+    pixels = read_mammogram(image)  # bad input fails before the slow model load
+    model = load_checkpoint(run_dir, checkpoint)
+    prediction = predict_pixels(model, pixels, run_image_size(run_dir, model))
+    return write_prediction(prediction, out_dir, image.stem, image, run_dir, checkpoint)
