@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
         raise InputError(root, f"cannot create the folder ({exc.strerror or exc})") from exc
 
 
-def _run(plan: list[Case], root: Path, layout: str, workers: int):
+def _run(plan: list[Case], root: Path, layout: str,
+         workers: int) -> Iterator[tuple[dict[str, Any], list[tuple[ImageFile, int]]]]:
     """Render and write the cases, in parallel processes when `workers` > 1 (same output either way)."""
     if workers <= 1:
         for case in plan:

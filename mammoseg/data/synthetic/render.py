@@ -206,8 +206,9 @@ def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: A
         n = int(rng.integers(8, 22))
         ang = rng.uniform(0, 2 * np.pi, n)
         thick = max(1, int(round(radius * 0.05)))
+        outline_angle = np.arctan2(outline[:, 1], outline[:, 0])
         for t, length in zip(ang, rng.uniform(0.6, 1.6, n) * radius):
-            k = int(np.argmin(np.abs(np.angle(np.exp(1j * (np.arctan2(outline[:, 1], outline[:, 0]) - t))))))
+            k = int(np.argmin(np.abs(np.angle(np.exp(1j * (outline_angle - t))))))  # spicule leaves the edge at t
             sx, sy = outline[k] * 0.8 + [cx - x0, cy - y0]
             ex, ey = sx + np.cos(t) * length, sy + np.sin(t) * length
             cv2.line(lines, (int(sx * 16), int(sy * 16)), (int(ex * 16), int(ey * 16)), 0.6, thick,
