@@ -95,3 +95,10 @@ def test_missing_checkpoint_is_named(tmp_path):
     cv2.imwrite(str(png), fake_mammogram(200, 150, bits=8))
     with pytest.raises(InputError, match="no best.keras"):
         predict(run, png, tmp_path / "out")
+
+
+def test_predict_with_trained_run(tiny_run, tmp_path):
+    png = tmp_path / "scan.jpg"
+    cv2.imwrite(str(png), fake_mammogram(240, 170, seed=5, bits=8))
+    paths = predict(tiny_run, png, tmp_path / "out")
+    _check_outputs(paths, (240, 170))

@@ -237,3 +237,27 @@ def test_compare_cli_experiment_and_unevaluated_run(tmp_path):
     result = runner.invoke(cli, ["compare", str(bare), "--out", str(tmp_path / "rep2")])
     assert result.exit_code != 0 and "mammoseg evaluate" in str(result.exception)
     assert not (tmp_path / "rep2").exists()
+
+
+def test_report_from_real_runs(tiny_run, tmp_path):
+    """The real training and evaluation outputs, a copy relabelled as a second arm and a second seed."""
+    import shutil
+
+    copies = []
+    for variant, seed in (("dilated_transpose", 1), ("dilated_resize", 2)):
+        copy = tmp_path / "runs" / f"{variant}-seed{seed}"
+        shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("*.keras", "tb", "previews"))
+        config = json.loads((copy / "config.json").read_text())
+        config.update(variant=variant, seed=seed)
+        (copy / "config.json").write_text(json.dumps(config))
+        copies.append(copy)
+    html_path = write_report([tiny_run, *copies], tmp_path / "report")
+    text = _check_outputs(html_path, ["dilated_transpose", "dilated_resize"])
+    assert "Paired differences against dilated_resize" in text
+    rows = {r["arm"]: r for r in csv.DictReader(open(tmp_path / "report" / "summary.csv"))}
+    metrics = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
+    assert float(rows["dilated_transpose"]["dice_per_image_mean"]) == pytest.approx(metrics["dice_per_image_positives"])
+    assert float(rows["dilated_transpose"]["dice_pooled_all_mean"]) == pytest.approx(metrics["dice_pooled_all"])
+    assert float(rows["dilated_transpose"]["neg_fp_rate_mean"]) == pytest.approx(metrics["negatives_fp_rate_author"])
+    assert float(rows["dilated_transpose"]["pr_auc_mean"]) == pytest.approx(metrics["pixel_pr_auc"])
+    assert rows["dilated_resize"]["n_seeds"] == "2" and rows["dilated_resize"]["dice_per_image_sd"] != ""

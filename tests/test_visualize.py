@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -71,3 +72,17 @@ def test_image_file_and_example_id_via_cli(runs, tmp_path):
                                  "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "up_conv2_N_00002.json").is_file()
+
+
+def test_trained_run_with_dataset_example(tiny_run, tmp_path):
+    """An id that evaluation did not save is found in the run's prepared dataset."""
+    import numpy as np
+    import pandas as pd
+
+    config = json.loads((tiny_run / "config.json").read_text())
+    saved = set(np.load(tiny_run / "eval" / "test" / "examples.npz")["example_id"].tolist())
+    manifest = pd.read_csv(Path(config["data"]) / "manifest.csv")
+    example_id = next(i for i in manifest["example_id"].astype(str) if i not in saved)
+    png, scores_path = visualize_layer(tiny_run, "upsample_4", image=example_id, out_dir=tmp_path)
+    scores = json.loads(scores_path.read_text())
+    assert scores["image"] == example_id and scores["scores"]["kernel"]["strides"] == [2, 2]

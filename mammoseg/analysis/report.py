@@ -52,7 +52,7 @@ class Metric:
     fmt: str = "{:.3f}"
     columns: tuple[str, ...] = ()  # per-image columns an image metric averages (or tp/fp/fn when pooled)
     pooled: str = ""  # "dice" | "iou": one confusion matrix over the images instead of a mean
-    negatives_only: bool = False
+    subset: str = "all"  # "all" | "positives" (truth not empty) | "negatives" (truth empty)
     run_value: Callable[[Run], float] | None = None
 
 
@@ -65,9 +65,17 @@ def _predicted_positive(table: pd.DataFrame, image_size: int | None) -> np.ndarr
     return ((table["tp"] + table["fp"]) > image_size**2 / FP_PIXEL_DIVISOR).to_numpy(float)
 
 
+def _number(value: object, scale: float = 1.0) -> float:
+    """A JSON value as a float; null, missing or non-numeric values are NaN (not measured)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value) / scale
+
+
 def _kernel_init(run: Run) -> float:
     """Worst transposed layer's kernel phase imbalance at initialisation (0 = no checkerboard possible)."""
-    scores = [float(v) for v in run.checkerboard_init.get("kernel", {}).values() if v is not None]
+    scores = [_number(v) for v in (run.checkerboard_init.get("kernel") or {}).values()]
+    scores = [v for v in scores if not math.isnan(v)]
     return max(scores) if scores else math.nan
 
 
@@ -76,18 +84,24 @@ def _run_metric(*candidates: str) -> Callable[[Run], float]:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("dice_per_image", "Dice, per image", "Segmentation", "higher", "image", columns=("dice",)),
-    Metric("dice_pooled", "Dice, pooled", "Segmentation", "higher", "image", columns=("tp", "fp", "fn"), pooled="dice"),
-    Metric("iou_per_image", "IoU, per image", "Segmentation", "higher", "image", columns=("iou",)),
-    Metric("iou_pooled", "IoU, pooled", "Segmentation", "higher", "image", columns=("tp", "fp", "fn"), pooled="iou"),
+    Metric("dice_per_image", "Dice per image (positives)", "Segmentation", "higher", "image", columns=("dice",),
+           subset="positives"),
+    Metric("dice_pooled", "Dice pooled (positives)", "Segmentation", "higher", "image",
+           columns=("tp", "fp", "fn"), pooled="dice", subset="positives"),
+    Metric("iou_per_image", "IoU per image (positives)", "Segmentation", "higher", "image", columns=("iou",),
+           subset="positives"),
+    Metric("iou_pooled", "IoU pooled (positives)", "Segmentation", "higher", "image",
+           columns=("tp", "fp", "fn"), pooled="iou", subset="positives"),
+    Metric("dice_pooled_all", "Dice pooled (all images)", "Segmentation", "higher", "image",
+           columns=("tp", "fp", "fn"), pooled="dice"),
     Metric("neg_fp_rate", "FP rate on negative images", "Negative images", "lower", "image",
-           columns=("predicted_positive",), negatives_only=True),
+           columns=("predicted_positive",), subset="negatives"),
     Metric("neg_mean_prob", "Mean P(abnormal) on negatives", "Negative images", "lower", "image",
-           columns=("mean_prob",), negatives_only=True),
+           columns=("mean_prob",), subset="negatives"),
     Metric("neg_max_prob", "Max P(abnormal) on negatives", "Negative images", "lower", "image",
-           columns=("max_prob",), negatives_only=True),
+           columns=("max_prob",), subset="negatives"),
     Metric("neg_frac_above_05", "Pixels > 0.5 on negatives", "Negative images", "lower", "image", "{:.4f}",
-           columns=("frac_above_05",), negatives_only=True),
+           columns=("frac_above_05",), subset="negatives"),
     Metric("pr_auc", "Pixel PR-AUC", "Soft outputs", "higher", "run",
            run_value=_run_metric("pixel_pr_auc", "pr_auc", "average_precision")),
     Metric("roc_auc", "Pixel ROC-AUC", "Soft outputs", "higher", "run",
@@ -105,20 +119,20 @@ METRICS: tuple[Metric, ...] = (
     Metric("aliasing_trained", "Aliasing fraction trained", "Checkerboard", "lower", "image", "{:.4f}",
            columns=("aliasing_fraction",)),
     Metric("params_m", "Parameters (M)", "Cost", "lower", "exact", "{:.2f}",
-           run_value=lambda run: float(run.config.get("params", math.nan)) / 1e6),
+           run_value=lambda run: _number(run.config.get("params"), 1e6)),
     Metric("gflops", "GFLOPs / image", "Cost", "lower", "exact", "{:.2f}",
-           run_value=lambda run: float(run.config.get("flops", math.nan)) / 1e9),
+           run_value=lambda run: _number(run.config.get("flops"), 1e9)),
     Metric("sec_per_epoch", "Seconds / epoch", "Cost", "lower", "run", "{:.1f}",
-           run_value=lambda run: float(run.timing.get("mean_seconds_per_epoch", math.nan))),
+           run_value=lambda run: _number(run.timing.get("mean_seconds_per_epoch"))),
     Metric("train_img_per_s", "Training images / s", "Cost", "higher", "run", "{:.1f}",
-           run_value=lambda run: float(run.timing.get("train_images_per_second", math.nan))),
+           run_value=lambda run: _number(run.timing.get("train_images_per_second"))),
     Metric("infer_img_per_s", "Inference images / s", "Cost", "higher", "run", "{:.1f}",
-           run_value=_run_metric("images_per_second", "inference_images_per_second")),
+           run_value=_run_metric("inference.images_per_second", "images_per_second")),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
-PAIRED_KEYS = ("dice_per_image", "dice_pooled", "iou_per_image", "iou_pooled", "neg_fp_rate", "neg_mean_prob",
+PAIRED_KEYS = ("dice_per_image", "dice_pooled", "dice_pooled_all", "neg_fp_rate", "neg_mean_prob",
                "phase_mean_trained", "aliasing_trained")
-VERDICT_KEYS = ("dice_per_image", "dice_pooled", "neg_fp_rate", "neg_mean_prob", "pr_auc", "ece",
+VERDICT_KEYS = ("dice_per_image", "dice_pooled", "dice_pooled_all", "neg_fp_rate", "neg_mean_prob", "pr_auc", "ece",
                 "phase_mean_trained", "kernel_init", "params_m", "gflops", "sec_per_epoch")
 BAR_KEYS = ("dice_per_image", "dice_pooled", "neg_fp_rate", "neg_mean_prob", "pr_auc", "ece")
 
@@ -167,17 +181,18 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
     return ids, {c: np.stack([f[c].reindex(ids).to_numpy(float) for f in frames]) for c in sorted(columns)}
 
 
-def _negative_mask(table: dict[str, np.ndarray]) -> np.ndarray:
-    """Images whose truth is empty in every run: the article's failure is what a model says about them."""
-    truth = table["tp"] + table["fn"]
-    return np.all(np.nan_to_num(truth) <= 0, axis=0)
+def _subset_mask(table: dict[str, np.ndarray], subset: str) -> np.ndarray:
+    """Images of a subset: negatives have an empty truth mask (the article's failure is what a model says
+    about them), positives a non-empty one; all keeps every image."""
+    negative = np.all(np.nan_to_num(table["tp"] + table["fn"]) <= 0, axis=0)
+    return {"all": np.ones_like(negative), "negatives": negative, "positives": ~negative}[subset]
 
 
 def _image_interval(metric: Metric, table: dict[str, np.ndarray], resample: bool) -> Interval:
     """An image metric from [seeds, images] columns; with `resample`, its bootstrap interval over images."""
     if not set(metric.columns) <= set(table):
         return NAN_INTERVAL
-    keep = _negative_mask(table) if metric.negatives_only else slice(None)
+    keep = _subset_mask(table, metric.subset)
     cols = [table[c][:, keep] for c in metric.columns]
     if cols[0].shape[1] == 0:
         return NAN_INTERVAL
@@ -220,13 +235,13 @@ def _paired(arm: Arm, baseline: Arm) -> None:
     pos_b = {i: n for n, i in enumerate(baseline.ids)}
     index_a = np.array([pos_a[i] for i in common], dtype=int)
     index_b = np.array([pos_b[i] for i in common], dtype=int)
-    negative = _negative_mask(baseline.table)[index_b]
+    masks = {subset: _subset_mask(baseline.table, subset)[index_b] for subset in ("all", "positives", "negatives")}
     for key in PAIRED_KEYS:
         metric = METRIC_BY_KEY[key]
         if not common or not (set(metric.columns) <= set(arm.table) & set(baseline.table)):
             arm.paired[key] = NAN_INTERVAL
             continue
-        keep = negative if metric.negatives_only else np.ones(len(common), bool)
+        keep = masks[metric.subset]
         cols_a = [arm.table[c][:, index_a[keep]] for c in metric.columns]
         cols_b = [baseline.table[c][:, index_b[keep]] for c in metric.columns]
         if not keep.any():
@@ -377,8 +392,9 @@ def _figures(arms: list[Arm], base: Arm | None) -> list[tuple[str, str, bytes]]:
     pairs = [(METRIC_BY_KEY[i].label.replace(" at init", ""), {a.name: (a.cells[i].interval, a.cells[t].interval) for a in arms})
              for i, t in (("phase_mean_init", "phase_mean_trained"), ("aliasing_init", "aliasing_trained"))]
     if any(math.isfinite(v[0].estimate) or math.isfinite(v[1].estimate) for _, d in pairs for v in d.values()):
-        out.append(("checkerboard", "Checkerboard scores of the output maps at initialisation and after training "
-                    "(lower is better; 0 = no phase pattern).", figures.checkerboard_bars(pairs)))
+        out.append(("checkerboard", "Checkerboard scores of the output map at initialisation (log-odds map of a "
+                    "smooth probe image, checkerboard_init.json) and after training (P(abnormal) maps of the test "
+                    "images, mean over images); lower is better, 0 = no phase pattern.", figures.checkerboard_bars(pairs)))
     return out
 
 
@@ -413,9 +429,11 @@ def _shared_examples(arms: list[Arm], per_kind: int = 2) -> list[dict]:
 
 
 CONVENTIONS = [
-    "**Dice, per image**: Dice of the abnormal class computed on each image, then averaged; an image where truth "
-    "and prediction are both empty has no Dice (NaN) and is left out of the mean (nnU-Net convention).",
-    "**Dice, pooled**: one confusion matrix summed over all images, then Dice; large lesions weigh more.",
+    "**Dice per image**: Dice of the abnormal class computed on each image, then averaged (NaN where truth and "
+    "prediction are both empty, left out of the mean: nnU-Net convention). Reported on the positive images (truth "
+    "not empty), where it measures segmentation; negatives are judged by the false-positive measures.",
+    "**Dice pooled**: one confusion matrix summed over the images, then Dice; large lesions weigh more. "
+    "\"(all images)\" adds the negatives, so every false-positive pixel on them counts against it.",
     f"**Negative image**: an image whose truth mask is empty. It counts as a **false positive** when more than "
     f"S²/{FP_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
     "**Intervals**: 95% percentile bootstrap over images (2000 resamples, seeded). Each resample draws the images "
