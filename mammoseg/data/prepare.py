@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import shutil
+import sys
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -269,8 +270,9 @@ def _run_units(units: list[Unit], options: PrepareOptions, out: Path, data_root:
         return
     import multiprocessing
 
-    # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks), which fork breaks
-    context = multiprocessing.get_context("spawn")
+    # fork starts workers in milliseconds, but not safely once TensorFlow's threads run in this
+    # process (tests, notebooks): then pay for spawn's fresh interpreters instead
+    context = multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
     with context.Pool(min(workers, len(units)), initializer=_init_worker) as pool:
         yield from pool.imap_unordered(_run_unit_star, [(u, options, out, data_root) for u in units])
 
@@ -319,7 +321,9 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         mask = _abnormality_mask(abn, pixels.shape)
         masks.append(mask)
         boxes.append(_bbox(mask))
-    union = masks[0] if len(masks) == 1 else np.maximum.reduce(masks)
+    union = masks[0]
+    for mask in masks[1:]:
+        np.maximum(union, mask, out=union)
     del masks
     analysis = preprocess.analyse(pixels, job.side)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
@@ -360,7 +364,7 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, (top, top + tile, left, left + tile))]
         add("positive", f"pos{k}", tile_image, tile_mask, involved)
 
-    for k, (top, left, tile) in enumerate(_negative_tiles(union, analysis, rng, options.negative_tiles)):
+    for k, (top, left, tile) in enumerate(_negative_tiles(union, boxes, analysis, rng, options.negative_tiles)):
         tile_image, tile_mask = preprocess.extract_tile(pixels, None, analysis, (top, left), tile, size)
         add("negative", f"neg{k}", tile_image, np.zeros((size, size), np.uint8), [])
     return examples
@@ -403,7 +407,9 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
-def _negative_tiles(union: np.ndarray, analysis: preprocess.Analysis, rng: np.random.Generator, count: int) -> list[tuple[int, int, int]]:
+def _negative_tiles(
+    union: np.ndarray, boxes: list[tuple[int, int, int, int]], analysis: preprocess.Analysis, rng: np.random.Generator, count: int
+) -> list[tuple[int, int, int]]:
     """Up to `count` tiles (top, left, side) on breast tissue with no abnormal pixel in them or in a
     margin of 1/8 tile around them; fewer when the breast leaves no such room."""
     import cv2
@@ -423,9 +429,12 @@ def _negative_tiles(union: np.ndarray, analysis: preprocess.Analysis, rng: np.ra
         if preprocess.breast_fraction(analysis, (top, left), tile) < NEGATIVE_MIN_BREAST:
             continue
         m = tile // 8
-        if cv2.countNonZero(union[max(0, top - m) : top + tile + m, max(0, left - m) : left + tile + m]):
+        around = (top - m, top + tile + m, left - m, left + tile + m)
+        if any(_overlaps(around, box) for box in boxes):  # abnormal pixels lie only inside their boxes
             continue
-        if any(_overlaps((top, top + tile, left, left + tile), (t, t + s, l, l + s)) for t, l, s in chosen):
+        if any(_overlaps((top, top + tile, left, left + tile), (t, t + side, l, l + side)) for t, l, side in chosen):
+            continue
+        if cv2.countNonZero(union[max(0, top - m) : top + tile + m, max(0, left - m) : left + tile + m]):
             continue
         chosen.append((top, left, tile))
     return chosen
