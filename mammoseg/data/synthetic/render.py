@@ -126,7 +126,8 @@ def _anatomy(rng: np.random.Generator, h: int, w: int, case: Case) -> tuple[np.n
         pect = cv2.GaussianBlur(pectoral.astype(np.float32), (0, 0), 2 * scale)
         img = img * (1 - pect) + pect * (rng.uniform(0.5, 0.62) + 0.03 * coarse)
     img = img * thickness + 0.12 * skin
-    img = np.where(breast, img, 0.0).astype(np.float32)
+    # A soft edge, so the outline stays smooth when upsampled to the file's resolution.
+    img = (img * cv2.GaussianBlur(breast.astype(np.float32), (0, 0), 0.8)).astype(np.float32)
     return img, breast, pectoral, islands
 
 
@@ -198,7 +199,7 @@ def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: A
     body = dome.astype(np.float32)
     if blur >= 0.5:
         body = cv2.GaussianBlur(body, (0, 0), blur)
-    contrast = rng.uniform(0.12, 0.24) * (0.6 + 0.1 * a.subtlety)
+    contrast = rng.uniform(0.14, 0.28) * (0.6 + 0.1 * a.subtlety)
     if base in ("ARCHITECTURAL_DISTORTION", "ASYMMETRIC_BREAST_TISSUE", "FOCAL_ASYMMETRIC_DENSITY"):
         contrast *= 0.55
     if spiculated:
