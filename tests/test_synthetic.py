@@ -200,6 +200,9 @@ def test_kaggle_layout(tmp_path: Path) -> None:
         assert r["image_path"].startswith(f"CBIS-DDSM/jpeg/{r['SeriesInstanceUID']}/")
         img = cv2.imread(str(tmp_path / r["image_path"].removeprefix("CBIS-DDSM/")), cv2.IMREAD_UNCHANGED)
         assert img.dtype == np.uint8 and img.shape == (int(r["Rows"]), int(r["Columns"]))
+    masks = [cv2.imread(str(tmp_path / r["image_path"].removeprefix("CBIS-DDSM/")), cv2.IMREAD_UNCHANGED)
+             for r in info if r["SeriesDescription"] == "ROI mask images"]
+    assert any(set(np.unique(m)) - {0, 255} for m in masks), "JPEG masks are not exactly binary"
     series = {r["SeriesInstanceUID"] for r in info}
     for name in CSVS:
         for row in _rows(tmp_path / "csv" / name):
