@@ -10,6 +10,7 @@ the same order and the same augmentations on every run, and still new ones in ev
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from mammoseg.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
     import tensorflow as tf
+
+logger = logging.getLogger("mammoseg.data")
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = (
@@ -244,6 +247,7 @@ def make_dataset(
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
     info = read_dataset_info(dataset_dir)
     files = shard_files(dataset_dir, split)
+    _keep_tensorflow_off_accelerators()
     size = info["image_size"]
     if deterministic and seed is None:
         seed = 0
@@ -305,6 +309,20 @@ def make_dataset(
     else:
         ds = ds.map(lambda batch: to_float(batch["image"], batch["mask"]), num_parallel_calls=autotune, deterministic=deterministic)
     return _finish(ds, deterministic)
+
+
+def _keep_tensorflow_off_accelerators() -> None:
+    """Under the JAX or torch backend TensorFlow only feeds data: left alone it would claim the GPUs'
+    memory that the model needs. Must run before TensorFlow first touches a device; later it can't."""
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() == "tensorflow":
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        logger.debug("TensorFlow devices already initialised; cannot hide GPUs from the input pipeline")
 
 
 def _finish(ds: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
