@@ -49,3 +49,21 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_dataset")
     prepare(root, out, PrepareOptions(image_size=64, positive_tiles=2, negative_tiles=2, val_fraction=0.2, images_per_shard=4))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished and evaluated run folder (`dilated_resize`, 64x64, width 0.125, 2 epochs, deterministic)
+    trained on an easy synthetic set where bright discs are abnormal: every training output plus
+    eval/test/. Its config.json names the dataset it used. Treat it as read-only."""
+    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.training.config import build_config
+    from mammoseg.training.train import train
+    from train_data import write_easy_dataset
+
+    data = write_easy_dataset(tmp_path_factory.mktemp("easy_dataset"))
+    config = build_config({"variant": "dilated_resize", "data": str(data), "width": 0.125, "epochs": 2,
+                           "batch_size": 4, "learning_rate": 3e-3, "deterministic": True, "run_name": "tiny"})
+    run = train(config, tmp_path_factory.mktemp("runs"))
+    evaluate_run(run.path, "test")
+    return run.path

@@ -431,8 +431,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
             train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
                                     seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
             train_ds = _resize_if_needed(train_ds, config.image_size, dataset_size)
-            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=val_ds,
-                      callbacks=callbacks, verbose=0)
+            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
+                      validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
             if recorder.diverged_epoch is not None:
                 message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
                            f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "

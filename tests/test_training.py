@@ -1,0 +1,233 @@
+"""Training: run-folder outputs, resume after a kill, encoder transfer, config precedence, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mammoseg.cli import cli
+from mammoseg.errors import InputError
+from mammoseg.training import train as T
+from mammoseg.training.config import build_config
+from mammoseg.training.runs import RunDir, RunLocked
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config_of(run: Path, **changes) -> dict:
+    saved = json.loads((run / "config.json").read_text())
+    values = {k: saved[k] for k in ("variant", "width", "epochs", "batch_size", "learning_rate", "deterministic")}
+    values["data"] = saved["dataset"]["path"]
+    values.update(changes)
+    return values
+
+
+def _weights(path: Path) -> dict[str, list[np.ndarray]]:
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    return {layer.name: layer.get_weights() for layer in model.layers if layer.get_weights()}
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_tiny_run_writes_every_output(tiny_run: Path) -> None:
+    run = RunDir(tiny_run)
+    for name in ("config.json", "state.json", "history.csv", "timing.json", "checkerboard_init.json",
+                 "last.keras", "best.keras"):
+        assert (tiny_run / name).is_file(), name
+    assert any((tiny_run / "tb").rglob("events.out.tfevents.*"))
+    config = run.config()
+    for key in ("variant", "image_size", "width", "seed", "epochs", "batch_size", "learning_rate", "positive_weight",
+                "precision", "jit_compile", "dataset", "environment", "params", "flops", "distribution",
+                "preview_ids", "steps_per_epoch"):
+        assert key in config, key
+    assert config["positive_weight"] == 18.0 and config["image_size"] == 64 and config["precision"] == "float32"
+    assert isinstance(config["jit_compile"], bool) and config["params"] > 0 and config["flops"] > 0
+    assert config["environment"]["keras_backend"] == "tensorflow"
+    state = run.state()
+    assert state["status"] == "finished" and state["epochs_done"] == 2 and state["best_epoch"] in (1, 2)
+    history = run.read_history()
+    assert [r["epoch"] for r in history] == [1, 2]
+    for key in ("loss", "val_loss", "lr", "seconds", "val_pixel_precision", "val_pixel_recall", "val_pixel_f1",
+                "val_negative_fp_rate"):
+        assert key in history[0], key
+    assert history[1]["loss"] < history[0]["loss"]  # an easy set: the loss falls
+    timing = run.read_json("timing.json")
+    assert len(timing["seconds_per_epoch"]) == 2 and timing["train_images_per_second"] > 0
+    init = run.read_json("checkerboard_init.json")
+    assert set(init["kernel"]) == {"upsample_4", "upsample_5"} and {"phase_mean", "aliasing_fraction"} <= set(init["map"])
+    for epoch in (0, 1, 2):
+        for example_id in config["preview_ids"]:
+            for suffix in ("soft", "hard"):
+                assert (tiny_run / "previews" / f"epoch_{epoch:03d}" / f"{example_id}_{suffix}.png").is_file()
+    assert len(config["preview_ids"]) == 4
+    assert not (tiny_run / ".lock").exists()
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_run: Path, tmp_path: Path) -> None:
+    config = build_config(_config_of(tiny_run, run_name="killed"))
+    with pytest.raises(T.RunInterrupted):
+        T.train(config, tmp_path, stop_after_epoch=1)
+    run = RunDir(tmp_path / "killed")
+    assert run.state()["status"] == "running" and run.state()["epochs_done"] == 1
+    with pytest.raises(InputError, match="--resume"):
+        T.train(build_config(_config_of(tiny_run, run_name="killed")), tmp_path)
+    T.resume(run.path)
+    assert run.state()["status"] == "finished"
+    reference, resumed = _weights(tiny_run / "last.keras"), _weights(run.last)
+    assert reference.keys() == resumed.keys()
+    assert all(_same(reference[name], resumed[name]) for name in reference)
+    columns = ("loss", "val_loss", "val_pixel_f1", "val_negative_fp_rate", "lr")
+    assert [[r[c] for c in columns] for r in run.read_history()] == \
+        [[r[c] for c in columns] for r in RunDir(tiny_run).read_history()]
+
+
+def test_encoder_transfer_copies_exactly_the_encoder(tiny_run: Path) -> None:
+    import keras
+
+    from mammoseg.models import build_model, encoder_layer_names
+
+    keras.utils.set_random_seed(5)
+    model = build_model("dilated_resize", image_size=64, width=0.125)
+    fresh = {layer.name: layer.get_weights() for layer in model.layers}
+    names = T.transfer_encoder(model, tiny_run / "best.keras", freeze=True)
+    assert names == encoder_layer_names(model) and names[0] == "conv1" and "conv5.1" in names
+    donor = _weights(tiny_run / "best.keras")
+    for layer in model.layers:
+        if not layer.get_weights():
+            continue
+        if layer.name in names:
+            assert _same(layer.get_weights(), donor[layer.name]) and not layer.trainable
+        else:
+            assert _same(layer.get_weights(), fresh[layer.name]) and layer.trainable
+
+
+def test_frozen_encoder_stays_fixed_while_the_rest_trains(tiny_run: Path, tmp_path: Path) -> None:
+    from mammoseg.models import encoder_layer_names
+
+    values = _config_of(tiny_run, run_name="frozen", epochs=1, init_encoder_from=str(tiny_run), freeze_encoder=True)
+    run = T.train(build_config(values), tmp_path)
+    donor, trained = _weights(tiny_run / "best.keras"), _weights(run.last)
+    import keras
+
+    names = encoder_layer_names(keras.saving.load_model(run.last, compile=False))
+    for name in names:
+        assert _same(trained[name], donor[name]), name
+    assert not any(_same(trained[name], donor[name]) for name in ("conv5.2", "up_conv2", "logits"))
+    config = run.config()
+    assert config["trainable_params"] < config["params"]
+
+
+def _write_toml(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_toml_and_command_line_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def fake_train(config, runs_dir):
+        seen["config"], seen["runs_dir"] = config, runs_dir
+        return RunDir(Path(runs_dir) / "x")
+
+    monkeypatch.setattr(T, "train", fake_train)
+    monkeypatch.delenv("MAMMOSEG_RUNS_DIR", raising=False)
+    flat = _write_toml(tmp_path / "flat.toml", """
+        variant = "fcn_skips"
+        data = "some/data"
+        epochs = 5
+        width = 0.5
+        learning_rate = 0.001
+        runs_dir = "toml-runs"
+    """)
+    result = CliRunner().invoke(cli, ["train", "--config", str(flat), "--epochs", "7", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.epochs, config.width, config.seed, config.learning_rate) == (7, 0.5, 3, 0.001)
+    assert config.positive_weight == 33.0 and config.data == "some/data" and config.batch_size == 16
+    assert Path(seen["runs_dir"]) == Path("toml-runs")
+    # an experiment file: its [train] table and [experiment] data; the CLI still wins
+    experiment = _write_toml(tmp_path / "exp.toml", """
+        [experiment]
+        data = "exp/data"
+        [train]
+        epochs = 4
+        positive_weight = 9.0
+    """)
+    args = ["train", "--config", str(experiment), "--variant", "dilated_resize", "--positive-weight", "2",
+            "--runs-dir", str(tmp_path / "cli-runs")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    config = seen["config"]
+    assert (config.epochs, config.positive_weight, config.data) == (4, 2.0, "exp/data")
+    assert Path(seen["runs_dir"]) == tmp_path / "cli-runs"
+
+
+def test_clear_errors_for_bad_config(tmp_path: Path) -> None:
+    bad = _write_toml(tmp_path / "bad.toml", 'variant = "dilated_resize"\nepoch = 3\n')
+    result = CliRunner().invoke(cli, ["train", "--config", str(bad), "--data", "d"])
+    assert isinstance(result.exception, InputError) and "unknown key(s) epoch" in str(result.exception)
+    assert str(bad) in str(result.exception)
+    with pytest.raises(InputError, match="unknown variant 'unet'"):
+        build_config({"variant": "unet", "data": "d"})
+    with pytest.raises(InputError, match="epochs must be a positive integer"):
+        build_config({"variant": "dilated_resize", "data": "d", "epochs": 0})
+    with pytest.raises(InputError, match="freeze_encoder needs init_encoder_from"):
+        build_config({"variant": "dilated_resize", "data": "d", "freeze_encoder": True})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("epochs = = 3")
+    with pytest.raises(InputError, match="not valid TOML"):
+        build_config(__import__("mammoseg.training.config", fromlist=["x"]).train_table(broken))
+
+
+def test_locked_and_finished_run_folders(tiny_run: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "busy")
+    run.path.mkdir()
+    (run.path / ".lock").write_text(f"{os.getpid()} {os.uname().nodename}\n")
+    config = build_config(_config_of(tiny_run, run_name="busy"))
+    with pytest.raises(RunLocked, match="in use by process"):
+        T.train(config, tmp_path)
+    (run.path / ".lock").write_text(f"999999999 {os.uname().nodename}\n")  # a dead process: stale, taken over
+    with run.lock():
+        assert (run.path / ".lock").read_text().startswith(str(os.getpid()))
+    assert not (run.path / ".lock").exists()
+    finished = build_config(_config_of(tiny_run, run_name=tiny_run.name))
+    with pytest.raises(InputError, match="already exists"):
+        T.train(finished, tiny_run.parent)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(InputError, match="cannot write"):
+        with RunDir(blocked / "run").lock():
+            pass
+
+
+def test_mirrored_strategy_on_two_cpu_devices(tiny_run: Path, tmp_path: Path) -> None:
+    """Two logical CPU devices must be configured before TensorFlow starts: a fresh process."""
+    values = _config_of(tiny_run, run_name="mirrored", epochs=1, distribute="mirrored")
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from mammoseg.training.config import build_config
+        from mammoseg.training.train import train
+        train(build_config({values!r}), {str(tmp_path)!r})
+    """)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = RunDir(tmp_path / "mirrored")
+    assert run.config()["distribution"]["replicas"] == 2 and run.state()["status"] == "finished"
+    with open(run.path / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
