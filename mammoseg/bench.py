@@ -375,7 +375,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"prepare: skipped ({prep['skipped']})")
     else:
         lines.append(
-            f"prepare: {prep['files']} DICOMs of {prep["mean_megapixels"]:.2f} MP: {prep['prepare_images_per_second']:.2f} img/s, "
+            f"prepare: {prep['files']} DICOMs of {prep['mean_megapixels']:.2f} MP: {prep['prepare_images_per_second']:.2f} img/s, "
             f"bare pydicom read {prep['bare_read_images_per_second']:.2f} img/s ({prep['prepare_vs_bare_read']:.2f}x)"
         )
     return "\n".join(lines)
