@@ -124,8 +124,8 @@ def test_resume_does_no_repeated_work_and_options_are_checked(tmp_path: Path) ->
     shards = sorted((out / "shards").glob("*.tfrecord"))
     assert first.units_run == len(shards) >= 3
     stamps = {p.name: p.stat().st_mtime_ns for p in shards}
-    # an interrupted run: one unit's shard written, its done marker not yet
-    (out / "parts" / "train-00001.done.json").unlink()
+    # an interrupted run: one unit's shard written, its sidecar not yet
+    (out / "parts" / "train-00001.json").unlink()
     (out / "manifest.csv").unlink()
     again = prepare(tree.root, out, SMALL)
     assert (again.units_run, again.units_reused) == (1, len(shards) - 1)

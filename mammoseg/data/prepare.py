@@ -147,8 +147,9 @@ def prepare(
                 logger.warning("%s: %s (skipped %s)", skip.file, skip.reason, skip.source)
             bar.update(n_images)
 
-    manifest = _collect(out, units, "manifest", MANIFEST_COLUMNS)
-    report = pd.concat([pd.DataFrame([asdict(s) for s in skips], columns=REPORT_COLUMNS), _collect(out, units, "report", REPORT_COLUMNS)], ignore_index=True)
+    parts = [_read_part(out, u) for u in units]
+    manifest = pd.DataFrame([row for part in parts for row in part["manifest"]], columns=MANIFEST_COLUMNS)
+    report = pd.DataFrame([asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]], columns=REPORT_COLUMNS)
     _write_csv(out / "manifest.csv", manifest)
     _write_csv(out / "prepare_report.csv", report)
     counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in ("whole", "positive", "negative")} for split in SPLITS}
@@ -253,11 +254,15 @@ def _plan_units(jobs: list[ImageJob], per_unit: int) -> list[Unit]:
 
 
 def _unit_done(out: Path, unit: Unit) -> bool:
-    marker = out / "parts" / f"{unit.name}.done.json"
     try:
-        return json.loads(marker.read_text()).get("images") == [j.image_key for j in unit.jobs]
+        return _read_part(out, unit).get("images") == [j.image_key for j in unit.jobs]
     except (OSError, json.JSONDecodeError):
         return False
+
+
+def _read_part(out: Path, unit: Unit) -> dict[str, Any]:
+    """A finished unit's sidecar: its image keys, manifest rows and skipped cases."""
+    return json.loads((out / "parts" / f"{unit.name}.json").read_text())
 
 
 # --------------------------------------------------------------------------- running
@@ -288,7 +293,7 @@ def _run_unit_star(args: tuple[Unit, PrepareOptions, Path, Path]) -> tuple[str, 
 
 
 def run_unit(unit: Unit, options: PrepareOptions, out: Path, data_root: Path) -> tuple[str, int, list[Skip]]:
-    """Process one unit: its shard, manifest part and report part, then the done marker."""
+    """Process one unit: its shard, then its sidecar (manifest rows and skipped cases)."""
     from mammoseg.data.shards import ShardWriter
 
     shard_rel = f"shards/{unit.name}.tfrecord"
@@ -304,9 +309,9 @@ def run_unit(unit: Unit, options: PrepareOptions, out: Path, data_root: Path) ->
             for record, row in examples:
                 writer.write(record)
                 rows.append({**row, "split": unit.split, "shard": shard_rel, "height": options.image_size, "width": options.image_size})
-    _write_csv(out / "parts" / f"{unit.name}.manifest.csv", pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
-    _write_csv(out / "parts" / f"{unit.name}.report.csv", pd.DataFrame([asdict(s) for s in skips], columns=REPORT_COLUMNS))
-    write_json(out / "parts" / f"{unit.name}.done.json", {"images": [j.image_key for j in unit.jobs], "examples": len(rows)})
+    # one sidecar, written atomically after the shard: its presence marks the unit done
+    part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips]}
+    write_json(out / "parts" / f"{unit.name}.json", part)
     return unit.name, len(unit.jobs), skips
 
 
@@ -441,17 +446,6 @@ def _negative_tiles(
 
 
 # --------------------------------------------------------------------------- outputs
-
-
-def _collect(out: Path, units: list[Unit], part: str, columns: list[str]) -> pd.DataFrame:
-    frames = []
-    for unit in units:
-        path = out / "parts" / f"{unit.name}.{part}.csv"
-        if path.is_file():
-            frames.append(pd.read_csv(path, dtype={c: str for c in columns if c not in ("positive_fraction", "height", "width")}, keep_default_na=False))
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
