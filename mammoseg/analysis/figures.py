@@ -20,9 +20,10 @@ from mammoseg.analysis.stats import Interval
 DPI = 100
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, tight: bool = True) -> bytes:
+    """PNG bytes; `tight=False` skips the extra layout pass for figures laid out by hand."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 
@@ -76,8 +77,10 @@ def example_grid(examples: list[dict]) -> bytes:
     """The article's figure grid: per example, input and truth, then soft and hard output per arm."""
     names = list(examples[0]["probs"])
     cols = 2 + len(names)
-    fig = Figure(figsize=(2.1 * cols + 0.8, 4.2 * len(examples)), layout="constrained")
-    axes = np.asarray(fig.subplots(2 * len(examples), cols, squeeze=False))
+    fig = Figure(figsize=(2.1 * cols + 0.8, 4.4 * len(examples)))
+    axes = np.asarray(fig.subplots(2 * len(examples), cols, squeeze=False,
+                                   gridspec_kw={"left": 0.02, "right": 0.9, "top": 0.97, "bottom": 0.01,
+                                                "wspace": 0.08, "hspace": 0.35}))
     soft_image = None
     for e, example in enumerate(examples):
         top, bottom = axes[2 * e], axes[2 * e + 1]
@@ -101,8 +104,8 @@ def example_grid(examples: list[dict]) -> bytes:
         ax.set_xticks([])
         ax.set_yticks([])
     if soft_image is not None:
-        fig.colorbar(soft_image, ax=axes[:, 2:].ravel().tolist(), shrink=0.5, label="P(abnormal)")
-    return _png(fig)
+        fig.colorbar(soft_image, cax=fig.add_axes((0.92, 0.3, 0.015, 0.4)), label="P(abnormal)")
+    return _png(fig, tight=False)
 
 
 def _mark_aliasing(ax, frequencies: Sequence[float]) -> None:

@@ -290,7 +290,10 @@ def _pick_baseline(arms: list[Arm], baseline: str | None) -> Arm | None:
 
 
 def _fmt(metric: Metric, value: float) -> str:
-    return "n/a" if not math.isfinite(value) else metric.fmt.format(value)
+    if not math.isfinite(value):
+        return "n/a"
+    text = metric.fmt.format(value)
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def _fmt_interval(metric: Metric, interval: Interval) -> str:
@@ -301,31 +304,73 @@ def _fmt_interval(metric: Metric, interval: Interval) -> str:
     return f"{_fmt(metric, interval.estimate)} [{_fmt(metric, interval.low)}, {_fmt(metric, interval.high)}]"
 
 
-def rank_metric(metric: Metric, intervals: dict[str, Interval]) -> str:
-    """One verdict sentence: the best arm only if its interval clears every other arm's interval."""
+@dataclass(frozen=True)
+class Ranking:
+    """How one metric ranks the arms: status "best" (one arm clears all others), "group" (several arms
+    tie but clear all the rest), "tie", "unranked" (no interval to judge by) or "none" (fewer than two
+    arms have the number)."""
+
+    status: str
+    leaders: tuple[str, ...]
+    sentence: str
+
+
+def rank(metric: Metric, intervals: dict[str, Interval]) -> Ranking:
+    """Name the best arm only if its interval clears every other arm's interval."""
     present = {name: iv for name, iv in intervals.items() if math.isfinite(iv.estimate)}
     if len(present) < 2:
-        return f"{metric.label}: fewer than two arms have this number; nothing to compare."
+        return Ranking("none", (), f"{metric.label}: fewer than two arms have this number; nothing to compare.")
     sign = -1.0 if metric.better == "higher" else 1.0
     order = sorted(present, key=lambda name: sign * present[name].estimate)
     best = order[0]
     if not present[best].defined:
-        return (f"{metric.label}: not ranked — a single seed gives no interval for this run-level number "
-                f"(best point value: {best}, {_fmt(metric, present[best].estimate)}).")
+        return Ranking("unranked", (best,), (
+            f"{metric.label}: not ranked — a single seed gives no interval for this run-level number "
+            f"(best point value: {best}, {_fmt(metric, present[best].estimate)})."))
     tied = [name for name in order if present[name].overlaps(present[best])]
     direction = "higher" if metric.better == "higher" else "lower"
     if metric.source == "exact" and len(tied) > 1:
-        return f"{metric.label}: {', '.join(tied)} are equal ({_fmt(metric, present[best].estimate)})."
+        return Ranking("tie", tuple(tied), f"{metric.label}: {', '.join(tied)} are equal "
+                                           f"({_fmt(metric, present[best].estimate)}).")
     if len(tied) == 1:
         runner = order[1]
-        return (f"{metric.label} ({direction} is better): **{best}** is best, "
-                f"{_fmt_interval(metric, present[best])} vs next {runner} {_fmt_interval(metric, present[runner])}; "
-                f"the 95% intervals do not overlap.")
+        return Ranking("best", (best,), (
+            f"{metric.label} ({direction} is better): **{best}** is best, "
+            f"{_fmt_interval(metric, present[best])} vs next {runner} {_fmt_interval(metric, present[runner])}; "
+            f"the 95% intervals do not overlap."))
     rest = [name for name in order if name not in tied]
-    tail = f" All of them are ahead of {', '.join(rest)}." if rest and all(
-        not present[r].overlaps(present[t]) for r in rest for t in tied) else ""
-    return (f"{metric.label} ({direction} is better): no clear difference between {', '.join(tied)} "
-            f"(their 95% intervals overlap; point leader {best}).{tail}")
+    separated = bool(rest) and all(not present[r].overlaps(present[t]) for r in rest for t in tied)
+    tail = f" All of them are ahead of {', '.join(rest)}." if separated else ""
+    return Ranking("group" if separated else "tie", tuple(tied), (
+        f"{metric.label} ({direction} is better): no clear difference between {', '.join(tied)} "
+        f"(their 95% intervals overlap; point leader {best}).{tail}"))
+
+
+def rank_metric(metric: Metric, intervals: dict[str, Interval]) -> str:
+    """The verdict sentence for one metric."""
+    return rank(metric, intervals).sentence
+
+
+def at_a_glance(arms: list[Arm]) -> str:
+    """One sentence: which arm clearly wins which verdict metrics, and where nothing can be claimed."""
+    wins: dict[str, list[str]] = {}
+    ties, unranked = [], []
+    for key in VERDICT_KEYS:
+        metric = METRIC_BY_KEY[key]
+        ranking = rank(metric, {arm.name: arm.cells[key].interval for arm in arms})
+        if ranking.status in ("best", "group"):
+            wins.setdefault(" and ".join(f"**{n}**" for n in ranking.leaders), []).append(metric.label)
+        elif ranking.status == "tie":
+            ties.append(metric.label)
+        elif ranking.status == "unranked":
+            unranked.append(metric.label)
+    parts = [f"{names} {'lead together' if ' and ' in names else 'is clearly best'} on {', '.join(labels)}"
+             for names, labels in sorted(wins.items(), key=lambda item: -len(item[1]))]
+    if ties:
+        parts.append(f"no clear difference on {', '.join(ties)}")
+    if unranked:
+        parts.append(f"not ranked for lack of seeds: {', '.join(unranked)}")
+    return "At a glance: " + ("; ".join(parts) if parts else "nothing to compare") + "."
 
 
 def paired_sentence(metric: Metric, arm: str, baseline: str, diff: Interval) -> str:
@@ -340,7 +385,7 @@ def paired_sentence(metric: Metric, arm: str, baseline: str, diff: Interval) -> 
 
 
 def verdict(arms: list[Arm], base: Arm | None) -> list[str]:
-    lines = []
+    lines = [at_a_glance(arms)]
     for key in VERDICT_KEYS:
         metric = METRIC_BY_KEY[key]
         lines.append(rank_metric(metric, {arm.name: arm.cells[key].interval for arm in arms}))
@@ -456,9 +501,9 @@ def _table_rows(arms: list[Arm], metrics: list[Metric]) -> tuple[list[str], list
     rows = []
     winners = {}
     for metric in metrics:
-        line = rank_metric(metric, {a.name: a.cells[metric.key].interval for a in arms})
-        if "is best" in line:
-            winners[metric.key] = line.split("**")[1]
+        ranking = rank(metric, {a.name: a.cells[metric.key].interval for a in arms})
+        if ranking.status == "best":
+            winners[metric.key] = ranking.leaders[0]
     for arm in arms:
         row = [arm.name, str(len(arm.runs))]
         for metric in metrics:
