@@ -377,6 +377,8 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
 
 def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> np.ndarray:
     """The ROI mask among an abnormality's files, told from the crop by its pixels, fitted to the image."""
+    import cv2
+
     found = []
     sizes = []
     for path in abn.roi_files:
@@ -396,16 +398,15 @@ def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> np.ndar
             mask = np.maximum(mask, preprocess.fit_mask(other, image_shape))
         except ValueError as exc:
             raise InputError(other_path, f"{exc} (abnormality {abn.abnormality_id})") from exc
-    if not mask.any():
+    if not cv2.countNonZero(mask):
         raise InputError(path, f"ROI mask of abnormality {abn.abnormality_id} is empty")
     return mask
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    import cv2
-
-    x, y, w, h = cv2.boundingRect(mask)
-    return y, y + h, x, x + w
+    """(y0, y1, x0, x1) of the non-zero pixels (the mask is known not to be empty)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

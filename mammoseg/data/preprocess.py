@@ -145,9 +145,9 @@ def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
 
     h, w = pixels.shape
     step = max(1, math.ceil(max(h, w) / ANALYSIS_SIDE))
-    low = np.ascontiguousarray(pixels[::step, ::step]).astype(np.float32)
-    lo, hi = np.percentile(low, (0.5, 99.5))
-    scaled = np.clip((low - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+    low = np.ascontiguousarray(pixels[::step, ::step])
+    lo, hi = _percentiles(low, (0.5, 99.5))
+    scaled = to_uint8(low, (lo, max(hi, lo + 1e-6)))
     _, binary = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -180,7 +180,7 @@ def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
         x0, x1 = w - x1, w - x0
 
     values = low[breast > 0]
-    wlo, whi = np.percentile(values, WINDOW_PERCENTILES) if values.size else (lo, hi)
+    wlo, whi = _percentiles(values, WINDOW_PERCENTILES) if values.size else (lo, hi)
     if whi <= wlo:
         whi = wlo + 1.0
     return Analysis(flip=bool(flip), box=(y0, y1, x0, x1), window=(float(wlo), float(whi)), breast=breast, step=step)
@@ -226,6 +226,18 @@ def snap_box(box: tuple[int, int, int, int], shape: tuple[int, int], size: int) 
     y1 = y1 + (-h) % k if y1 + (-h) % k <= shape[0] else y1 - h % k
     x1 = x1 + (-w) % k if x1 + (-w) % k <= shape[1] else x1 - w % k
     return y0, y1, x0, x1
+
+
+def _percentiles(values: np.ndarray, qs: tuple[float, float]) -> tuple[float, float]:
+    """Percentiles of unsigned integer pixels from their histogram (several times quicker than a
+    sort-based np.percentile); nearest-rank, which is all a window needs."""
+    if values.dtype.kind != "u":
+        lo, hi = np.percentile(values, qs)
+        return float(lo), float(hi)
+    cumulative = np.cumsum(np.bincount(values.ravel()))
+    ranks = [q / 100.0 * (cumulative[-1] - 1) for q in qs]
+    lo, hi = (float(np.searchsorted(cumulative, r, side="right")) for r in ranks)
+    return lo, hi
 
 
 def to_uint8(array: np.ndarray, window: tuple[float, float]) -> np.ndarray:
