@@ -159,7 +159,7 @@ def test_at_init_study_and_cli(tmp_path):
     assert set(variant["kernel"]) == {"upsample_4", "upsample_5"}
     assert variant["kernel"]["upsample_5"]["mean"] == 0.0
     assert set(variant["output"]) == {"constant", "smooth"}
-    assert {"phase_mean", "aliasing_fraction", "period_32", "std"} <= set(variant["output"]["smooth"])
+    assert {"phase_mean", "aliasing_fraction", "period_4", "inner_max", "std"} <= set(variant["output"]["smooth"])
     assert len(variant["output"]["smooth"]["phase_mean"]["values"]) == 2
     assert variant["probe_layer"] == "up_conv2_relu"
     assert "dilated_resize" in format_table(result)

@@ -7,9 +7,9 @@ Each variant is built at random initialisation and fed a constant image and a sm
 - the output's log-odds map, logit[1] - logit[0] = log(P / (1 - P)) of P(abnormal). Not the
   probability itself: at initialisation the logits are tiny, so P rounds to 0.5 in float32 and
   would be a constant map. Scores are scale-free, so the log-odds map carries the same pattern
-  P would show. Scored at stride 2 (pixel checkerboard of the last transposed layers) and at
-  period 32 (`period_scores`: a stride-2 step working at 1/16 of the output, the first
-  upsampling of the dilated variants, `up_conv3` of the FCNs);
+  P would show. Scored at stride 2 (the pixel checkerboard of a last stride-2 layer) and at
+  periods 4 to 64 (`period_scores`: a stride-2 step working at 2/P of the output resolution,
+  e.g. period 32 for the first upsampling of the dilated variants and `up_conv3` of the FCNs);
 - the activation after `up_conv2` (every variant has one: the first stride-2 upsampling of the
   FCNs, the conv after the first upsampling of the dilated ones) at stride 2, as the median of
   its per-channel phase-mean scores.
@@ -37,7 +37,8 @@ from mammoseg.analysis.checkerboard import (
 
 PROBE_STEP = "up_conv2"
 CONSTANT_LEVEL = 0.25  # (191 - 127) / 255: a bright flat field; 0 would leave every activation at 0
-COARSE_PERIOD = 32
+PERIODS = (2, 4, 8, 16, 32, 64)
+INNER_PERIODS = (4, 8, 16, 32)
 
 
 def study_inputs(image_size: int) -> dict[str, np.ndarray]:
@@ -57,15 +58,21 @@ def log_odds_map(logits: np.ndarray) -> np.ndarray:
 
 
 def output_scores(log_odds: np.ndarray, border: int) -> dict[str, float]:
-    """Stride-2 map scores, the period-32 score and the std of one output map.
+    """Stride-2 map scores, period scores, their inner maximum and the std of one output map.
 
-    A std of 0 flags an output that is constant (e.g. every unit of a very narrow ReLU layer
-    dead at initialisation): its scores are 0 for lack of any pattern, not for lack of artifacts.
+    "period_P" is the checkerboard left by a stride-2 layer working at 2/P of the output
+    resolution; "inner_max" is the largest of periods 4 to 32, the transposed layers inside the
+    decoder as opposed to a last stride-2 layer (period 2). A std of 0 flags a constant output
+    (e.g. every unit of a very narrow ReLU layer dead at initialisation): its scores are 0 for
+    lack of any pattern, not for lack of artifacts.
     """
+    cropped = crop_border(log_odds, border)
     scores = map_scores(log_odds, 2, border)
-    scores["std"] = float(np.std(crop_border(log_odds, border)))
-    coarse = period_scores(crop_border(log_odds, border), (COARSE_PERIOD,))
-    scores[f"period_{COARSE_PERIOD}"] = coarse.get(COARSE_PERIOD, float("nan"))
+    scores["std"] = float(np.std(cropped))
+    periods = period_scores(cropped, PERIODS)
+    scores.update({f"period_{p}": score for p, score in periods.items()})
+    inner = [periods[p] for p in INNER_PERIODS if p in periods]
+    scores["inner_max"] = max(inner) if inner else float("nan")
     return scores
 
 
@@ -191,15 +198,19 @@ def format_table(result: dict[str, Any]) -> str:
         return f"{node['mean']:.3f}±{node['sd']:.3f}"
 
     head = (
-        f"{'variant':<18} {'const s=2':>13} {'const p=32':>13} {'smooth s=2':>13} {'smooth p=32':>13} "
+        f"{'variant':<18} {'const s=2':>13} {'const inner':>13} {'smooth s=2':>13} {'smooth inner':>13} "
         f"{'up_conv2 const':>15} {'up_conv2 smooth':>15}"
     )
-    lines = ["Output log-odds map: phase-mean score (mean±sd over seeds); up_conv2: per-channel median", head]
+    lines = [
+        "Output log-odds map, phase-mean score (mean±sd over seeds): s=2 pixel checkerboard; inner = max over",
+        "periods 4-32 (stride-2 layers inside the decoder). up_conv2: median per-channel score at stride 2.",
+        head,
+    ]
     for variant, s in result["variants"].items():
         out, probe = s["output"], s["probe"]
         cells = [
-            ms(out["constant"]["phase_mean"]), ms(out["constant"][f"period_{COARSE_PERIOD}"]),
-            ms(out["smooth"]["phase_mean"]), ms(out["smooth"][f"period_{COARSE_PERIOD}"]),
+            ms(out["constant"]["phase_mean"]), ms(out["constant"]["inner_max"]),
+            ms(out["smooth"]["phase_mean"]), ms(out["smooth"]["inner_max"]),
         ]
         pcells = [ms(probe[i]["phase_mean_channel_median"]) if i in probe else "-" for i in ("constant", "smooth")]
         lines.append(f"{variant:<18} " + " ".join(f"{c:>13}" for c in cells) + " " + " ".join(f"{c:>15}" for c in pcells))

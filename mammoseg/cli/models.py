@@ -71,8 +71,9 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
     """Checkerboard scores: of every variant before training (--at-init), or of saved models' kernels.
 
     At initialisation each variant sees a constant and a smooth image; the table shows the
-    phase-mean score of the output log-odds map at stride 2 and at period 32, the per-channel
-    score after up_conv2, and each transposed layer's kernel imbalance std(g)/|mean(g)|
+    phase-mean score of the output log-odds map at stride 2 (a last stride-2 layer) and the
+    largest at periods 4-32 (stride-2 layers inside the decoder), the per-channel score after
+    up_conv2, and each transposed layer's kernel imbalance std(g)/|mean(g)|
     (0 = a constant input cannot produce a checkerboard). BatchNorm runs in inference mode
     (its initial statistics: the identity).
 

@@ -215,7 +215,10 @@ def transposed_layer_names(model: keras.Model) -> list[str]:
     return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
 
 
-def decoder_input_shape(model: keras.Model) -> tuple[int, ...]:
-    """Shape (without batch) of the tensor the variant's decoder starts from: 2x2x2048 (FCN) or S/32 x S/32 x 512."""
-    first = get_spec(model.name).decoder[0].name
+def decoder_input_shape(model: keras.Model, variant: str | None = None) -> tuple[int, ...]:
+    """Shape (without batch) of the tensor the decoder starts from: 2x2x2048 (FCN) or S/32 x S/32 x 512.
+
+    `variant` defaults to the model's name, which `build_model` sets (and saving keeps).
+    """
+    first = get_spec(variant or model.name).decoder[0].name
     return tuple(model.get_layer(first).input.shape[1:])
