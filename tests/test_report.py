@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +19,7 @@ from mammoseg.analysis import stats
 from mammoseg.analysis.report import METRIC_BY_KEY, rank_metric, summary_columns, write_report
 from mammoseg.analysis.stats import Interval
 from mammoseg.cli import cli
-from mammoseg.errors import InputError
+from mammoseg.errors import InputError, MammosegError
 
 SIZE = 32
 
@@ -73,7 +75,8 @@ def fabricate_run(root: Path, variant: str, seed: int, *, quality: float, n_imag
     np.savez(run / "eval" / "test" / "examples.npz", example_id=np.array(ids[:n_examples]),
              kind=np.array(["positive", "negative"] * 2), image=images, mask=masks, prob=probs)
     freqs = np.linspace(0, 0.7, 23)
-    np.savez(run / "eval" / "test" / "spectrum.npz", freqs=freqs, power=np.exp(-8 * freqs) + checker * (freqs > 0.48))
+    power = np.exp(-8 * freqs) + checker * (freqs > 0.48)
+    np.savez(run / "eval" / "test" / "spectrum.npz", freqs=freqs, power=power, power_negatives=power * 0.5)
     return run
 
 
@@ -261,3 +264,13 @@ def test_report_from_real_runs(tiny_run, tmp_path):
     assert float(rows["dilated_transpose"]["neg_fp_rate_mean"]) == pytest.approx(metrics["negatives_fp_rate_author"])
     assert float(rows["dilated_transpose"]["pr_auc_mean"]) == pytest.approx(metrics["pixel_pr_auc"])
     assert rows["dilated_resize"]["n_seeds"] == "2" and rows["dilated_resize"]["dice_per_image_sd"] != ""
+
+
+def test_unknown_baseline_and_cli_error_line(tmp_path):
+    run = fabricate_run(tmp_path / "exp", "fcn_skips", 1, quality=0.5)
+    with pytest.raises(MammosegError, match="baseline 'nope' is not among the compared arms: fcn_skips"):
+        write_report([run], tmp_path / "out", baseline="nope")
+    result = subprocess.run([sys.executable, "-m", "mammoseg", "compare", str(tmp_path / "missing"), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing'}: no such run folder"

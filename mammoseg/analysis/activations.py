@@ -21,7 +21,7 @@ from mammoseg.errors import InputError
 logger = logging.getLogger("mammoseg.activations")
 
 MAX_CHANNELS = 32
-ALIASING_FREQUENCIES = (0.5, 0.25, 0.125)
+ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)  # stride 2: (pi, 0) and (pi, pi); stacked: 1/4, 1/8
 SEARCH_SPLITS = ("test", "val", "train")
 
 

@@ -109,23 +109,26 @@ def example_grid(examples: list[dict]) -> bytes:
 
 
 def _mark_aliasing(ax, frequencies: Sequence[float]) -> None:
-    for i, f in enumerate(frequencies):
-        ax.axvline(f, color="grey", linestyle=":" if i else "--", linewidth=1)
+    for f in frequencies:
+        ax.axvline(f, color="grey", linestyle="--" if f >= 0.5 else ":", linewidth=1)
         ax.text(f, 1.0, f" {f:g}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
 
 
-def power_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], frequencies: Sequence[float]) -> bytes:
-    """Radially averaged power spectra (log scale) with the aliasing frequencies marked."""
-    colours = _colours(list(spectra))
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.subplots()
-    for name, (freqs, power) in spectra.items():
-        keep = (freqs > 0) & (power > 0)
-        ax.semilogy(freqs[keep], power[keep], color=colours[name], label=name)
-    _mark_aliasing(ax, frequencies)
-    ax.set(xlabel="spatial frequency (cycles / pixel)", ylabel="power", title="Output probability maps")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+def power_spectra(spectra: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], frequencies: Sequence[float]) -> bytes:
+    """Radially averaged power spectra (log scale), one panel per image group, aliasing frequencies marked."""
+    names = list(dict.fromkeys(name for group in spectra.values() for name in group))
+    colours = _colours(names)
+    titles = {"all": "all test images", "negatives": "negative images"}
+    fig = Figure(figsize=(7 * len(spectra), 4.5))
+    for ax, (group, curves) in zip(np.atleast_1d(fig.subplots(1, len(spectra))), spectra.items()):
+        for name, (freqs, power) in curves.items():
+            keep = (freqs > 0) & (power > 0)
+            ax.semilogy(freqs[keep], power[keep], color=colours[name], label=name)
+        _mark_aliasing(ax, frequencies)
+        ax.set(xlabel="spatial frequency (cycles / pixel)", ylabel="power",
+               title=f"Output P(abnormal), {titles.get(group, group)}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return _png(fig)
 
 

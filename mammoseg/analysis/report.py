@@ -33,7 +33,7 @@ logger = logging.getLogger("mammoseg.report")
 DEFAULT_BASELINE = "dilated_resize"
 ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
 FP_PIXEL_DIVISOR = 750
-ALIASING_FREQUENCIES = (0.5, 0.25, 0.125)
+ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)  # stride 2: (pi, 0) and (pi, pi); stacked: 1/4, 1/8
 
 
 # ---------------------------------------------------------------- metric definitions
@@ -424,15 +424,18 @@ def _figures(arms: list[Arm], base: Arm | None) -> list[tuple[str, str, bytes]]:
     if examples:
         out.append(("examples", "The same positive and negative test images through every arm (first seed of each): "
                     "input, truth, soft P(abnormal), hard prediction (P > 0.5).", figures.example_grid(examples)))
-    spectra = {}
-    for arm in arms:
-        runs = [r for r in arm.runs if r.spectrum is not None]
-        if runs:
-            freqs = runs[0].spectrum[0]  # type: ignore[index]
-            spectra[arm.name] = (freqs, np.mean([np.interp(freqs, *r.spectrum) for r in runs], axis=0))  # type: ignore[misc]
+    spectra: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for group in ("all", "negatives"):
+        for arm in arms:
+            found = [r.spectra[group] for r in arm.runs if group in r.spectra]
+            if found:
+                freqs = found[0][0]
+                power = np.nanmean([np.interp(freqs, f, p) for f, p in found], axis=0)
+                spectra.setdefault(group, {})[arm.name] = (freqs, power)
     if spectra:
         out.append(("spectra", "Radially averaged power spectrum of the output probability maps (mean over test images "
-                    "and seeds). Dotted lines: aliasing frequencies of stride-2 upsampling (0.5 cycles/pixel) and of "
+                    "and seeds), over all images and over the negative images alone. Dashed and dotted lines: aliasing "
+                    "frequencies of stride-2 upsampling (0.5 cycles/pixel on the axes, 0.707 on the diagonal) and of "
                     "stacked stride-2 transposes (0.25, 0.125).", figures.power_spectra(spectra, ALIASING_FREQUENCIES)))
     pairs = [(METRIC_BY_KEY[i].label.replace(" at init", ""), {a.name: (a.cells[i].interval, a.cells[t].interval) for a in arms})
              for i, t in (("phase_mean_init", "phase_mean_trained"), ("aliasing_init", "aliasing_trained"))]
@@ -487,7 +490,8 @@ CONVENTIONS = [
     "calibration error, scores at initialisation, timings) have no per-image data: their interval is a Student-t "
     "interval over seeds. The ± is the standard deviation over seeds.",
     "**Paired differences**: arm − baseline on the images both arms were evaluated on (matched by example id); "
-    "each bootstrap resample uses the same images for both arms and all their seeds.",
+    "each bootstrap resample uses the same images for both arms and all their seeds. Image difficulty cancels in "
+    "a difference, so a paired interval can exclude 0 where the two arms' own intervals overlap.",
     "**Checkerboard scores**: kernel score = std/|mean| of the per-phase sums of a transposed kernel's taps "
     "(0 = a constant input cannot produce a checkerboard); phase-mean score = std of the 2×2 sub-grid means over "
     "the map's std; aliasing fraction = share of the map's AC spectral energy at the stride-2 aliasing bins.",

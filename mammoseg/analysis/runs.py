@@ -34,7 +34,7 @@ class Run:
     timing: dict[str, Any] = field(default_factory=dict)
     checkerboard_init: dict[str, Any] = field(default_factory=dict)
     examples: dict[str, np.ndarray] | None = None
-    spectrum: tuple[np.ndarray, np.ndarray] | None = None
+    spectra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # group -> (freqs, power)
 
     @property
     def variant(self) -> str:
@@ -115,9 +115,11 @@ def load_run(run_dir: str | Path, split: str = "test") -> Run:
         run.examples = _read_npz(eval_dir / "examples.npz")
     if (eval_dir / "spectrum.npz").is_file():
         spectrum = _read_npz(eval_dir / "spectrum.npz")
-        power_key = "power" if "power" in spectrum else next((k for k in spectrum if k != "freqs"), None)
-        if "freqs" in spectrum and power_key is not None:
-            run.spectrum = (np.asarray(spectrum["freqs"], float), np.asarray(spectrum[power_key], float))
+        freqs = np.asarray(spectrum.get("freqs", np.zeros(0)), float)
+        for key, group in (("power", "all"), ("power_negatives", "negatives")):
+            power = np.asarray(spectrum.get(key, np.zeros(0)), float)
+            if freqs.size and power.shape == freqs.shape and np.isfinite(power).any():
+                run.spectra[group] = (freqs, power)
     return run
 
 
