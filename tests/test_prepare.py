@@ -167,3 +167,23 @@ def test_cli_prepare_and_inspect(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["inspect", str(tmp_path / "ds"), "--out", str(png), "--per-cell", "2"])
     assert result.exit_code == 0, result.output
     assert "negative" in result.output and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("layout", ["csv-paths", "kaggle-jpeg"])
+def test_synthetic_layouts(tmp_path: Path, layout: str) -> None:
+    from mammoseg.data.synthetic import generate
+
+    generate(tmp_path / "cbis", cases=6, seed=2, image_size=160, layout=layout)
+    result = prepare(tmp_path / "cbis", tmp_path / "ds", PrepareOptions(image_size=32, images_per_shard=4))
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["layout"] == layout
+    assert result.skipped == 0 and result.images == 6
+
+
+def test_tiny_dataset_feeds_the_pipeline(tiny_dataset: Path) -> None:
+    from mammoseg.data.pipeline import make_dataset, read_manifest
+
+    manifest = read_manifest(tiny_dataset)
+    assert {"train", "val", "test"} <= set(manifest["split"])
+    assert manifest.groupby("patient_id")["split"].nunique().max() == 1
+    image, mask = next(iter(make_dataset(tiny_dataset, "val", batch_size=4)))
+    assert tuple(image.shape[1:]) == (64, 64, 1) and set(np.unique(mask.numpy())) <= {0.0, 1.0}

@@ -10,6 +10,7 @@ image files, so the same table serves every on-disk layout.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -80,12 +81,17 @@ def find_description_csvs(root: str | Path) -> dict[tuple[str, str], Path]:
     The shallowest match wins so that a copy nested in an output folder does not shadow the real one.
     """
     root = Path(root)
-    found: dict[tuple[str, str], Path] = {}
-    for key, name in OFFICIAL_NAMES.items():
-        matches = sorted(root.rglob(name), key=lambda p: (len(p.relative_to(root).parts), str(p)))
-        if matches:
-            found[key] = matches[0]
-    return found
+    wanted = {name: key for key, name in OFFICIAL_NAMES.items()}
+    matches: dict[tuple[str, str], list[Path]] = {}
+    for folder, _, files in os.walk(root):  # one walk: a full NBIA tree has tens of thousands of folders
+        for name in files:
+            if name in wanted:
+                matches.setdefault(wanted[name], []).append(Path(folder) / name)
+    return {
+        key: min(paths, key=lambda p: (len(p.relative_to(root).parts), str(p)))
+        for key in OFFICIAL_NAMES
+        if (paths := matches.get(key))
+    }
 
 
 def type_and_split(path: str | Path) -> tuple[str, str]:
