@@ -65,6 +65,7 @@ def _bad_inputs(tmp_path):
     cases["grey_noise.png"] = (rng.integers(0, 255, (200, 150), dtype=np.uint8), "noise")
     cases["strip.png"] = (fake_mammogram(100, 600, bits=8), "aspect ratio")
     cases["blank.png"] = (np.zeros((200, 150), np.uint8), "blank")
+    cases["mask.png"] = ((fake_mammogram(200, 150, bits=8) > 100).astype(np.uint8) * 255, "a mask")
     out = []
     for name, (array, message) in cases.items():
         cv2.imwrite(str(tmp_path / name), array)

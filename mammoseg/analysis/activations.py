@@ -8,7 +8,6 @@ kernel score of its weights.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import numpy as np
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.errors import InputError
 
-logger = logging.getLogger("mammoseg.activations")
 
 MAX_CHANNELS = 32
 ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)  # stride 2: (pi, 0) and (pi, pi); stacked: 1/4, 1/8

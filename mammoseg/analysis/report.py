@@ -147,7 +147,6 @@ class Cell:
     mean: float
     sd: float
     interval: Interval
-    n_seeds: int
 
 
 @dataclass
@@ -225,7 +224,7 @@ def _arm_cells(arm: Arm) -> None:
                 interval = stats.seed_interval(per_run)
         finite = per_run[np.isfinite(per_run)]
         mean = float(finite.mean()) if finite.size else math.nan
-        arm.cells[metric.key] = Cell(mean, _sd(per_run), interval, int(finite.size))
+        arm.cells[metric.key] = Cell(mean, _sd(per_run), interval)
 
 
 def _paired(arm: Arm, baseline: Arm) -> None:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from mammoseg.errors import MammosegError
-
 CHECKPOINT = click.Choice(["best", "last"])
 
 

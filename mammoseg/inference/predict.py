@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ import numpy as np
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.errors import InputError
 
-logger = logging.getLogger("mammoseg.predict")
 
 MIN_SIDE = 64
 """Shorter side below this many pixels cannot be a mammogram (CBIS-DDSM's are thousands)."""
@@ -100,6 +98,8 @@ def check_mammogram(pixels: np.ndarray, path: str | Path) -> None:
     low = np.asarray(pixels[::step, ::step], dtype=np.float64)
     if low.std() == 0:
         raise InputError(path, "the image is blank (every pixel has the same value)")
+    if np.unique(low).size <= 2:
+        raise InputError(path, "the image has only two grey levels: a mask, not a mammogram")
     corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in ((low[:, 1:], low[:, :-1]), (low[1:], low[:-1]))]
     corr = [c for c in corr if math.isfinite(c)]
     if corr and max(corr) < MIN_NEIGHBOUR_CORRELATION:
