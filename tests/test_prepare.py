@@ -127,7 +127,10 @@ def test_resume_does_no_repeated_work_and_options_are_checked(tmp_path: Path) ->
     # an interrupted run: one unit's shard written, its sidecar not yet
     (out / "parts" / "train-00001.json").unlink()
     (out / "manifest.csv").unlink()
+    (out / "shards" / ".train-00001.x1.tmp.tfrecord").write_bytes(b"torn")  # a killed writer's temporary
+    (out / "shards" / "train-00099.tfrecord").write_bytes(b"")  # a unit of an earlier, larger input
     again = prepare(tree.root, out, SMALL)
+    assert sorted((out / "shards").glob("*.tfrecord")) == shards
     assert (again.units_run, again.units_reused) == (1, len(shards) - 1)
     assert (out / "manifest.csv").read_text() == manifest
     changed = {p.name for p in shards if p.stat().st_mtime_ns != stamps[p.name]}

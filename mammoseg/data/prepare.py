@@ -103,6 +103,8 @@ class Unit:
 
 @dataclass(frozen=True)
 class PrepareResult:
+    """What a `prepare` run produced: example counts per split and kind, images, skipped cases."""
+
     dataset: Path
     counts: dict[str, dict[str, int]]
     images: int
@@ -137,6 +139,7 @@ def prepare(
     logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), abnormalities["image_subject"].nunique())
     jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
     units = _plan_units(jobs, options.images_per_shard)
+    _remove_stale(out, units)
 
     pending = [u for u in units if not _unit_done(out, u)]
     if len(pending) < len(units):
@@ -197,6 +200,18 @@ def _claim_output(out: Path, recorded: dict[str, Any], overwrite: bool) -> None:
             shard.unlink()
     (out / "shards").mkdir(parents=True, exist_ok=True)
     write_json(options_file, {"options": recorded})
+
+
+def _remove_stale(out: Path, units: list[Unit]) -> None:
+    """Shards and sidecars of units the current plan does not have (the input shrank since an
+    earlier run), and temporary files of a killed run: left in place they would be read as data."""
+    names = {u.name for u in units}
+    for path in (out / "shards").glob("*.tfrecord"):
+        if path.name.startswith(".") or path.stem not in names:
+            path.unlink()
+    for path in (out / "parts").glob("*.json"):
+        if path.name.startswith(".") or (path.stem not in names and path.name != "options.json"):
+            path.unlink()
 
 
 def _read_csvs(data_root: Path, skips: list[Skip]) -> pd.DataFrame:

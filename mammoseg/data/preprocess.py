@@ -108,6 +108,8 @@ class Geometry:
             content = content.astype(np.float32)
         elif content.dtype == bool:
             content = content.astype(np.uint8)
+        elif content.dtype.kind in "iu" and content.dtype.itemsize > 2:
+            content = content.astype(np.int32)  # label maps: OpenCV resizes 32-bit integers, not 64-bit
         interpolation = cv2.INTER_LINEAR if floating else cv2.INTER_NEAREST
         big = cv2.resize(content, (x1 - x0, y1 - y0), interpolation=interpolation)
         out = np.full((self.height, self.width), fill, dtype=big.dtype)
