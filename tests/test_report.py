@@ -25,10 +25,11 @@ SIZE = 32
 
 
 def fabricate_run(root: Path, variant: str, seed: int, *, quality: float, n_images: int = 40,
-                  transpose_kernel: int = 4, evaluated: bool = True) -> Path:
+                  transpose_kernel: int = 4, evaluated: bool = True, arm: str | None = None) -> Path:
     """A run folder per the run contract with plausible synthetic numbers; `quality` shifts Dice and FPs."""
     rng = np.random.default_rng(zlib.crc32(f"{variant}{seed}{transpose_kernel}".encode()))
-    run = root / f"{variant}{'' if transpose_kernel == 4 else f'-k{transpose_kernel}'}-seed{seed}"
+    arm = arm or f"{variant}{'' if transpose_kernel == 4 else f'-k{transpose_kernel}'}"
+    run = root / f"{arm}-seed{seed}"
     (run / "eval" / "test").mkdir(parents=True)
     config = {"variant": variant, "image_size": SIZE, "width": 0.125, "seed": seed, "epochs": 3, "batch_size": 4,
               "transpose_kernel": transpose_kernel, "params": 12_500_000 if "dilated" in variant else 20_000_000,
@@ -274,3 +275,15 @@ def test_unknown_baseline_and_cli_error_line(tmp_path):
                              str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing'}: no such run folder"
+
+
+def test_arms_follow_ablation_folder_names(tmp_path):
+    """Two arms of one variant (e.g. frozen encoder or not) stay apart; a name reused for two designs splits."""
+    runs = [fabricate_run(tmp_path / "exp", "dilated_resize", s, quality=0.8, arm=a)
+            for a in ("frozen", "dilated_resize") for s in (1, 2)]
+    runs.append(fabricate_run(tmp_path / "other", "fcn_skips", 1, quality=0.5, arm="frozen"))
+    write_report(runs, tmp_path / "out")
+    rows = {r["arm"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
+    assert set(rows) == {"frozen (dilated_resize)", "frozen (fcn_skips)", "dilated_resize"}
+    assert rows["dilated_resize"]["n_seeds"] == "2" and rows["frozen (dilated_resize)"]["n_seeds"] == "2"
+    assert rows["frozen (fcn_skips)"]["dice_per_image_diff"] != ""  # paired against the default baseline arm

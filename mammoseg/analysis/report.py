@@ -251,18 +251,31 @@ def _paired(arm: Arm, baseline: Arm) -> None:
             arm.paired[key] = stats.paired_nanmean_diff_ci(cols_a[0], cols_b[0])
 
 
-def _arm_sort_key(name: str) -> tuple[int, str]:
-    variant = name.split("-k")[0]
-    return (ARTICLE_ORDER.index(variant) if variant in ARTICLE_ORDER else len(ARTICLE_ORDER), name)
+def _group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by arm; an arm name shared by runs of different designs is split by design, so seeds
+    of different networks are never pooled."""
+    by_name: dict[str, list[Run]] = {}
+    for run in runs:
+        by_name.setdefault(run.arm, []).append(run)
+    grouped: dict[str, list[Run]] = {}
+    for name, members in by_name.items():
+        designs = {r.design for r in members}
+        for run in members:
+            grouped.setdefault(name if len(designs) == 1 else f"{name} ({run.design})", []).append(run)
+    return grouped
+
+
+def _arm_sort_key(arm: Arm) -> tuple[int, int, str]:
+    """The article's order of variants, then transpose kernel, then name."""
+    run = arm.runs[0]
+    order = ARTICLE_ORDER.index(run.variant) if run.variant in ARTICLE_ORDER else len(ARTICLE_ORDER)
+    return (order, run.transpose_kernel, arm.name)
 
 
 def build_arms(runs: list[Run], baseline: str | None) -> tuple[list[Arm], Arm | None]:
     """Group runs into arms, compute every cell, and the paired differences against the baseline."""
-    grouped: dict[str, list[Run]] = {}
-    for run in runs:
-        grouped.setdefault(run.arm, []).append(run)
-    arms = [Arm(name, sorted(grouped[name], key=lambda r: (r.seed is None, r.seed or 0)))
-            for name in sorted(grouped, key=_arm_sort_key)]
+    arms = sorted((Arm(name, sorted(members, key=lambda r: (r.seed is None, r.seed or 0)))
+                   for name, members in _group_runs(runs).items()), key=_arm_sort_key)
     for arm in arms:
         _arm_cells(arm)
     base = _pick_baseline(arms, baseline)
@@ -274,14 +287,16 @@ def build_arms(runs: list[Run], baseline: str | None) -> tuple[list[Arm], Arm | 
 
 
 def _pick_baseline(arms: list[Arm], baseline: str | None) -> Arm | None:
+    """The arm named `baseline`, else the only arm of that variant; by default dilated_resize if present."""
+    wanted = baseline or DEFAULT_BASELINE
+    named = [a for a in arms if a.name == wanted] or [a for a in arms if a.variant == wanted]
+    if len(named) == 1:
+        return named[0]
     if baseline is None:
-        return next((a for a in arms if a.name == DEFAULT_BASELINE), None)
-    for arm in arms:
-        if arm.name == baseline:
-            return arm
-    matches = [a for a in arms if a.variant == baseline]
-    if len(matches) == 1:
-        return matches[0]
+        return None
+    if len(named) > 1:
+        raise MammosegError(f"baseline {baseline!r} matches several arms ({', '.join(a.name for a in named)}); "
+                            "give the arm name")
     raise MammosegError(f"baseline {baseline!r} is not among the compared arms: {', '.join(a.name for a in arms)}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from mammoseg.errors import InputError
 
 PER_IMAGE_COLUMNS = ("example_id", "dice", "iou", "tp", "fp", "fn")
 DEFAULT_TRANSPOSE_KERNEL = 4
+ARM_FOLDER = re.compile(r"(.+)-seed(\d+)")
 
 
 @dataclass
@@ -50,11 +52,18 @@ class Run:
         return int(self.config.get("transpose_kernel") or DEFAULT_TRANSPOSE_KERNEL)
 
     @property
-    def arm(self) -> str:
-        """The compared design: variant, plus the transpose kernel when it is not the author's 4."""
+    def design(self) -> str:
+        """The upsampling design: variant, plus the transpose kernel when it is not the author's 4."""
         if self.transpose_kernel == DEFAULT_TRANSPOSE_KERNEL:
             return self.variant
         return f"{self.variant}-k{self.transpose_kernel}"
+
+    @property
+    def arm(self) -> str:
+        """The arm this run is a seed of: the ablation's arm name from a `<arm>-seed<k>` folder (arms
+        may differ in more than the design), otherwise the design."""
+        match = ARM_FOLDER.fullmatch(self.path.name)
+        return match.group(1) if match else self.design
 
     @property
     def image_size(self) -> int | None:
