@@ -189,9 +189,53 @@ def test_rigid_maps_cover_the_intended_group(flips: bool, rot90: bool, expected:
         "identity": base, "flip_h": base[:, ::-1], "flip_v": base[::-1], "rot90": np.rot90(base, 1),
         "rot180": np.rot90(base, 2), "rot270": np.rot90(base, 3), "transpose": base.T, "antitranspose": np.rot90(base, 2).T,
     }  # fmt: skip
-    batch = tf.constant(np.repeat(base[None, ..., None], 64, axis=0))
-    image, mask = pipeline.Augmentation(flips=flips, rot90=rot90).rigid(batch, batch, tf.constant([1, 2]))
-    np.testing.assert_array_equal(image.numpy(), mask.numpy())
-    seen = {name for out in image.numpy()[..., 0] for name, m in maps.items() if np.array_equal(out, m)}
-    assert len(seen) == len({tuple(o.ravel()) for o in image.numpy()[..., 0]})  # every output is a known map
+    planes = tf.constant(np.repeat(base[None], 64, axis=0))
+    images, masks = pipeline.Augmentation(flips=flips, rot90=rot90).warp(planes, tf.cast(planes, tf.uint8), tf.constant([1, 2]))
+    images = images.numpy()
+    np.testing.assert_array_equal(images, masks.numpy())
+    seen = {name for o in images for name, m in maps.items() if np.array_equal(o, m)}
+    assert len(seen) == len({tuple(o.ravel()) for o in images})  # every output is a known map
     assert seen == expected
+
+
+def test_zoom_matches_a_known_resampling() -> None:
+    import tensorflow as tf
+
+    # A horizontal ramp: any zoom keeps columns constant and keeps rows increasing, and zooming in
+    # (s > 1) stretches it, so neighbouring pixels differ by less than 1 inside the image.
+    ramp = np.tile(np.arange(32, dtype=np.float32), (32, 1))
+    images, masks = tf.constant(np.stack([ramp] * 8)), tf.ones([8, 32, 32], tf.uint8)
+    images, masks = pipeline.Augmentation(flips=False, scale_jitter=0.2).warp(images, masks, tf.constant([3, 4]))
+    assert masks.dtype == tf.uint8 and set(np.unique(masks.numpy())) <= {0, 1}
+    for image, mask in zip(images.numpy(), masks.numpy()):
+        inside = mask == 1
+        assert inside[16, 16]
+        # Two pixels away from the source's border (where bilinear blends in the zero fill):
+        core = _erode(_erode(inside))
+        down = (image[1:] - image[:-1])[core[1:] & core[:-1]]
+        right = (image[:, 1:] - image[:, :-1])[core[:, 1:] & core[:, :-1]]
+        np.testing.assert_allclose(down, 0, atol=1e-4)
+        assert np.all(right > 0.4) and np.all(right < 2.1)
+        # Two pixels outside the source (zoomed out), the fill is exactly zero.
+        assert np.all(image[_erode(_erode(~inside))] == 0)
+
+
+def _erode(region: np.ndarray) -> np.ndarray:
+    """Pixels whose four neighbours are in `region` too (the array's edge counts as outside)."""
+    padded = np.pad(region, 1)
+    return region & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+
+
+def test_call_on_normalised_batches(dataset: Path) -> None:
+    import tensorflow as tf
+
+    image, mask = next(iter(pipeline.make_dataset(dataset, "train", batch_size=24)))
+    augment = pipeline.Augmentation(flips=True, rot90=True, scale_jitter=0.1, intensity_jitter=0.0)
+    out_image, out_mask = augment(image, mask, tf.constant([5, 6]))
+    assert out_image.shape == image.shape and out_mask.dtype == mask.dtype
+    assert set(np.unique(out_mask.numpy())) <= {0.0, 1.0}
+    assert out_image.numpy().min() >= -127 / 255 - 1e-6
+    expected = pipeline.denormalize(out_image.numpy()) > THRESHOLD
+    assert np.mean(out_mask.numpy() != expected) < 0.03
+    again = augment(image, mask, tf.constant([5, 6]))
+    np.testing.assert_array_equal(again[0].numpy(), out_image.numpy())

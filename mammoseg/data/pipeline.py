@@ -60,9 +60,17 @@ class Augmentation:
         and mirrorings.
     scale_jitter: standard deviation of a zoom factor s ~ N(1, scale_jitter): a random square of side
         S/s is cropped (or, for s < 1, the image is placed in a black square of that side) and
-        resized back to S; bilinear for the image, nearest for the mask so it stays binary.
+        resampled back to S x S, bilinearly for the image and nearest for the mask (which stays
+        binary) on the same sampling grid.
     intensity_jitter: contrast factor 1 + U(-j, j) and brightness offset U(-j, j) on the normalised
         image, clipped to the normalised pixel range.
+
+    How: every flip, right-angle rotation and zoom of a square is two separable passes, each a
+    per-example resampling of rows (one row gather, or two and a linear blend for a zoomed image),
+    with transposes between them: V^b T V^a, then T again or not (V: vertical flip, T: transpose;
+    T V T is the horizontal flip). Row gathers copy whole rows and batch transposes are cheap, so
+    the geometry costs a few passes over the batch on any device; without zoom it is exact and keeps
+    the dtype (the pipeline runs it on uint8).
     """
 
     flips: bool = True
@@ -78,65 +86,82 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return self.flips or self.rot90 or self.scale_jitter > 0 or self.intensity_jitter > 0
+        return self.geometric or self.intensity_jitter > 0
+
+    @property
+    def geometric(self) -> bool:
+        return self.flips or self.rot90 or self.scale_jitter > 0
 
     def __call__(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Augment a normalised float batch [B,S,S,1] and its {0,1} mask; `seed` is a shape-[2] int
         tensor for the stateless random ops, so equal seeds give equal results on any device."""
-        image, mask = self.rigid(image, mask, seed)
-        return self.resample(image, mask, seed)
+        if self.geometric:
+            black = -MEAN / SCALE if self.scale_jitter > 0 else 0.0  # zoomed-out borders are black
+            image, mask = self.warp(image[..., 0] - black, mask[..., 0], seed)
+            image, mask = image[..., None] + black, mask[..., None]
+        return self.jitter_intensity(image, seed), mask
 
-    def rigid(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The exact part: flips and right-angle rotations, for any dtype (the pipeline runs it on
-        uint8, a quarter of the bytes of float32).
-
-        Every such map is V^b T V^a, optionally followed by T (V: vertical flip, T: transpose), since
-        T V T is the horizontal flip. Vertical flips are per-example row gathers and transposes are
-        whole-batch ops: on CPU both are several times cheaper than reversing along the width or
-        selecting between flipped and unflipped copies.
-        """
-        import tensorflow as tf
-
-        if not (self.flips or self.rot90):
-            return image, mask
-        coins = tf.random.stateless_uniform([3, tf.shape(image)[0]], self._seeds(seed)[0]) < 0.5
-        a, b, c = coins[0], coins[1], coins[2]
-        if not self.flips:
-            c = tf.logical_not(tf.math.logical_xor(a, b))  # T^c V^b T V^a is a pure rotation iff a+b+c is odd
-        batch = tf.shape(image)[0]
-        planes = tf.concat([image[..., 0], tf.cast(mask[..., 0], image.dtype)], axis=0)  # [2B,S,S]
-        a, b, c = (tf.concat([v, v], axis=0) for v in (a, b, c))
-        size = tf.shape(planes)[1]
-        forward, backward = tf.range(size), tf.range(size - 1, -1, -1)
-
-        def vflip(x: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
-            rows = tf.where(flip[:, None], backward[None, :], forward[None, :])
-            return tf.gather(x, rows, axis=1, batch_dims=1)
-
-        planes = tf.transpose(vflip(planes, a), [0, 2, 1])
-        planes = vflip(planes, b)
-        if self.rot90:
-            planes = tf.where(c[:, None, None], tf.transpose(planes, [0, 2, 1]), planes)
-        else:
-            planes = tf.transpose(planes, [0, 2, 1])  # T V^b T V^a = horizontal^b vertical^a
-        image = planes[:batch, ..., None]
-        mask = tf.cast(planes[batch:, ..., None], mask.dtype)
-        return image, mask
-
-    def resample(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The interpolating part, on normalised float images: zoom, then intensity jitter."""
+    def warp(self, images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The geometry on [B,S,S] image planes and their masks, zero filling what lies outside.
+        Masks keep their dtype and values; images too without scale_jitter, else they become float32."""
         import tensorflow as tf
 
         seeds = self._seeds(seed)
-        batch = tf.shape(image)[0]
-        if self.scale_jitter > 0:
-            image, mask = self._zoom(image, mask, seeds[1], seeds[2])
-        if self.intensity_jitter > 0:
-            j = self.intensity_jitter
-            gain_offset = tf.random.stateless_uniform([batch, 1, 1, 2], seeds[3], minval=-j, maxval=j)
-            image = image * (1.0 + gain_offset[..., :1]) + gain_offset[..., 1:]
-            image = tf.clip_by_value(image, -MEAN / SCALE, (255.0 - MEAN) / SCALE)
-        return image, mask
+        batch, size = tf.shape(images)[0], tf.shape(images)[1]
+        coins = tf.random.stateless_uniform([3, batch], seeds[0]) < 0.5
+        a, b, c = coins[0], coins[1], coins[2]
+        if not (self.flips or self.rot90):
+            a, b = tf.zeros_like(a), tf.zeros_like(b)
+        if not self.rot90:
+            c = tf.ones_like(c)  # T V^b T V^a = horizontal^b vertical^a
+        elif not self.flips:
+            c = tf.logical_not(tf.math.logical_xor(a, b))  # T^c V^b T V^a is a pure rotation iff a+b+c is odd
+
+        def flipped(coords: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+            return tf.where(flip[:, None], tf.reverse(coords, [1]), coords)
+
+        def transpose(x: tf.Tensor, where: tf.Tensor | None = None) -> tf.Tensor:
+            t = tf.transpose(x, [0, 2, 1])
+            return t if where is None else tf.where(where[:, None, None], t, x)
+
+        last = c if self.rot90 else None
+        if self.scale_jitter == 0:
+            # Exact: one tensor of images and masks, integer row indices.
+            planes = tf.concat([images, tf.cast(masks, images.dtype)], axis=0)
+            rows = tf.tile(tf.range(size)[None, :], [batch, 1])
+
+            def twice(v: tf.Tensor) -> tf.Tensor:
+                return tf.concat([v, v], axis=0)
+
+            planes = transpose(_gather_rows(planes, twice(flipped(rows, a))))
+            planes = _gather_rows(planes, twice(flipped(rows, b)))
+            planes = transpose(planes, None if last is None else twice(last))
+            return planes[:batch], tf.cast(planes[batch:], masks.dtype)
+
+        scale = tf.random.stateless_normal([batch], seeds[1], mean=1.0, stddev=self.scale_jitter)
+        side = tf.cast(size, tf.float32) / tf.clip_by_value(scale, 0.5, 2.0)  # crop side in pixels
+        room = tf.cast(size, tf.float32) - side  # negative when zooming out
+        start = tf.minimum(room, 0.0)[:, None] + tf.random.stateless_uniform([batch, 2], seeds[2]) * tf.abs(room)[:, None]
+        step = side / tf.cast(size, tf.float32)
+        images = tf.cast(images, tf.float32)
+        for k, flip in ((0, a), (1, b)):
+            coords = flipped(_pixel_centres(start[:, k], step, size), flip)
+            images = transpose(_blend_rows(images, coords))
+            masks = transpose(_gather_rows(masks, tf.cast(tf.round(coords), tf.int32), fill=True))
+        if last is not None:  # undo the second transpose unless this example's rotation keeps it
+            images, masks = transpose(images, ~last), transpose(masks, ~last)
+        return images, masks
+
+    def jitter_intensity(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Contrast and brightness jitter of a normalised float batch."""
+        import tensorflow as tf
+
+        if self.intensity_jitter == 0:
+            return image
+        j = self.intensity_jitter
+        gain_offset = tf.random.stateless_uniform([tf.shape(image)[0], 1, 1, 2], self._seeds(seed)[3], minval=-j, maxval=j)
+        image = image * (1.0 + gain_offset[..., :1]) + gain_offset[..., 1:]
+        return tf.clip_by_value(image, -MEAN / SCALE, (255.0 - MEAN) / SCALE)
 
     @staticmethod
     def _seeds(seed: tf.Tensor) -> tf.Tensor:
@@ -144,21 +169,41 @@ class Augmentation:
 
         return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
 
-    def _zoom(self, image: tf.Tensor, mask: tf.Tensor, seed1: tf.Tensor, seed2: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        import tensorflow as tf
 
-        batch = tf.shape(image)[0]
-        size = tf.shape(image)[1:3]
-        scale = tf.random.stateless_normal([batch], seed1, mean=1.0, stddev=self.scale_jitter)
-        side = 1.0 / tf.clip_by_value(scale, 0.5, 2.0)  # crop side as a fraction of the image side
-        low, high = tf.minimum(0.0, 1.0 - side), tf.maximum(0.0, 1.0 - side)
-        start = low[:, None] + tf.random.stateless_uniform([batch, 2], seed2) * (high - low)[:, None]
-        boxes = tf.concat([start, start + side[:, None]], axis=1)  # y1, x1, y2, x2
-        index = tf.range(batch)
-        black = -MEAN / SCALE  # what uint8 0 normalises to: zoomed-out borders are black
-        image = tf.image.crop_and_resize(image, boxes, index, size, method="bilinear", extrapolation_value=black)
-        mask = tf.image.crop_and_resize(mask, boxes, index, size, method="nearest", extrapolation_value=0.0)
-        return image, tf.cast(mask, tf.float32)
+def _pixel_centres(start: tf.Tensor, step: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Source coordinates [N,S] of the output pixel centres of a crop [start, start + S*step)."""
+    import tensorflow as tf
+
+    i = tf.cast(tf.range(size), tf.float32)[None, :]
+    return start[:, None] + (i + 0.5) * step[:, None] - 0.5
+
+
+def _gather_rows(x: tf.Tensor, rows: tf.Tensor, fill: bool = False) -> tf.Tensor:
+    """Rows `rows` [N,S] of each plane of x [N,S,S]; with `fill`, rows outside the plane are zeros."""
+    import tensorflow as tf
+
+    if not fill:
+        return tf.gather(x, rows, axis=1, batch_dims=1)
+    size = tf.shape(x)[1]
+    inside = tf.cast((rows >= 0) & (rows < size), x.dtype)
+    return tf.gather(x, tf.clip_by_value(rows, 0, size - 1), axis=1, batch_dims=1) * inside[:, :, None]
+
+
+def _blend_rows(x: tf.Tensor, coords: tf.Tensor) -> tf.Tensor:
+    """Rows of each float plane of x [N,S,S] at fractional coords [N,S]: the two neighbouring rows
+    blended linearly, rows outside the plane counting as zeros (their weight is zero)."""
+    import tensorflow as tf
+
+    size = tf.shape(x)[1]
+    low = tf.floor(coords)
+    frac = coords - low
+    low = tf.cast(low, tf.int32)
+
+    def weighted(rows: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+        weight = tf.where((rows >= 0) & (rows < size), weight, 0.0)
+        return tf.gather(x, tf.clip_by_value(rows, 0, size - 1), axis=1, batch_dims=1) * weight[:, :, None]
+
+    return weighted(low, 1.0 - frac) + weighted(low + 1, frac)
 
 
 # --------------------------------------------------------------------------- dataset files
@@ -299,11 +344,15 @@ def make_dataset(
         base = tf.constant(0 if seed is None else seed, tf.int64)
 
         def finish_augmented(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            # Same result as augment(*to_float(...), seed): rigid maps commute with the pointwise
-            # conversion, and run here on uint8.
+            # As augment(*to_float(...), seed), but the geometry runs on uint8 (a quarter of the
+            # bytes of float32), where black is zero.
             seed = tf.stack([base, key])
-            image, mask = augment.rigid(batch["image"], batch["mask"], seed)
-            return augment.resample(*to_float(image, mask), seed)
+            image, mask = batch["image"], batch["mask"]
+            if augment.geometric:
+                image, mask = augment.warp(image[..., 0], mask[..., 0], seed)
+                image, mask = image[..., None], mask[..., None]
+            image, mask = to_float(image, mask)
+            return augment.jitter_intensity(image, seed), mask
 
         ds = tf.data.Dataset.zip((ds, keys)).map(finish_augmented, num_parallel_calls=autotune, deterministic=deterministic)
     else:
