@@ -56,8 +56,8 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | None = None) -> RunDir:
     """Start a new run; refuses a folder that already holds one (use `resume`)."""
-    run = resolve_run_dir(runs_dir, config.run_name or default_run_name(config))
     config.run_name = config.run_name or default_run_name(config)
+    run = resolve_run_dir(runs_dir, config.run_name)
     if run.exists():
         status = run.state().get("status", "unknown")
         raise InputError(run.path, f"a run already exists here ({status}); continue it with --resume or choose another --run-name")
@@ -178,6 +178,10 @@ def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
         metrics=validation_metrics(),
         jit_compile=config.jit_compile,
     )
+    if not model.optimizer.built:
+        # Built here rather than lazily inside the first step: otherwise TensorFlow traces the train
+        # step twice (variables created during tracing), which doubles the first epoch's cost.
+        model.optimizer.build(model.trainable_variables)
 
 
 def _select_previews(dataset: str, size: int, dataset_size: int) -> dict[str, np.ndarray]:
@@ -286,7 +290,7 @@ def _recorder_class() -> type:
             logs = dict(logs or {})
             seconds = time.perf_counter() - self.t0
             train_seconds = self.t_train if self.t_train is not None else seconds
-            if not all(math.isfinite(float(logs.get(k, 0.0))) for k in ("loss",)) or self.model.stop_training:
+            if not math.isfinite(float(logs.get("loss", math.nan))) or self.model.stop_training:
                 self.diverged_epoch = epoch + 1
                 self.model.stop_training = True
                 return
@@ -368,7 +372,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                 model = keras.saving.load_model(run.last, compile=True)
                 optimizer = model.optimizer
                 _compile(model, config, optimizer)
-                epochs_done = int(optimizer.iterations.numpy()) // steps_per_epoch
+                epochs_done = int(keras.ops.convert_to_numpy(optimizer.iterations)) // steps_per_epoch
             else:
                 try:
                     model = build_model(config.variant, image_size=config.image_size, width=config.width,
