@@ -95,10 +95,12 @@ class Augmentation:
     def __call__(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Augment a normalised float batch [B,S,S,1] and its {0,1} mask; `seed` is a shape-[2] int
         tensor for the stateless random ops, so equal seeds give equal results on any device."""
+        import tensorflow as tf
+
         if self.geometric:
             black = -MEAN / SCALE if self.scale_jitter > 0 else 0.0  # zoomed-out borders are black
-            image, mask = self.warp(image[..., 0] - black, mask[..., 0], seed)
-            image, mask = image[..., None] + black, mask[..., None]
+            image, mask = self.warp(tf.squeeze(image, -1) - black, tf.squeeze(mask, -1), seed)
+            image, mask = tf.expand_dims(image, -1) + black, tf.expand_dims(mask, -1)
         return self.jitter_intensity(image, seed), mask
 
     def warp(self, images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -349,8 +351,8 @@ def make_dataset(
             seed = tf.stack([base, key])
             image, mask = batch["image"], batch["mask"]
             if augment.geometric:
-                image, mask = augment.warp(image[..., 0], mask[..., 0], seed)
-                image, mask = image[..., None], mask[..., None]
+                image, mask = augment.warp(tf.squeeze(image, -1), tf.squeeze(mask, -1), seed)
+                image, mask = tf.expand_dims(image, -1), tf.expand_dims(mask, -1)
             image, mask = to_float(image, mask)
             return augment.jitter_intensity(image, seed), mask
 
