@@ -198,3 +198,18 @@ def test_save_load_round_trip_safe_mode(name, tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(x, training=False)), keras.ops.convert_to_numpy(model(x, training=False))
     )
+
+
+def test_torch_backend_names_have_no_dots(monkeypatch):
+    """PyTorch rejects dotted parameter names: under its backend `conv1.1` is built as `conv1_1`."""
+    from mammoseg.models import layer_name
+
+    assert layer_name("conv1.1") == "conv1.1"
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert layer_name("bottleneck_5.1") == "bottleneck_5_1"
+    for name in ["fcn_bottleneck", "dilated_resize"]:
+        model = build_model(name, image_size=128, width=0.125)
+        names = [layer.name for layer in model.layers]
+        assert not [n for n in names if "." in n] and len(set(names)) == len(names)
+        assert encoder_layer_names(model)[-2:] == ["conv5_1", "conv5_1_bn"]
+        assert model.get_layer(layer_name("conv1.2")) is not None

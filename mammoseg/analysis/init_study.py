@@ -78,6 +78,9 @@ def output_scores(log_odds: np.ndarray, border: int) -> dict[str, float]:
 
 def _step_output_layer(model: Any, step: str) -> str | None:
     """Name of the last layer a decoder step produced (its activation, skip addition or the op itself)."""
+    from mammoseg.models import layer_name
+
+    step = layer_name(step)
     names = [layer.name for layer in model.layers if layer.name == step or layer.name.startswith(f"{step}_")]
     return names[-1] if names else None
 

@@ -4,6 +4,7 @@
     model = build_model("dilated_resize", image_size=640)   # logits [640, 640, 2]
 """
 
+from mammoseg.models.blocks import layer_name
 from mammoseg.models.flops import count_elementwise, count_flops, flops_by_layer
 from mammoseg.models.variants import (
     VARIANTS,
@@ -28,6 +29,7 @@ __all__ = [
     "encoder_layer_names",
     "flops_by_layer",
     "get_spec",
+    "layer_name",
     "transposed_layer_names",
     "variant_names",
 ]

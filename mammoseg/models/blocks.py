@@ -8,7 +8,8 @@ settings, layer naming).
 
 Each step produces Keras layers named after the article's author: the operation keeps the step's
 name (`conv1.1`, `up_conv2`, `logits`), the layers around it get derived names
-(`conv1.1_bn`, `up_conv2_dropout`, `up_conv2_add`, `up_conv2_elu`). After a step, the following
+(`conv1.1_bn`, `up_conv2_dropout`, `up_conv2_add`, `up_conv2_elu`); under the PyTorch backend
+dots become underscores (`layer_name`). After a step, the following
 operations run in this fixed order: dropout (unless `dropout_after_bn`), BatchNorm, dropout
 (if `dropout_after_bn`), skip addition, activation.
 """
@@ -138,17 +139,28 @@ class BuildOptions:
         }
 
 
+def layer_name(name: str) -> str:
+    """The Keras layer name of one of the author's names: itself, except under the PyTorch backend.
+
+    PyTorch refuses parameter names with dots, and Keras names parameters after their layer, so
+    there `conv1.1` becomes `conv1_1` (no author's name collides with that). Look layers up
+    through this function to stay backend-independent: `model.get_layer(layer_name("conv5.1"))`.
+    """
+    return name.replace(".", "_") if keras.backend.backend() == "torch" else name
+
+
 def batch_norm(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=layer_name(name))
 
 
 def activation(act: str, name: str) -> keras.layers.Activation:
-    return keras.layers.Activation(act, name=f"{name}_{act}")
+    return keras.layers.Activation(act, name=layer_name(f"{name}_{act}"))
 
 
 def bottleneck(spec: Bottleneck, taps: dict, opts: BuildOptions):
     """1x1 convolution of an earlier tensor, so that only selected features reach the decoder."""
-    x = keras.layers.Conv2D(opts.filters(spec.filters), 1, name=spec.name, **opts.conv_kwargs())(taps[spec.source])
+    conv = keras.layers.Conv2D(opts.filters(spec.filters), 1, name=layer_name(spec.name), **opts.conv_kwargs())
+    x = conv(taps[spec.source])
     if spec.bn:
         x = batch_norm(f"{spec.name}_bn")(x)
     if spec.act:
@@ -163,13 +175,13 @@ def skip_tensor(skip: str | Bottleneck, taps: dict, opts: BuildOptions):
 def apply_step(step: Step, x, taps: dict, opts: BuildOptions):
     """Add one step's layers after tensor `x`; record what later skips read in `taps`; return the output."""
     if isinstance(step, Resize):
-        x = keras.layers.UpSampling2D(step.factor, interpolation="nearest", name=step.name)(x)
+        x = keras.layers.UpSampling2D(step.factor, interpolation="nearest", name=layer_name(step.name))(x)
         taps[step.name] = x
         return x
     if isinstance(step, Pool):
-        x = keras.layers.MaxPooling2D(step.size, step.stride, padding="same", name=step.name)(x)
+        x = keras.layers.MaxPooling2D(step.size, step.stride, padding="same", name=layer_name(step.name))(x)
         if opts.dropout and step.dropout:
-            x = keras.layers.Dropout(step.dropout, name=f"{step.name}_dropout")(x)
+            x = keras.layers.Dropout(step.dropout, name=layer_name(f"{step.name}_dropout"))(x)
         taps[step.name] = x
         return x
 
@@ -179,24 +191,25 @@ def apply_step(step: Step, x, taps: dict, opts: BuildOptions):
     if isinstance(step, Conv):
         layer = keras.layers.Conv2D(
             filters, kernel, strides=stride, padding=step.padding, dilation_rate=step.dilation,
-            name=step.name, **opts.conv_kwargs(), **extra,
+            name=layer_name(step.name), **opts.conv_kwargs(), **extra,
         )
     else:
         layer = keras.layers.Conv2DTranspose(
-            filters, kernel, strides=stride, padding="same", name=step.name, **opts.conv_kwargs(), **extra,
+            filters, kernel, strides=stride, padding="same", name=layer_name(step.name),
+            **opts.conv_kwargs(), **extra,
         )
     x = layer(x)
     use_dropout = opts.dropout and step.dropout > 0
     if use_dropout and not step.dropout_after_bn:
-        x = keras.layers.Dropout(step.dropout, name=f"{step.name}_dropout")(x)
+        x = keras.layers.Dropout(step.dropout, name=layer_name(f"{step.name}_dropout"))(x)
     if step.bn:
         x = batch_norm(f"{step.name}_bn")(x)
         if step.tap == "bn":
             taps[step.name] = x
     if use_dropout and step.dropout_after_bn:
-        x = keras.layers.Dropout(step.dropout, name=f"{step.name}_dropout")(x)
+        x = keras.layers.Dropout(step.dropout, name=layer_name(f"{step.name}_dropout"))(x)
     if step.skip is not None:
-        x = keras.layers.Add(name=f"{step.name}_add")([x, skip_tensor(step.skip, taps, opts)])
+        x = keras.layers.Add(name=layer_name(f"{step.name}_add"))([x, skip_tensor(step.skip, taps, opts)])
     if step.act:
         x = activation(step.act, step.name)(x)
     taps.setdefault(step.name, x)

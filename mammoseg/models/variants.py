@@ -28,6 +28,7 @@ from mammoseg.models.blocks import (
     Step,
     Transpose,
     apply_step,
+    layer_name,
 )
 
 ENCODER: tuple[Step, ...] = (
@@ -206,7 +207,7 @@ def encoder_layer_names(model: keras.Model) -> list[str]:
     names = []
     for step in ENCODER:
         if isinstance(step, Conv):
-            names += [n for n in (step.name, f"{step.name}_bn") if n in present]
+            names += [n for n in (layer_name(step.name), layer_name(f"{step.name}_bn")) if n in present]
     return names
 
 
@@ -220,5 +221,5 @@ def decoder_input_shape(model: keras.Model, variant: str | None = None) -> tuple
 
     `variant` defaults to the model's name, which `build_model` sets (and saving keeps).
     """
-    first = get_spec(variant or model.name).decoder[0].name
+    first = layer_name(get_spec(variant or model.name).decoder[0].name)
     return tuple(model.get_layer(first).input.shape[1:])
