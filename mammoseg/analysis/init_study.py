@@ -5,9 +5,10 @@ Each variant is built at random initialisation and fed a constant image and a sm
 
 - every transposed layer's kernel imbalance (weights only);
 - the output's log-odds map, logit[1] - logit[0] = log(P / (1 - P)) of P(abnormal). Not the
-  probability itself: at initialisation the logits are tiny, so P rounds to 0.5 in float32 and
-  would be a constant map. Scores are scale-free, so the log-odds map carries the same pattern
-  P would show. Scored at stride 2 (the pixel checkerboard of a last stride-2 layer) and at
+  probability itself: at initialisation the logits are tiny (std 1e-3 to 1e-2 at width 1, far
+  less at small widths), so P sits within a hair of 0.5, where P = 0.5 + log-odds / 4 to first
+  order, and can round to a constant in float32. The scores are scale-free, so the log-odds map
+  shows the pattern P would show. Scored at stride 2 (the pixel checkerboard of a last stride-2 layer) and at
   periods 4 to 64 (`period_scores`: a stride-2 step working at 2/P of the output resolution,
   e.g. period 32 for the first upsampling of the dilated variants and `up_conv3` of the FCNs);
 - the activation after `up_conv2` (every variant has one: the first stride-2 upsampling of the
