@@ -195,8 +195,8 @@ def _reset_peak_memory() -> None:
 
 
 def _peak_memory() -> int | None:
-    """Peak accelerator memory since the last reset, in bytes; None where the backend cannot tell
-    (a CPU, or JAX, whose peak covers the whole process rather than one measurement)."""
+    """Peak accelerator memory in bytes: since the last reset under TensorFlow and torch, since the
+    process started under JAX (which cannot reset it); None on a CPU."""
     import keras
 
     backend = keras.backend.backend()
