@@ -35,7 +35,7 @@ only slightly larger, and decoding speed does not depend on it."""
 # --------------------------------------------------------------------------- CRC32C (Castagnoli)
 
 _POLY = 0x82F63B78  # reflected Castagnoli polynomial
-_LANE = 256  # bytes per lane of the vectorised CRC
+_LANE = 64  # bytes per lane of the vectorised CRC (fastest for records of 10 kB to 1 MB)
 _MASK_DELTA = 0xA282EAD8
 
 
@@ -84,29 +84,30 @@ def _shift_tables(level: int) -> np.ndarray:
 def crc32c(data: bytes) -> int:
     """CRC32C of `data` (init and final xor 0xFFFFFFFF), as TFRecord framing uses it.
 
-    Long inputs are cut into lanes of 256 bytes whose zero-initialised CRCs advance together as one
+    Long inputs are cut into lanes of 64 bytes whose zero-initialised CRCs advance together as one
     numpy vector, then are joined pairwise (CRC is linear: crc(A+B) = shift(crc(A), len B) ^ crc(B)).
     The 0xFFFFFFFF initial register equals xoring the first four data bytes with 0xFF, and leading
     zero bytes leave a zero register unchanged, which makes the padding free.
     """
     table = _byte_table()
-    if len(data) < 4 * _LANE:
+    if len(data) < 1024:
         crc = 0xFFFFFFFF
         for byte in data:
             crc = int(table[(crc ^ byte) & 0xFF]) ^ (crc >> 8)
         return crc ^ 0xFFFFFFFF
     buf = np.frombuffer(data, dtype=np.uint8)
     lanes = -(-len(buf) // _LANE)
-    lanes_pow2 = 1 << (lanes - 1).bit_length()
-    padded = np.zeros(lanes_pow2 * _LANE, dtype=np.uint32)
+    padded = np.zeros(lanes * _LANE, dtype=np.uint32)
     padded[-len(buf) :] = buf
     padded[-len(buf) : -len(buf) + 4] ^= 0xFF
-    columns = padded.reshape(lanes_pow2, _LANE).T.copy()
-    regs = np.zeros(lanes_pow2, dtype=np.uint32)
+    columns = padded.reshape(lanes, _LANE).T.copy()
+    regs = np.zeros(lanes, dtype=np.uint32)
     for column in columns:
         regs = table[(regs ^ column) & 0xFF] ^ (regs >> 8)
     level = 0
     while len(regs) > 1:
+        if len(regs) % 2:  # a leading all-zero lane changes nothing
+            regs = np.concatenate([np.zeros(1, np.uint32), regs])
         regs = _apply(_shift_tables(level), regs[0::2]) ^ regs[1::2]
         level += 1
     return int(regs[0]) ^ 0xFFFFFFFF
