@@ -134,3 +134,17 @@ def test_writer_side_does_not_import_tensorflow(tmp_path) -> None:
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tensorflow_checks_the_crcs_it_reads(tmp_path) -> None:
+    """Guards the round-trip test: a record with a wrong CRC must not read back."""
+    import tensorflow as tf
+
+    path = tmp_path / "bad.tfrecord"
+    with shards.ShardWriter(path) as writer:
+        writer.write(b"payload" * 200)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # last byte of the payload's masked CRC
+    path.write_bytes(bytes(data))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset(str(path)))
