@@ -30,6 +30,11 @@ TRAIN_METHOD = (
     "optimizer step per call, synchronised by fetching the loss; warm-up steps (compilation) excluded"
 )
 INFERENCE_METHOD = "model.predict_on_batch on a device-resident batch; includes copying the logits to host memory"
+SPEED_VARIABLES = (
+    "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS", "TF_XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION", "TF_GPU_ALLOCATOR", "TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS",
+)  # fmt: skip
+"""Environment variables that change speeds; recorded with every result when set."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "environment": environment(),
+        "environment_variables": {k: os.environ[k] for k in SPEED_VARIABLES if k in os.environ},
         "models": [_bench_or_skip(v, options) for v in options.variants],
         "pipeline": bench_pipeline(options) if options.data else {"skipped": "no --data given"},
         "prepare": bench_prepare(options) if options.dicom_dir else {"skipped": "no --dicom-dir given"},
