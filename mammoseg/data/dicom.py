@@ -9,6 +9,7 @@ messages therefore name the file and the problem, never a header value.
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ _PIXEL_TAGS = (
     "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored",
     "PixelRepresentation", "NumberOfFrames", "PixelData",
 )  # fmt: skip
+_DEFER_BYTES = 1 << 16
+"""Values larger than this (in practice only the pixel data) are left in the file by `dcmread`."""
 
 
 def read_series_uid(path: str | Path) -> str:
@@ -45,8 +48,9 @@ def read_pixels(path: str | Path) -> np.ndarray:
     """The 2-D grayscale pixels of one image as uint8 or uint16, MONOCHROME1 already inverted so that
     dense tissue is always bright.
 
-    Uncompressed DICOM is viewed straight from the file buffer (no decoding copy); compressed transfer
-    syntaxes go through pydicom's decoders. Raises InputError (file missing, not DICOM, truncated
+    Uncompressed little-endian DICOM is memory-mapped (a read-only view: no copy of the 15-45 MB of
+    pixels, and pages are read as they are used); compressed transfer syntaxes go through pydicom's
+    decoders. Raises InputError (file missing, not DICOM, truncated
     pixel data, compressed with no decoder installed, colour or multi-frame).
     """
     path = Path(path)
@@ -56,7 +60,7 @@ def read_pixels(path: str | Path) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path, specific_tags=list(_PIXEL_TAGS))
+        ds = pydicom.dcmread(path, specific_tags=list(_PIXEL_TAGS), defer_size=_DEFER_BYTES)
     except FileNotFoundError as exc:
         raise InputError(path, "file not found") from exc
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
@@ -76,7 +80,7 @@ def read_pixels(path: str | Path) -> np.ndarray:
     if syntax is not None and syntax.is_compressed:
         pixels = _decode(ds, path, syntax)
     else:
-        pixels = _native(ds, path, rows, cols, bits)
+        pixels = _native(ds, path, rows, cols, bits, mappable=syntax is None or not syntax.is_deflated)
     pixels = _to_unsigned(pixels, int(ds.get("PixelRepresentation", 0) or 0), int(ds.get("BitsStored", bits) or bits))
     if photometric == "MONOCHROME1":
         top = np.iinfo(pixels.dtype).max if pixels.dtype == np.uint8 else (1 << int(ds.get("BitsStored", 16) or 16)) - 1
@@ -86,12 +90,21 @@ def read_pixels(path: str | Path) -> np.ndarray:
     return pixels
 
 
-def _native(ds: object, path: Path, rows: int, cols: int, bits: int) -> np.ndarray:
+def _native(ds: object, path: Path, rows: int, cols: int, bits: int, *, mappable: bool) -> np.ndarray:
+    dtype = np.dtype("<u2") if bits == 16 else np.dtype(np.uint8)
+    need = rows * cols * dtype.itemsize
+    raw = ds.get_item("PixelData", keep_deferred=True)  # type: ignore[attr-defined]
+    if mappable and raw.value is None and raw.is_little_endian:  # deferred: still in the file at value_tell
+        with open(path, "rb") as file:
+            size = file.seek(0, 2)
+            have = max(0, min(raw.length, size - raw.value_tell))
+            if have < need:
+                raise InputError(path, f"truncated pixel data ({have} of {need} bytes)")
+            view = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        return np.frombuffer(view, dtype=dtype, count=rows * cols, offset=raw.value_tell).reshape(rows, cols)
     data = ds.PixelData  # type: ignore[attr-defined]
-    need = rows * cols * bits // 8
     if len(data) < need:
         raise InputError(path, f"truncated pixel data ({len(data)} of {need} bytes)")
-    dtype = np.dtype("<u2") if bits == 16 else np.dtype(np.uint8)
     return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
 
 

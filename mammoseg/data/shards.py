@@ -28,14 +28,15 @@ STRING_FEATURES = ("example_id", "kind", "patient_id", "abnormality_type", "path
 KINDS = ("whole", "positive", "negative")
 
 PNG_COMPRESSION = 1
-"""zlib level for the stored PNGs: level 1 encodes several times faster than the default for files
-only slightly larger, and decoding speed does not depend on it."""
+"""zlib level for the stored PNGs. With the "up" row filter and zlib's run-length strategy (below) a
+640x640 breast encodes in ~3 ms instead of ~7 ms (level 1 with libpng's adaptive filters), into a
+smaller file that TensorFlow also decodes faster."""
 
 
 # --------------------------------------------------------------------------- CRC32C (Castagnoli)
 
 _POLY = 0x82F63B78  # reflected Castagnoli polynomial
-_LANE = 64  # bytes per lane of the vectorised CRC (fastest for records of 10 kB to 1 MB)
+_LANE = 256  # bytes per lane of the vectorised CRC (fastest for records of 10 kB to 1 MB)
 _MASK_DELTA = 0xA282EAD8
 
 
@@ -53,6 +54,19 @@ def _feed_zeros(regs: np.ndarray, count: int) -> np.ndarray:
     for _ in range(count):
         regs = table[regs & 0xFF] ^ (regs >> 8)
     return regs
+
+
+@functools.cache
+def _position_table() -> np.ndarray:
+    """Flat (_LANE x 256) table: the CRC, from a zero register, of a lane holding only byte value v
+    at position j (at j * 256 + v). A lane's CRC is the xor of its bytes' entries (CRC is linear),
+    so a whole record takes one gather and one xor-reduction instead of a loop over positions."""
+    table = np.empty((_LANE, 256), dtype=np.uint32)
+    regs = _byte_table()
+    for position in range(_LANE - 1, -1, -1):
+        table[position] = regs
+        regs = _feed_zeros(regs, 1)
+    return table.ravel()
 
 
 def _tables_from_basis(images: np.ndarray) -> np.ndarray:
@@ -84,8 +98,8 @@ def _shift_tables(level: int) -> np.ndarray:
 def crc32c(data: bytes) -> int:
     """CRC32C of `data` (init and final xor 0xFFFFFFFF), as TFRecord framing uses it.
 
-    Long inputs are cut into lanes of 64 bytes whose zero-initialised CRCs advance together as one
-    numpy vector, then are joined pairwise (CRC is linear: crc(A+B) = shift(crc(A), len B) ^ crc(B)).
+    Long inputs are cut into lanes of 256 bytes whose zero-initialised CRCs come from one table
+    gather (`_position_table`), then are joined pairwise (crc(A+B) = shift(crc(A), len B) ^ crc(B)).
     The 0xFFFFFFFF initial register equals xoring the first four data bytes with 0xFF, and leading
     zero bytes leave a zero register unchanged, which makes the padding free.
     """
@@ -97,13 +111,11 @@ def crc32c(data: bytes) -> int:
         return crc ^ 0xFFFFFFFF
     buf = np.frombuffer(data, dtype=np.uint8)
     lanes = -(-len(buf) // _LANE)
-    padded = np.zeros(lanes * _LANE, dtype=np.uint32)
+    padded = np.zeros(lanes * _LANE, dtype=np.uint8)
     padded[-len(buf) :] = buf
     padded[-len(buf) : -len(buf) + 4] ^= 0xFF
-    columns = padded.reshape(lanes, _LANE).T.copy()
-    regs = np.zeros(lanes, dtype=np.uint32)
-    for column in columns:
-        regs = table[(regs ^ column) & 0xFF] ^ (regs >> 8)
+    index = padded.reshape(lanes, _LANE) + np.arange(0, 256 * _LANE, 256, dtype=np.intp)
+    regs = np.bitwise_xor.reduce(_position_table()[index], axis=1)
     level = 0
     while len(regs) > 1:
         if len(regs) % 2:  # a leading all-zero lane changes nothing
@@ -154,13 +166,24 @@ def _float_feature(value: float) -> bytes:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """Lossless 8-bit grayscale PNG."""
+    """Lossless 8-bit grayscale PNG (see `PNG_COMPRESSION`)."""
     import cv2
 
-    ok, png = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION,
+        cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+    ]  # fmt: skip
+    ok, png = cv2.imencode(".png", array, params)
     if not ok:
         raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
     return png.tobytes()
+
+
+@functools.cache
+def _empty_mask_png(size: int) -> bytes:
+    """The PNG of an all-zero mask, encoded once per size: every negative tile has one."""
+    return encode_png(np.zeros((size, size), dtype=np.uint8))
 
 
 def serialize_example(
@@ -184,10 +207,13 @@ def serialize_example(
         raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    if mask.any():
+        mask_png = encode_png(np.where(mask > 0, 255, 0).astype(np.uint8))
+    else:
+        mask_png = _empty_mask_png(mask.shape[0])
     features = {
         "image": _bytes_feature(encode_png(image)),
-        "mask": _bytes_feature(encode_png(mask)),
+        "mask": _bytes_feature(mask_png),
         "example_id": _bytes_feature(example_id.encode("utf-8")),
         "kind": _bytes_feature(kind.encode("utf-8")),
         "patient_id": _bytes_feature(patient_id.encode("utf-8")),
