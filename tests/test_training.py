@@ -84,7 +84,10 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_run: Path, tmp_pat
     assert run.state()["status"] == "running" and run.state()["epochs_done"] == 1
     with pytest.raises(InputError, match="--resume"):
         T.train(build_config(_config_of(tiny_run, run_name="killed")), tmp_path)
-    T.resume(run.path)
+    refused = CliRunner().invoke(cli, ["train", "--resume", str(run.path), "--batch-size", "2"])
+    assert isinstance(refused.exception, InputError) and "keeps its config" in str(refused.exception)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run.path)])
+    assert result.exit_code == 0, result.output
     assert run.state()["status"] == "finished"
     reference, resumed = _weights(tiny_run / "last.keras"), _weights(run.last)
     assert reference.keys() == resumed.keys()
@@ -231,3 +234,22 @@ def test_frozen_encoder_training_on_two_cpu_devices(tiny_run: Path, tmp_path: Pa
     initial = build_model("dilated_resize", image_size=64, width=values["width"])
     for name in ("conv5.2", "up_conv2", "logits"):
         assert not _same(trained[name], initial.get_layer(name).get_weights()), name
+
+
+def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tiny_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from keras import ops
+
+    from mammoseg.training.loss import WeightedPixelCrossEntropy
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    before = run.last.read_bytes()
+    monkeypatch.setattr(WeightedPixelCrossEntropy, "call", lambda self, y, p: ops.sum(p) * float("nan"))
+    with pytest.raises(T.TrainingDiverged, match="NaN or infinite in epoch 3.*epoch 2"):
+        T.resume(run.path, {"epochs": 3})
+    assert run.last.read_bytes() == before and len(run.read_history()) == 2
+    state = run.state()
+    assert state["status"] == "failed" and "NaN" in state["error"] and not (run.path / ".lock").exists()

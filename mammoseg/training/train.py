@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -385,7 +386,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                 _compile(model, config)
 
         previews = _select_previews(config.data, config.image_size, dataset_size)
-        resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile)}
+        resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile), "jit_compile_requested": config.jit_compile}
         if not resume or not (run.path / "config.json").is_file():
             prob = write_previews(run, model, previews, 0)
             write_preview_inputs(run, previews)
@@ -435,8 +436,11 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
             train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
                                     seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
             train_ds = _resize_if_needed(train_ds, config.image_size, dataset_size)
-            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
-                      validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
+            with warnings.catch_warnings():
+                # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
+                          validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
             if recorder.diverged_epoch is not None:
                 message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
                            f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "
