@@ -236,14 +236,18 @@ def _read_csvs(data_root: Path, skips: list[Skip]) -> pd.DataFrame:
 
 def _plan_jobs(abnormalities: pd.DataFrame, patient_split: dict[str, str], resolver: Any, data_root: Path, skips: list[Skip]) -> list[ImageJob]:
     """Resolve every image's files; images with a missing or unreachable file are skipped whole (a
-    missing mask would turn an abnormality into 'normal' pixels)."""
+    missing mask would turn an abnormality into 'normal' pixels). Rows are grouped as plain dicts:
+    pandas' per-group overhead would cost milliseconds per image."""
+    images: dict[str, list[dict[str, Any]]] = {}
+    for record in abnormalities.to_dict("records"):
+        images.setdefault(record["image_subject"], []).append(record)
     jobs = []
-    for key, rows in abnormalities.groupby("image_subject", sort=True):
-        first = rows.iloc[0]
+    for key, rows in sorted(images.items()):
+        first = rows[0]
         try:
             image_file = resolver.image_file(first["image_path"], first["image_series_uid"])
             abns = []
-            for _, row in rows.sort_values("abnormality_id").iterrows():
+            for row in sorted(rows, key=lambda r: r["abnormality_id"]):
                 files = list(dict.fromkeys(
                     resolver.files(row["crop_path"], row["crop_series_uid"]) + resolver.files(row["roi_path"], row["roi_series_uid"])
                 ))  # fmt: skip
@@ -336,15 +340,12 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
     from mammoseg.data.shards import serialize_example
 
     pixels = read_pixels(job.image_file)
-    masks, boxes = [], []
+    union = np.zeros(pixels.shape, np.uint8)  # pages are only allocated where abnormalities are pasted
+    boxes = []
     for abn in job.abnormalities:
-        mask = _abnormality_mask(abn, pixels.shape)
-        masks.append(mask)
-        boxes.append(_bbox(mask))
-    union = masks[0]
-    for mask in masks[1:]:
-        np.maximum(union, mask, out=union)
-    del masks
+        box, part = _abnormality_mask(abn, pixels.shape)
+        _paste_max(union, box, part)
+        boxes.append(box)
     analysis = preprocess.analyse(pixels, job.side)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
     size = options.image_size
@@ -384,14 +385,16 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, (top, top + tile, left, left + tile))]
         add("positive", f"pos{k}", tile_image, tile_mask, involved)
 
-    for k, (top, left, tile) in enumerate(_negative_tiles(union, boxes, analysis, rng, options.negative_tiles)):
+    for k, (top, left, tile) in enumerate(_negative_tiles(pixels.shape, boxes, analysis, rng, options.negative_tiles)):
         tile_image, tile_mask = preprocess.extract_tile(pixels, None, analysis, (top, left), tile, size)
         add("negative", f"neg{k}", tile_image, np.zeros((size, size), np.uint8), [])
     return examples
 
 
-def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> np.ndarray:
-    """The ROI mask among an abnormality's files, told from the crop by its pixels, fitted to the image."""
+def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The ROI mask among an abnormality's files, told from the crop by its pixels, fitted to the
+    image: as its bounding box (y0, y1, x0, x1) and the uint8 0/255 mask inside it. Only the box is
+    ever copied out of a full-size mask, which is otherwise read once (a memory map, no copy)."""
     import cv2
 
     found = []
@@ -403,25 +406,30 @@ def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> np.ndar
             found.append((path, roi))
     if not found:
         raise InputError(abn.roi_files[0], f"no ROI mask among the {len(abn.roi_files)} file(s) of abnormality {abn.abnormality_id} ({', '.join(sizes)}; image {image_shape[0]}x{image_shape[1]})")
-    path, roi = found[0]
-    try:
-        mask = preprocess.fit_mask(roi, image_shape)
-    except ValueError as exc:
-        raise InputError(path, f"{exc} (abnormality {abn.abnormality_id})") from exc
-    for other_path, other in found[1:]:
-        try:
-            mask = np.maximum(mask, preprocess.fit_mask(other, image_shape))
-        except ValueError as exc:
-            raise InputError(other_path, f"{exc} (abnormality {abn.abnormality_id})") from exc
-    if not cv2.countNonZero(mask):
-        raise InputError(path, f"ROI mask of abnormality {abn.abnormality_id} is empty")
-    return mask
+    parts = []
+    for path, roi in found:
+        if roi.shape != image_shape:
+            try:
+                roi = preprocess.fit_mask(roi, image_shape)
+            except ValueError as exc:
+                raise InputError(path, f"{exc} (abnormality {abn.abnormality_id})") from exc
+        box = preprocess.foreground_box(roi, threshold=127)
+        if box is not None:
+            y0, y1, x0, x1 = box
+            parts.append((box, cv2.threshold(roi[y0:y1, x0:x1], 127, 255, cv2.THRESH_BINARY)[1]))
+    if not parts:
+        raise InputError(found[0][0], f"ROI mask of abnormality {abn.abnormality_id} is empty")
+    box = (min(b[0] for b, _ in parts), max(b[1] for b, _ in parts), min(b[2] for b, _ in parts), max(b[3] for b, _ in parts))
+    mask = np.zeros((box[1] - box[0], box[3] - box[2]), np.uint8)
+    for (y0, y1, x0, x1), part in parts:
+        _paste_max(mask, (y0 - box[0], y1 - box[0], x0 - box[2], x1 - box[2]), part)
+    return box, mask
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the non-zero pixels (the mask is known not to be empty)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+def _paste_max(target: np.ndarray, box: tuple[int, int, int, int], part: np.ndarray) -> None:
+    """Union `part` into `target` at `box` (y0, y1, x0, x1), in place."""
+    region = target[box[0] : box[1], box[2] : box[3]]
+    np.maximum(region, part, out=region)
 
 
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -429,13 +437,12 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
 
 
 def _negative_tiles(
-    union: np.ndarray, boxes: list[tuple[int, int, int, int]], analysis: preprocess.Analysis, rng: np.random.Generator, count: int
+    shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], analysis: preprocess.Analysis, rng: np.random.Generator, count: int
 ) -> list[tuple[int, int, int]]:
     """Up to `count` tiles (top, left, side) on breast tissue with no abnormal pixel in them or in a
-    margin of 1/8 tile around them; fewer when the breast leaves no such room."""
-    import cv2
-
-    h, w = union.shape
+    margin of 1/8 tile around them (abnormal pixels lie only inside `boxes`, the abnormalities'
+    bounding boxes); fewer when the breast leaves no such room."""
+    h, w = shape
     y0, y1, x0, x1 = analysis.box
     if analysis.flip:
         x0, x1 = w - x1, w - x0
@@ -443,7 +450,7 @@ def _negative_tiles(
     for _ in range(NEGATIVE_ATTEMPTS if count else 0):
         if len(chosen) == count:
             break
-        tile = preprocess.tile_side(union.shape, rng)
+        tile = preprocess.tile_side(shape, rng)
         if y1 - y0 < tile or x1 - x0 < tile:
             continue
         top, left = int(rng.integers(y0, y1 - tile + 1)), int(rng.integers(x0, x1 - tile + 1))
@@ -451,11 +458,9 @@ def _negative_tiles(
             continue
         m = tile // 8
         around = (top - m, top + tile + m, left - m, left + tile + m)
-        if any(_overlaps(around, box) for box in boxes):  # abnormal pixels lie only inside their boxes
+        if any(_overlaps(around, box) for box in boxes):
             continue
         if any(_overlaps((top, top + tile, left, left + tile), (t, t + side, l, l + side)) for t, l, side in chosen):
-            continue
-        if cv2.countNonZero(union[max(0, top - m) : top + tile + m, max(0, left - m) : left + tile + m]):
             continue
         chosen.append((top, left, tile))
     return chosen

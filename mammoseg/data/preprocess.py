@@ -66,19 +66,12 @@ class Geometry:
         return (y0, y1, self.width - x1, self.width - x0) if self.flip else self.box
 
     def _resize(self, array: np.ndarray, binary: bool = False) -> np.ndarray:
-        import cv2
-
         if array.shape[:2] != (self.height, self.width):
             raise ValueError(f"array of shape {array.shape} does not match the geometry's {self.height}x{self.width}")
         y0, y1, x0, x1 = self.original_box()
         rows, cols = self.content_shape
         crop = array[y0:y1, x0:x1]
-        if binary:  # any non-zero value is abnormal; 0/255 so that area coverage >= 50% reads as >= 128
-            crop = cv2.threshold(crop.astype(np.uint8, copy=False) if crop.dtype == bool else crop, 0, 255, cv2.THRESH_BINARY)[1]
-            crop = crop.astype(np.uint8, copy=False)
-        small = area_resize(crop, rows, cols, binary=binary)
-        if binary:
-            small = np.where(small >= 128, 255, 0).astype(np.uint8)
+        small = mask_resize(crop, rows, cols) if binary else area_resize(crop, rows, cols)
         return small[:, ::-1] if self.flip else small
 
     def _pad(self, small: np.ndarray) -> np.ndarray:
@@ -200,17 +193,68 @@ def area_resize(array: np.ndarray, rows: int, cols: int, *, binary: bool = False
     """
     import cv2
 
-    h, w = array.shape[:2]
-    k = min(h // rows, w // cols) if rows and cols else 1
+    k = _block_factor(array.shape, rows, cols)
     if k >= 2:
-        array = cv2.resize(array[: h - h % k, : w - w % k], ((w - w % k) // k, (h - h % k) // k), interpolation=cv2.INTER_AREA)
         h, w = array.shape[:2]
+        array = cv2.resize(array[: h - h % k, : w - w % k], ((w - w % k) // k, (h - h % k) // k), interpolation=cv2.INTER_AREA)
+    return _fractional_resize(array, rows, cols, binary)
+
+
+def _block_factor(shape: tuple[int, ...], rows: int, cols: int) -> int:
+    return min(shape[0] // rows, shape[1] // cols) if rows and cols else 1
+
+
+def _fractional_resize(array: np.ndarray, rows: int, cols: int, binary: bool) -> np.ndarray:
+    """Stage (2) of `area_resize`."""
+    import cv2
+
+    h, w = array.shape[:2]
     if (h, w) == (rows, cols):
         return array
     if h > rows or w > cols:
         fine = cv2.resize(array, (2 * cols, 2 * rows), interpolation=cv2.INTER_NEAREST if binary else cv2.INTER_LINEAR)
         return cv2.resize(fine, (cols, rows), interpolation=cv2.INTER_AREA)
     return cv2.resize(array, (cols, rows), interpolation=cv2.INTER_AREA)
+
+
+def mask_resize(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A mask (any non-zero value is abnormal) area-resized to rows x cols and thresholded at half
+    coverage, as uint8 0/255: the same as thresholding, `area_resize(binary=True)`, thresholding at 128.
+
+    Abnormalities cover a small part of a mammogram, so only the block-aligned bounding box of the
+    non-zero pixels is thresholded and block-averaged (blocks outside it average to zero): one
+    read-only pass over the full-size mask instead of a thresholded copy and a full block average.
+    """
+    import cv2
+
+    k = max(1, _block_factor(mask.shape, rows, cols))
+    h, w = mask.shape[0] - mask.shape[0] % k, mask.shape[1] - mask.shape[1] % k
+    box = foreground_box(mask[:h, :w])
+    if box is None:
+        return np.zeros((rows, cols), np.uint8)
+    y0, y1, x0, x1 = box
+    y0, x0, y1, x1 = y0 - y0 % k, x0 - x0 % k, y1 + (-y1) % k, x1 + (-x1) % k
+    part = mask[y0:y1, x0:x1]
+    part = cv2.threshold(part.view(np.uint8) if part.dtype == bool else part, 0, 255, cv2.THRESH_BINARY)[1]
+    if k > 1:
+        part = cv2.resize(part, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
+    small = np.zeros((h // k, w // k), np.uint8)
+    small[y0 // k : y1 // k, x0 // k : x1 // k] = part
+    covered = _fractional_resize(small, rows, cols, binary=True)
+    return np.where(covered >= 128, 255, 0).astype(np.uint8)
+
+
+def foreground_box(mask: np.ndarray, threshold: int = 0) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) bounding the pixels above `threshold`, None when there are none. Row maxima
+    take one pass over the array; column maxima are taken over the rows in the box only."""
+    if mask.size == 0:
+        return None
+    rows = np.flatnonzero(mask.max(axis=1) > threshold)
+    if not rows.size:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(mask[y0:y1].max(axis=0) > threshold)
+    return y0, y1, int(cols[0]), int(cols[-1]) + 1
 
 
 def snap_box(box: tuple[int, int, int, int], shape: tuple[int, int], size: int) -> tuple[int, int, int, int]:
@@ -286,17 +330,9 @@ def extract_tile(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A square `tile` x `tile` region (top-left in original coordinates, inside the image) resized to
     `image_size`, windowed like the whole image and mirrored like it; the mask area-thresholded."""
-    import cv2
-
     y, x = top_left
     image = to_uint8(area_resize(pixels[y : y + tile, x : x + tile], image_size, image_size), analysis.window)
-    out_mask = None
-    if mask is not None:
-        region = mask[y : y + tile, x : x + tile]
-        out_mask = np.zeros((image_size, image_size), np.uint8)
-        if cv2.countNonZero(region):
-            covered = area_resize(region, image_size, image_size, binary=True)
-            out_mask[covered >= 128] = 255
+    out_mask = None if mask is None else mask_resize(mask[y : y + tile, x : x + tile], image_size, image_size)
     if analysis.flip:
         image = image[:, ::-1].copy()
         out_mask = None if out_mask is None else out_mask[:, ::-1].copy()
