@@ -209,12 +209,12 @@ def _select_previews(dataset: str, size: int, dataset_size: int) -> dict[str, np
     }
 
 
-def _probabilities(model: Any, images: np.ndarray) -> np.ndarray:
-    """P(abnormal) [N, S, S] from the model's logits, softmax done in float64 numpy."""
+def _logit_margin(model: Any, images: np.ndarray) -> np.ndarray:
+    """l1 − l0 [N, S, S] in float64: P(abnormal) = sigmoid(margin), without float32's rounding near 0.5."""
     if len(images) == 0:
-        return np.zeros((0,) + images.shape[1:3], np.float32)
+        return np.zeros((0,) + images.shape[1:3], np.float64)
     logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
-    return (1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))).astype(np.float32)
+    return logits[..., 1] - logits[..., 0]
 
 
 def _png(path: Path, array: np.ndarray) -> None:
@@ -229,13 +229,14 @@ def _png(path: Path, array: np.ndarray) -> None:
 
 
 def write_previews(run: RunDir, model: Any, previews: dict[str, np.ndarray], epoch: int) -> np.ndarray:
-    """previews/epoch_NNN/<id>_soft.png (P(abnormal) x 255) and _hard.png (argmax); returns the probabilities."""
-    prob = _probabilities(model, previews["image"])
+    """previews/epoch_NNN/<id>_soft.png (P(abnormal) x 255) and _hard.png (argmax); returns the logit margins."""
+    margin = _logit_margin(model, previews["image"])
+    prob = 1.0 / (1.0 + np.exp(-margin))
     folder = run.path / "previews" / f"epoch_{epoch:03d}"
     for example_id, p in zip(previews["example_id"], prob):
         _png(folder / f"{example_id}_soft.png", np.clip(np.rint(p * 255), 0, 255).astype(np.uint8))
         _png(folder / f"{example_id}_hard.png", np.where(p > 0.5, 255, 0).astype(np.uint8))
-    return prob
+    return margin
 
 
 def write_preview_inputs(run: RunDir, previews: dict[str, np.ndarray]) -> None:
@@ -247,14 +248,22 @@ def write_preview_inputs(run: RunDir, previews: dict[str, np.ndarray]) -> None:
         _png(folder / f"{example_id}_mask.png", np.where(mask[..., 0] > 0.5, 255, 0).astype(np.uint8))
 
 
-def checkerboard_at_init(model: Any, prob: np.ndarray) -> dict[str, Any]:
-    """Kernel scores of the transposed layers and the output maps' scores, before any training."""
+def checkerboard_at_init(model: Any, margin: np.ndarray) -> dict[str, Any]:
+    """Kernel scores of the transposed layers and the output maps' scores, before any training.
+
+    The maps measured are the logit margins l1 − l0, not P(abnormal): at initialisation a narrow network's
+    logits can be ~1e-9, where float32 probabilities are all exactly 0.5 and would score a false zero.
+    Near P = 0.5 the sigmoid is linear and both measures are scale-free, so the two agree wherever the
+    probabilities are resolvable.
+    """
     from mammoseg.analysis import checkerboard
 
-    maps = [checkerboard.map_scores(p) for p in prob]
+    # The measures are scale-free; normalising keeps tiny margins above their absolute flatness cut-offs.
+    maps = [checkerboard.map_scores(m / max(float(np.abs(m).max()), 1e-300)) for m in margin]
     return {
         "kernel": checkerboard.model_kernel_scores(model),
         "map": {key: float(np.mean([m[key] for m in maps])) for key in (maps[0] if maps else {})},
+        "map_of": "logit margin l1 - l0 of the preview images (a monotone map of P(abnormal))",
         "n_images": len(maps),
     }
 
@@ -388,9 +397,9 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
         previews = _select_previews(config.data, config.image_size, dataset_size)
         resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile), "jit_compile_requested": config.jit_compile}
         if not resume or not (run.path / "config.json").is_file():
-            prob = write_previews(run, model, previews, 0)
+            margin = write_previews(run, model, previews, 0)
             write_preview_inputs(run, previews)
-            run.write_json("checkerboard_init.json", checkerboard_at_init(model, prob))
+            run.write_json("checkerboard_init.json", checkerboard_at_init(model, margin))
             run.write_json("config.json", {
                 **resolved,
                 "format_version": 1,
