@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import mmap
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,24 @@ def read_series_uid(path: str | Path) -> str:
     if not uid:
         raise InputError(path, "DICOM header has no SeriesInstanceUID")
     return str(uid)
+
+
+def prefetch(paths: Iterable[str | Path]) -> None:
+    """Ask the kernel to start reading files into the page cache and return at once, so that disk
+    reads overlap with processing. Files that cannot be opened are left for the reader to report."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def read_pixels(path: str | Path) -> np.ndarray:

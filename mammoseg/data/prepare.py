@@ -24,7 +24,7 @@ import pandas as pd
 
 from mammoseg.atomic import write_json, write_text
 from mammoseg.data import cbis, preprocess
-from mammoseg.data.dicom import read_pixels
+from mammoseg.data.dicom import prefetch, read_pixels
 from mammoseg.data.split import SPLITS, assign_splits
 from mammoseg.errors import InputError, MammosegError
 
@@ -319,7 +319,10 @@ def run_unit(unit: Unit, options: PrepareOptions, out: Path, data_root: Path) ->
     rows: list[dict[str, Any]] = []
     skips: list[Skip] = []
     with ShardWriter(out / shard_rel) as writer:
-        for job in unit.jobs:
+        for i, job in enumerate(unit.jobs):
+            # while this image is processed, the disk reads the next (for files not in the page cache)
+            ahead = unit.jobs[i : i + 2] if i == 0 else unit.jobs[i + 1 : i + 2]
+            prefetch(path for later in ahead for path in (later.image_file, *(f for a in later.abnormalities for f in a.roi_files)))
             try:
                 examples = process_image(job, options)
             except InputError as exc:
@@ -346,6 +349,8 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         box, part = _abnormality_mask(abn, pixels.shape)
         _paste_max(union, box, part)
         boxes.append(box)
+    # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
+    within = _enclosing(boxes)
     analysis = preprocess.analyse(pixels, job.side)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
     size = options.image_size
@@ -366,7 +371,7 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         }))  # fmt: skip
 
     image, geometry = preprocess.prepare_full_image(pixels, size, analysis=analysis)
-    add("whole", "whole", image, geometry.apply(union, binary=True), list(job.abnormalities))
+    add("whole", "whole", image, geometry.apply(union, binary=True, within=within), list(job.abnormalities))
 
     h, w = pixels.shape
     for k in range(options.positive_tiles):
@@ -379,7 +384,7 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         cx += rng.uniform(-0.8, 0.8) * slack_x
         top = int(np.clip(round(cy - tile / 2), 0, h - tile))
         left = int(np.clip(round(cx - tile / 2), 0, w - tile))
-        tile_image, tile_mask = preprocess.extract_tile(pixels, union, analysis, (top, left), tile, size)
+        tile_image, tile_mask = preprocess.extract_tile(pixels, union, analysis, (top, left), tile, size, within=within)
         if not tile_mask.any():  # an abnormality too small to cover half an output pixel
             continue
         involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, (top, top + tile, left, left + tile))]
@@ -419,11 +424,16 @@ def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> tuple[t
             parts.append((box, cv2.threshold(roi[y0:y1, x0:x1], 127, 255, cv2.THRESH_BINARY)[1]))
     if not parts:
         raise InputError(found[0][0], f"ROI mask of abnormality {abn.abnormality_id} is empty")
-    box = (min(b[0] for b, _ in parts), max(b[1] for b, _ in parts), min(b[2] for b, _ in parts), max(b[3] for b, _ in parts))
+    box = _enclosing([b for b, _ in parts])
     mask = np.zeros((box[1] - box[0], box[3] - box[2]), np.uint8)
     for (y0, y1, x0, x1), part in parts:
         _paste_max(mask, (y0 - box[0], y1 - box[0], x0 - box[2], x1 - box[2]), part)
     return box, mask
+
+
+def _enclosing(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The smallest box (y0, y1, x0, x1) holding all of `boxes`."""
+    return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
 
 
 def _paste_max(target: np.ndarray, box: tuple[int, int, int, int], part: np.ndarray) -> None:

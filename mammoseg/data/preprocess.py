@@ -29,6 +29,9 @@ MASK_SIZE_TOLERANCE = 0.01
 """A mask whose height or width differs from its image by at most this fraction (and at least 4 px)
 is resized onto the image with nearest-neighbour; a larger mismatch means the mask belongs elsewhere."""
 
+Box = tuple[int, int, int, int]
+"""(y0, y1, x0, x1): rows y0..y1-1 and columns x0..x1-1."""
+
 WINDOW_PERCENTILES = (0.5, 99.5)
 """Intensity window: these percentiles of the breast's pixels map to 0 and 255."""
 
@@ -65,13 +68,16 @@ class Geometry:
         y0, y1, x0, x1 = self.box
         return (y0, y1, self.width - x1, self.width - x0) if self.flip else self.box
 
-    def _resize(self, array: np.ndarray, binary: bool = False) -> np.ndarray:
+    def _resize(self, array: np.ndarray, binary: bool = False, within: Box | None = None) -> np.ndarray:
         if array.shape[:2] != (self.height, self.width):
             raise ValueError(f"array of shape {array.shape} does not match the geometry's {self.height}x{self.width}")
         y0, y1, x0, x1 = self.original_box()
         rows, cols = self.content_shape
         crop = array[y0:y1, x0:x1]
-        small = mask_resize(crop, rows, cols) if binary else area_resize(crop, rows, cols)
+        if binary:
+            small = mask_resize(crop, rows, cols, within=None if within is None else _shift(within, y0, x0))
+        else:
+            small = area_resize(crop, rows, cols)
         return small[:, ::-1] if self.flip else small
 
     def _pad(self, small: np.ndarray) -> np.ndarray:
@@ -79,10 +85,11 @@ class Geometry:
         out[: small.shape[0], : small.shape[1]] = small
         return out
 
-    def apply(self, array: np.ndarray, *, binary: bool = False) -> np.ndarray:
+    def apply(self, array: np.ndarray, *, binary: bool = False, within: Box | None = None) -> np.ndarray:
         """Map an H x W array onto the S x S frame. `binary=True` for masks (any non-zero = abnormal):
-        the result is uint8 0/255, thresholded at half coverage. Images keep their dtype."""
-        return self._pad(self._resize(np.asarray(array), binary=binary))
+        the result is uint8 0/255, thresholded at half coverage; `within` is a box outside which the
+        mask is known to be zero (see `mask_resize`). Images keep their dtype."""
+        return self._pad(self._resize(np.asarray(array), binary=binary, within=within))
 
     def restore(self, map_sxs: np.ndarray, *, fill: float = 0) -> np.ndarray:
         """Map an S x S map (e.g. probabilities) back onto the original H x W mammogram: drop the
@@ -217,22 +224,25 @@ def _fractional_resize(array: np.ndarray, rows: int, cols: int, binary: bool) ->
     return cv2.resize(array, (cols, rows), interpolation=cv2.INTER_AREA)
 
 
-def mask_resize(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
+def mask_resize(mask: np.ndarray, rows: int, cols: int, *, within: Box | None = None) -> np.ndarray:
     """A mask (any non-zero value is abnormal) area-resized to rows x cols and thresholded at half
     coverage, as uint8 0/255: the same as thresholding, `area_resize(binary=True)`, thresholding at 128.
 
     Abnormalities cover a small part of a mammogram, so only the block-aligned bounding box of the
     non-zero pixels is thresholded and block-averaged (blocks outside it average to zero): one
-    read-only pass over the full-size mask instead of a thresholded copy and a full block average.
+    read-only pass over the mask instead of a thresholded copy and a full block average. A caller
+    that knows a box (y0, y1, x0, x1) outside which the mask is zero passes it as `within`, and the
+    rest of the mask is not read at all.
     """
     import cv2
 
     k = max(1, _block_factor(mask.shape, rows, cols))
     h, w = mask.shape[0] - mask.shape[0] % k, mask.shape[1] - mask.shape[1] % k
-    box = foreground_box(mask[:h, :w])
+    sy0, sy1, sx0, sx1 = (0, h, 0, w) if within is None else (max(0, within[0]), min(h, within[1]), max(0, within[2]), min(w, within[3]))
+    box = foreground_box(mask[sy0:sy1, sx0:sx1]) if sy1 > sy0 and sx1 > sx0 else None
     if box is None:
         return np.zeros((rows, cols), np.uint8)
-    y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = _shift(box, -sy0, -sx0)
     y0, x0, y1, x1 = y0 - y0 % k, x0 - x0 % k, y1 + (-y1) % k, x1 + (-x1) % k
     part = mask[y0:y1, x0:x1]
     part = cv2.threshold(part.view(np.uint8) if part.dtype == bool else part, 0, 255, cv2.THRESH_BINARY)[1]
@@ -244,7 +254,12 @@ def mask_resize(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.where(covered >= 128, 255, 0).astype(np.uint8)
 
 
-def foreground_box(mask: np.ndarray, threshold: int = 0) -> tuple[int, int, int, int] | None:
+def _shift(box: Box, dy: int, dx: int) -> Box:
+    """`box` in the frame whose origin is at (dy, dx) of the box's frame."""
+    return box[0] - dy, box[1] - dy, box[2] - dx, box[3] - dx
+
+
+def foreground_box(mask: np.ndarray, threshold: int = 0) -> Box | None:
     """(y0, y1, x0, x1) bounding the pixels above `threshold`, None when there are none. Row maxima
     take one pass over the array; column maxima are taken over the rows in the box only."""
     if mask.size == 0:
@@ -326,13 +341,24 @@ def _low_to_geometry(low: np.ndarray, step: int, geometry: Geometry, shape: tupl
 
 
 def extract_tile(
-    pixels: np.ndarray, mask: np.ndarray | None, analysis: Analysis, top_left: tuple[int, int], tile: int, image_size: int
+    pixels: np.ndarray,
+    mask: np.ndarray | None,
+    analysis: Analysis,
+    top_left: tuple[int, int],
+    tile: int,
+    image_size: int,
+    *,
+    within: Box | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A square `tile` x `tile` region (top-left in original coordinates, inside the image) resized to
-    `image_size`, windowed like the whole image and mirrored like it; the mask area-thresholded."""
+    `image_size`, windowed like the whole image and mirrored like it; the mask area-thresholded
+    (`within` as for `mask_resize`, in original coordinates)."""
     y, x = top_left
     image = to_uint8(area_resize(pixels[y : y + tile, x : x + tile], image_size, image_size), analysis.window)
-    out_mask = None if mask is None else mask_resize(mask[y : y + tile, x : x + tile], image_size, image_size)
+    out_mask = None
+    if mask is not None:
+        region = mask[y : y + tile, x : x + tile]
+        out_mask = mask_resize(region, image_size, image_size, within=None if within is None else _shift(within, y, x))
     if analysis.flip:
         image = image[:, ::-1].copy()
         out_mask = None if out_mask is None else out_mask[:, ::-1].copy()
