@@ -109,3 +109,47 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
     inverted, plain = read_pixels(tmp_path / "m1.dcm"), read_pixels(tmp_path / "m2.dcm")
     assert np.array_equal(plain, pixels)
     assert np.array_equal(inverted, 65535 - pixels)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_large_pixel_data_is_mapped_and_checked(tmp_path: Path, dtype: type) -> None:
+    import pydicom
+
+    from mammoseg.errors import InputError
+
+    pixels = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (300, 250)).astype(dtype)  # > 64 kB
+    write_dicom(tmp_path / "big.dcm", pixels, "1.2.3")
+    read = read_pixels(tmp_path / "big.dcm")
+    assert read.dtype == dtype and np.array_equal(read, pixels)
+    assert np.array_equal(read, pydicom.dcmread(tmp_path / "big.dcm").pixel_array)
+    data = (tmp_path / "big.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-1000])
+    with pytest.raises(InputError, match="truncated pixel data"):
+        read_pixels(tmp_path / "cut.dcm")
+
+
+def _reference_mask_resize(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    binary = np.where(mask > 0, 255, 0).astype(np.uint8)
+    return np.where(preprocess.area_resize(binary, rows, cols, binary=True) >= 128, 255, 0).astype(np.uint8)
+
+
+def test_mask_resize_reads_only_the_foreground_and_matches_the_full_resize() -> None:
+    import cv2
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(30, 400, 2))
+        rows, cols = (int(v) for v in rng.integers(8, 120, 2))
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(0, 3))):
+            cv2.circle(mask, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(1, 30)), int(rng.integers(1, 256)), -1)
+        expected = _reference_mask_resize(mask, rows, cols)
+        assert np.array_equal(preprocess.mask_resize(mask, rows, cols), expected)
+        box = preprocess.foreground_box(mask)
+        if box is None:
+            assert not mask.any()
+            continue
+        y0, y1, x0, x1 = box
+        assert mask[y0:y1, x0:x1].sum() == mask.sum() and mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any()
+        within = (y0 - 5, y1 + 3, x0 - 2, x1 + 7)  # any box that holds every non-zero pixel will do
+        assert np.array_equal(preprocess.mask_resize(mask, rows, cols, within=within), expected)

@@ -49,6 +49,8 @@ def test_round_trip_through_tensorflow(tmp_path) -> None:
 
     rng = np.random.default_rng(0)
     examples = [_example(rng, size, i) for i, size in enumerate([32, 32, 64, 128])]
+    examples[1]["mask"][:] = 0  # empty masks share one cached PNG
+    examples[1]["positive_fraction"] = 0.0
     path = tmp_path / "shards" / "train-00000.tfrecord"
     with shards.ShardWriter(path) as writer:
         for ex in examples:
