@@ -253,3 +253,19 @@ def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tiny_run: Pat
     assert run.last.read_bytes() == before and len(run.read_history()) == 2
     state = run.state()
     assert state["status"] == "failed" and "NaN" in state["error"] and not (run.path / ".lock").exists()
+
+
+def test_only_the_chief_writes_into_the_run_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mammoseg.training.distribute import worker_subfolder
+
+    assert worker_subfolder("mirrored") is None
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert worker_subfolder("multi-worker") is None
+    cluster = {"worker": ["a:1", "b:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert worker_subfolder("multi-worker") is None
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert worker_subfolder("multi-worker") == ".workers/worker-1"
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["c:0"], **cluster},
+                                                 "task": {"type": "worker", "index": 0}}))
+    assert worker_subfolder("multi-worker") == ".workers/worker-0"

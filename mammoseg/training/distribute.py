@@ -9,7 +9,9 @@ over all local devices (multi-worker initialises `jax.distributed` from the envi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,3 +77,23 @@ def make_distribution(kind: str) -> Distribution:
         logger.info("distribution: %s (DataParallel) over %d device(s)", kind, len(devices))
         return Distribution(kind, backend, len(devices), [str(d) for d in devices])
     raise MammosegError(f"--distribute {kind} is not supported on the {backend} backend; use tensorflow or jax")
+
+
+def worker_subfolder(kind: str) -> str | None:
+    """Where this process writes under multi-worker training: None for the chief, else a private subfolder.
+
+    Every worker must make the same saves (they run collective ops), but only the chief's may land in
+    the run folder; the others write into RUN/.workers/<type>-<index>/ (TensorFlow's TF_CONFIG names the
+    task; the chief is the "chief" task, else worker 0).
+    """
+    if kind != "multi-worker":
+        return None
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError as exc:
+        raise MammosegError(f"TF_CONFIG is not valid JSON ({exc})") from exc
+    task = tf_config.get("task", {})
+    task_type, index = task.get("type"), int(task.get("index", 0))
+    chief = task_type in (None, "chief") or (task_type == "worker" and index == 0
+                                              and "chief" not in tf_config.get("cluster", {}))
+    return None if chief else f".workers/{task_type}-{index}"

@@ -57,11 +57,17 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | None = None) -> RunDir:
     """Start a new run; refuses a folder that already holds one (use `resume`)."""
+    from mammoseg.training.distribute import worker_subfolder
+
     config.run_name = config.run_name or default_run_name(config)
     run = resolve_run_dir(runs_dir, config.run_name)
+    sub = worker_subfolder(config.distribute)
+    if sub:
+        run = RunDir(run.path / sub)
     if run.exists():
         status = run.state().get("status", "unknown")
-        raise InputError(run.path, f"a run already exists here ({status}); continue it with --resume or choose another --run-name")
+        raise InputError(run.path, f"a run already exists here ({status}); "
+                                   "continue it with --resume or choose another --run-name")
     with run.lock():
         return _train(run, config, resume=False, stop_after_epoch=stop_after_epoch)
 
@@ -82,11 +88,15 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
             raise InputError(run.path, f"--{key.replace('_', '-')} {value} differs from the run's {getattr(config, key)}; "
                                        "a resumed run keeps its config (only --epochs may be raised)")
         setattr(config, key, value)
-    with run.lock():
-        if run.is_finished() and config.epochs <= run.state().get("epochs_done", 0):
-            logger.info("%s: already finished (%d epochs)", run.path, run.state()["epochs_done"])
-            return run
-        return _train(run, config, resume=True, stop_after_epoch=stop_after_epoch)
+    if run.is_finished() and config.epochs <= run.state().get("epochs_done", 0):
+        logger.info("%s: already finished (%d epochs)", run.path, run.state()["epochs_done"])
+        return run
+    from mammoseg.training.distribute import worker_subfolder
+
+    sub = worker_subfolder(config.distribute)
+    writer = RunDir(run.path / sub) if sub else run
+    with writer.lock():
+        return _train(writer, config, resume=True, stop_after_epoch=stop_after_epoch, checkpoint=run.last)
 
 
 # --------------------------------------------------------------------------- set-up
@@ -350,7 +360,9 @@ def _timing_summary(timing: dict, train_images: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the run
 
 
-def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: int | None) -> RunDir:
+def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: int | None,
+           checkpoint: Path | None = None) -> RunDir:
+    """Train into `run`; on resume start from `checkpoint` (the run's last.keras; the chief's for a worker)."""
     import keras
 
     from mammoseg import runtime
@@ -378,8 +390,9 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     try:
         with dist.scope():
             epochs_done = 0
-            if resume and run.last.is_file():
-                model = keras.saving.load_model(run.last, compile=True)
+            checkpoint = checkpoint or run.last
+            if resume and checkpoint.is_file():
+                model = keras.saving.load_model(checkpoint, compile=True)
                 optimizer = model.optimizer
                 _compile(model, config, optimizer)
                 epochs_done = int(keras.ops.convert_to_numpy(optimizer.iterations)) // steps_per_epoch
