@@ -216,7 +216,8 @@ class SegmentationAccumulator:
                 "hard_prediction": "P(abnormal) > 0.5 (argmax of the two-class softmax)",
                 "per_image": "nnU-Net: NaN when truth and prediction are both empty; nanmean",
                 "pooled": "one confusion matrix summed over the images concerned",
-                "author_image_rule": f"predicted positive when more than H*W/{AUTHOR_PIXEL_DIVISOR} pixels are above 0.5",
+                "author_image_rule": f"predicted positive when more than H*W/{AUTHOR_PIXEL_DIVISOR} pixels "
+                                     "are above 0.5",
                 "pixel_auc": f"histogram of P(abnormal) in {self.auc_bins} equal bins; a bin is one tied score",
                 "ece": f"{self.ece_bins} equal-width bins of P(abnormal); weighted |mean p - mean y|",
             },

@@ -114,7 +114,8 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
                            index, total, item.name, state.get("error", "no message"))
             continue
         elif run.exists():
-            logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name, state.get("epochs_done", 0))
+            logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
+                        state.get("epochs_done", 0))
             resume(run.path, {"epochs": item.config.epochs})
         else:
             logger.info("run %d of %d: training %s", index, total, item.name)

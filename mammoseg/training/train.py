@@ -85,7 +85,8 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
         if value is None or key not in TRAIN_KEYS or value == getattr(config, key):
             continue
         if key not in RESUMABLE_KEYS:
-            raise InputError(run.path, f"--{key.replace('_', '-')} {value} differs from the run's {getattr(config, key)}; "
+            option = "--" + key.replace("_", "-")
+            raise InputError(run.path, f"{option} {value} differs from the run's {getattr(config, key)}; "
                                        "a resumed run keeps its config (only --epochs may be raised)")
         setattr(config, key, value)
     if run.is_finished() and config.epochs <= run.state().get("epochs_done", 0):
@@ -293,7 +294,8 @@ def _recorder_class() -> type:
             self.run, self.config, self.history, self.timing = run, config, history, timing
             self.previews, self.train_images = previews, train_images
             self.diverged_epoch: int | None = None
-            finite = [r["val_loss"] for r in history if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
+            finite = [r["val_loss"] for r in history
+                      if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
             self.best = min(finite) if finite else math.inf
             self.best_epoch = next((r["epoch"] for r in history if r.get("val_loss") == self.best), 0)
 
@@ -314,9 +316,9 @@ def _recorder_class() -> type:
                 self.diverged_epoch = epoch + 1
                 self.model.stop_training = True
                 return
-            row = {"epoch": epoch + 1, "loss": float(logs.pop("loss")), "val_loss": float(logs.pop("val_loss", math.nan)),
-                   "lr": self.config.learning_rate_at(epoch), "seconds": round(seconds, 3),
-                   "train_seconds": round(train_seconds, 3)}
+            row = {"epoch": epoch + 1, "loss": float(logs.pop("loss")),
+                   "val_loss": float(logs.pop("val_loss", math.nan)), "lr": self.config.learning_rate_at(epoch),
+                   "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)}
             row.update({k: float(v) for k, v in sorted(logs.items()) if k != "learning_rate"})
             self.history.append(row)
             self.timing.setdefault("seconds_per_epoch", []).append(round(seconds, 3))
@@ -350,7 +352,8 @@ def _timing_summary(timing: dict, train_images: int) -> dict[str, Any]:
     train_seconds = timing.get("train_seconds_per_epoch", [])
     steady = train_seconds[1:] or train_seconds
     out = dict(timing)
-    out["mean_seconds_per_epoch"] = float(np.mean(timing["seconds_per_epoch"])) if timing.get("seconds_per_epoch") else None
+    seconds = timing.get("seconds_per_epoch", [])
+    out["mean_seconds_per_epoch"] = float(np.mean(seconds)) if seconds else None
     out["train_images_per_epoch"] = train_images
     out["train_images_per_second"] = train_images / float(np.mean(steady)) if steady else None
     out["throughput_excludes_first_epoch"] = len(train_seconds) > 1
@@ -380,7 +383,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     n_train = int((manifest["split"] == "train").sum())
     n_val = int((manifest["split"] == "val").sum())
     if n_train == 0 or n_val == 0:
-        raise InputError(Path(config.data) / "manifest.csv", f"needs train and val examples (has {n_train} and {n_val})")
+        raise InputError(Path(config.data) / "manifest.csv",
+                         f"needs train and val examples (has {n_train} and {n_val})")
     steps_per_epoch = math.ceil(n_train / config.batch_size)
 
     keras.backend.clear_session()
@@ -408,7 +412,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                 _compile(model, config)
 
         previews = _select_previews(config.data, config.image_size, dataset_size)
-        resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile), "jit_compile_requested": config.jit_compile}
+        resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile),
+                                       "jit_compile_requested": config.jit_compile}
         if not resume or not (run.path / "config.json").is_file():
             margin = write_previews(run, model, previews, 0)
             write_preview_inputs(run, previews)
@@ -434,7 +439,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
 
         history = [r for r in run.read_history() if r.get("epoch", 0) <= epochs_done] if resume else []
         timing_file = run.read_json("timing.json") or {}
-        timing = {k: list(timing_file.get(k, []))[:epochs_done] for k in ("seconds_per_epoch", "train_seconds_per_epoch")}
+        timing = {k: list(timing_file.get(k, []))[:epochs_done]
+                  for k in ("seconds_per_epoch", "train_seconds_per_epoch")}
         timing.update(backend=keras.backend.backend(), precision=config.precision, jit_compile=bool(model.jit_compile),
                       batch_size=config.batch_size, replicas=dist.replicas, devices=runtime.list_devices())
         if resume:
@@ -470,7 +476,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                 run.write_state(status="failed", error=message)
                 raise TrainingDiverged(message)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
-                raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); continue with --resume")
+                raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); "
+                                     "continue with --resume")
         run.write_state(status="finished", epochs_done=config.epochs, best_epoch=recorder.best_epoch,
                         best_val_loss=recorder.best if math.isfinite(recorder.best) else None, error=None)
         logger.info("%s: finished %d epochs (best epoch %d)", run.path, config.epochs, recorder.best_epoch)
