@@ -105,7 +105,8 @@ def main() -> None:
         for name, (wall, cpu) in [("bare pydicom read of the same files", read), ("prepare, whole images only, 1 worker", whole),
                                   ("prepare, + 2 pos + 2 neg tiles, 1 worker", one)]:
             print(f"  {name:40s} {wall:7.2f} {cpu:7.2f} {wall / args.cases * 1000:10.0f} {wall / read[0]:10.2f} {cpu / read[1]:6.2f}")
-        print(f"  {'prepare, + tiles, 2 workers':40s} {two[0]:7.2f}   speed-up {one[0] / two[0]:.2f} x (wall) over 1 worker")
+        print(f"  {'prepare, + tiles, 2 workers':40s} {two[0]:7.2f} {two[1]:7.2f}   speed-up {one[0] / two[0]:.2f} x (wall) over 1 worker; "
+              f"load average now {os.getloadavg()[0]:.1f}")
         print(f"  {'fixed part (re-run with every unit done)':40s} {fixed[0]:7.2f} {fixed[1]:7.2f}   per image without it, x bare read (CPU): "
               f"whole {(whole[1] - fixed[1]) / read[1]:.2f}, with tiles {(one[1] - fixed[1]) / read[1]:.2f}")
     print("target: prepare <= 1.5 x bare read")
