@@ -27,7 +27,7 @@ _PIXEL_TAGS = (
 )  # fmt: skip
 _DEFER_BYTES = 1 << 16
 """Values larger than this (in practice only the pixel data) are left in the file by `dcmread`."""
-_PREFETCH_PIECE = 4 << 20
+_PREFETCH_PIECE = 4 << 20  # see `prefetch`
 
 
 def read_series_uid(path: str | Path) -> str:
@@ -74,9 +74,9 @@ def read_pixels(path: str | Path) -> np.ndarray:
     dense tissue is always bright.
 
     Uncompressed little-endian DICOM is memory-mapped (a read-only view: no copy of the 15-45 MB of
-    pixels, and pages are read as they are used); compressed transfer syntaxes go through pydicom's
-    decoders. Raises InputError (file missing, not DICOM, truncated
-    pixel data, compressed with no decoder installed, colour or multi-frame).
+    pixels, and pages are read as they are used; the file must not shrink while the array lives);
+    compressed transfer syntaxes go through pydicom's decoders. Raises InputError (file missing, not
+    DICOM, truncated pixel data, compressed with no decoder installed, colour or multi-frame).
     """
     path = Path(path)
     if path.suffix.lower() in RASTER_SUFFIXES:
