@@ -289,8 +289,8 @@ def _read_part(out: Path, unit: Unit) -> dict[str, Any]:
 
 def _run_units(units: list[Unit], options: PrepareOptions, out: Path, data_root: Path, workers: int):
     if workers <= 1 or len(units) <= 1:
-        for unit in units:
-            yield run_unit(unit, options, out, data_root)
+        for unit, following in zip(units, [*units[1:], None]):
+            yield run_unit(unit, options, out, data_root, following=following.jobs[0] if following else None)
         return
     import multiprocessing
 
@@ -311,18 +311,23 @@ def _run_unit_star(args: tuple[Unit, PrepareOptions, Path, Path]) -> tuple[str, 
     return run_unit(*args)
 
 
-def run_unit(unit: Unit, options: PrepareOptions, out: Path, data_root: Path) -> tuple[str, int, list[Skip]]:
-    """Process one unit: its shard, then its sidecar (manifest rows and skipped cases)."""
+def run_unit(
+    unit: Unit, options: PrepareOptions, out: Path, data_root: Path, following: ImageJob | None = None
+) -> tuple[str, int, list[Skip]]:
+    """Process one unit: its shard, then its sidecar (manifest rows and skipped cases). `following`
+    is the image processed next in this process, if known (the next unit's first)."""
     from mammoseg.data.shards import ShardWriter
 
     shard_rel = f"shards/{unit.name}.tfrecord"
     rows: list[dict[str, Any]] = []
     skips: list[Skip] = []
+    # while an image is processed, the disk reads the next (for files not in the page cache)
+    queue = [*unit.jobs, *([following] if following is not None else [])]
+    prefetch(_job_files(queue[0]))
     with ShardWriter(out / shard_rel) as writer:
         for i, job in enumerate(unit.jobs):
-            # while this image is processed, the disk reads the next (for files not in the page cache)
-            ahead = unit.jobs[i : i + 2] if i == 0 else unit.jobs[i + 1 : i + 2]
-            prefetch(path for later in ahead for path in (later.image_file, *(f for a in later.abnormalities for f in a.roi_files)))
+            if i + 1 < len(queue):
+                prefetch(_job_files(queue[i + 1]))
             try:
                 examples = process_image(job, options)
             except InputError as exc:
@@ -335,6 +340,10 @@ def run_unit(unit: Unit, options: PrepareOptions, out: Path, data_root: Path) ->
     part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips]}
     write_json(out / "parts" / f"{unit.name}.json", part)
     return unit.name, len(unit.jobs), skips
+
+
+def _job_files(job: ImageJob) -> list[str]:
+    return [job.image_file, *(f for abn in job.abnormalities for f in abn.roi_files)]
 
 
 def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, dict[str, Any]]]:
