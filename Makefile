@@ -19,10 +19,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: venv
 	$(PY) -m pytest -q
 
+# synth -> prepare -> ablate (train, evaluate, report) on the embedded synthetic default; each step
+# resumes, so an interrupted demo continues where it stopped.
 demo: venv
-	$(MAMMOSEG) synth $(DEMO_DIR)/cbis-ddsm --cases 60 --seed 0
-	$(MAMMOSEG) prepare $(DEMO_DIR)/cbis-ddsm --out $(DEMO_DIR)/prepared
+	test -f $(DEMO_DIR)/cbis-ddsm/synth_truth.json || $(MAMMOSEG) synth $(DEMO_DIR)/cbis-ddsm --cases 60 --seed 0
+	$(MAMMOSEG) prepare $(DEMO_DIR)/cbis-ddsm --out $(DEMO_DIR)/prepared --image-size 128
 	$(MAMMOSEG) inspect $(DEMO_DIR)/prepared
+	$(MAMMOSEG) ablate --config experiments/demo.toml
+	@echo "report: $(CURDIR)/experiments/reports/demo/report.html"
 
 clean:
 	rm -rf $(VENV) experiments/runs experiments/reports

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 logger = logging.getLogger("mammoseg")
@@ -22,6 +24,34 @@ def configure_logging(verbosity: int) -> None:
     root.setLevel(level)
     root.propagate = False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbosity > 0 else "2")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a while: TensorFlow's C++ start-up lines (oneDNN,
+    CUDA probing on a machine without a GPU) are written by absl and ignore TF_CPP_MIN_LOG_LEVEL."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_backend_quietly() -> None:
+    """Import Keras and let its backend probe the devices with the native start-up noise hidden."""
+    with native_stderr_silenced():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
 
 
 def package_versions() -> dict[str, str]:

@@ -13,14 +13,18 @@ import click
 from mammoseg import __version__
 from mammoseg.cli import analysis, bench, data, models, training
 from mammoseg.errors import MammosegError
-from mammoseg.runtime import configure_logging
+from mammoseg.runtime import configure_logging, start_backend_quietly
+
+# Commands that run a Keras backend; the others (synth, prepare, compare) never start one.
+BACKEND_COMMANDS = {"inspect", "variants", "checkerboard", "train", "evaluate", "ablate", "visualize-layer", "predict", "bench"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mammoseg")
 @click.option("-v", "--verbose", count=True, help="More output (repeatable): debug logs and TensorFlow's own.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
-def cli(verbose: int, quiet: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Compare upsampling designs for mammogram segmentation: transposed convolutions with
     skips (FCN) against a dilated encoder with resize + convolution.
 
@@ -32,6 +36,9 @@ def cli(verbose: int, quiet: bool) -> None:
       mammoseg compare --experiment demo --out reports/demo
     """
     configure_logging(-1 if quiet else verbose)
+    asks_help = any(arg in ("-h", "--help") for arg in sys.argv[1:])
+    if not verbose and ctx.invoked_subcommand in BACKEND_COMMANDS and not asks_help:
+        start_backend_quietly()
 
 
 for module in (data, models, training, analysis, bench):
