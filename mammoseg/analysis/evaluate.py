@@ -31,6 +31,7 @@ EXAMPLES_PER_GROUP = 4
 PER_IMAGE_COLUMNS = (
     "example_id", "kind", "patient_id", "positive_fraction", "dice", "iou", "tp", "fp", "fn", "tn",
     "max_prob", "mean_prob", "frac_above_05", "predicted_positive", "phase_mean", "aliasing_fraction",
+    "phase_mean_margin",
 )  # fmt: skip
 
 
@@ -76,7 +77,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     import keras
     import pandas as pd
 
-    from mammoseg.analysis.checkerboard import map_scores
+    from mammoseg.analysis.checkerboard import map_scores, phase_mean_score
     from mammoseg.data.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest
     from mammoseg.training.runs import RunDir
     from mammoseg.training.train import _resize_if_needed
@@ -117,6 +118,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                 example_id = batch["example_id"][i].numpy().decode()
                 meta = manifest.loc[example_id] if example_id in manifest.index else None
                 scores = map_scores(prob[i])
+                margin = logits[i, ..., 1] - logits[i, ..., 0]
                 spectrum.add(prob[i], s.positive)
                 rows.append({
                     "example_id": example_id, "kind": batch["kind"][i].numpy().decode(),
@@ -124,6 +126,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                     "positive_fraction": float(masks[i].mean()),
                     **s.as_row(),
                     "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
+                    "phase_mean_margin": phase_mean_score(margin),
                 })
                 if picked[s.positive] < EXAMPLES_PER_GROUP:
                     picked[s.positive] += 1
@@ -142,9 +145,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                 "negatives": frame[frame["tp"] + frame["fn"] == 0]}
     metrics["checkerboard"] = {
         f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
-        for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction")
+        for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction", "phase_mean_margin")
     }
-    metrics["checkerboard"]["convention"] = "mean over images of the per-image map score of P(abnormal)"
+    metrics["checkerboard"]["convention"] = (
+        "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
+        "the map checkerboard_init.json scores before training"
+    )
     metrics.update({
         "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
         "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
