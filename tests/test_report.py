@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.analysis import stats
-from mammoseg.analysis.report import METRIC_BY_KEY, rank_metric, summary_columns, write_report
+from mammoseg.analysis.report import METRIC_BY_KEY, build_arms, rank_metric, summary_columns, verdict, write_report
+from mammoseg.analysis.runs import load_run
 from mammoseg.analysis.stats import Interval
 from mammoseg.cli import cli
 from mammoseg.errors import InputError, MammosegError
@@ -130,7 +131,7 @@ def test_bootstrap_ignores_nan_and_constant_has_zero_width():
 
 
 def test_resample_counts_rows_sum_to_n():
-    counts = stats.resample_counts(7, n_resamples=50, seed=0)
+    counts = stats.resample_counts(7, np.random.default_rng(0), n_resamples=50)
     assert counts.shape == (50, 7) and np.all(counts.sum(axis=1) == 7)
 
 
@@ -152,6 +153,26 @@ def test_paired_difference_detects_shift_and_keeps_zero_for_equal_arms():
     pooled = stats.paired_pooled_diff_ci((np.full(50, 9.0), np.ones(50), np.ones(50)),
                                          (np.full(50, 9.0), np.ones(50), np.ones(50)), "dice")
     assert (pooled.estimate, pooled.low, pooled.high) == (0.0, 0.0, 0.0)
+
+
+def test_interval_holds_the_seed_variation():
+    """Two seeds 0.3 apart: the interval spans both, where an image-only bootstrap would be ±0.01."""
+    rng = np.random.default_rng(2)
+    images = rng.normal(0.0, 0.05, 100)
+    split = np.stack([images + 0.3, images + 0.6])
+    interval = stats.nanmean_ci(split)
+    assert interval.estimate == pytest.approx(images.mean() + 0.45)
+    assert interval.low < 0.32 and interval.high > 0.58
+    agreeing = stats.nanmean_ci(np.stack([images + 0.45, images + 0.45]))
+    assert agreeing.high - agreeing.low < 0.03
+    single = stats.nanmean_ci(images + 0.45)  # one seed: the same image draws, images only
+    assert (single.low, single.high) == pytest.approx((agreeing.low, agreeing.high))
+    assert not stats.paired_nanmean_diff_ci(split, np.stack([images + 0.4, images + 0.42])).excludes(0.0)
+    assert stats.paired_nanmean_diff_ci(split + 0.5, np.stack([images + 0.4, images + 0.42])).excludes(0.0)
+    tp, fp, fn = np.full((2, 30), 8.0), np.stack([np.ones(30), np.full(30, 12.0)]), np.ones((2, 30))
+    pooled = stats.pooled_ci(tp, fp, fn, "dice")  # identical images: only the seed draw varies
+    assert (pooled.low, pooled.high) == pytest.approx((16 / 29, 16 / 18))
+    assert stats.pooled_ci(tp[:1], fp[:1], fn[:1], "dice").low == pytest.approx(16 / 18)
 
 
 def test_seed_interval_uses_student_t():
@@ -176,6 +197,40 @@ def test_verdict_ranks_separated_intervals_in_the_right_direction():
     fp_rate = METRIC_BY_KEY["neg_fp_rate"]  # lower is better
     line = rank_metric(fp_rate, {"a": Interval(0.10, 0.05, 0.15), "b": Interval(0.60, 0.50, 0.70)})
     assert "**a** is best" in line
+
+
+def test_verdict_qualifies_claims_resting_on_one_seed():
+    dice = METRIC_BY_KEY["dice_per_image"]
+    intervals = {"a": Interval(0.50, 0.45, 0.55), "b": Interval(0.70, 0.66, 0.74)}
+    assert "(one seed: seed variation not included)" in rank_metric(dice, intervals, {"a", "b"})
+    assert "(one seed for a: seed variation not included)" in rank_metric(dice, intervals, {"a"})
+    assert "seed variation" not in rank_metric(dice, intervals)
+    params = METRIC_BY_KEY["params_m"]  # exact numbers have no seed variation to miss
+    assert "seed variation" not in rank_metric(params, {"a": Interval(1, 1, 1), "b": Interval(2, 2, 2)}, {"a", "b"})
+
+
+def _verdict_lines(root: Path, qualities: dict[str, tuple[float, ...]]) -> list[str]:
+    runs = [load_run(fabricate_run(root, variant, seed, quality=q), "test")
+            for variant, seeds in qualities.items() for seed, q in enumerate(seeds, 1)]
+    return verdict(*build_arms(runs, None))
+
+
+def test_verdict_does_not_rank_arms_whose_seeds_disagree(tmp_path):
+    """dilated_transpose's mean P(abnormal) on negatives is lower on average, but its two seeds (0.19
+    and 0.06) straddle dilated_resize's 0.16: no claim. Over images alone the intervals do not overlap."""
+    lines = _verdict_lines(tmp_path, {"dilated_transpose": (0.3, 0.95), "dilated_resize": (0.45, 0.47)})
+    line = next(x for x in lines if x.startswith("Mean P(abnormal) on negatives"))
+    assert "no clear difference between dilated_transpose, dilated_resize" in line and "is best" not in line
+    paired = next(x for x in lines if x.startswith("Paired, Dice per image"))
+    assert "no clear difference (interval includes 0)" in paired
+
+
+def test_verdict_ranks_arms_whose_seeds_agree(tmp_path):
+    lines = _verdict_lines(tmp_path, {"dilated_transpose": (0.3, 0.32), "dilated_resize": (0.9, 0.92)})
+    line = next(x for x in lines if x.startswith("Mean P(abnormal) on negatives"))
+    assert "**dilated_resize** is best" in line and "seed variation" not in line
+    paired = next(x for x in lines if x.startswith("Paired, Dice per image"))
+    assert paired.endswith("dilated_transpose is worse.")
 
 
 def test_verdict_does_not_rank_a_single_seed_run_level_number():
@@ -219,10 +274,12 @@ def test_report_several_seeds_and_paired(tmp_path):
 
 
 def test_report_single_seed_says_spread_not_estimated(tmp_path):
-    runs = [fabricate_run(tmp_path / "exp", v, 1, quality=q) for v, q in (("dilated_resize", 0.8), ("fcn_skips", 0.7))]
+    runs = [fabricate_run(tmp_path / "exp", v, 1, quality=q) for v, q in (("dilated_resize", 0.9), ("fcn_skips", 0.3))]
     html_path = write_report(runs, tmp_path / "out", baseline="fcn_skips")
     text = _check_outputs(html_path, ["fcn_skips", "dilated_resize"])
     assert "spread over seeds is not estimated" in text
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**dilated_resize** is best" in md and "(one seed: seed variation not included)" in md
     assert "Paired differences against fcn_skips" in text
 
 

@@ -1,9 +1,10 @@
 """The comparison report: which upsampling design wins, on what, and how sure we are.
 
 Runs are grouped into arms (variant + transpose kernel); seeds are repeated runs of an arm. Every
-number is shown as mean ± sd over seeds with a 95% bootstrap interval over images (the images are
-what the test set samples), and arms are compared with paired differences on the same images. The
-verdict is generated from those intervals and refuses to rank arms whose intervals overlap.
+number is shown as mean ± sd over seeds with a 95% bootstrap interval over seeds and images (both
+vary between replications: the training run and the test set's sample), and arms are compared with
+paired differences on the same images. The verdict is generated from those intervals and refuses to
+rank arms whose intervals overlap.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,7 @@ ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)  # stride 2: (pi, 0) and (pi, p
 
 @dataclass(frozen=True)
 class Metric:
-    """One reported number. `image` metrics come from per-image rows (bootstrap CI over images);
+    """One reported number. `image` metrics come from per-image rows (bootstrap CI over seeds and images);
     `run` metrics exist only per run (interval over seeds); `exact` ones do not vary (no interval)."""
 
     key: str
@@ -188,7 +189,7 @@ def _subset_mask(table: dict[str, np.ndarray], subset: str) -> np.ndarray:
 
 
 def _image_interval(metric: Metric, table: dict[str, np.ndarray], resample: bool) -> Interval:
-    """An image metric from [seeds, images] columns; with `resample`, its bootstrap interval over images."""
+    """An image metric from [seeds, images] columns; with `resample`, its bootstrap interval over seeds and images."""
     if not set(metric.columns) <= set(table):
         return NAN_INTERVAL
     keep = _subset_mask(table, metric.subset)
@@ -322,15 +323,28 @@ def _fmt_interval(metric: Metric, interval: Interval) -> str:
 class Ranking:
     """How one metric ranks the arms: status "best" (one arm clears all others), "group" (several arms
     tie but clear all the rest), "tie", "unranked" (no interval to judge by) or "none" (fewer than two
-    arms have the number)."""
+    arms have the number). `caveat` qualifies a claim whose intervals miss the seed variation."""
 
     status: str
     leaders: tuple[str, ...]
     sentence: str
+    caveat: str = ""
 
 
-def rank(metric: Metric, intervals: dict[str, Interval]) -> Ranking:
-    """Name the best arm only if its interval clears every other arm's interval."""
+def _one_seed_caveat(names: Collection[str], single_seed: Collection[str]) -> str:
+    """Why a claim on image-level intervals may not hold: a single-seed arm's interval cannot include
+    the run-to-run variation, which can exceed the gap between arms ("" when every arm has seeds)."""
+    lone = [name for name in names if name in single_seed]
+    if not lone:
+        return ""
+    if len(lone) == len(names):
+        return "one seed: seed variation not included"
+    return f"one seed for {', '.join(lone)}: seed variation not included"
+
+
+def rank(metric: Metric, intervals: dict[str, Interval], single_seed: Collection[str] = ()) -> Ranking:
+    """Name the best arm only if its interval clears every other arm's interval; `single_seed` names
+    the arms with one run, whose image-level intervals make any claim provisional."""
     present = {name: iv for name, iv in intervals.items() if math.isfinite(iv.estimate)}
     if len(present) < 2:
         return Ranking("none", (), f"{metric.label}: fewer than two arms have this number; nothing to compare.")
@@ -346,40 +360,53 @@ def rank(metric: Metric, intervals: dict[str, Interval]) -> Ranking:
     if metric.source == "exact" and len(tied) > 1:
         return Ranking("tie", tuple(tied), f"{metric.label}: {', '.join(tied)} are equal "
                                            f"({_fmt(metric, present[best].estimate)}).")
+    caveat = _one_seed_caveat(list(present), single_seed) if metric.source == "image" else ""
+    note = f" ({caveat})" if caveat else ""
     if len(tied) == 1:
         runner = order[1]
         return Ranking("best", (best,), (
             f"{metric.label} ({direction} is better): **{best}** is best, "
             f"{_fmt_interval(metric, present[best])} vs next {runner} {_fmt_interval(metric, present[runner])}; "
-            f"the 95% intervals do not overlap."))
+            f"the 95% intervals do not overlap{note}."), caveat)
     rest = [name for name in order if name not in tied]
     separated = bool(rest) and all(not present[r].overlaps(present[t]) for r in rest for t in tied)
-    tail = f" All of them are ahead of {', '.join(rest)}." if separated else ""
+    tail = f" All of them are ahead of {', '.join(rest)}{note}." if separated else ""
     return Ranking("group" if separated else "tie", tuple(tied), (
         f"{metric.label} ({direction} is better): no clear difference between {', '.join(tied)} "
-        f"(their 95% intervals overlap; point leader {best}).{tail}"))
+        f"(their 95% intervals overlap; point leader {best}).{tail}"), caveat if separated else "")
 
 
-def rank_metric(metric: Metric, intervals: dict[str, Interval]) -> str:
+def rank_metric(metric: Metric, intervals: dict[str, Interval], single_seed: Collection[str] = ()) -> str:
     """The verdict sentence for one metric."""
-    return rank(metric, intervals).sentence
+    return rank(metric, intervals, single_seed).sentence
+
+
+def _single_seed(arms: list[Arm]) -> set[str]:
+    return {arm.name for arm in arms if len(arm.runs) == 1}
+
+
+def _rank_arms(metric: Metric, arms: list[Arm]) -> Ranking:
+    return rank(metric, {arm.name: arm.cells[metric.key].interval for arm in arms}, _single_seed(arms))
 
 
 def at_a_glance(arms: list[Arm]) -> str:
     """One sentence: which arm clearly wins which verdict metrics, and where nothing can be claimed."""
     wins: dict[str, list[str]] = {}
-    ties, unranked = [], []
+    ties, unranked, caveats = [], [], []
     for key in VERDICT_KEYS:
         metric = METRIC_BY_KEY[key]
-        ranking = rank(metric, {arm.name: arm.cells[key].interval for arm in arms})
+        ranking = _rank_arms(metric, arms)
         if ranking.status in ("best", "group"):
             wins.setdefault(" and ".join(f"**{n}**" for n in ranking.leaders), []).append(metric.label)
+            if ranking.caveat and ranking.caveat not in caveats:
+                caveats.append(ranking.caveat)
         elif ranking.status == "tie":
             ties.append(metric.label)
         elif ranking.status == "unranked":
             unranked.append(metric.label)
     parts = [f"{names} {'lead together' if ' and ' in names else 'is clearly best'} on {', '.join(labels)}"
              for names, labels in sorted(wins.items(), key=lambda item: -len(item[1]))]
+    parts += caveats
     if ties:
         parts.append(f"no clear difference on {', '.join(ties)}")
     if unranked:
@@ -387,28 +414,31 @@ def at_a_glance(arms: list[Arm]) -> str:
     return "At a glance: " + ("; ".join(parts) if parts else "nothing to compare") + "."
 
 
-def paired_sentence(metric: Metric, arm: str, baseline: str, diff: Interval) -> str:
-    """A paired comparison in words: a claim only when the interval of the difference excludes zero."""
+def paired_sentence(metric: Metric, arm: str, baseline: str, diff: Interval, caveat: str = "") -> str:
+    """A paired comparison in words: a claim only when the interval of the difference excludes zero,
+    qualified by `caveat` when an arm's seed variation is not in the interval."""
     text = f"{arm} − {baseline}: {_fmt_interval(metric, diff)}"
     if not diff.defined:
         return f"{text} — not estimable."
     if not diff.excludes(0.0):
         return f"{text} — no clear difference (interval includes 0)."
     better = (diff.estimate > 0) == (metric.better == "higher")
-    return f"{text} — {arm} is {'better' if better else 'worse'}."
+    note = f" ({caveat})" if caveat else ""
+    return f"{text} — {arm} is {'better' if better else 'worse'}{note}."
 
 
 def verdict(arms: list[Arm], base: Arm | None) -> list[str]:
     lines = [at_a_glance(arms)]
-    for key in VERDICT_KEYS:
-        metric = METRIC_BY_KEY[key]
-        lines.append(rank_metric(metric, {arm.name: arm.cells[key].interval for arm in arms}))
+    lines += [_rank_arms(METRIC_BY_KEY[key], arms).sentence for key in VERDICT_KEYS]
     if base is not None:
+        single_seed = _single_seed(arms)
         for key in ("dice_per_image", "neg_fp_rate"):
             metric = METRIC_BY_KEY[key]
             for arm in arms:
                 if arm is not base:
-                    lines.append(f"Paired, {metric.label}: " + paired_sentence(metric, arm.name, base.name, arm.paired[key]))
+                    caveat = _one_seed_caveat([arm.name, base.name], single_seed)
+                    lines.append(f"Paired, {metric.label}: "
+                                 + paired_sentence(metric, arm.name, base.name, arm.paired[key], caveat))
     return lines
 
 
@@ -431,8 +461,8 @@ def _figures(arms: list[Arm], base: Arm | None) -> list[tuple[str, str, bytes]]:
                     figures.learning_curves(curves)))
     bars = [(METRIC_BY_KEY[k].label, METRIC_BY_KEY[k].better, {a.name: a.cells[k].interval for a in arms})
             for k in BAR_KEYS]
-    out.append(("metrics", "Main metrics per arm with 95% intervals (bootstrap over images; over seeds for "
-                "PR-AUC and ECE). The arrow in each title says which direction is better.",
+    out.append(("metrics", "Main metrics per arm with 95% intervals (bootstrap over seeds and images; "
+                "Student-t over seeds for PR-AUC and ECE). The arrow in each title says which direction is better.",
                 figures.metric_bars(bars)))
     examples = _shared_examples(arms)
     if examples:
@@ -498,19 +528,24 @@ CONVENTIONS = [
     "\"(all images)\" adds the negatives, so every false-positive pixel on them counts against it.",
     f"**Negative image**: an image whose truth mask is empty. It counts as a **false positive** when more than "
     f"S²/{FP_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
-    "**Intervals**: 95% percentile bootstrap over images (2000 resamples, seeded). Each resample draws the images "
-    "once and applies the draw to every seed; the statistic is the mean over seeds of each seed's value, so the "
-    "estimate equals the mean of the per-run numbers. Pooled metrics resample the per-image tp/fp/fn sums. Run-level numbers (PR-AUC, ROC-AUC, "
-    "calibration error, scores at initialisation, timings) have no per-image data: their interval is a Student-t "
-    "interval over seeds. The ± is the standard deviation over seeds.",
+    "**Intervals**: 95% percentile bootstrap over seeds and images (2000 resamples, seeded), so an interval holds "
+    "both the run-to-run variation and the test set's sampling. Each resample draws the arm's seeds with "
+    "replacement and the images with replacement; the statistic is the mean over the drawn seeds of each seed's "
+    "value on the drawn images, and the estimate (nothing resampled) equals the mean of the per-run numbers. "
+    "Pooled metrics resample the per-image tp/fp/fn sums. With a single seed the seed draw is that seed: the "
+    "interval covers the images only, and a claim resting on it says \"one seed: seed variation not included\". "
+    "Run-level numbers (PR-AUC, ROC-AUC, calibration error, scores at initialisation, timings) have no per-image "
+    "data: their interval is a Student-t interval over seeds. The ± is the standard deviation over seeds.",
     "**Paired differences**: arm − baseline on the images both arms were evaluated on (matched by example id); "
-    "each bootstrap resample uses the same images for both arms and all their seeds. Image difficulty cancels in "
-    "a difference, so a paired interval can exclude 0 where the two arms' own intervals overlap.",
+    "each bootstrap resample draws the seeds of each arm independently and the same images for both arms. Image "
+    "difficulty cancels in a difference, so a paired interval can exclude 0 where the two arms' own intervals "
+    "overlap; seed variation does not cancel, so an arm whose seeds disagree is not called better or worse.",
     "**Checkerboard scores**: kernel score = std/|mean| of the per-phase sums of a transposed kernel's taps "
     "(0 = a constant input cannot produce a checkerboard); phase-mean score = std of the 2×2 sub-grid means over "
     "the map's std; aliasing fraction = share of the map's AC spectral energy at the stride-2 aliasing bins.",
     "**Verdict rule**: an arm is named best only when its 95% interval does not overlap the interval of any other "
-    "arm; otherwise the report says there is no clear difference.",
+    "arm; otherwise the report says there is no clear difference. A claim involving a single-seed arm is "
+    "qualified, since its interval does not include the seed variation.",
 ]
 
 
@@ -519,7 +554,7 @@ def _table_rows(arms: list[Arm], metrics: list[Metric]) -> tuple[list[str], list
     rows = []
     winners = {}
     for metric in metrics:
-        ranking = rank(metric, {a.name: a.cells[metric.key].interval for a in arms})
+        ranking = _rank_arms(metric, arms)
         if ranking.status == "best":
             winners[metric.key] = ranking.leaders[0]
     for arm in arms:
@@ -549,7 +584,7 @@ def _notes(arms: list[Arm], base: Arm | None, split: str) -> list[str]:
     notes = []
     if all(len(a.runs) == 1 for a in arms):
         notes.append("Every arm has a single seed: the spread over seeds is not estimated (no ± and no interval for "
-                     "run-level numbers); intervals over images are still shown.")
+                     "run-level numbers); intervals over images alone are still shown.")
     elif any(len(a.runs) < 3 for a in arms):
         notes.append("Some arms have fewer than 3 seeds: their spread over seeds is poorly estimated.")
     notes.append("PR-AUC, ROC-AUC and calibration error need every pixel's probability, which per_image.csv does not "
@@ -626,7 +661,8 @@ def _html(arms, base, split, lines, notes, figure_files) -> str:
         h.append("</tbody></table>")
     if base is not None and len(arms) > 1:
         h += [f"<h2>Paired differences against {html.escape(base.name)}</h2>",
-              "<p>Arm − baseline on the same images, 95% bootstrap interval; bold where the interval excludes 0.</p>",
+              "<p>Arm − baseline on the same images, 95% bootstrap interval over seeds and images; bold where "
+              "the interval excludes 0.</p>",
               "<table class=\"paired\"><thead><tr><th>Arm</th>"
               + "".join(f"<th>{html.escape(METRIC_BY_KEY[k].label)}</th>" for k in PAIRED_KEYS) + "</tr></thead><tbody>"]
         for arm in arms:

@@ -1,18 +1,22 @@
-"""Bootstrap confidence intervals over images, for single arms and paired differences.
+"""Two-level bootstrap confidence intervals, over seeds and images, for single arms and paired differences.
 
-Every interval here resamples *images* (the unit the test set samples from the population), with
-a seeded generator so a report is reproducible. Per-image values come as [seeds, images]: a
-resample draws images once and applies the draw to every seed (and, for paired differences, to
-both arms), and the statistic is the mean over seeds of each seed's statistic, so the point
-estimate equals the mean of the per-run numbers. Resampling is a matrix of per-image counts
-(resample x image), so any statistic that is a ratio of per-image sums — a NaN-aware mean, a
-pooled Dice from tp/fp/fn — costs one matrix product instead of a Python loop.
+A number in the report varies for two reasons: which images the test set happened to sample, and
+which seed the training run happened to get. An interval over images alone can call an arm best
+while its own seeds disagree by more than the gap, so every resample here draws both: the seeds
+of each arm with replacement (independently per arm) and the images with replacement (one draw
+shared by all arms and seeds, so paired differences stay paired). The statistic is the mean over
+the drawn seeds of each seed's value on the drawn images, so the point estimate (nothing
+resampled) equals the mean of the per-run numbers. Per-image values come as [seeds, images], and
+both draws are matrices of counts (resample x image, resample x seed): any statistic that is a
+ratio of per-image sums — a NaN-aware mean, a pooled Dice from tp/fp/fn — costs one matrix
+product and a weighted sum instead of a Python loop. The generator is seeded, so a report is
+reproducible.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +50,10 @@ class Interval:
 NAN_INTERVAL = Interval(math.nan, math.nan, math.nan)
 
 
-def resample_counts(n: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
+def resample_counts(n: int, rng: np.random.Generator, n_resamples: int = N_RESAMPLES) -> np.ndarray:
     """How often each of `n` items is drawn in each bootstrap resample: float array [R, n], rows sum to n."""
     if n == 0:
         return np.zeros((n_resamples, 0))
-    rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(n_resamples, n))
     offsets = (np.arange(n_resamples) * n)[:, None]
     counts = np.bincount((draws + offsets).ravel(), minlength=n_resamples * n)
@@ -71,10 +74,11 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _seed_mean(per_seed: np.ndarray) -> np.ndarray:
-    """[R, S] statistic per resample and seed -> [R], the mean over the seeds where it is defined."""
+def _seed_mean(per_seed: np.ndarray, seed_counts: np.ndarray) -> np.ndarray:
+    """[R, S] statistic per resample and seed -> [R], the mean over the drawn seeds (each counted as
+    often as drawn) where it is defined."""
     valid = np.isfinite(per_seed)
-    return _ratio(np.where(valid, per_seed, 0.0).sum(axis=1), valid.sum(axis=1).astype(np.float64))
+    return _ratio((seed_counts * np.where(valid, per_seed, 0.0)).sum(axis=1), (seed_counts * valid).sum(axis=1))
 
 
 def _as_seeds(values: np.ndarray) -> np.ndarray:
@@ -83,15 +87,17 @@ def _as_seeds(values: np.ndarray) -> np.ndarray:
     return values[None, :] if values.ndim == 1 else values
 
 
-def nanmean_stat(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Mean over seeds of each seed's NaN-ignoring image mean, for each row of image weights `counts`.
+def nanmean_stat(values: np.ndarray, counts: np.ndarray, seed_counts: np.ndarray) -> np.ndarray:
+    """Mean over seeds (weighted by `seed_counts` [R, S]) of each seed's NaN-ignoring image mean
+    (images weighted by `counts` [R, n]).
 
     Per-image Dice is NaN where truth and prediction are both empty; each seed keeps its own NaNs,
-    so the result is exactly the mean over seeds of the per-run numbers when `counts` is all ones.
+    so the result is exactly the mean over seeds of the per-run numbers when all weights are one.
     """
     values = _as_seeds(values)
     valid = np.isfinite(values)
-    return _seed_mean(_ratio(counts @ np.where(valid, values, 0.0).T, counts @ valid.T.astype(np.float64)))
+    per_seed = _ratio(counts @ np.where(valid, values, 0.0).T, counts @ valid.T.astype(np.float64))
+    return _seed_mean(per_seed, seed_counts)
 
 
 def pooled_overlap(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str) -> np.ndarray:
@@ -104,53 +110,62 @@ def pooled_overlap(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str) 
     raise ValueError(f"unknown pooled metric {metric!r} (dice or iou)")
 
 
-def pooled_stat(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, counts: np.ndarray) -> np.ndarray:
-    """Mean over seeds of each seed's pooled Dice/IoU over the images weighted by each row of `counts`."""
+def pooled_stat(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, counts: np.ndarray, seed_counts: np.ndarray,
+) -> np.ndarray:
+    """Mean over seeds (weighted by `seed_counts`) of each seed's pooled Dice/IoU over the images
+    weighted by `counts`."""
     sums = [counts @ np.nan_to_num(_as_seeds(x)).T for x in (tp, fp, fn)]
-    return _seed_mean(pooled_overlap(*sums, metric))
+    return _seed_mean(pooled_overlap(*sums, metric), seed_counts)
 
 
 def bootstrap(
-    statistic: Callable[[np.ndarray], np.ndarray], n: int, *, confidence: float = CONFIDENCE, seed: int = 0,
-    resample: bool = True,
+    statistic: Callable[[np.ndarray, list[np.ndarray]], np.ndarray], n: int, n_seeds: Sequence[int], *,
+    confidence: float = CONFIDENCE, seed: int = 0, resample: bool = True,
 ) -> Interval:
-    """Point estimate (all weights 1) and percentile interval of `statistic` over image resamples.
+    """Point estimate (all weights 1) and percentile interval of `statistic` over seed-and-image resamples.
 
-    `statistic` maps image weights [R, n] to one value per row. Without `resample`, only the point
-    estimate is computed (NaN bounds).
+    `statistic` maps image weights [R, n] and, for each arm, seed weights [R, n_seeds[arm]] to one
+    value per row. An arm with one seed always draws that seed: its interval is over images only.
+    Without `resample`, only the point estimate is computed (NaN bounds).
     """
     if n == 0:
         return NAN_INTERVAL
-    estimate = float(statistic(np.ones((1, n)))[0])
+    estimate = float(statistic(np.ones((1, n)), [np.ones((1, s)) for s in n_seeds])[0])
     if not resample:
         return Interval(estimate, math.nan, math.nan)
-    return Interval(estimate, *_percentiles(statistic(resample_counts(n, seed=seed)), confidence))
+    rng = np.random.default_rng(seed)
+    images = resample_counts(n, rng)
+    seeds = [resample_counts(s, rng) for s in n_seeds]
+    return Interval(estimate, *_percentiles(statistic(images, seeds), confidence))
 
 
 def nanmean_ci(values: np.ndarray, *, confidence: float = CONFIDENCE, seed: int = 0, resample: bool = True) -> Interval:
-    """Mean ignoring NaN (over images, then over seeds for [seeds, images] input), with its CI over images."""
+    """Mean ignoring NaN (over images, then over seeds for [seeds, images] input), with its CI over
+    seeds and images."""
     values = _as_seeds(values)
     if not np.isfinite(values).any():
         return NAN_INTERVAL
-    return bootstrap(lambda w: nanmean_stat(values, w), values.shape[1], confidence=confidence, seed=seed,
-                     resample=resample)
+    return bootstrap(lambda w, v: nanmean_stat(values, w, v[0]), values.shape[1], [values.shape[0]],
+                     confidence=confidence, seed=seed, resample=resample)
 
 
 def pooled_ci(
     tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, *, confidence: float = CONFIDENCE, seed: int = 0,
     resample: bool = True,
 ) -> Interval:
-    """Pooled Dice/IoU with a CI from resampling images, i.e. their per-image tp/fp/fn."""
+    """Pooled Dice/IoU with a CI from resampling seeds and images, i.e. their per-image tp/fp/fn."""
     tp, fp, fn = (_as_seeds(x) for x in (tp, fp, fn))
-    return bootstrap(lambda w: pooled_stat(tp, fp, fn, metric, w), tp.shape[1], confidence=confidence, seed=seed,
-                     resample=resample)
+    return bootstrap(lambda w, v: pooled_stat(tp, fp, fn, metric, w, v[0]), tp.shape[1], [tp.shape[0]],
+                     confidence=confidence, seed=seed, resample=resample)
 
 
 def paired_nanmean_diff_ci(a: np.ndarray, b: np.ndarray, *, confidence: float = CONFIDENCE, seed: int = 0) -> Interval:
     """Difference of NaN-ignoring means, arm a - arm b, on the same images (columns aligned), each
-    resample drawing the same images for both arms."""
+    resample drawing the same images for both arms and each arm's seeds on its own."""
     a, b = _as_seeds(a), _as_seeds(b)
-    return bootstrap(lambda w: nanmean_stat(a, w) - nanmean_stat(b, w), a.shape[1], confidence=confidence, seed=seed)
+    return bootstrap(lambda w, v: nanmean_stat(a, w, v[0]) - nanmean_stat(b, w, v[1]), a.shape[1],
+                     [a.shape[0], b.shape[0]], confidence=confidence, seed=seed)
 
 
 def paired_pooled_diff_ci(
@@ -161,11 +176,12 @@ def paired_pooled_diff_ci(
     confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> Interval:
-    """Difference of pooled Dice/IoU, both arms resampled with the same images in each resample."""
+    """Difference of pooled Dice/IoU, both arms resampled with the same images in each resample and
+    each arm's seeds on its own."""
     a = tuple(_as_seeds(x) for x in a)
     b = tuple(_as_seeds(x) for x in b)
-    return bootstrap(lambda w: pooled_stat(*a, metric, w) - pooled_stat(*b, metric, w), a[0].shape[1],
-                     confidence=confidence, seed=seed)
+    return bootstrap(lambda w, v: pooled_stat(*a, metric, w, v[0]) - pooled_stat(*b, metric, w, v[1]),
+                     a[0].shape[1], [a[0].shape[0], b[0].shape[0]], confidence=confidence, seed=seed)
 
 
 def seed_interval(values: np.ndarray, *, confidence: float = CONFIDENCE) -> Interval:

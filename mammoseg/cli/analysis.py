@@ -22,7 +22,7 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, base
     """Compare evaluated runs: report.html (self-contained), report.md and summary.csv.
 
     Runs of the same variant (and transpose kernel) are seeds of one arm. Every number comes with
-    mean ± sd over seeds and a 95% bootstrap interval over images; the verdict names a winner only
+    mean ± sd over seeds and a 95% bootstrap interval over seeds and images; the verdict names a winner only
     where the intervals separate.
 
     \b
