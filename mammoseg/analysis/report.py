@@ -111,9 +111,11 @@ METRICS: tuple[Metric, ...] = (
            run_value=_run_metric("ece", "expected_calibration_error", "calibration_error")),
     Metric("kernel_init", "Kernel score at init (worst layer)", "Checkerboard", "lower", "run",
            run_value=_kernel_init),
-    Metric("phase_mean_init", "Phase-mean score at init", "Checkerboard", "lower", "run",
+    Metric("phase_mean_init", "Phase-mean of the logit margin at init", "Checkerboard", "lower", "run",
            run_value=lambda run: lookup(flat_metrics(run.checkerboard_init), "map.phase_mean", "phase_mean")),
-    Metric("phase_mean_trained", "Phase-mean score trained", "Checkerboard", "lower", "image",
+    Metric("phase_mean_margin_trained", "Phase-mean of the logit margin trained", "Checkerboard", "lower", "image",
+           columns=("phase_mean_margin",)),
+    Metric("phase_mean_trained", "Phase-mean of P(abnormal) trained", "Checkerboard", "lower", "image",
            columns=("phase_mean",)),
     Metric("aliasing_init", "Aliasing fraction at init", "Checkerboard", "lower", "run", "{:.4f}",
            run_value=lambda run: lookup(flat_metrics(run.checkerboard_init), "map.aliasing_fraction", "aliasing_fraction")),
@@ -132,9 +134,9 @@ METRICS: tuple[Metric, ...] = (
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 PAIRED_KEYS = ("dice_per_image", "dice_pooled", "dice_pooled_all", "neg_fp_rate", "neg_mean_prob",
-               "phase_mean_trained", "aliasing_trained")
+               "phase_mean_margin_trained", "phase_mean_trained")
 VERDICT_KEYS = ("dice_per_image", "dice_pooled", "dice_pooled_all", "neg_fp_rate", "neg_mean_prob", "pr_auc", "ece",
-                "phase_mean_trained", "kernel_init", "params_m", "gflops", "sec_per_epoch")
+                "phase_mean_margin_trained", "phase_mean_trained", "kernel_init", "params_m", "gflops", "sec_per_epoch")
 BAR_KEYS = ("dice_per_image", "dice_pooled", "neg_fp_rate", "neg_mean_prob", "pr_auc", "ece")
 
 
@@ -482,11 +484,12 @@ def _figures(arms: list[Arm], base: Arm | None) -> list[tuple[str, str, bytes]]:
                     "frequencies of stride-2 upsampling (0.5 cycles/pixel on the axes, 0.707 on the diagonal) and of "
                     "stacked stride-2 transposes (0.25, 0.125).", figures.power_spectra(spectra, ALIASING_FREQUENCIES)))
     pairs = [(METRIC_BY_KEY[i].label.replace(" at init", ""), {a.name: (a.cells[i].interval, a.cells[t].interval) for a in arms})
-             for i, t in (("phase_mean_init", "phase_mean_trained"), ("aliasing_init", "aliasing_trained"))]
+             for i, t in (("phase_mean_init", "phase_mean_margin_trained"),)]
     if any(math.isfinite(v[0].estimate) or math.isfinite(v[1].estimate) for _, d in pairs for v in d.values()):
-        out.append(("checkerboard", "Checkerboard scores of the output map at initialisation (log-odds map of a "
-                    "smooth probe image, checkerboard_init.json) and after training (P(abnormal) maps of the test "
-                    "images, mean over images); lower is better, 0 = no phase pattern.", figures.checkerboard_bars(pairs)))
+        out.append(("checkerboard", "Phase-mean checkerboard score of the output logit margin (l1 − l0, a monotone "
+                    "map of P(abnormal) that does not saturate) before training (validation preview images, "
+                    "checkerboard_init.json) and after training (test images, mean over images); lower is better, "
+                    "0 = no phase pattern.", figures.checkerboard_bars(pairs)))
     return out
 
 
@@ -542,7 +545,9 @@ CONVENTIONS = [
     "overlap; seed variation does not cancel, so an arm whose seeds disagree is not called better or worse.",
     "**Checkerboard scores**: kernel score = std/|mean| of the per-phase sums of a transposed kernel's taps "
     "(0 = a constant input cannot produce a checkerboard); phase-mean score = std of the 2×2 sub-grid means over "
-    "the map's std; aliasing fraction = share of the map's AC spectral energy at the stride-2 aliasing bins.",
+    "the map's std, on the logit margin l1 − l0 (comparable before and after training: P(abnormal) saturates) "
+    "and on P(abnormal) itself (what a reader sees); aliasing fraction = share of the map's AC spectral energy at "
+    "the stride-2 aliasing bins.",
     "**Verdict rule**: an arm is named best only when its 95% interval does not overlap the interval of any other "
     "arm; otherwise the report says there is no clear difference. A claim involving a single-seed arm is "
     "qualified, since its interval does not include the seed variation.",
