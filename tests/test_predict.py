@@ -94,7 +94,7 @@ def test_missing_checkpoint_is_named(tmp_path):
     run.mkdir()
     png = tmp_path / "scan.png"
     cv2.imwrite(str(png), fake_mammogram(200, 150, bits=8))
-    with pytest.raises(InputError, match="no best.keras"):
+    with pytest.raises(InputError, match="best.keras: no such checkpoint"):
         predict(run, png, tmp_path / "out")
 
 

@@ -144,11 +144,12 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
     from mammoseg.analysis.checkerboard import activation_map, radial_power_spectrum
     from mammoseg.analysis.figures import activation_figure
     from mammoseg.analysis.runs import read_json
-    from mammoseg.inference.predict import load_checkpoint, run_image_size
+    from mammoseg.inference.predict import run_image_size
+    from mammoseg.training.runs import RunDir
 
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
-    model = load_checkpoint(run_dir, checkpoint)
+    model = RunDir(run_dir).load_model(checkpoint)
     layer = get_layer(model, layer_name, run_dir)
     pixels, label = load_input(run_dir, config, image, run_image_size(run_dir, model))
     activation = layer_activation(model, layer_name, pixels)

@@ -62,15 +62,6 @@ class _Spectrum:
         return out
 
 
-def _checkpoint(run_dir: Path, which: str) -> Path:
-    path = run_dir / f"{which}.keras"
-    if not path.is_file():
-        other = run_dir / ("last.keras" if which == "best" else "best.keras")
-        hint = f" ({other.name} exists: try --checkpoint {other.stem})" if other.is_file() else ""
-        raise InputError(path, f"no such checkpoint{hint}")
-    return path
-
-
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
                  batch_size: int | None = None, data: str | Path | None = None) -> dict[str, Any]:
     """Evaluate RUN's checkpoint on `split`; writes RUN/eval/<split>/ and returns the metrics."""
@@ -78,21 +69,20 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     import pandas as pd
 
     from mammoseg.analysis.checkerboard import map_scores, phase_mean_score
-    from mammoseg.data.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest
+    from mammoseg.data.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest, resize_batches
     from mammoseg.training.runs import RunDir
-    from mammoseg.training.train import _resize_if_needed
 
     run = RunDir(run_dir)
     config = run.config()
     dataset = Path(data) if data else Path(config["dataset"]["path"])
     info = read_dataset_info(dataset)
     manifest = read_manifest(dataset).set_index("example_id")
-    path = _checkpoint(run.path, checkpoint)
-    model = keras.saving.load_model(path, compile=False)
+    path = run.checkpoint(checkpoint)
+    model = run.load_model(checkpoint)
     size = int(model.input_shape[1])
     batch_size = batch_size or int(config.get("batch_size", 16))
     ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
-    ds = _resize_if_needed(ds, size, info["image_size"], with_metadata=True)
+    ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
     n_total = int((manifest["split"] == split).sum())
 
     acc = SegmentationAccumulator()

@@ -61,10 +61,10 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
       mammoseg visualize-layer RUN --layer upsample_1 --image scan.dcm --checkpoint last
     """
     from mammoseg.analysis.activations import layer_table, visualize_layer as run_visualize
-    from mammoseg.inference.predict import load_checkpoint
+    from mammoseg.training.runs import RunDir
 
     if list_layers:
-        for name, kind, shape in layer_table(load_checkpoint(run, checkpoint)):
+        for name, kind, shape in layer_table(RunDir(run).load_model(checkpoint)):
             click.echo(f"{name:<28} {kind:<22} {'x'.join(str(d) for d in shape)}")
         return
     if not layer:

@@ -362,6 +362,25 @@ def make_dataset(
     return _finish(ds, deterministic)
 
 
+def resize_batches(ds: tf.data.Dataset, size: int, dataset_size: int, with_metadata: bool = False) -> tf.data.Dataset:
+    """Bring a dataset's batches to a model's input size: bilinear for images, nearest for masks (stays binary)."""
+    if size == dataset_size:
+        return ds
+    import tensorflow as tf
+
+    def resize(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.image.resize(image, [size, size]), tf.image.resize(mask, [size, size], method="nearest")
+
+    if with_metadata:
+        def resize_dict(batch: dict) -> dict:
+            batch = dict(batch)
+            batch["image"], batch["mask"] = resize(batch["image"], batch["mask"])
+            return batch
+
+        return ds.map(resize_dict)
+    return ds.map(resize)
+
+
 def _keep_tensorflow_off_accelerators() -> None:
     """Under the JAX or torch backend TensorFlow only feeds data: left alone it would claim the GPUs'
     memory that the model needs. Must run before TensorFlow first touches a device; later it can't."""

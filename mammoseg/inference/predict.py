@@ -9,7 +9,6 @@ mask (P > 0.5) is secondary.
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.errors import InputError
+from mammoseg.training.runs import RunDir
 
 
 MIN_SIDE = 64
@@ -40,34 +40,10 @@ class Prediction:
     prob: np.ndarray  # float32 H x W, on the original pixels
 
 
-def load_checkpoint(run_dir: str | Path, checkpoint: str = "best") -> Any:
-    """The run's saved model (best or last), loaded without its training configuration."""
-    import keras
-
-    import mammoseg.models  # noqa: F401  registers the custom layers for safe-mode loading
-
-    run_dir = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise InputError(run_dir, f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    path = run_dir / f"{checkpoint}.keras"
-    if not path.is_file():
-        other = run_dir / ("last" if checkpoint == "best" else "best")
-        hint = f"; {other.name}.keras exists (--checkpoint {other.name})" if other.with_suffix(".keras").is_file() else ""
-        raise InputError(run_dir, f"no {path.name} (is this a trained run folder?){hint}")
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (ValueError, OSError, TypeError, KeyError) as exc:
-        raise InputError(path, f"cannot load the model ({str(exc).splitlines()[0][:160]})") from exc
-
-
 def run_image_size(run_dir: str | Path, model: Any) -> int:
     """The run's network input size, from config.json or else the model's input shape."""
-    config_path = Path(run_dir) / "config.json"
-    if config_path.is_file():
-        size = json.loads(config_path.read_text(encoding="utf-8")).get("image_size")
-        if size:
-            return int(size)
-    return int(model.inputs[0].shape[1])
+    size = (RunDir(run_dir).read_json("config.json") or {}).get("image_size")
+    return int(size) if size else int(model.inputs[0].shape[1])
 
 
 def _reject_colour(path: Path) -> None:
@@ -208,6 +184,6 @@ def predict(run_dir: str | Path, image: str | Path, out_dir: str | Path, checkpo
     """`mammoseg predict`: the run's model applied to one mammogram file; returns the written paths."""
     image = Path(image)
     pixels = read_mammogram(image)  # bad input fails before the slow model load
-    model = load_checkpoint(run_dir, checkpoint)
+    model = RunDir(run_dir).load_model(checkpoint)
     prediction = predict_pixels(model, pixels, run_image_size(run_dir, model))
     return write_prediction(prediction, out_dir, image.stem, image, run_dir, checkpoint)

@@ -112,6 +112,27 @@ class RunDir:
         except OSError as exc:
             raise _write_error(self.path / "history.csv", exc) from exc
 
+    def checkpoint(self, which: str = "best") -> Path:
+        """Path of the `best` or `last` checkpoint; a clear error (naming the other one if present) otherwise."""
+        if which not in ("best", "last"):
+            raise InputError(self.path, f"checkpoint must be 'best' or 'last', got {which!r}")
+        path = self.path / f"{which}.keras"
+        if not path.is_file():
+            other = self.path / ("last.keras" if which == "best" else "best.keras")
+            hint = f" ({other.name} exists: try --checkpoint {other.stem})" if other.is_file() else ""
+            raise InputError(path, f"no such checkpoint; is this a trained run folder?{hint}")
+        return path
+
+    def load_model(self, which: str = "best") -> Any:
+        """The checkpoint's network without its training configuration (inference and analysis need none)."""
+        import keras
+
+        path = self.checkpoint(which)
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except (ValueError, OSError, TypeError, KeyError) as exc:
+            raise InputError(path, f"cannot load the model ({str(exc).splitlines()[0][:160]})") from exc
+
     def save_model(self, model: Any, path: Path) -> None:
         """`model.save` to a temporary `.keras` file beside `path`, then os.replace: never a torn checkpoint."""
         try:

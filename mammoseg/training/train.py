@@ -121,25 +121,6 @@ def _seed_everything(config: TrainConfig) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _resize_if_needed(ds: Any, size: int, dataset_size: int, with_metadata: bool = False) -> Any:
-    """Bring dataset images to the model's size: bilinear for images, nearest for masks (stays binary)."""
-    if size == dataset_size:
-        return ds
-    import tensorflow as tf
-
-    def resize(image: Any, mask: Any) -> tuple[Any, Any]:
-        return tf.image.resize(image, [size, size]), tf.image.resize(mask, [size, size], method="nearest")
-
-    if with_metadata:
-        def resize_dict(batch: dict) -> dict:
-            batch = dict(batch)
-            batch["image"], batch["mask"] = resize(batch["image"], batch["mask"])
-            return batch
-
-        return ds.map(resize_dict)
-    return ds.map(resize)
-
-
 def _encoder_source(ref: str, runs_dir: Path) -> Path:
     """A run folder (its best, else last, checkpoint) or a .keras file; also looked up under runs_dir."""
     for candidate in (Path(ref), runs_dir / ref):
@@ -198,10 +179,10 @@ def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
 
 def _select_previews(dataset: str, size: int, dataset_size: int) -> dict[str, np.ndarray]:
     """The fixed validation images shown every epoch: the first positives and negatives in shard order."""
-    from mammoseg.data.pipeline import make_dataset
+    from mammoseg.data.pipeline import make_dataset, resize_batches
 
     ds = make_dataset(dataset, "val", batch_size=8, with_metadata=True, deterministic=True)
-    ds = _resize_if_needed(ds, size, dataset_size, with_metadata=True)
+    ds = resize_batches(ds, size, dataset_size, with_metadata=True)
     picked: dict[str, list] = {"positive": [], "negative": []}
     rows: list[tuple[str, np.ndarray, np.ndarray]] = []
     for batch in ds:
@@ -369,7 +350,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     import keras
 
     from mammoseg import runtime
-    from mammoseg.data.pipeline import Augmentation, make_dataset, read_dataset_info, read_manifest
+    from mammoseg.data.pipeline import Augmentation, make_dataset, read_dataset_info, read_manifest, resize_batches
     from mammoseg.models import build_model, count_flops
     from mammoseg.training.distribute import make_distribution
 
@@ -455,7 +436,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
             recorder,
             *_tensorboard(run),
         ]
-        val_ds = _resize_if_needed(
+        val_ds = resize_batches(
             make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
                          cache=n_val * dataset_size**2 * 2 < 2**30),
             config.image_size, dataset_size)
@@ -463,7 +444,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
         for epoch in range(epochs_done, config.epochs):
             train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
                                     seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
-            train_ds = _resize_if_needed(train_ds, config.image_size, dataset_size)
+            train_ds = resize_batches(train_ds, config.image_size, dataset_size)
             with warnings.catch_warnings():
                 # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
