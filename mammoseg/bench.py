@@ -39,10 +39,11 @@ SPEED_VARIABLES = (
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What to measure. `variants` empty: no model timings (pipeline and prepare only)."""
+    """What to measure. `variants` empty: no model timings (pipeline and prepare only). Several
+    `image_sizes` time every variant at each and add a scaling summary; prepare uses the first."""
 
     variants: tuple[str, ...] = ("dilated_resize",)
-    image_size: int = 640
+    image_sizes: tuple[int, ...] = (640,)
     batch_size: int = 16
     precision: str = "float32"
     steps: int = 20
@@ -62,19 +63,27 @@ class BenchOptions:
             raise MammosegError("--batch-size, --steps and the image count must be positive, --warmup non-negative")
         if self.pipeline_seconds <= 0:
             raise MammosegError("--pipeline-seconds must be positive")
+        if not self.image_sizes or min(self.image_sizes) < 8:
+            raise MammosegError("--image-size must be given at least once, each at least 8")
+
+    @property
+    def image_size(self) -> int:
+        return self.image_sizes[0]
 
 
 def run(options: BenchOptions) -> dict[str, Any]:
     """Run every requested measurement and return the results record (see `write`)."""
     from mammoseg.runtime import environment
 
+    models = [_bench_or_skip(v, size, options) for v in options.variants for size in sorted(set(options.image_sizes))]
     result: dict[str, Any] = {
         "format_version": 1,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "environment": environment(),
         "environment_variables": {k: os.environ[k] for k in SPEED_VARIABLES if k in os.environ},
-        "models": [_bench_or_skip(v, options) for v in options.variants],
+        "models": models,
+        "scaling": scaling(models),
         "pipeline": bench_pipeline(options) if options.data else {"skipped": "no --data given"},
         "prepare": bench_prepare(options) if options.dicom_dir else {"skipped": "no --dicom-dir given"},
     }
@@ -84,90 +93,96 @@ def run(options: BenchOptions) -> dict[str, Any]:
 # --------------------------------------------------------------------------- models
 
 
-def _bench_or_skip(variant: str, options: BenchOptions) -> dict[str, Any]:
-    """With several variants, one that cannot take the image size is recorded as skipped."""
+def _bench_or_skip(variant: str, image_size: int, options: BenchOptions) -> dict[str, Any]:
+    """With several variants or sizes, one that cannot take a size is recorded as skipped."""
     from mammoseg.models import check_image_size
 
     try:
-        check_image_size(variant, options.image_size)
+        check_image_size(variant, image_size)
     except ValueError as exc:
-        if len(options.variants) == 1:
+        if len(options.variants) == 1 and len(set(options.image_sizes)) == 1:
             raise MammosegError(str(exc)) from None
-        logger.warning("%s: skipped (%s)", variant, exc)
-        return {"variant": variant, "skipped": str(exc)}
-    return bench_model(variant, options)
+        logger.warning("%s at %d: skipped (%s)", variant, image_size, exc)
+        return {"variant": variant, "image_size": image_size, "skipped": str(exc)}
+    return bench_model(variant, image_size, options)
 
 
-def bench_model(variant: str, options: BenchOptions) -> dict[str, Any]:
-    """Training-step and inference throughput of one variant on random device-resident tensors."""
+def bench_model(variant: str, image_size: int, options: BenchOptions) -> dict[str, Any]:
+    """Training-step and inference throughput and peak memory of one variant at one size, on random
+    device-resident tensors. The model is released before the next one is built (the measuring
+    frame is gone when the session is cleared), so measurements do not pile up in memory."""
     import keras
-
-    from mammoseg.models import build_model, count_flops
-    from mammoseg.training.loss import WeightedPixelCrossEntropy
 
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.backend.clear_session()
     keras.mixed_precision.set_dtype_policy(options.precision)
+    _reset_peak_memory()  # TensorFlow's CPU allocator counts from its first statistics call: include the weights
     try:
-        try:
-            model = build_model(variant, image_size=options.image_size, width=options.width)
-        except ValueError as exc:
-            raise MammosegError(str(exc)) from None
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=7e-4),
-            loss=WeightedPixelCrossEntropy(BENCH_POSITIVE_WEIGHT),
-            jit_compile=options.jit_compile,
-        )
-        flops = count_flops(model)
-        b, s = options.batch_size, options.image_size
-        x = keras.random.uniform((b, s, s, 1), minval=-0.5, maxval=0.5, seed=1)
-        y = keras.ops.cast(keras.random.uniform((b, s, s, 1), seed=2) > 0.9, "float32")
-        logger.info("%s: %d parameters, %.2f GFLOP/image forward; compiling", variant, model.count_params(), flops / 1e9)
-
-        _reset_peak_memory()
-        train_seconds = _time_steps(lambda: model.train_on_batch(x, y), options.warmup, options.steps)
-        train = _rates(train_seconds, b)
-        train.update(
-            tflops_per_second=3 * flops * train["images_per_second"] / 1e12,
-            peak_memory_bytes=_peak_memory(),
-            method=TRAIN_METHOD,
-            loss=f"weighted pixel cross-entropy (positive weight {BENCH_POSITIVE_WEIGHT:g}) + L2, Adam",
-        )
-        record: dict[str, Any] = {
-            "variant": variant,
-            "params": model.count_params(),
-            "flops_forward_per_image": flops,
-            "flops_per_training_image": 3 * flops,
-            "jit_compile": bool(model.jit_compile),
-            "precision": options.precision,
-            "train": train,
-        }
-        if options.inference:
-            _reset_peak_memory()
-            infer_seconds = _time_steps(lambda: model.predict_on_batch(x), options.warmup, options.steps)
-            infer = _rates(infer_seconds, b)
-            infer.update(
-                tflops_per_second=flops * infer["images_per_second"] / 1e12,
-                peak_memory_bytes=_peak_memory(),
-                method=INFERENCE_METHOD,
-            )
-            record["inference"] = infer
-        return record
+        return _measure_model(variant, image_size, options)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
         keras.backend.clear_session()
 
 
-def _time_steps(step: Any, warmup: int, steps: int) -> list[float]:
-    """Seconds of each timed call; each call returns host values, so it ends when the device is done."""
+def _measure_model(variant: str, image_size: int, options: BenchOptions) -> dict[str, Any]:
+    import keras
+
+    from mammoseg.models import build_model, count_activations, count_flops
+    from mammoseg.training.loss import WeightedPixelCrossEntropy
+
+    try:
+        model = build_model(variant, image_size=image_size, width=options.width)
+    except ValueError as exc:
+        raise MammosegError(str(exc)) from None
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=7e-4),
+        loss=WeightedPixelCrossEntropy(BENCH_POSITIVE_WEIGHT),
+        jit_compile=options.jit_compile,
+    )
+    flops = count_flops(model)
+    b, s = options.batch_size, image_size
+    x = keras.random.uniform((b, s, s, 1), minval=-0.5, maxval=0.5, seed=1)
+    y = keras.ops.cast(keras.random.uniform((b, s, s, 1), seed=2) > 0.9, "float32")
+    logger.info("%s at %d: %d parameters, %.2f GFLOP/image forward; compiling", variant, s, model.count_params(), flops / 1e9)
+
+    train = _measure(lambda: model.train_on_batch(x, y), options.warmup, options.steps, b)
+    train.update(
+        tflops_per_second=3 * flops * train["images_per_second"] / 1e12,
+        method=TRAIN_METHOD,
+        loss=f"weighted pixel cross-entropy (positive weight {BENCH_POSITIVE_WEIGHT:g}) + L2, Adam",
+    )
+    record: dict[str, Any] = {
+        "variant": variant,
+        "image_size": s,
+        "width": options.width,
+        "params": model.count_params(),
+        "activation_bytes_per_image": count_activations(model) * _dtype_bytes(model.compute_dtype),
+        "flops_forward_per_image": flops,
+        "flops_per_training_image": 3 * flops,
+        "jit_compile": bool(model.jit_compile),
+        "precision": options.precision,
+        "train": train,
+    }
+    if options.inference:
+        infer = _measure(lambda: model.predict_on_batch(x), options.warmup, options.steps, b)
+        infer.update(tflops_per_second=flops * infer["images_per_second"] / 1e12, method=INFERENCE_METHOD)
+        record["inference"] = infer
+    return record
+
+
+def _measure(step: Any, warmup: int, steps: int, batch_size: int) -> dict[str, Any]:
+    """Time `steps` calls after `warmup` untimed ones (compilation; optimizer state created), and the
+    memory they use. Each call returns host values, so it ends when the device is done."""
     for _ in range(max(1, warmup)):
         step()
+    _reset_peak_memory()
+    resident = _memory_in_use()
     seconds = []
     for _ in range(steps):
         start = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - start)
-    return seconds
+    return {**_rates(seconds, batch_size), **_memory_record(resident, _memory_in_use(), batch_size)}
 
 
 def _rates(seconds: list[float], batch_size: int) -> dict[str, Any]:
@@ -181,6 +196,10 @@ def _rates(seconds: list[float], batch_size: int) -> dict[str, Any]:
     }
 
 
+MemoryUse = tuple[int, int, str]
+"""(bytes in use, peak bytes in use, where from) of the backend's allocator."""
+
+
 def _reset_peak_memory() -> None:
     import keras
 
@@ -189,8 +208,7 @@ def _reset_peak_memory() -> None:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            if tf.config.list_logical_devices("GPU"):
-                tf.config.experimental.reset_memory_stats("GPU:0")
+            tf.config.experimental.reset_memory_stats(_tensorflow_device())
         elif backend == "torch":
             import torch
 
@@ -200,9 +218,16 @@ def _reset_peak_memory() -> None:
         logger.debug("cannot reset peak memory statistics: %s", exc)
 
 
-def _peak_memory() -> int | None:
-    """Peak accelerator memory in bytes: since the last reset under TensorFlow and torch, since the
-    process started under JAX (which cannot reset it); None on a CPU."""
+def _tensorflow_device() -> str:
+    import tensorflow as tf
+
+    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+
+
+def _memory_in_use() -> MemoryUse | None:
+    """Bytes in use and peak of the allocator that holds the model's tensors: TensorFlow's (GPU, or
+    its CPU allocator), CUDA's under torch, the accelerator's under JAX (whose peak cannot be reset:
+    it is the process's so far). None where the backend keeps no count (torch and JAX on a CPU)."""
     import keras
 
     backend = keras.backend.backend()
@@ -210,23 +235,77 @@ def _peak_memory() -> int | None:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            if tf.config.list_logical_devices("GPU"):
-                return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-        elif backend == "jax":
+            device = _tensorflow_device()
+            info = tf.config.experimental.get_memory_info(device)
+            return int(info["current"]), int(info["peak"]), f"TensorFlow allocator, {device}, peak of this measurement"
+        if backend == "jax":
             import jax
 
             device = jax.devices()[0]
             stats = device.memory_stats() if device.platform != "cpu" else None
             if stats and "peak_bytes_in_use" in stats:
-                return int(stats["peak_bytes_in_use"])
+                scope = "peak of the process so far (JAX cannot reset it: time one variant per process, sizes ascending)"
+                return int(stats["bytes_in_use"]), int(stats["peak_bytes_in_use"]), f"JAX {device.platform}, {scope}"
         elif backend == "torch":
             import torch
 
             if torch.cuda.is_available():
-                return int(torch.cuda.max_memory_allocated())
+                return int(torch.cuda.memory_allocated()), int(torch.cuda.max_memory_allocated()), "torch CUDA, peak of this measurement"
     except (RuntimeError, ValueError) as exc:
-        logger.debug("cannot read peak memory: %s", exc)
+        logger.debug("cannot read memory statistics: %s", exc)
     return None
+
+
+def _memory_record(resident: MemoryUse | None, after: MemoryUse | None, batch_size: int) -> dict[str, Any]:
+    """Peak memory of the timed steps, and per image the part above what stayed resident between
+    steps (weights, optimizer state, the input batch): the activations and gradients a batch needs."""
+    if resident is None or after is None:
+        return {"peak_memory_bytes": None, "resident_memory_bytes": None, "peak_memory_per_image_bytes": None,
+                "memory_source": None}  # fmt: skip
+    peak = after[1]
+    return {
+        "peak_memory_bytes": peak,
+        "resident_memory_bytes": resident[0],
+        "peak_memory_per_image_bytes": max(0, peak - resident[0]) / batch_size,
+        "memory_source": after[2],
+    }
+
+
+def _dtype_bytes(dtype: str) -> int:
+    return int(np.dtype("float16" if dtype == "bfloat16" else dtype).itemsize)
+
+
+def scaling(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per variant timed at several sizes: training cost per image and peak memory per image at each
+    size, relative to the smallest, against the pixel ratio (cost that grows with pixels keeps
+    `cost_vs_pixels` near 1; above 1 it grows faster)."""
+    rows: list[dict[str, Any]] = []
+    timed = [m for m in models if "train" in m]
+    for variant in dict.fromkeys(m["variant"] for m in timed):
+        runs = sorted((m for m in timed if m["variant"] == variant), key=lambda m: m["image_size"])
+        if len(runs) < 2:
+            continue
+        base = runs[0]
+        base_cost = 1 / base["train"]["images_per_second"]
+        base_memory = base["train"]["peak_memory_per_image_bytes"]
+        for m in runs:
+            cost = 1 / m["train"]["images_per_second"]
+            pixels = (m["image_size"] / base["image_size"]) ** 2
+            memory = m["train"]["peak_memory_per_image_bytes"]
+            memory_ratio = None if memory is None or not base_memory else memory / base_memory
+            rows.append({
+                "variant": variant,
+                "image_size": m["image_size"],
+                "pixel_ratio": pixels,
+                "train_seconds_per_image": cost,
+                "cost_ratio": cost / base_cost,
+                "cost_vs_pixels": cost / base_cost / pixels,
+                "flops_ratio": m["flops_forward_per_image"] / base["flops_forward_per_image"],
+                "peak_memory_per_image_bytes": memory,
+                "memory_ratio": memory_ratio,
+                "activation_ratio": m["activation_bytes_per_image"] / base["activation_bytes_per_image"],
+            })  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------- input pipeline
@@ -346,25 +425,37 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"backend {env['keras_backend']}, devices {', '.join(env['devices'])}"]
     if result["models"]:
         lines.append(
-            f"{'variant':<18} {'params':>11} {'GFLOP/img':>9} {'train img/s':>11} {'TFLOP/s':>8} "
-            f"{'peak GiB':>8} {'infer img/s':>11} {'jit':>5}"
+            f"{'variant':<18} {'size':>5} {'params':>11} {'GFLOP/img':>9} {'train img/s':>11} {'TFLOP/s':>8} "
+            f"{'MiB/img':>8} {'infer img/s':>11} {'jit':>5}"
         )
         for m in result["models"]:
             if "skipped" in m:
-                lines.append(f"{m['variant']:<18} skipped: {m['skipped']}")
+                lines.append(f"{m['variant']:<18} {m['image_size']:>5} skipped: {m['skipped']}")
                 continue
-            peak = m["train"]["peak_memory_bytes"]
+            per_image = m["train"]["peak_memory_per_image_bytes"]
             infer = m.get("inference", {}).get("images_per_second")
             lines.append(
-                f"{m['variant']:<18} {m['params']:>11,} {m['flops_forward_per_image'] / 1e9:>9.2f} "
+                f"{m['variant']:<18} {m['image_size']:>5} {m['params']:>11,} {m['flops_forward_per_image'] / 1e9:>9.2f} "
                 f"{m['train']['images_per_second']:>11.1f} {m['train']['tflops_per_second']:>8.3f} "
-                f"{'-' if peak is None else f'{peak / 2**30:.2f}':>8} {'-' if infer is None else f'{infer:.1f}':>11} "
-                f"{str(m['jit_compile']):>5}"
+                f"{'-' if per_image is None else f'{per_image / 2**20:.0f}':>8} "
+                f"{'-' if infer is None else f'{infer:.1f}':>11} {str(m['jit_compile']):>5}"
             )
         timed = [m for m in result["models"] if "train" in m]
         if timed:
             first = timed[0]
-            lines.append(f"  ({first['precision']}, batch {first['train']['batch_size']}, {first['train']['steps']} timed steps)")
+            lines.append(
+                f"  ({first['precision']}, batch {first['train']['batch_size']}, {first['train']['steps']} timed steps; "
+                f"MiB/img: training peak above resident memory, per image; {first['train']['memory_source'] or 'not measurable here'})"
+            )
+    if result.get("scaling"):
+        lines.append("scaling (relative to each variant's smallest size; cost/pixels near 1 = grows with pixels):")
+        lines.append(f"  {'variant':<18} {'size':>5} {'s/img':>8} {'cost x':>7} {'pixels x':>8} {'cost/pixels':>11} {'memory x':>8}")
+        for row in result["scaling"]:
+            memory = row["memory_ratio"]
+            lines.append(
+                f"  {row['variant']:<18} {row['image_size']:>5} {row['train_seconds_per_image']:>8.4f} {row['cost_ratio']:>7.2f} "
+                f"{row['pixel_ratio']:>8.1f} {row['cost_vs_pixels']:>11.2f} {'-' if memory is None else f'{memory:.2f}':>8}"
+            )
     pipe = result["pipeline"]
     if "skipped" in pipe:
         lines.append(f"pipeline: skipped ({pipe['skipped']})")

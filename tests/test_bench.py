@@ -7,13 +7,14 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from mammoseg.bench import scaling
 from mammoseg.cli import cli
 
 
 def test_bench_smoke(tmp_path: Path, tiny_dataset: Path, synthetic_cbis: Path) -> None:
     out = tmp_path / "bench.json"
     args = [
-        "bench", "--variant", "dilated_resize", "--image-size", "64", "--width", "0.125", "--batch-size", "2",
+        "bench", "--variant", "dilated_resize", "--image-size", "64", "--image-size", "32", "--width", "0.125", "--batch-size", "2",
         "--steps", "2", "--warmup", "1", "--data", str(tiny_dataset), "--pipeline-seconds", "0.3",
         "--dicom-dir", str(synthetic_cbis), "--prepare-images", "2", "--out", str(out),
     ]  # fmt: skip
@@ -21,12 +22,18 @@ def test_bench_smoke(tmp_path: Path, tiny_dataset: Path, synthetic_cbis: Path) -
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     assert record["environment"]["keras_backend"] == "tensorflow"
-    (model,) = record["models"]
+    small, model = record["models"]
+    assert (small["image_size"], model["image_size"]) == (32, 64)
     assert model["variant"] == "dilated_resize" and model["params"] > 0 and model["flops_forward_per_image"] > 0
     assert isinstance(model["jit_compile"], bool)
     assert model["train"]["images_per_second"] > 0 and model["train"]["steps"] == 2
-    assert model["train"]["peak_memory_bytes"] is None  # CPU: no accelerator memory to report
+    train = model["train"]
+    assert train["memory_source"].startswith("TensorFlow allocator, CPU:0")
+    assert train["peak_memory_bytes"] >= train["resident_memory_bytes"] >= 0  # tiny tensors may escape its count
+    assert train["peak_memory_per_image_bytes"] == (train["peak_memory_bytes"] - train["resident_memory_bytes"]) / 2
+    assert model["activation_bytes_per_image"] > 64 * 64 * 4
     assert model["inference"]["images_per_second"] > 0
+    assert [(r["image_size"], r["pixel_ratio"], r["activation_ratio"]) for r in record["scaling"]] == [(32, 1, 1), (64, 4, 4)]
     pipeline = record["pipeline"]
     assert pipeline["image_size"] == 64 and pipeline["cores"] >= 1
     assert [c["augmentation"] for c in pipeline["configurations"]] == ["none", "flips", "all"]
@@ -46,3 +53,36 @@ def test_bench_sections_skipped_and_bad_size(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["bench", "--variant", "fcn_skips", "--image-size", "96", "--out", str(tmp_path / "x.json")])
     assert result.exit_code != 0 and "multiple of 128" in str(result.exception)
     assert not (tmp_path / "x.json").exists()
+
+
+
+def test_bench_sizes_a_variant_cannot_take_are_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "skipped.json"
+    args = ["bench", "--variant", "fcn_skips", "--image-size", "64", "--image-size", "96", "--out", str(out)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert [(m["image_size"], "multiple of 128" in m["skipped"]) for m in record["models"]] == [(64, True), (96, True)]
+    assert record["scaling"] == []
+
+
+def _timed(variant: str, size: int, images_per_second: float, memory_per_image: float | None) -> dict:
+    return {
+        "variant": variant, "image_size": size, "flops_forward_per_image": size**2 * 10,
+        "activation_bytes_per_image": size**2 * 100,
+        "train": {"images_per_second": images_per_second, "peak_memory_per_image_bytes": memory_per_image},
+    }  # fmt: skip
+
+
+def test_scaling_relates_each_size_to_the_smallest() -> None:
+    models = [
+        _timed("a", 640, 100.0, 2e6), _timed("a", 320, 400.0, 1e6), _timed("a", 1280, 20.0, 8e6),
+        _timed("b", 640, 50.0, None), {"variant": "c", "image_size": 320, "skipped": "size"}, _timed("c", 640, 9.0, 1e6),
+    ]  # fmt: skip
+    rows = scaling(models)
+    assert [(r["variant"], r["image_size"]) for r in rows] == [("a", 320), ("a", 640), ("a", 1280)]
+    assert [r["pixel_ratio"] for r in rows] == [1.0, 4.0, 16.0]
+    assert [r["cost_ratio"] for r in rows] == [1.0, 4.0, 20.0]
+    assert [r["cost_vs_pixels"] for r in rows] == [1.0, 1.0, 1.25]
+    assert [r["memory_ratio"] for r in rows] == [1.0, 2.0, 8.0]
+    assert [r["flops_ratio"] for r in rows] == [r["activation_ratio"] for r in rows] == [1.0, 4.0, 16.0]

@@ -12,7 +12,8 @@ VARIANT_CHOICES = ("all", "none", "fcn_skips", "fcn_bottleneck", "fcn_resize_mid
 @click.command("bench")
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="dilated_resize", show_default=True,
               help="Network to time; `all` for every variant, `none` to time only the pipeline and prepare.")
-@click.option("--image-size", type=click.IntRange(min=8), default=640, show_default=True, help="Model input size.")
+@click.option("--image-size", "image_sizes", type=click.IntRange(min=8), multiple=True, default=(640,), show_default=True,
+              help="Model input size; repeat it (320, 640, 1280) to time every variant at each and summarise the scaling.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Batch of the model timings and of the input pipeline.")
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]), default="float32",
@@ -34,7 +35,7 @@ VARIANT_CHOICES = ("all", "none", "fcn_skips", "fcn_bottleneck", "fcn_resize_mid
 @click.option("--prepare-images", type=click.IntRange(min=1), default=16, show_default=True,
               help="How many of the largest DICOMs to time.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Results JSON to write.")
-def bench(variant: str, image_size: int, batch_size: int, precision: str, width: float, steps: int, warmup: int,
+def bench(variant: str, image_sizes: tuple[int, ...], batch_size: int, precision: str, width: float, steps: int, warmup: int,
           jit_compile: str, no_inference: bool, data: Path | None, pipeline_seconds: float, dicom_dir: Path | None,
           prepare_images: int, out: Path) -> None:
     """Measure training and inference speed under the active Keras backend (KERAS_BACKEND), and
@@ -47,6 +48,10 @@ def bench(variant: str, image_size: int, batch_size: int, precision: str, width:
           --batch-size 64 --precision mixed_bfloat16 --out bench-jax.json
       python benchmarks/torch_dilated_resize.py --batch-size 64
     \b
+    Cost and memory per image as the size grows:
+      mammoseg bench --variant all --image-size 320 --image-size 640 --image-size 1280 \\
+          --batch-size 4 --out bench-scaling.json
+    \b
     Input pipeline only, per CPU core:
       mammoseg bench --variant none --data data/prepared --out bench-pipeline.json
     """
@@ -55,7 +60,7 @@ def bench(variant: str, image_size: int, batch_size: int, precision: str, width:
 
     variants = tuple(variant_names()) if variant == "all" else () if variant == "none" else (variant,)
     options = impl.BenchOptions(
-        variants=variants, image_size=image_size, batch_size=batch_size, precision=precision, steps=steps,
+        variants=variants, image_sizes=image_sizes, batch_size=batch_size, precision=precision, steps=steps,
         warmup=warmup, width=width, jit_compile={"auto": "auto", "true": True, "false": False}[jit_compile],
         inference=not no_inference, data=data, pipeline_seconds=pipeline_seconds, dicom_dir=dicom_dir,
         prepare_images=prepare_images,

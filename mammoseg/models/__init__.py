@@ -5,7 +5,7 @@
 """
 
 from mammoseg.models.blocks import layer_name
-from mammoseg.models.flops import count_elementwise, count_flops, flops_by_layer
+from mammoseg.models.flops import count_activations, count_elementwise, count_flops, flops_by_layer
 from mammoseg.models.variants import (
     VARIANTS,
     VariantSpec,
@@ -23,6 +23,7 @@ __all__ = [
     "VariantSpec",
     "build_model",
     "check_image_size",
+    "count_activations",
     "count_elementwise",
     "count_flops",
     "decoder_input_shape",

@@ -50,3 +50,9 @@ def count_elementwise(model: keras.Model) -> int:
         shape = layer.output.shape
         total += math.prod(shape[1:])
     return total
+
+
+def count_activations(model: keras.Model) -> int:
+    """Elements per image of every layer's output, the input included: what a training step keeps
+    for the backward pass before any fusion, so its memory per image grows with this."""
+    return sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
