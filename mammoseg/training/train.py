@@ -352,6 +352,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     from mammoseg import runtime
     from mammoseg.data.pipeline import Augmentation, make_dataset, read_dataset_info, read_manifest, resize_batches
     from mammoseg.models import build_model, count_flops
+    from mammoseg.training import loss  # noqa: F401  registers the loss and metrics a checkpoint names, for resume
     from mammoseg.training.distribute import make_distribution
 
     if stop_after_epoch is None and os.environ.get(STOP_ENV):
