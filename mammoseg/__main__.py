@@ -1,3 +1,4 @@
 from mammoseg.cli import main
 
-main()
+if __name__ == "__main__":  # processes started by `spawn` import this module too
+    main()

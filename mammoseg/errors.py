@@ -16,3 +16,7 @@ class InputError(MammosegError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Pickle by its parts, so that it crosses from a worker process unchanged."""
+        return (type(self), (self.path, self.problem))

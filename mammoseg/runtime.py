@@ -5,11 +5,18 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import multiprocessing
 import os
+import pickle
 import platform
 import sys
-from collections.abc import Iterator
-from typing import Any
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from mammoseg.errors import MammosegError
+
+T = TypeVar("T")
 
 logger = logging.getLogger("mammoseg")
 
@@ -52,6 +59,61 @@ def start_backend_quietly() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
+
+
+def run_in_fresh_process(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a newly spawned Python process, its result or exception returned here.
+
+    TensorFlow does not give back all of a trained model's memory, even after `clear_session`
+    (tensorflow/tensorflow#61791): a process that trains one model after another grows by about a
+    model's weights and optimizer state each time, on the accelerator too. A process per run gives
+    everything back when it ends. Ctrl-C reaches both processes; this one waits for the other to
+    stop, so the run can leave its state consistent.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    level = logging.getLogger("mammoseg").level
+    verbosity = -1 if level >= logging.WARNING else 1 if level <= logging.DEBUG else 0
+    process = context.Process(target=_child_main, args=(sender, verbosity, function, args), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        ok, value = receiver.recv()
+    except EOFError:
+        process.join()
+        raise MammosegError(
+            f"{getattr(function, '__name__', function)} ended without a result (exit code {process.exitcode}; "
+            "a negative code is the signal that stopped it, -9 often the system running out of memory)"
+        ) from None
+    except KeyboardInterrupt:
+        process.join(timeout=60)
+        raise
+    finally:
+        receiver.close()
+    process.join()
+    if not ok:
+        raise value
+    return value
+
+
+def _child_main(sender: Any, verbosity: int, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    configure_logging(verbosity)
+    start_backend_quietly()
+    try:
+        outcome: tuple[bool, Any] = (True, function(*args))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except MammosegError as exc:
+        outcome = (False, exc)
+    except Exception as exc:  # a bug: show where, then hand it over
+        traceback.print_exc()
+        outcome = (False, exc)
+    try:
+        sender.send(outcome)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        sender.send((False, MammosegError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+    finally:
+        sender.close()
 
 
 def package_versions() -> dict[str, str]:

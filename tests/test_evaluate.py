@@ -93,6 +93,12 @@ def test_ablate_skips_finished_runs_and_plans_the_grid(tiny_run: Path, tmp_path:
     done = run_ablation(toml, runs_dir=tmp_path / "runs")
     assert done == [tmp_path / "runs" / "exp" / "dilated_resize-seed0"]
     assert any((tmp_path / "report").iterdir())
+    # a second seed: trained and evaluated, each in a process of its own, then compared with the first
+    done = run_ablation(toml, seeds=2, runs_dir=tmp_path / "runs")
+    seed1 = tmp_path / "runs" / "exp" / "dilated_resize-seed1"
+    assert done == [tmp_path / "runs" / "exp" / "dilated_resize-seed0", seed1]
+    assert json.loads((seed1 / "state.json").read_text())["status"] == "finished"
+    assert (seed1 / "eval" / "test" / "metrics.json").is_file()
     bad = tmp_path / "bad.toml"
     bad.write_text('[experiment]\nname = "x"\ndata = "d"\nvariants = ["dilated_resize"]\n[train]\nseed = 3\n')
     with pytest.raises(InputError, match="unknown key"):

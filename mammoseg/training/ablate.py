@@ -95,10 +95,13 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
 
 def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir: str | Path | None = None,
                  data: str | Path | None = None) -> list[Path]:
-    """Train, evaluate and compare every planned run; returns the evaluated run folders."""
-    from mammoseg.analysis.evaluate import evaluate_run
+    """Train, evaluate and compare every planned run; returns the evaluated run folders.
+
+    Each training and each evaluation runs in a process of its own (`run_in_fresh_process`), so
+    memory that TensorFlow keeps after one run cannot add up over a long ablation."""
+    from mammoseg.analysis.report import write_report
+    from mammoseg.runtime import run_in_fresh_process
     from mammoseg.training.runs import RunDir
-    from mammoseg.training.train import resume, train
 
     plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
     total = len(plan.runs)
@@ -116,10 +119,10 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
         elif run.exists():
             logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
                         state.get("epochs_done", 0))
-            resume(run.path, {"epochs": item.config.epochs})
+            run_in_fresh_process(_resume, run.path, item.config.epochs)
         else:
             logger.info("run %d of %d: training %s", index, total, item.name)
-            train(item.config, plan.runs_dir)
+            run_in_fresh_process(_train, item.config, plan.runs_dir)
         done.append(run.path)
 
     for index, path in enumerate(done, 1):
@@ -129,13 +132,8 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
             logger.info("evaluation %d of %d: %s up to date", index, len(done), path.name)
             continue
         logger.info("evaluation %d of %d: %s on %s", index, len(done), path.name, plan.eval_split)
-        evaluate_run(path, plan.eval_split, plan.eval_checkpoint)
+        run_in_fresh_process(_evaluate, path, plan.eval_split, plan.eval_checkpoint)
 
-    try:
-        from mammoseg.analysis.report import write_report
-    except ImportError:
-        logger.info("no report module: compare the runs with `mammoseg compare --experiment %s`", plan.experiment)
-        return done
     if done:
         try:
             out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split)
@@ -144,3 +142,21 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
         else:
             logger.info("report: %s", out)
     return done
+
+
+def _train(config: TrainConfig, runs_dir: Path) -> None:
+    from mammoseg.training.train import train
+
+    train(config, runs_dir)
+
+
+def _resume(run_path: Path, epochs: int) -> None:
+    from mammoseg.training.train import resume
+
+    resume(run_path, {"epochs": epochs})
+
+
+def _evaluate(run_path: Path, split: str, checkpoint: str) -> None:
+    from mammoseg.analysis.evaluate import evaluate_run
+
+    evaluate_run(run_path, split, checkpoint)
