@@ -36,6 +36,9 @@ SPEED_VARIABLES = (
 )  # fmt: skip
 """Environment variables that change speeds; recorded with every result when set."""
 
+MemoryUse = tuple[int, int, str]
+"""(bytes in use, peak bytes in use, where from) of the backend's allocator."""
+
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -109,8 +112,8 @@ def _bench_or_skip(variant: str, image_size: int, options: BenchOptions) -> dict
 
 def bench_model(variant: str, image_size: int, options: BenchOptions) -> dict[str, Any]:
     """Training-step and inference throughput and peak memory of one variant at one size, on random
-    device-resident tensors. The model is released before the next one is built (the measuring
-    frame is gone when the session is cleared), so measurements do not pile up in memory."""
+    device-resident tensors. The model lives in its own frame, gone when the session is cleared, so
+    the backend can free it before the next one (TensorFlow keeps part: see benchmarks/RESULTS.md)."""
     import keras
 
     previous_policy = keras.mixed_precision.dtype_policy()
@@ -194,10 +197,6 @@ def _rates(seconds: list[float], batch_size: int) -> dict[str, Any]:
         "steps": len(seconds),
         "batch_size": batch_size,
     }
-
-
-MemoryUse = tuple[int, int, str]
-"""(bytes in use, peak bytes in use, where from) of the backend's allocator."""
 
 
 def _reset_peak_memory() -> None:

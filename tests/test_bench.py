@@ -14,8 +14,8 @@ from mammoseg.cli import cli
 def test_bench_smoke(tmp_path: Path, tiny_dataset: Path, synthetic_cbis: Path) -> None:
     out = tmp_path / "bench.json"
     args = [
-        "bench", "--variant", "dilated_resize", "--image-size", "64", "--image-size", "32", "--width", "0.125", "--batch-size", "2",
-        "--steps", "2", "--warmup", "1", "--data", str(tiny_dataset), "--pipeline-seconds", "0.3",
+        "bench", "--variant", "dilated_resize", "--image-size", "64", "--image-size", "32", "--width", "0.125",
+        "--batch-size", "2", "--steps", "2", "--warmup", "1", "--data", str(tiny_dataset), "--pipeline-seconds", "0.3",
         "--dicom-dir", str(synthetic_cbis), "--prepare-images", "2", "--out", str(out),
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -53,7 +53,6 @@ def test_bench_sections_skipped_and_bad_size(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["bench", "--variant", "fcn_skips", "--image-size", "96", "--out", str(tmp_path / "x.json")])
     assert result.exit_code != 0 and "multiple of 128" in str(result.exception)
     assert not (tmp_path / "x.json").exists()
-
 
 
 def test_bench_sizes_a_variant_cannot_take_are_skipped(tmp_path: Path) -> None:
