@@ -4,7 +4,7 @@ On a machine with one GPU and an environment holding mammoseg, a Keras backend (
 and PyTorch:
 
     python benchmarks/gpu_suite.py --out gpu-results
-    python benchmarks/gpu_suite.py --out gpu-results --parts scaling     # the rest later
+    python benchmarks/gpu_suite.py --out gpu-results --parts scaling --variants dilated_resize,fcn_skips
 
 Parts (each measurement in a process of its own: JAX cannot reset its memory peak, and a fresh
 process also keeps one measurement's allocations out of the next):
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", default="main,batch16,scaling")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="of main and scaling, to split a long run")
     parser.add_argument("--backend", default="jax", help="KERAS_BACKEND of the mammoseg measurements")
     parser.add_argument("--image-size", type=int, default=640)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -52,17 +53,18 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))
+    variants = args.variants.split(",")
 
     failures: dict[str, str] = {}
     if "main" in parts:
-        for variant in VARIANTS:
+        for variant in variants:
             _keras(args, f"{variant}-b{args.batch_size}", variant, [args.image_size], args.batch_size, failures)
         _torch(args, args.batch_size, failures)
     if "batch16" in parts:
         _keras(args, f"dilated_resize-b{args.small_batch}", "dilated_resize", [args.image_size], args.small_batch, failures)
         _torch(args, args.small_batch, failures)
     if "scaling" in parts:
-        for variant in VARIANTS:
+        for variant in variants:
             sizes = [_fcn_size(s) if variant.startswith("fcn") else s for s in args.scaling_sizes]
             _keras(args, f"scaling-{variant}", variant, sizes, args.scaling_batch, failures)
     summary = summarize(args.out, failures)
