@@ -97,8 +97,8 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
                  data: str | Path | None = None) -> list[Path]:
     """Train, evaluate and compare every planned run; returns the evaluated run folders.
 
-    Each training and each evaluation runs in a process of its own (`run_in_fresh_process`), so
-    memory that TensorFlow keeps after one run cannot add up over a long ablation."""
+    Each run is trained and evaluated in a process of its own (`run_in_fresh_process`), so memory
+    that TensorFlow keeps after one run cannot add up over a long ablation."""
     from mammoseg.analysis.report import write_report
     from mammoseg.runtime import run_in_fresh_process
     from mammoseg.training.runs import RunDir
@@ -110,6 +110,7 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
     for index, item in enumerate(plan.runs, 1):
         run = RunDir(plan.folder / item.name)
         state = run.state() if run.exists() else {"status": "new"}
+        action: str | None = None
         if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
             logger.info("run %d of %d: %s already finished", index, total, item.name)
         elif state["status"] == "failed":
@@ -117,22 +118,18 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
                            index, total, item.name, state.get("error", "no message"))
             continue
         elif run.exists():
+            action = "resume"
             logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
                         state.get("epochs_done", 0))
-            run_in_fresh_process(_resume, run.path, item.config.epochs)
         else:
+            action = "train"
             logger.info("run %d of %d: training %s", index, total, item.name)
-            run_in_fresh_process(_train, item.config, plan.runs_dir)
+        if action is None and _evaluated(run.path, plan.eval_split, plan.eval_checkpoint):
+            logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
+        else:
+            run_in_fresh_process(_train_and_evaluate, action, item.config, plan.runs_dir, run.path,
+                                 plan.eval_split, plan.eval_checkpoint)
         done.append(run.path)
-
-    for index, path in enumerate(done, 1):
-        metrics = path / "eval" / plan.eval_split / "metrics.json"
-        checkpoint = path / f"{plan.eval_checkpoint}.keras"
-        if metrics.is_file() and checkpoint.is_file() and metrics.stat().st_mtime >= checkpoint.stat().st_mtime:
-            logger.info("evaluation %d of %d: %s up to date", index, len(done), path.name)
-            continue
-        logger.info("evaluation %d of %d: %s on %s", index, len(done), path.name, plan.eval_split)
-        run_in_fresh_process(_evaluate, path, plan.eval_split, plan.eval_checkpoint)
 
     if done:
         try:
@@ -144,19 +141,24 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
     return done
 
 
-def _train(config: TrainConfig, runs_dir: Path) -> None:
-    from mammoseg.training.train import train
-
-    train(config, runs_dir)
-
-
-def _resume(run_path: Path, epochs: int) -> None:
-    from mammoseg.training.train import resume
-
-    resume(run_path, {"epochs": epochs})
+def _evaluated(run_path: Path, split: str, checkpoint: str) -> bool:
+    """The run's metrics on `split` exist and are newer than the checkpoint they evaluate."""
+    metrics = run_path / "eval" / split / "metrics.json"
+    model = run_path / f"{checkpoint}.keras"
+    return metrics.is_file() and model.is_file() and metrics.stat().st_mtime >= model.stat().st_mtime
 
 
-def _evaluate(run_path: Path, split: str, checkpoint: str) -> None:
+def _train_and_evaluate(action: str | None, config: TrainConfig, runs_dir: Path, run_path: Path, split: str,
+                        checkpoint: str) -> None:
+    """One run's work in its own process: train it new or resume it (`action`), then evaluate it
+    unless its evaluation is current."""
     from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.training.train import resume, train
 
-    evaluate_run(run_path, split, checkpoint)
+    if action == "train":
+        train(config, runs_dir)
+    elif action == "resume":
+        resume(run_path, {"epochs": config.epochs})
+    if not _evaluated(run_path, split, checkpoint):
+        logger.info("evaluating %s on %s", run_path.name, split)
+        evaluate_run(run_path, split, checkpoint)
