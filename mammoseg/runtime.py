@@ -61,8 +61,9 @@ def start_backend_quietly() -> None:
             tf.config.list_physical_devices()
 
 
-def run_in_fresh_process(function: Callable[..., T], *args: Any) -> T:
-    """`function(*args)` in a newly spawned Python process, its result or exception returned here.
+def run_in_fresh_process(function: Callable[..., T], *args: Any, what: str | None = None) -> T:
+    """`function(*args)` in a newly spawned Python process, its result or exception returned here;
+    `what` names the work in the error raised when the process dies without either.
 
     TensorFlow does not give back all of a trained model's memory, even after `clear_session`
     (tensorflow/tensorflow#61791): a process that trains one model after another grows by about a
@@ -82,8 +83,9 @@ def run_in_fresh_process(function: Callable[..., T], *args: Any) -> T:
     except EOFError:
         process.join()
         raise MammosegError(
-            f"{getattr(function, '__name__', function)} ended without a result (exit code {process.exitcode}; "
-            "a negative code is the signal that stopped it, -9 often the system running out of memory)"
+            f"{what or getattr(function, '__name__', function)}: its process ended without a result (exit code "
+            f"{process.exitcode}; a negative code is the signal that stopped it, -9 often the system running out "
+            "of memory)"
         ) from None
     except KeyboardInterrupt:
         process.join(timeout=60)

@@ -128,7 +128,7 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
             logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
         else:
             run_in_fresh_process(_train_and_evaluate, action, item.config, plan.runs_dir, run.path,
-                                 plan.eval_split, plan.eval_checkpoint)
+                                 plan.eval_split, plan.eval_checkpoint, what=f"run {run.path}")
         done.append(run.path)
 
     if done:
