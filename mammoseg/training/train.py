@@ -469,45 +469,13 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
 
 
 def _tensorboard(run: RunDir) -> list[Any]:
-    """Keras' TensorBoard callback when the tensorboard package is installed, else per-epoch scalars only."""
+    """Keras' TensorBoard callback; it writes through TensorFlow's summary ops, so a host without
+    TensorFlow (a JAX-only GPU machine) trains without event files and says so."""
     import importlib.util
 
     import keras
 
-    if importlib.util.find_spec("tensorboard") is not None:
-        return [keras.callbacks.TensorBoard(log_dir=str(run.path / "tb"), write_graph=False, profile_batch=0)]
-    if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is None:
-        logger.warning("no TensorBoard logs: neither tensorboard nor tensorflow is installed")
+    if importlib.util.find_spec("tensorflow") is None:
+        logger.warning("no TensorBoard logs: TensorFlow is not installed")
         return []
-    return [_scalar_writer_class()(run.path / "tb")]
-
-
-def _scalar_writer_class() -> type:
-    import keras
-
-    class EpochScalars(keras.callbacks.Callback):
-        """Per-epoch scalars in TensorBoard's event format (`tb/train`, `tb/validation`), written with
-        TensorFlow's own summary op and the scalars plugin's metadata, for hosts without tensorboard."""
-
-        def __init__(self, log_dir: Path) -> None:
-            super().__init__()
-            self.log_dir = log_dir
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            import tensorflow as tf
-            from tensorflow.core.framework import summary_pb2
-
-            plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-            metadata = summary_pb2.SummaryMetadata(plugin_data=plugin).SerializeToString()
-            groups: dict[str, dict[str, float]] = {"train": {}, "validation": {}}
-            for key, value in (logs or {}).items():
-                group, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-                groups[group][f"epoch_{name}"] = float(value)
-            for group, values in groups.items():
-                writer = tf.summary.create_file_writer(str(self.log_dir / group))
-                with writer.as_default():
-                    for tag, value in values.items():
-                        tf.summary.write(tag, tf.constant(value, tf.float32), step=epoch, metadata=metadata)
-                writer.close()
-
-    return EpochScalars
+    return [keras.callbacks.TensorBoard(log_dir=str(run.path / "tb"), write_graph=False, profile_batch=0)]
