@@ -167,7 +167,7 @@ def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
 
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=WeightedPixelCrossEntropy(config.positive_weight),
+        loss=WeightedPixelCrossEntropy(config.positive_weight, config.loss_normalization),
         metrics=validation_metrics(),
         jit_compile=config.jit_compile,
     )
