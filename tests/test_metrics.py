@@ -26,6 +26,14 @@ def brute_ap(scores, labels):
     return ap
 
 
+def exact_ap(scores, labels):
+    """`brute_ap` for many scores: distinct values grouped with np.unique, highest first."""
+    labels = np.asarray(labels, bool)
+    _, group = np.unique(-np.asarray(scores, np.float64), return_inverse=True)
+    positives, seen = np.bincount(group, weights=labels), np.bincount(group)
+    return float((positives / labels.sum() * np.cumsum(positives) / np.cumsum(seen)).sum())
+
+
 def test_dice_iou_hand_cases():
     assert M.dice_iou(2, 1, 1) == (4 / 6, 2 / 4)
     d, i = M.dice_iou(0, 0, 0)
@@ -82,23 +90,49 @@ def test_per_image_vs_pooled_and_negatives():
 
 def test_pixel_aucs_match_brute_force():
     rng = np.random.default_rng(0)
-    bins = 20
     labels = rng.random(300) < 0.3
-    # probabilities on bin centres so that the quantisation is exact
-    scores = (np.floor(np.clip(rng.normal(0.4 + 0.3 * labels, 0.2), 0, 0.999) * bins) + 0.5) / bins
-    acc = M.SegmentationAccumulator(auc_bins=bins)
+    # scores on a coarse grid: many exact ties, no two distinct values in one bin
+    scores = (np.floor(np.clip(rng.normal(0.4 + 0.3 * labels, 0.2), 0, 0.999) * 20) + 0.5) / 20
+    acc = M.SegmentationAccumulator()
     acc.update(scores.reshape(3, 10, 10), labels.reshape(3, 10, 10))
     s = acc.summary()
     assert s["pixel_roc_auc"] == pytest.approx(brute_auc(scores, labels), abs=1e-12)
     assert s["pixel_pr_auc"] == pytest.approx(brute_ap(scores, labels), abs=1e-12)
     assert M.roc_auc_exact(scores, labels) == pytest.approx(brute_auc(scores, labels), abs=1e-12)
-    # unquantised probabilities: 10,000 bins are close to exact
-    raw = rng.random(500)
-    y = rng.random(500) < raw
-    fine = M.SegmentationAccumulator()
-    fine.update(raw.reshape(5, 10, 10), y.reshape(5, 10, 10))
-    assert fine.summary()["pixel_roc_auc"] == pytest.approx(brute_auc(raw, y), abs=1e-3)
     assert math.isnan(M.roc_auc_from_histograms(np.zeros(4), np.ones(4)))
+
+
+def test_score_bins_follow_the_number_line():
+    values = np.array([-np.inf, -1e30, -14.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 1.0, 14.0, 3e38, np.inf])
+    bins = M.ordered_score_bins(values)
+    assert (np.diff(bins[:5]) > 0).all() and bins[5] == bins[6] and (np.diff(bins[6:]) > 0).all()
+    assert bins[4] < bins[5] and bins.min() >= 0 and bins.max() < 1 << (9 + M.AUC_MANTISSA_BITS)
+    # width 2^-11 relative to the power of two below: [14, 14 + 8/2048) is one bin
+    assert M.ordered_score_bins(np.array([14.0, 14.0039, 14.004])).tolist() == [bins[10], bins[10], bins[10] + 1]
+    with pytest.raises(ValueError, match="NaN"):
+        M.ordered_score_bins(np.array([np.nan]))
+
+
+@pytest.mark.parametrize("neg_logit,pos_logit,pos_sd", [(-14.0, -11.0, 3.0), (-25.0, -12.0, 8.0), (-9.0, 9.0, 6.0)])
+def test_pixel_aucs_of_confident_models_are_exact(neg_logit, pos_logit, pos_sd):
+    """Most negatives far below P = 1e-4 (logit -9.2), where equal bins on P(abnormal) tie them all."""
+    rng = np.random.default_rng(1)
+    n = 40 * 32 * 32
+    labels = rng.random(n) < 0.1
+    margin = np.where(labels, rng.normal(pos_logit, pos_sd, n), rng.normal(neg_logit, 1.5, n))
+    prob = (1.0 / (1.0 + np.exp(-margin))).astype(np.float32)
+    acc = M.SegmentationAccumulator()
+    for part in np.split(np.arange(n), 4):  # streamed in batches
+        acc.update(prob[part].reshape(-1, 32, 32), labels[part].reshape(-1, 32, 32), margin[part].reshape(-1, 32, 32))
+    s = acc.summary()
+    assert s["pixel_roc_auc"] == pytest.approx(M.roc_auc_exact(margin, labels), abs=0.002)
+    assert s["pixel_pr_auc"] == pytest.approx(exact_ap(margin, labels), abs=0.002)
+    assert exact_ap(margin[:300], labels[:300]) == pytest.approx(brute_ap(margin[:300], labels[:300]), abs=1e-12)
+    if neg_logit == -14.0:
+        # the former 10,000 equal bins on P(abnormal) tie every pixel below 1e-4
+        coarse = np.minimum((prob * 10_000).astype(int), 9_999)
+        pos, neg = np.bincount(coarse[labels], minlength=10_000), np.bincount(coarse[~labels], minlength=10_000)
+        assert M.roc_auc_from_histograms(pos, neg) < M.roc_auc_exact(margin, labels) - 0.05
 
 
 def test_ece_hand_example():

@@ -97,7 +97,7 @@ def test_640_encoder_details(models_640):
     bn = model.get_layer("conv1_bn")
     assert bn.momentum == 0.99 and bn.epsilon == 1e-8
     conv = model.get_layer("conv2.1")
-    assert conv.kernel_regularizer.l2 == pytest.approx(1e-5)
+    assert conv.kernel_regularizer.l2 == pytest.approx(5e-6)  # his l2_regularizer(1e-5): 1e-5 * sum(k^2) / 2
     assert isinstance(conv.kernel_initializer, keras.initializers.TruncatedNormal)
     assert conv.kernel_initializer.stddev == 0.05
     assert model.get_layer("pool1_dropout").rate == 0.1
@@ -167,6 +167,43 @@ def test_transpose_kernel_dropout_and_l2_options():
     full = build_model("fcn_skips", image_size=128, width=0.125)
     assert full.count_params() == plain.count_params()
     assert {"up_conv5_dropout", "up_conv7_dropout"} <= {layer.name for layer in full.layers}
+
+
+# Weighted layers whose kernel the author left out of the L2 penalty (his 3.2.4.01, 3.2.5.03, 3.2.7.01,
+# 3.6.0.04); every other conv and transposed conv carries it.
+UNREGULARISED = {
+    "fcn_skips": ["up_conv1", "up_conv2", "up_conv3", "up_conv4", "up_conv5", "up_conv6", "up_conv7", "up_conv8",
+                  "logits"],
+    "fcn_bottleneck": ["up_conv1", "bottleneck_5.1", "up_conv2", "bottleneck_4.1", "up_conv3", "bottleneck_3.1",
+                       "up_conv4", "bottleneck_2.1", "up_conv5", "up_conv6", "up_conv7", "up_conv8", "logits"],
+    "fcn_resize_mid": ["bottleneck_5.1", "up_conv3", "bottleneck_4.1", "bottleneck_3.1", "logits"],
+    "dilated_transpose": ["upsample_4", "upsample_5", "logits"],
+    "dilated_resize": ["upsample_4", "upsample_5", "logits"],
+}
+
+
+def test_regularised_layers_are_the_authors(models_640):
+    for name, model in models_640.items():
+        kernels = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+        bare = [layer.name for layer in kernels if layer.kernel_regularizer is None]
+        assert sorted(bare) == sorted(UNREGULARISED[name]), name
+        assert [layer.kernel_regularizer.l2 for layer in kernels if layer.kernel_regularizer] == pytest.approx(
+            [5e-6] * (len(kernels) - len(bare)))
+        assert {"conv1", "conv5.1"} <= {layer.name for layer in kernels if layer.kernel_regularizer}
+    assert models_640["fcn_resize_mid"].get_layer("up_conv5").kernel_regularizer is not None
+    assert models_640["dilated_transpose"].get_layer("upsample_1").kernel_regularizer is not None
+    assert models_640["fcn_skips"].get_layer("fc_1").kernel_regularizer is not None
+
+
+def test_l2_penalty_is_the_authors_scale():
+    """Keras adds lambda/2 * sum(k^2) per regularised kernel: TF1's l2_regularizer(lambda) = lambda * sum(k^2) / 2."""
+    keras.utils.set_random_seed(2)
+    model = build_model("dilated_resize", image_size=64, width=0.125, l2=1e-5)
+    expected = sum(1e-5 * float(np.sum(keras.ops.convert_to_numpy(layer.kernel).astype(np.float64) ** 2)) / 2
+                   for layer in model.layers if getattr(layer, "kernel_regularizer", None) is not None)
+    assert expected > 0
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(expected, rel=1e-5)
+    assert not build_model("dilated_resize", image_size=64, width=0.125, l2=0.0).losses
 
 
 def test_specs_are_steps_of_the_shared_blocks():

@@ -54,6 +54,7 @@ def test_tiny_run_writes_every_output(tiny_run: Path) -> None:
                 "preview_ids", "steps_per_epoch"):
         assert key in config, key
     assert config["positive_weight"] == 18.0 and config["image_size"] == 64 and config["precision"] == "float32"
+    assert config["loss_normalization"] == "pixels"
     assert isinstance(config["jit_compile"], bool) and config["params"] > 0 and config["flops"] > 0
     assert config["environment"]["keras_backend"] == "tensorflow"
     state = run.state()
@@ -163,6 +164,33 @@ def test_toml_and_command_line_precedence(tmp_path: Path, monkeypatch: pytest.Mo
     assert Path(seen["runs_dir"]) == tmp_path / "cli-runs"
 
 
+# Four pixels: logits and labels chosen so that each cross-entropy is a simple logarithm.
+LOSS_LOGITS = np.array([[[[0.0, 0.0], [0.0, np.log(3)], [np.log(3), 0.0], [2.0, 0.0]]]], np.float32)
+LOSS_LABELS = np.array([[[[0], [1], [1], [0]]]], np.float32)
+LOSS_CE = np.array([np.log(2), np.log(4 / 3), np.log(4), np.log(1 + np.exp(-2))])  # -log p(true class)
+
+
+def test_loss_hand_example_and_normalisations() -> None:
+    """Positive weight 5: weights 1, 5, 5, 1. The author's divides the weighted sum by 4 pixels, not by 12."""
+    from mammoseg.training.loss import WeightedPixelCrossEntropy
+
+    weighted_sum = LOSS_CE @ np.array([1.0, 5.0, 5.0, 1.0])
+    pixels = float(WeightedPixelCrossEntropy(5.0)(LOSS_LABELS, LOSS_LOGITS))
+    weights = float(WeightedPixelCrossEntropy(5.0, "weights")(LOSS_LABELS, LOSS_LOGITS))
+    assert pixels == pytest.approx(weighted_sum / 4, rel=1e-6)
+    assert weights == pytest.approx(weighted_sum / 12, rel=1e-6)
+    # more abnormal pixels, larger loss: his scale grows with the weight, the weighted mean does not
+    assert float(WeightedPixelCrossEntropy(1.0)(LOSS_LABELS, LOSS_LOGITS)) == pytest.approx(LOSS_CE.mean(), rel=1e-6)
+    assert WeightedPixelCrossEntropy(5.0).get_config()["normalization"] == "pixels"
+    with pytest.raises(ValueError, match="normalization"):
+        WeightedPixelCrossEntropy(5.0, "mean")
+    tf = pytest.importorskip("tensorflow")
+    # his script: tf.losses.sparse_softmax_cross_entropy(labels, logits, weights=1 + (w - 1) * [label > 0])
+    his = tf.compat.v1.losses.sparse_softmax_cross_entropy(
+        labels=LOSS_LABELS.astype(np.int32), logits=LOSS_LOGITS, weights=1.0 + 4.0 * LOSS_LABELS)
+    assert pixels == pytest.approx(float(his), rel=1e-6)
+
+
 def test_clear_errors_for_bad_config(tmp_path: Path) -> None:
     bad = _write_toml(tmp_path / "bad.toml", 'variant = "dilated_resize"\nepoch = 3\n')
     result = CliRunner().invoke(cli, ["train", "--config", str(bad), "--data", "d"])
@@ -172,6 +200,8 @@ def test_clear_errors_for_bad_config(tmp_path: Path) -> None:
         build_config({"variant": "unet", "data": "d"})
     with pytest.raises(InputError, match="epochs must be a positive integer"):
         build_config({"variant": "dilated_resize", "data": "d", "epochs": 0})
+    with pytest.raises(InputError, match="loss_normalization must be one of pixels, weights"):
+        build_config({"variant": "dilated_resize", "data": "d", "loss_normalization": "mean"})
     with pytest.raises(InputError, match="freeze_encoder needs init_encoder_from"):
         build_config({"variant": "dilated_resize", "data": "d", "freeze_encoder": True})
     broken = tmp_path / "broken.toml"

@@ -120,14 +120,15 @@ def layer_scores(model: Any, layer_name: str, activation: np.ndarray) -> dict[st
     """Map scores of the channel-mean activation; the kernel score too when the layer is transposed."""
     import keras
 
-    from mammoseg.analysis.checkerboard import activation_scores, kernel_phase_imbalance
+    from mammoseg.analysis.checkerboard import activation_scores, kernel_checkerboard_score, kernel_overlap
 
     layer = model.get_layer(layer_name)
     scores: dict[str, Any] = {"map": activation_scores(activation) if min(activation.shape[:2]) >= 2 else {}}
     if isinstance(layer, keras.layers.Conv2DTranspose):
         kernel = keras.ops.convert_to_numpy(layer.kernel)
-        scores["kernel"] = {"score": kernel_phase_imbalance(kernel, tuple(layer.strides)),
-                            "kernel_size": list(layer.kernel_size), "strides": list(layer.strides)}
+        scores["kernel"] = {"score": kernel_checkerboard_score(kernel, tuple(layer.strides)),
+                            "kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
+                            **kernel_overlap(tuple(layer.kernel_size), tuple(layer.strides))}
     return scores
 
 
@@ -172,7 +173,8 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
         "channels_shown": order, "scores": scores,
         "conventions": {"map": "scores of the channel-mean activation, stride 2; phase_mean_channel_median is the "
                                "median per-channel phase-mean score",
-                        "kernel": "std/|mean| of the per-phase tap sums of the transposed kernel (0 = no checkerboard "
-                                  "from a constant input)"},
+                        "kernel": "sqrt(sum_o var_r G_r(o) / sum_o mean_r G_r(o)^2) of the per-phase, per-output-"
+                                  "channel tap sums of the transposed kernel, in [0, 1] (0 = no checkerboard from a "
+                                  "constant input); taps_per_phase/uneven: the structural overlap (k mod s != 0)"},
     })
     return png_path, json_path

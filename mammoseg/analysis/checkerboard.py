@@ -5,11 +5,13 @@ A transposed convolution with stride s writes its output on s x s interleaved su
 phases respond differently to the same input. Three measures, all cheap and all exact on
 constructed inputs:
 
-- kernel level, from weights alone: per phase r, g_r = sum of the taps landing on it, summed over
-  input and output channels; score = std(g) / |mean(g)|. It is the relative spread of the layer's
-  response to a constant input, so it is 0 exactly when a constant input cannot produce a
-  checkerboard. Stride 1 means one phase: 0. Nearest-neighbour resize followed by a convolution
-  is a transposed convolution whose every phase sums all taps once: 0 (`resize_conv_kernel`).
+- kernel level, from weights alone: per output channel o and phase r, G_r(o) = sum of the taps
+  landing on r, summed over input channels only; score = sqrt(sum_o var_r G_r(o) / sum_o mean_r
+  G_r(o)^2), in [0, 1]: the share of the layer's response to a constant input that is
+  checkerboard, 0 exactly when no output channel can show one. Stride 1 means one phase: 0.
+  Nearest-neighbour resize followed by a convolution is a transposed convolution whose every phase
+  sums all taps once: 0 (`resize_conv_kernel`). Beside it, `kernel_overlap` states the structural
+  fact: taps per phase, uneven when k mod s != 0.
 - map level, phase means: split a map into its s x s interleaved sub-grids; score = std of their
   means / std of the map (0 for a constant map).
 - map level, spectral: the fraction of the map's AC energy on the aliasing frequencies k/s cycles
@@ -29,10 +31,6 @@ from typing import Any
 
 import numpy as np
 
-# |mean(g)| below this fraction of mean(|g|) counts as zero: the kernel has no DC response at all.
-_ZERO_MEAN = 1e-12
-
-
 def _strides(stride: int | tuple[int, int]) -> tuple[int, int]:
     sy, sx = (stride, stride) if np.isscalar(stride) else tuple(stride)
     if int(sy) < 1 or int(sx) < 1:
@@ -40,45 +38,75 @@ def _strides(stride: int | tuple[int, int]) -> tuple[int, int]:
     return int(sy), int(sx)
 
 
-def kernel_phase_sums(kernel: np.ndarray, stride: int | tuple[int, int]) -> np.ndarray:
-    """g[a, b] = sum of the taps kernel[a + i*sy, b + j*sx, ...] over i, j and every channel axis.
-
-    `kernel` is [kH, kW, ...] (Keras' Conv2DTranspose layout [kH, kW, out, in] or any channel layout).
-    """
+def _transposed_kernel(kernel: np.ndarray) -> np.ndarray:
+    """A kernel as [kH, kW, out, in] float64: a 2-D kernel is one output and one input channel."""
     k = np.asarray(kernel, dtype=np.float64)
-    if k.ndim < 2:
-        raise ValueError(f"kernel must have at least 2 spatial axes, got shape {k.shape}")
-    k = k.reshape(k.shape[0], k.shape[1], -1).sum(axis=2)
-    sy, sx = _strides(stride)
-    return np.array([[k[a::sy, b::sx].sum() for b in range(sx)] for a in range(sy)])
+    if k.ndim == 2:
+        return k[:, :, None, None]
+    if k.ndim != 4:
+        raise ValueError(f"expected a [kH, kW] or Keras Conv2DTranspose [kH, kW, out, in] kernel, got shape {k.shape}")
+    return k
 
 
-def kernel_phase_imbalance(kernel: np.ndarray, stride: int | tuple[int, int]) -> float:
-    """std(g) / |mean(g)| over the stride's phases (DESIGN §3 kernel level).
+def kernel_phase_sums(kernel: np.ndarray, stride: int | tuple[int, int]) -> np.ndarray:
+    """G[a, b, o] = sum of the taps kernel[a + m*sy, b + n*sx, o, i] over m, n and the input channels i.
 
-    0.0 when every phase gets the same sum (including stride 1 and an all-zero kernel; a spread
-    below 1e-12 of the mean |g| is rounding, not imbalance);
-    +inf when the phases differ but their mean is zero (a response to a constant input that is
-    pure alternation, with no constant part to compare it with).
+    `kernel` is Keras' Conv2DTranspose layout [kH, kW, out, in] (or a single-channel [kH, kW]).
+    A transposed convolution writes tap (y, x) of input pixel (p, q) to output pixel
+    (p*sy + y - pad, q*sx + x - pad), so the taps with y = a (mod sy), x = b (mod sx) all land on one
+    output phase; 'same' padding only relabels which phase that is. A constant input c on every
+    input channel therefore gives output channel o the value c * G[a, b, o] on that phase.
     """
-    g = kernel_phase_sums(kernel, stride).ravel()
-    spread = float(g.std())
-    if g.size == 1 or spread <= _ZERO_MEAN * float(np.abs(g).mean()):
+    k = _transposed_kernel(kernel).sum(axis=3)
+    sy, sx = _strides(stride)
+    return np.stack([np.stack([k[a::sy, b::sx].sum(axis=(0, 1)) for b in range(sx)]) for a in range(sy)])
+
+
+def kernel_checkerboard_score(kernel: np.ndarray, stride: int | tuple[int, int]) -> float:
+    """sqrt(sum_o var_r G_r(o) / sum_o mean_r G_r(o)^2) over the stride's phases r (DESIGN §3 kernel level).
+
+    The denominator is the mean of the squares (E[G^2] = var + mean^2), not the squared mean, so the
+    score lies in [0, 1]: the share of a constant input's response (its RMS over phases and output
+    channels) that is checkerboard. 0 exactly when no output channel can show one (stride 1, an
+    even-overlap kernel with equal phase sums, resize + conv, an all-zero kernel; a ratio below 1e-20
+    is rounding and counts as 0); 1 when every output channel's response has no constant part.
+    Channels are never summed against each other, so opposite imbalances cannot cancel.
+    Zero-mean random kernels score about sqrt(3/4) at stride 2 whatever their size: their phase
+    sums are independent, so any such layer can show a checkerboard at initialisation.
+    """
+    g = kernel_phase_sums(kernel, stride)
+    g = g.reshape(-1, g.shape[-1])  # [phases, out]
+    power = float((g**2).mean(axis=0).sum())
+    spread = float(g.var(axis=0).sum())
+    if power <= 0.0 or spread <= 1e-20 * power:
         return 0.0
-    mean = float(abs(g.mean()))
-    if mean <= _ZERO_MEAN * float(np.abs(g).mean()):
-        return float("inf")
-    return spread / mean
+    return float(np.sqrt(min(1.0, spread / power)))
+
+
+def kernel_overlap(kernel_size: int | tuple[int, int], stride: int | tuple[int, int]) -> dict[str, Any]:
+    """The structural fact that needs no weights: taps per output phase and whether overlap is uneven.
+
+    Uneven overlap (k mod s != 0 on some axis; Odena et al.) gives phases different numbers of taps,
+    e.g. 4, 2, 2, 1 for 3x3 stride 2: a constant input then produces a checkerboard unless the
+    weights happen to balance it.
+    """
+    ky, kx = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+    sy, sx = _strides(stride)
+    taps = kernel_phase_sums(np.ones((int(ky), int(kx))), (sy, sx))[..., 0].astype(int)
+    return {"taps_per_phase": taps.tolist(), "uneven": bool(int(ky) % sy or int(kx) % sx)}
 
 
 def resize_conv_kernel(conv_kernel: np.ndarray, factor: int) -> np.ndarray:
     """The transposed-convolution kernel equivalent to nearest resize by `factor` then a convolution.
 
     Resize-then-correlate with w equals a stride-`factor` transposed convolution whose kernel is
-    w flipped and convolved with a factor x factor box: shape [k+factor-1, k+factor-1, ...]. Each
-    phase of it sums every tap of w exactly once, hence a kernel imbalance of 0.
+    w flipped and convolved with a factor x factor box: shape [k+factor-1, k+factor-1, ...]. A
+    Conv2D kernel [k, k, in, out] comes back in the Conv2DTranspose layout [.., .., out, in]. Each
+    phase of it sums every tap of w exactly once, hence a kernel score of 0.
     """
     w = np.asarray(conv_kernel, dtype=np.float64)[::-1, ::-1]
+    if w.ndim == 4:
+        w = w.transpose(0, 1, 3, 2)
     kh, kw = w.shape[:2]
     h = np.zeros((kh + factor - 1, kw + factor - 1) + w.shape[2:])
     for a in range(factor):
@@ -87,16 +115,24 @@ def resize_conv_kernel(conv_kernel: np.ndarray, factor: int) -> np.ndarray:
     return h
 
 
-def model_kernel_scores(model: Any) -> dict[str, float]:
-    """Kernel imbalance of every transposed convolution of a Keras model, by layer name."""
+def _transposed_layers(model: Any) -> list[Any]:
     import keras
 
-    scores = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            kernel = keras.ops.convert_to_numpy(layer.kernel)
-            scores[layer.name] = kernel_phase_imbalance(kernel, tuple(layer.strides))
-    return scores
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+
+
+def model_kernel_scores(model: Any) -> dict[str, float]:
+    """Kernel checkerboard score of every transposed convolution of a Keras model, by layer name."""
+    import keras
+
+    return {layer.name: kernel_checkerboard_score(keras.ops.convert_to_numpy(layer.kernel), tuple(layer.strides))
+            for layer in _transposed_layers(model)}
+
+
+def model_kernel_overlap(model: Any) -> dict[str, dict[str, Any]]:
+    """`kernel_overlap` of every transposed convolution of a Keras model, by layer name."""
+    return {layer.name: kernel_overlap(tuple(layer.kernel_size), tuple(layer.strides))
+            for layer in _transposed_layers(model)}
 
 
 def _as_map(map2d: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
@@ -223,20 +259,28 @@ def block_mean(map2d: np.ndarray, factor: int) -> np.ndarray:
     return m.reshape(m.shape[0] // factor, factor, m.shape[1] // factor, factor).mean(axis=(1, 3))
 
 
-def period_scores(map2d: np.ndarray, periods: tuple[int, ...] = (2, 4, 8, 16, 32, 64)) -> dict[int, float]:
+def period_scores(map2d: np.ndarray, periods: tuple[int, ...] = (2, 4, 8, 16, 32, 64),
+                  border: int = 0) -> dict[int, float]:
     """Checkerboard at several scales: phase-mean score (stride 2) of the map averaged over period/2 blocks.
 
     A stride-2 transposed layer acting at 1/f of the output resolution leaves a checkerboard of
-    period 2f in the output; block averaging over f x f removes the finer patterns (a period-2
-    pattern averages to a constant over any even block), so each period is scored on its own.
-    Periods the map is too small for (fewer than 8 blocks per side) are left out.
+    period 2f in the output, in f x f cells aligned with the image origin (every up-sampling step
+    tiles from pixel 0). Block averaging over those cells removes the finer patterns (a period-2
+    pattern averages to a constant over any even block), so each period is scored on its own. The
+    blocks must be aligned with the cells, so `border` (pixels dropped per side, as `crop_border`)
+    is rounded up to a multiple of f for each period: a pure period-2f pattern scores 1 whatever the
+    border and the map size. Periods the map is too small for (fewer than 8 blocks per side after
+    the border) are left out.
     """
     m = _as_map(map2d)
     out = {}
     for p in periods:
         f = max(1, p // 2)
-        if min(m.shape) // f >= 8:
-            out[p] = phase_mean_score(block_mean(m, f), 2)
+        start = -(-max(0, border) // f) * f
+        blocks = [(n - max(0, border) - start) // f for n in m.shape]
+        if min(blocks) >= 8:
+            window = m[start : start + blocks[0] * f, start : start + blocks[1] * f]
+            out[p] = phase_mean_score(block_mean(window, f), 2)
     return out
 
 

@@ -101,14 +101,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                 predict_seconds += elapsed
                 timed_images += len(images)
             first = False
-            prob = (1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))).astype(np.float32)
+            margins = logits[..., 1] - logits[..., 0]
+            prob = (1.0 / (1.0 + np.exp(-margins))).astype(np.float32)
             masks = batch["mask"].numpy()[..., 0]
-            stats = acc.update(prob, masks)
+            stats = acc.update(prob, masks, margins)
             for i, s in enumerate(stats):
                 example_id = batch["example_id"][i].numpy().decode()
                 meta = manifest.loc[example_id] if example_id in manifest.index else None
                 scores = map_scores(prob[i])
-                margin = logits[i, ..., 1] - logits[i, ..., 0]
                 spectrum.add(prob[i], s.positive)
                 rows.append({
                     "example_id": example_id, "kind": batch["kind"][i].numpy().decode(),
@@ -116,7 +116,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                     "positive_fraction": float(masks[i].mean()),
                     **s.as_row(),
                     "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
-                    "phase_mean_margin": phase_mean_score(margin),
+                    "phase_mean_margin": phase_mean_score(margins[i]),
                 })
                 if picked[s.positive] < EXAMPLES_PER_GROUP:
                     picked[s.positive] += 1

@@ -3,7 +3,8 @@
 Each variant is built at random initialisation and fed a constant image and a smooth image
 (a broad Gaussian bump on a gentle slope, in the model's normalised intensity range). Scored:
 
-- every transposed layer's kernel imbalance (weights only);
+- every transposed layer's kernel checkerboard score (weights only, in [0, 1]) and its structural
+  overlap (taps per output phase, uneven when k mod s != 0);
 - the output's log-odds map, logit[1] - logit[0] = log(P / (1 - P)) of P(abnormal). Not the
   probability itself: at initialisation the logits are tiny (std 1e-3 to 1e-2 at width 1, far
   less at small widths), so P sits within a hair of 0.5, where P = 0.5 + log-odds / 4 to first
@@ -16,7 +17,8 @@ Each variant is built at random initialisation and fed a constant image and a sm
   its per-channel phase-mean scores.
 
 Maps lose a border of S/8 (activations: a quarter of their side) before scoring: a constant image
-is only constant in the output where no zero padding reached. The forward pass uses
+is only constant in the output where no zero padding reached. The period scores round that border
+up to their block size, so their blocks stay aligned with the pattern's cells. The forward pass uses
 training=False, so BatchNorm applies its initial moving statistics (mean 0, variance 1), i.e. the
 identity up to epsilon, and dropout is off: what is measured is the initial weights alone.
 """
@@ -32,6 +34,7 @@ from mammoseg.analysis.checkerboard import (
     activation_scores,
     crop_border,
     map_scores,
+    model_kernel_overlap,
     model_kernel_scores,
     period_scores,
 )
@@ -70,7 +73,7 @@ def output_scores(log_odds: np.ndarray, border: int) -> dict[str, float]:
     cropped = crop_border(log_odds, border)
     scores = map_scores(log_odds, 2, border)
     scores["std"] = float(np.std(cropped))
-    periods = period_scores(cropped, PERIODS)
+    periods = period_scores(log_odds, PERIODS, border)
     scores.update({f"period_{p}": score for p, score in periods.items()})
     inner = [periods[p] for p in INNER_PERIODS if p in periods]
     scores["inner_max"] = max(inner) if inner else float("nan")
@@ -87,14 +90,15 @@ def _step_output_layer(model: Any, step: str) -> str | None:
 
 
 def checkerboard_at_init(model: Any) -> dict[str, Any]:
-    """{"kernel": {layer: score}, "map": {...}} of a freshly built model, for RUN/checkerboard_init.json.
+    """{"kernel": {layer: score}, "overlap": {layer: {...}}, "map": {...}} of a freshly built model.
 
     "map" scores the log-odds output map of the smooth study image (border S/8 dropped).
     """
     size = int(model.input.shape[1])
     image = study_inputs(size)["smooth"][None, :, :, None]
     logits = np.asarray(model(image, training=False))[0]
-    return {"kernel": model_kernel_scores(model), "map": output_scores(log_odds_map(logits), size // 8)}
+    return {"kernel": model_kernel_scores(model), "overlap": model_kernel_overlap(model),
+            "map": output_scores(log_odds_map(logits), size // 8)}
 
 
 def measure_variant(variant: str, seed: int, *, image_size: int, width: float, transpose_kernel: int) -> dict[str, Any]:
@@ -117,6 +121,7 @@ def measure_variant(variant: str, seed: int, *, image_size: int, width: float, t
             act = values[1]
             result["probe"][name] = activation_scores(act, 2, act.shape[0] // 4)
     result["probe_layer"] = probe_name
+    result["overlap"] = model_kernel_overlap(model)
     keras.backend.clear_session()
     return result
 
@@ -170,6 +175,7 @@ def run_init_study(
         first = per_seed[0]
         summary[variant] = {
             "kernel": {layer: summarise(_collect(per_seed, ("kernel", layer))) for layer in first["kernel"]},
+            "overlap": first["overlap"],
             "output": {
                 inp: {score: summarise(_collect(per_seed, ("output", inp, score))) for score in scores}
                 for inp, scores in first["output"].items()
@@ -193,6 +199,13 @@ def run_init_study(
         },
         "variants": summary,
     }
+
+
+def _taps(overlap: dict[str, Any]) -> str:
+    """Taps per phase as one compact cell: "4,2,2,1*" (the star marks uneven overlap) or "4 each"."""
+    taps = [t for row in overlap["taps_per_phase"] for t in row]
+    text = f"{taps[0]} each" if len(set(taps)) == 1 else ",".join(str(t) for t in taps)
+    return text + ("*" if overlap["uneven"] else "")
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -226,8 +239,10 @@ def format_table(result: dict[str, Any]) -> str:
     ]
     if constant:
         lines.append("constant output map for some seed (scores 0 by default, try a larger --width): " + ", ".join(constant))
-    lines += ["", "Kernel phase imbalance std(g)/|mean(g)| per transposed layer (mean±sd, median over seeds)"]
+    lines += ["", "Kernel checkerboard score per transposed layer, in [0, 1] (mean±sd, median over seeds); "
+                  "taps per phase, * = uneven overlap"]
     for variant, s in result["variants"].items():
-        cells = [f"{layer} {ms(node)} (med {node['median']:.3f})" for layer, node in s["kernel"].items()]
+        cells = [f"{layer} {ms(node)} (med {node['median']:.3f}; taps {_taps(s['overlap'][layer])})"
+                 for layer, node in s["kernel"].items()]
         lines.append(f"{variant:<18} " + ("; ".join(cells) if cells else "-"))
     return "\n".join(lines)

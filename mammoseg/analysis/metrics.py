@@ -9,9 +9,13 @@ Conventions used throughout:
   Pooled Dice/IoU come from one confusion matrix summed over all pixels of the images concerned.
 * The author's image-level rule: an image is predicted positive when more than S²/750 of its pixels
   (H·W/750 for a non-square map; 546 at 640x640) are above 0.5.
-* Pixel ROC-AUC and PR-AUC are computed from histograms of P(abnormal) in `AUC_BINS` equal bins on [0, 1]:
-  every probability inside one bin is treated as one tied score. The result is the exact AUC of the
-  probabilities quantised to 1/AUC_BINS, so memory stays constant however many pixels are seen.
+* Pixel ROC-AUC and PR-AUC rank pixels by the logit margin l1 − l0 (the log-odds of P(abnormal); by
+  P(abnormal) itself when no margin is given), streamed into histograms whose bins follow the float32
+  number line: 2^(9 + AUC_MANTISSA_BITS) bins, each a relative width of 2^-AUC_MANTISSA_BITS (5e-4),
+  over the whole float32 range. Every value inside one bin is treated as one tied score, so the result
+  is the exact AUC up to ties within 0.05% of a score, in constant memory (16 MB) however many pixels
+  are seen. Equal bins on P(abnormal) would not do: a confident model puts most negatives below
+  P = 1e-4, where they would all tie.
 * Expected calibration error: 15 equal-width bins of P(abnormal); ECE = Σ_b (n_b / N) · |mean p_b − mean y_b|
   (the calibration of the abnormal-class probability, not of the top-label confidence).
 """
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-AUC_BINS = 10_000
+AUC_MANTISSA_BITS = 11
 ECE_BINS = 15
 AUTHOR_PIXEL_DIVISOR = 750
 
@@ -47,6 +51,22 @@ def precision_recall_f1(tp: float, fp: float, fn: float) -> tuple[float, float, 
     recall = tp / (tp + fn) if tp + fn else math.nan
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
     return precision, recall, f1
+
+
+def ordered_score_bins(scores: np.ndarray, mantissa_bits: int = AUC_MANTISSA_BITS) -> np.ndarray:
+    """Histogram bin of each score: float32 values in their numeric order, 2^(9 + mantissa_bits) bins.
+
+    The float32 bit pattern, with the sign handled so that integer order is numeric order, keeps
+    its sign, exponent and leading `mantissa_bits` mantissa bits: bins are 2^-mantissa_bits wide
+    relative to the value at every normal magnitude (denormals, below 1.2e-38, share a few bins), out to
+    the infinities. -0.0 and 0.0 share a bin.
+    """
+    x = np.asarray(scores, dtype=np.float32).ravel() + np.float32(0.0)  # -0.0 + 0.0 is 0.0
+    if np.isnan(x).any():
+        raise ValueError("scores contain NaN")
+    bits = x.view(np.uint32)
+    key = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return (key >> np.uint32(23 - mantissa_bits)).astype(np.int64)
 
 
 def roc_auc_from_histograms(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
@@ -168,7 +188,7 @@ def image_stats(prob: np.ndarray, mask: np.ndarray) -> ImageStats:
 class SegmentationAccumulator:
     """Streams batches of probability maps and masks; keeps per-image rows and fixed-size histograms only."""
 
-    auc_bins: int = AUC_BINS
+    auc_mantissa_bits: int = AUC_MANTISSA_BITS
     ece_bins: int = ECE_BINS
     images: list[ImageStats] = field(default_factory=list)
     pos_hist: np.ndarray = field(init=False)
@@ -178,14 +198,19 @@ class SegmentationAccumulator:
     ece_label: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pos_hist = np.zeros(self.auc_bins, dtype=np.int64)
-        self.neg_hist = np.zeros(self.auc_bins, dtype=np.int64)
+        n_bins = 1 << (9 + self.auc_mantissa_bits)
+        self.pos_hist = np.zeros(n_bins, dtype=np.int64)
+        self.neg_hist = np.zeros(n_bins, dtype=np.int64)
         self.ece_count = np.zeros(self.ece_bins, dtype=np.int64)
         self.ece_prob = np.zeros(self.ece_bins, dtype=np.float64)
         self.ece_label = np.zeros(self.ece_bins, dtype=np.float64)
 
-    def update(self, prob: np.ndarray, mask: np.ndarray) -> list[ImageStats]:
-        """Add a batch: `prob` and `mask` of shape (B, H, W) (a trailing channel of 1 is dropped)."""
+    def update(self, prob: np.ndarray, mask: np.ndarray, margin: np.ndarray | None = None) -> list[ImageStats]:
+        """Add a batch: `prob` and `mask` of shape (B, H, W) (a trailing channel of 1 is dropped).
+
+        `margin`, the logit margin l1 − l0 of the same pixels, ranks them for the AUCs; without it
+        P(abnormal) does, which saturates in float32 for confident pixels near 1.
+        """
         prob = np.asarray(prob, dtype=np.float32)
         mask = np.asarray(mask)
         if prob.ndim == 4:
@@ -194,9 +219,11 @@ class SegmentationAccumulator:
             mask = mask[..., 0]
         truth = mask > 0.5
         flat_p, flat_t = prob.ravel(), truth.ravel()
-        idx = np.minimum((flat_p * self.auc_bins).astype(np.int64), self.auc_bins - 1)
-        self.pos_hist += np.bincount(idx[flat_t], minlength=self.auc_bins)
-        self.neg_hist += np.bincount(idx[~flat_t], minlength=self.auc_bins)
+        idx = ordered_score_bins(flat_p if margin is None else margin, self.auc_mantissa_bits)
+        if idx.size != flat_t.size:
+            raise ValueError(f"margin has {idx.size} values for {flat_t.size} pixels")
+        self.pos_hist += np.bincount(idx[flat_t], minlength=self.pos_hist.size)
+        self.neg_hist += np.bincount(idx[~flat_t], minlength=self.neg_hist.size)
         eidx = np.minimum((flat_p * self.ece_bins).astype(np.int64), self.ece_bins - 1)
         self.ece_count += np.bincount(eidx, minlength=self.ece_bins)
         self.ece_prob += np.bincount(eidx, weights=flat_p, minlength=self.ece_bins)
@@ -218,7 +245,8 @@ class SegmentationAccumulator:
                 "pooled": "one confusion matrix summed over the images concerned",
                 "author_image_rule": f"predicted positive when more than H*W/{AUTHOR_PIXEL_DIVISOR} pixels "
                                      "are above 0.5",
-                "pixel_auc": f"histogram of P(abnormal) in {self.auc_bins} equal bins; a bin is one tied score",
+                "pixel_auc": "pixels ranked by the logit margin l1 - l0 in float32-ordered bins of relative width "
+                             f"2^-{self.auc_mantissa_bits}; a bin is one tied score",
                 "ece": f"{self.ece_bins} equal-width bins of P(abnormal); weighted |mean p - mean y|",
             },
         }

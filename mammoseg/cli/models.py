@@ -73,8 +73,9 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
     At initialisation each variant sees a constant and a smooth image; the table shows the
     phase-mean score of the output log-odds map at stride 2 (a last stride-2 layer) and the
     largest at periods 4-32 (stride-2 layers inside the decoder), the per-channel score after
-    up_conv2, and each transposed layer's kernel imbalance std(g)/|mean(g)|
-    (0 = a constant input cannot produce a checkerboard). BatchNorm runs in inference mode
+    up_conv2, and each transposed layer's kernel checkerboard score in [0, 1] (the share of its
+    response to a constant input that is checkerboard, per output channel; 0 = none possible)
+    with its taps per output phase (uneven when k mod s != 0). BatchNorm runs in inference mode
     (its initial statistics: the identity).
 
     \b
@@ -101,7 +102,7 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
     else:
         import keras
 
-        from mammoseg.analysis.checkerboard import model_kernel_scores
+        from mammoseg.analysis.checkerboard import model_kernel_overlap, model_kernel_scores
 
         result = {}
         for path in models:
@@ -112,9 +113,11 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
             except Exception as exc:
                 raise InputError(path, f"cannot load as a Keras model ({exc})") from None
             result[str(path)] = model_kernel_scores(model)
+            overlap = model_kernel_overlap(model)
             click.echo(str(path))
             for layer, score in result[str(path)].items():
-                click.echo(f"  {layer:<14} {score:.4f}")
+                taps = overlap[layer]["taps_per_phase"]
+                click.echo(f"  {layer:<14} {score:.4f}  taps per phase {taps}{' (uneven)' if overlap[layer]['uneven'] else ''}")
     if out_file:
         write_json(out_file, result)
         click.echo(f"wrote {out_file}")

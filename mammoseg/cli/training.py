@@ -11,7 +11,7 @@ COMMANDS: list[click.Command] = []
 
 TRAIN_OPTIONS = (
     "variant", "data", "epochs", "batch_size", "image_size", "width", "seed", "run_name", "learning_rate",
-    "positive_weight", "transpose_kernel", "init_encoder_from", "freeze_encoder", "precision", "jit_compile",
+    "positive_weight", "loss_normalization", "transpose_kernel", "init_encoder_from", "freeze_encoder", "precision", "jit_compile",
     "distribute", "deterministic",
 )  # fmt: skip
 
@@ -38,6 +38,9 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
 @click.option("--positive-weight", type=float,
               help="Loss weight of abnormal pixels.  [default: the author's: 18 dilated_*, 33 fcn_skips/"
                    "fcn_bottleneck, 20 fcn_resize_mid]")
+@click.option("--loss-normalization", type=click.Choice(["pixels", "weights"]),
+              help="Divide the weighted cross-entropy sum by the pixel count (the author's) or by the sum of the "
+                   "weights (a scale that ignores how many pixels are abnormal).  [default: pixels]")
 @click.option("--transpose-kernel", type=click.IntRange(min=2),
               help="Kernel of dilated_transpose's upsample_1 (4 even overlap, 3 uneven).  [default: 4]")
 @click.option("--init-encoder-from", metavar="RUN",

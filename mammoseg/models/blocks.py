@@ -3,7 +3,7 @@
 A network is a sequence of step records (`Conv`, `Transpose`, `Resize`, `Pool`); a skip connection
 is a step's `skip` field, either the name of an earlier step or a `Bottleneck` record. Keeping the
 variants as data makes the difference between two designs exactly the difference between two
-tuples, and guarantees they share every other detail (initialisation, regularisation, BatchNorm
+tuples, and guarantees they share every other detail (initialisation, the L2 scale, BatchNorm
 settings, layer naming).
 
 Each step produces Keras layers named after the article's author: the operation keeps the step's
@@ -25,6 +25,7 @@ NUM_CLASSES = 2
 BN_MOMENTUM = 0.99  # Keras' momentum means what TF1's `momentum` meant: weight of the old moving average
 BN_EPSILON = 1e-8
 INIT_STDDEV = 0.05
+L2_LAMBDA = 1e-5  # the author's lamC: tf.contrib.layers.l2_regularizer(1e-5), i.e. 1e-5 * sum(k^2) / 2
 
 # Sizes that depend on the build options, resolved by `BuildOptions.resolve`.
 FC_SCALE = "image_size/128"  # fc_1's and up_conv1's kernel = stride: 5 at 640, so fc_1 always yields 2x2
@@ -42,6 +43,7 @@ class Bottleneck:
     filters: int
     bn: bool = False
     act: str | None = None
+    regularized: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class Conv:
     `tap` says which tensor later skips read under this step's name: "out" (after the activation)
     or "bn" (the BatchNorm output before the activation, as the author's `conv1`, `conv4`, `conv5`).
     `output=True` marks the logits layer: its filter count ignores the width multiplier and it
-    computes in float32 under any mixed-precision policy.
+    computes in float32 under any mixed-precision policy. `regularized=False` leaves the kernel
+    out of the L2 penalty, as the author did for some decoder layers (see the variants).
     """
 
     name: str
@@ -67,6 +70,7 @@ class Conv:
     skip: str | Bottleneck | None = None
     tap: str = "out"
     output: bool = False
+    regularized: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Transpose:
     skip: str | Bottleneck | None = None
     tap: str = "out"
     output: bool = False
+    regularized: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,13 +114,17 @@ Step = Union[Conv, Transpose, Resize, Pool]
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """The knobs shared by every step of one build."""
+    """The knobs shared by every step of one build.
+
+    `l2` is the author's lambda, the scale of TF1's `l2_regularizer`: a penalty of l2 * sum(k^2) / 2
+    per regularised kernel, which is Keras' `L2(l2 / 2)`.
+    """
 
     image_size: int = 640
     width: float = 1.0
     transpose_kernel: int = 4
     dropout: bool = True
-    l2: float = 1e-5
+    l2: float = L2_LAMBDA
 
     def filters(self, n: int, fixed: bool = False) -> int:
         """Scale a filter count by the width multiplier, keeping at least one filter."""
@@ -130,11 +139,11 @@ class BuildOptions:
             return value
         raise ValueError(f"unknown size placeholder {value!r}")
 
-    def conv_kwargs(self) -> dict:
-        """Initialisation and regularisation of every convolution kernel, encoder and decoder alike."""
+    def conv_kwargs(self, regularized: bool = True) -> dict:
+        """Initialisation and regularisation of a convolution kernel, encoder and decoder alike."""
         return {
             "kernel_initializer": keras.initializers.TruncatedNormal(stddev=INIT_STDDEV),
-            "kernel_regularizer": keras.regularizers.L2(self.l2) if self.l2 > 0 else None,
+            "kernel_regularizer": keras.regularizers.L2(self.l2 / 2) if regularized and self.l2 > 0 else None,
             "use_bias": True,
         }
 
@@ -159,7 +168,8 @@ def activation(act: str, name: str) -> keras.layers.Activation:
 
 def bottleneck(spec: Bottleneck, taps: dict, opts: BuildOptions):
     """1x1 convolution of an earlier tensor, so that only selected features reach the decoder."""
-    conv = keras.layers.Conv2D(opts.filters(spec.filters), 1, name=layer_name(spec.name), **opts.conv_kwargs())
+    conv = keras.layers.Conv2D(opts.filters(spec.filters), 1, name=layer_name(spec.name),
+                               **opts.conv_kwargs(spec.regularized))
     x = conv(taps[spec.source])
     if spec.bn:
         x = batch_norm(f"{spec.name}_bn")(x)
@@ -191,12 +201,12 @@ def apply_step(step: Step, x, taps: dict, opts: BuildOptions):
     if isinstance(step, Conv):
         layer = keras.layers.Conv2D(
             filters, kernel, strides=stride, padding=step.padding, dilation_rate=step.dilation,
-            name=layer_name(step.name), **opts.conv_kwargs(), **extra,
+            name=layer_name(step.name), **opts.conv_kwargs(step.regularized), **extra,
         )
     else:
         layer = keras.layers.Conv2DTranspose(
             filters, kernel, strides=stride, padding="same", name=layer_name(step.name),
-            **opts.conv_kwargs(), **extra,
+            **opts.conv_kwargs(step.regularized), **extra,
         )
     x = layer(x)
     use_dropout = opts.dropout and step.dropout > 0

@@ -12,12 +12,13 @@ map (`up_conv1` mirrors it with the same kernel = stride).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 
 from mammoseg.models.blocks import (
     FC_SCALE,
+    L2_LAMBDA,
     NUM_CLASSES,
     TRANSPOSE_KERNEL,
     Bottleneck,
@@ -61,7 +62,24 @@ DILATED_HEAD: tuple[Step, ...] = (
     Conv("conv5.3", 512, dilation=2),
 )
 
-FCN_SKIPS: tuple[Step, ...] = (
+
+def _without_l2(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The same steps with every kernel, bottlenecks included, left out of the L2 penalty."""
+
+    def bare(step: Step) -> Step:
+        if not isinstance(step, (Conv, Transpose)):
+            return step
+        skip = replace(step.skip, regularized=False) if isinstance(step.skip, Bottleneck) else step.skip
+        return replace(step, regularized=False, skip=skip)
+
+    return tuple(bare(step) for step in steps)
+
+
+# L2 as the author applied it: his lamC = 1e-5 on the encoder, the FCN head (fc_1, fc_2 included) and
+# conv5.2/conv5.3 everywhere; in the decoders, per variant as marked below (his 3.2.4.01 and 3.2.5.03
+# regularise no decoder layer at all, 3.2.7.01 all but the 1x1 convs and logits, 3.6.0.04 all but
+# upsample_4, upsample_5 and logits).
+FCN_SKIPS: tuple[Step, ...] = _without_l2((
     Transpose("up_conv1", 512, FC_SCALE, FC_SCALE, skip="pool5", act="elu"),
     Transpose("up_conv2", 256, 4, 2, skip="pool4", act="elu"),
     Transpose("up_conv3", 128, 4, 2, skip="pool3", act="elu"),
@@ -71,9 +89,9 @@ FCN_SKIPS: tuple[Step, ...] = (
     Transpose("up_conv7", 32, 4, 2, dropout=0.1, skip="conv1", act="elu"),
     Conv("up_conv8", 16, 3, act="elu"),
     Transpose("logits", NUM_CLASSES, 4, 2, output=True),
-)
+))
 
-FCN_BOTTLENECK: tuple[Step, ...] = (
+FCN_BOTTLENECK: tuple[Step, ...] = _without_l2((
     Transpose("up_conv1", 512, FC_SCALE, FC_SCALE, bn=True, skip="pool5", act="elu"),
     Transpose("up_conv2", 256, 4, 2, bn=True, skip=Bottleneck("bottleneck_5.1", "conv5", 256, bn=True), act="elu"),
     Transpose("up_conv3", 128, 4, 2, bn=True, skip=Bottleneck("bottleneck_4.1", "conv4", 128), act="elu"),
@@ -83,19 +101,21 @@ FCN_BOTTLENECK: tuple[Step, ...] = (
     Transpose("up_conv7", 32, 4, 2, bn=True, dropout=0.1, skip="conv1", act="elu"),
     Conv("up_conv8", 16, 3, act="elu"),
     Transpose("logits", NUM_CLASSES, 4, 2, output=True),
-)
+))
 
 FCN_RESIZE_MID: tuple[Step, ...] = (
     Transpose("up_conv1", 512, FC_SCALE, FC_SCALE, skip="pool5", act="elu"),
-    Transpose("up_conv2", 256, 4, 2, bn=True, skip=Bottleneck("bottleneck_5.1", "conv5", 256, bn=True), act="elu"),
-    Conv("up_conv3", 64, 1, bn=False, act="elu"),
+    Transpose("up_conv2", 256, 4, 2, bn=True, act="elu",
+              skip=Bottleneck("bottleneck_5.1", "conv5", 256, bn=True, regularized=False)),
+    Conv("up_conv3", 64, 1, bn=False, act="elu", regularized=False),
     Resize("resize_3", 2),
-    Conv("up_conv4", 64, 3, dropout=0.1, skip=Bottleneck("bottleneck_4.1", "conv4", 64), act="elu"),
+    Conv("up_conv4", 64, 3, dropout=0.1, skip=Bottleneck("bottleneck_4.1", "conv4", 64, regularized=False), act="elu"),
     Conv("up_conv6", 32, 3, act="elu"),
-    Transpose("up_conv5", 32, 4, 2, bn=True, dropout=0.1, skip=Bottleneck("bottleneck_3.1", "conv3.2", 32, act="elu"), act="elu"),
+    Transpose("up_conv5", 32, 4, 2, bn=True, dropout=0.1, act="elu",
+              skip=Bottleneck("bottleneck_3.1", "conv3.2", 32, act="elu", regularized=False)),
     Resize("resize_6", 8),
     Conv("up_conv7", 16, 3, act="elu"),
-    Transpose("logits", NUM_CLASSES, 3, 1, output=True),
+    Transpose("logits", NUM_CLASSES, 3, 1, output=True, regularized=False),
 )
 
 DILATED_RESIZE: tuple[Step, ...] = (
@@ -107,12 +127,14 @@ DILATED_RESIZE: tuple[Step, ...] = (
     Resize("resize_6", 4),
     Conv("up_conv6", 32),
     Conv("up_conv7", 32),
-    Transpose("upsample_4", 16, 4, 2, act="relu"),
-    Transpose("upsample_5", 8, 3, 1, act="relu"),
-    Conv("logits", NUM_CLASSES, 1, bn=False, act=None, output=True),
+    Transpose("upsample_4", 16, 4, 2, act="relu", regularized=False),
+    Transpose("upsample_5", 8, 3, 1, act="relu", regularized=False),
+    Conv("logits", NUM_CLASSES, 1, bn=False, act=None, output=True, regularized=False),
 )
 
-# The control of the article's Figures 6 and 7: only the first upsampling step differs.
+# The control of the article's Figures 6 and 7: only the first upsampling step differs. upsample_1 (the
+# first step of his 3.6.0.01) carries the L2 penalty like the decoder convs around it; 3.6.0.04 exempts
+# only its last two transposes and the logits.
 DILATED_TRANSPOSE: tuple[Step, ...] = (Transpose("upsample_1", 512, TRANSPOSE_KERNEL, 2),) + DILATED_RESIZE[1:]
 
 
@@ -175,14 +197,15 @@ def build_model(
     width: float = 1.0,
     transpose_kernel: int = 4,
     dropout: bool = True,
-    l2: float = 1e-5,
+    l2: float = L2_LAMBDA,
 ) -> keras.Model:
     """Build one variant: input "image" [S,S,1] float32, output logits [S,S,2] in float32.
 
     P(abnormal) = softmax(logits)[..., 1]. `width` scales every filter count but the logits' (at
     least one filter per layer); `transpose_kernel` is `upsample_1`'s kernel in `dilated_transpose`
     (4: the author's even overlap; 3: Odena et al.'s uneven-overlap case); `dropout=False` leaves
-    out every dropout layer (weights stay interchangeable); `l2` is the kernel L2 factor (0: none).
+    out every dropout layer (weights stay interchangeable); `l2` is the author's lambda (penalty
+    l2 * sum(k^2) / 2 on the kernels he regularised, see the decoders; 0: none).
     Weights are drawn from Keras' global RNG: call `keras.utils.set_random_seed` first to repeat them.
     """
     spec = get_spec(variant)

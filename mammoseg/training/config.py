@@ -24,6 +24,9 @@ AUTHOR_POSITIVE_WEIGHTS = {
 }
 """The author's weight of abnormal pixels in the loss, per variant (his 3.2.4/3.2.5: 33, 3.2.7: 20, 3.6: 18)."""
 
+LOSS_NORMALIZATIONS = ("pixels", "weights")
+"""What the weighted cross-entropy sum is divided by: the pixel count (the author's) or the sum of the weights."""
+
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 DEFAULT_RUNS_DIR = "experiments/runs"
@@ -44,6 +47,7 @@ class TrainConfig:
     lr_decay: float = 0.85
     lr_decay_epochs: int = 10
     positive_weight: float | None = None
+    loss_normalization: str = "pixels"
     transpose_kernel: int = 4
     l2: float = 1e-5
     dropout: bool = True
@@ -147,6 +151,9 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
     if config.positive_weight is not None and not (isinstance(config.positive_weight, (int, float))
                                                    and config.positive_weight > 0):
         problems.append(f"positive_weight must be a positive number, got {config.positive_weight!r}")
+    if config.loss_normalization not in LOSS_NORMALIZATIONS:
+        problems.append(f"loss_normalization must be one of {', '.join(LOSS_NORMALIZATIONS)}, "
+                        f"got {config.loss_normalization!r}")
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         problems.append(f"seed must be a non-negative integer, got {config.seed!r}")
     if config.precision not in PRECISIONS:

@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR
+from mammoseg.training.config import LOSS_NORMALIZATIONS
 
 
 def _labels(y_true: Any) -> Any:
@@ -31,27 +32,36 @@ def _predicted_abnormal(y_pred: Any) -> Any:
 
 @keras.saving.register_keras_serializable(package="mammoseg")
 class WeightedPixelCrossEntropy(keras.losses.Loss):
-    """Per-pixel two-class softmax cross-entropy, abnormal pixels weighted `positive_weight`, weighted mean.
+    """Per-pixel two-class softmax cross-entropy, abnormal pixels weighted `positive_weight`.
 
-    The weighted mean (Σ wᵢ·CEᵢ / Σ wᵢ over the batch) is the author's normalisation, so the loss
-    scale does not change with the weight. The L2 terms come from the layers' regularizers and are
-    added by Keras.
+    `normalization="pixels"` is the author's: Σ wᵢ·CEᵢ / number of pixels. His TF1
+    `sparse_softmax_cross_entropy(..., weights=w)` reduces by SUM_BY_NONZERO_WEIGHTS and every weight
+    is at least 1, so a batch with more abnormal pixels carries a larger loss (and larger gradients).
+    `normalization="weights"` divides by Σ wᵢ instead: a weighted mean whose scale does not move with
+    the share of abnormal pixels in the batch — an alternative for comparison, not what he trained.
+    The L2 terms come from the layers' regularizers and are added by Keras.
     """
 
-    def __init__(self, positive_weight: float = 18.0, name: str = "weighted_pixel_ce", **kwargs: Any) -> None:
+    def __init__(self, positive_weight: float = 18.0, normalization: str = "pixels", name: str = "weighted_pixel_ce",
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
+        if normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(LOSS_NORMALIZATIONS)}, got {normalization!r}")
         self.positive_weight = float(positive_weight)
+        self.normalization = normalization
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         y = _labels(y_true)
         log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
         ce = -(y * log_p[..., 1] + (1.0 - y) * log_p[..., 0])
         w = 1.0 + (self.positive_weight - 1.0) * y
+        if self.normalization == "pixels":
+            return ops.mean(w * ce)
         return ops.sum(w * ce) / ops.maximum(ops.sum(w), 1e-12)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["positive_weight"] = self.positive_weight
+        config.update(positive_weight=self.positive_weight, normalization=self.normalization)
         return config
 
 

@@ -167,7 +167,7 @@ def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
 
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=WeightedPixelCrossEntropy(config.positive_weight),
+        loss=WeightedPixelCrossEntropy(config.positive_weight, config.loss_normalization),
         metrics=validation_metrics(),
         jit_compile=config.jit_compile,
     )
@@ -254,6 +254,7 @@ def checkerboard_at_init(model: Any, margin: np.ndarray) -> dict[str, Any]:
     maps = [checkerboard.map_scores(m / max(float(np.abs(m).max()), 1e-300)) for m in margin]
     return {
         "kernel": checkerboard.model_kernel_scores(model),
+        "overlap": checkerboard.model_kernel_overlap(model),
         "map": {key: float(np.mean([m[key] for m in maps])) for key in (maps[0] if maps else {})},
         "map_of": "logit margin l1 - l0 of the preview images (a monotone map of P(abnormal))",
         "n_images": len(maps),
