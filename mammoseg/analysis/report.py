@@ -592,7 +592,7 @@ def _table_rows(arms: list[Arm], metrics: list[Metric]) -> tuple[list[str], list
 
 def _groups(arms: list[Arm]) -> list[tuple[str, list[Metric]]]:
     """Metric tables by group; the normal-image rows only when some arm was evaluated on normal images."""
-    with_normals = any(_subset_mask(arm.table, "normals").any() for arm in arms if "tp" in arm.table)
+    with_normals = any(_subset_mask(arm.table, "normals").any() for arm in arms)
     groups: dict[str, list[Metric]] = {}
     for metric in METRICS:
         if metric.subset != "normals" or with_normals:

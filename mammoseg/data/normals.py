@@ -73,11 +73,14 @@ def find_normal_images(folder: str | Path) -> list[NormalImage]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "normals folder is not a folder")
-    files = sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and (p.suffix.lower() in NORMAL_SUFFIXES or not p.suffix)
-    )  # fmt: skip
+    try:
+        files = sorted(
+            p for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and (p.suffix.lower() in NORMAL_SUFFIXES or not p.suffix)
+        )  # fmt: skip
+    except OSError as exc:
+        raise InputError(getattr(exc, "filename", None) or folder, f"cannot list the normals folder ({exc.strerror or exc})") from exc
     if not files:
         raise InputError(folder, f"no images below this folder (looked for {', '.join(NORMAL_SUFFIXES)} and suffix-less DICOM)")
     header_ids = {
