@@ -225,3 +225,19 @@ def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, t
     write_report([tiny_run], tmp_path / "plain")
     plain = (tmp_path / "plain" / "report.md").read_text()
     assert "### Normal images" not in plain and "FP rate on normal images" not in plain
+
+
+def test_synthetic_normals_repeat_for_a_seed_and_overwrite_only_their_own(tmp_path: Path) -> None:
+    from mammoseg.data.synthetic.normals import TRUTH_FILE, write_normals
+
+    first = write_normals(tmp_path / "a", count=4, seed=3, image_size=128)
+    write_normals(tmp_path / "b", count=4, seed=3, image_size=128)
+    assert first.images == 4 and first.patients == 2 and first.by_format == {"dicom": 2, "png": 2, "pgm": 0, "tiff": 0}
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    with pytest.raises(InputError, match="not empty"):
+        write_normals(tmp_path / "a", count=2, seed=3, image_size=128)
+    assert write_normals(tmp_path / "a", count=2, seed=4, image_size=128, overwrite=True).images == 2
+    (tmp_path / "a" / TRUTH_FILE).unlink()
+    with pytest.raises(InputError, match=f"has no {TRUTH_FILE}"):
+        write_normals(tmp_path / "a", count=2, seed=3, image_size=128, overwrite=True)
