@@ -55,7 +55,7 @@ class NormalImage:
     key: str
     patient_id: str
     file: Path
-    relative: str  # path below the normals folder, as reports name it
+    relative: str  # path below the normals folder
 
 
 def patient_from_name(name: str) -> str | None:
