@@ -19,11 +19,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: venv
 	$(PY) -m pytest -q
 
-# synth -> prepare -> ablate (train, evaluate, report) on the embedded synthetic default; each step
-# resumes, so an interrupted demo continues where it stopped.
+# synth -> prepare -> ablate (train, evaluate, report) on the embedded synthetic default, with 20
+# normal mammograms in mixed formats beside it; each step resumes, so an interrupted demo continues
+# where it stopped.
 demo: venv
-	test -f $(DEMO_DIR)/cbis-ddsm/synth_truth.json || $(MAMMOSEG) synth $(DEMO_DIR)/cbis-ddsm --cases 60 --seed 0
-	$(MAMMOSEG) prepare $(DEMO_DIR)/cbis-ddsm --out $(DEMO_DIR)/prepared --image-size 128
+	test -f $(DEMO_DIR)/cbis-ddsm/normals/synth_normals.json || $(MAMMOSEG) synth $(DEMO_DIR)/cbis-ddsm --cases 60 --seed 0 --normals 20 --overwrite
+	$(MAMMOSEG) prepare $(DEMO_DIR)/cbis-ddsm --out $(DEMO_DIR)/prepared --image-size 128 --normals $(DEMO_DIR)/cbis-ddsm/normals
 	$(MAMMOSEG) inspect $(DEMO_DIR)/prepared
 	$(MAMMOSEG) ablate --config experiments/demo.toml
 	@echo "report: $(CURDIR)/experiments/reports/demo/report.html"

@@ -24,8 +24,10 @@ def _example(rng: np.random.Generator, size: int, positive: bool) -> tuple[np.nd
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_easy_dataset(root: Path, size: int = 64, counts: dict[str, int] | None = None, seed: int = 0) -> Path:
-    """A prepared-dataset folder (dataset.json, manifest.csv, shards/) with alternating positives and negatives."""
+def write_easy_dataset(root: Path, size: int = 64, counts: dict[str, int] | None = None, seed: int = 0,
+                       normals: int = 0) -> Path:
+    """A prepared-dataset folder (dataset.json, manifest.csv, shards/) with alternating positives and negatives;
+    the first `normals` negatives of each split are normal images (kind normal) instead."""
     counts = counts or {"train": 16, "val": 8, "test": 8}
     rng = np.random.default_rng(seed)
     rows = []
@@ -34,10 +36,11 @@ def write_easy_dataset(root: Path, size: int = 64, counts: dict[str, int] | None
     for split, count in counts.items():
         name = f"shards/{split}-00000.tfrecord"
         with shards.ShardWriter(root / name) as writer:
-            for _ in range(count):
+            for k in range(count):
                 positive = index % 2 == 0
                 image, mask = _example(rng, size, positive)
-                meta = dict(example_id=f"ex{index:04d}", kind="positive" if positive else "negative",
+                kind = "positive" if positive else "normal" if k // 2 < normals else "negative"
+                meta = dict(example_id=f"ex{index:04d}", kind=kind,
                             patient_id=f"P_{index:05d}", abnormality_type="mass" if positive else "none",
                             pathology="BENIGN" if positive else "NONE", positive_fraction=float(mask.mean()))
                 writer.write(shards.serialize_example(image, mask, **meta))

@@ -36,19 +36,20 @@ PER_IMAGE_COLUMNS = (
 
 
 class _Spectrum:
-    """Running sums of radially averaged power spectra, overall and by positive/negative image."""
+    """Running sums of radially averaged power spectra, overall and by positive/negative image
+    (normal images count in the overall sum only)."""
 
     def __init__(self) -> None:
         self.freqs: np.ndarray | None = None
         self.sums = {"all": None, "positive": None, "negative": None}
         self.counts = {"all": 0, "positive": 0, "negative": 0}
 
-    def add(self, prob: np.ndarray, positive: bool) -> None:
+    def add(self, prob: np.ndarray, positive: bool, normal: bool = False) -> None:
         from mammoseg.analysis.checkerboard import radial_power_spectrum
 
         freqs, power = radial_power_spectrum(prob)
         self.freqs = freqs
-        for group in ("all", "positive" if positive else "negative"):
+        for group in ("all",) if normal else ("all", "positive" if positive else "negative"):
             self.sums[group] = power.astype(np.float64) if self.sums[group] is None else self.sums[group] + power
             self.counts[group] += 1
 
@@ -104,14 +105,15 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
             margins = logits[..., 1] - logits[..., 0]
             prob = (1.0 / (1.0 + np.exp(-margins))).astype(np.float32)
             masks = batch["mask"].numpy()[..., 0]
-            stats = acc.update(prob, masks, margins)
+            kinds = [k.decode() for k in batch["kind"].numpy()]
+            stats = acc.update(prob, masks, margins, kinds)
             for i, s in enumerate(stats):
                 example_id = batch["example_id"][i].numpy().decode()
                 meta = manifest.loc[example_id] if example_id in manifest.index else None
                 scores = map_scores(prob[i])
-                spectrum.add(prob[i], s.positive)
+                spectrum.add(prob[i], s.positive, s.normal)
                 rows.append({
-                    "example_id": example_id, "kind": batch["kind"][i].numpy().decode(),
+                    "example_id": example_id, "kind": kinds[i],
                     "patient_id": "" if meta is None else meta["patient_id"],
                     "positive_fraction": float(masks[i].mean()),
                     **s.as_row(),
@@ -131,8 +133,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
 
     frame = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
     metrics = acc.summary()
+    normal = frame["kind"] == "normal"
     by_group = {"all": frame, "positives": frame[frame["tp"] + frame["fn"] > 0],
-                "negatives": frame[frame["tp"] + frame["fn"] == 0]}
+                "negatives": frame[(frame["tp"] + frame["fn"] == 0) & ~normal]}
+    if normal.any():
+        by_group["normals"] = frame[normal]
     metrics["checkerboard"] = {
         f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
         for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction", "phase_mean_margin")
@@ -164,9 +169,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "prob": _stack(examples["prob"], (0, size, size), np.float16),
     })
     _write_npz(out / "spectrum.npz", spectrum.arrays())
-    logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f",
+    logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f%s",
                 run.path, split, len(rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
-                metrics["negatives_fp_rate_author"])
+                metrics["negatives_fp_rate_author"],
+                f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
+                if "n_normal_images" in metrics else "")
     return metrics
 
 

@@ -4,7 +4,9 @@ Conventions used throughout:
 
 * The abnormal class is class 1; a pixel is predicted abnormal when P(abnormal) > 0.5, which is what the
   argmax of a two-class softmax gives (a tie at exactly 0.5 goes to class 0, as argmax does).
-* A *positive image* has at least one abnormal pixel in its mask; a *negative image* has none.
+* A *positive image* has at least one abnormal pixel in its mask; a *negative image* has none. A *normal
+  image* (kind `normal`: a whole mammogram without abnormality from another collection) is reported on
+  its own, apart from the negatives (tiles of CBIS-DDSM images away from every abnormality).
 * Per-image Dice/IoU follow nnU-Net: NaN when truth and prediction are both empty, averaged with nanmean.
   Pooled Dice/IoU come from one confusion matrix summed over all pixels of the images concerned.
 * The author's image-level rule: an image is predicted positive when more than S²/750 of its pixels
@@ -23,6 +25,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +154,7 @@ class ImageStats:
     mean_prob: float
     frac_above_05: float
     predicted_positive: bool
+    normal: bool = False  # a normal mammogram (kind `normal`), counted apart from the negatives
 
     @property
     def dice(self) -> float:
@@ -205,11 +209,13 @@ class SegmentationAccumulator:
         self.ece_prob = np.zeros(self.ece_bins, dtype=np.float64)
         self.ece_label = np.zeros(self.ece_bins, dtype=np.float64)
 
-    def update(self, prob: np.ndarray, mask: np.ndarray, margin: np.ndarray | None = None) -> list[ImageStats]:
+    def update(self, prob: np.ndarray, mask: np.ndarray, margin: np.ndarray | None = None,
+               kinds: Sequence[str] | None = None) -> list[ImageStats]:
         """Add a batch: `prob` and `mask` of shape (B, H, W) (a trailing channel of 1 is dropped).
 
         `margin`, the logit margin l1 − l0 of the same pixels, ranks them for the AUCs; without it
-        P(abnormal) does, which saturates in float32 for confident pixels near 1.
+        P(abnormal) does, which saturates in float32 for confident pixels near 1. `kinds`, the
+        examples' kinds, tells the normal images apart.
         """
         prob = np.asarray(prob, dtype=np.float32)
         mask = np.asarray(mask)
@@ -229,13 +235,16 @@ class SegmentationAccumulator:
         self.ece_prob += np.bincount(eidx, weights=flat_p, minlength=self.ece_bins)
         self.ece_label += np.bincount(eidx, weights=flat_t.astype(np.float64), minlength=self.ece_bins)
         stats = [image_stats(p, t) for p, t in zip(prob, truth)]
+        for s, kind in zip(stats, kinds if kinds is not None else []):
+            s.normal = kind == "normal"
         self.images.extend(stats)
         return stats
 
     def summary(self) -> dict[str, Any]:
         """All metrics, named by convention (per_image vs pooled, positives vs negatives vs all)."""
         pos = [s for s in self.images if s.positive]
-        neg = [s for s in self.images if not s.positive]
+        neg = [s for s in self.images if not s.positive and not s.normal]
+        normals = [s for s in self.images if s.normal]
         out: dict[str, Any] = {
             "n_images": len(self.images), "n_positive_images": len(pos), "n_negative_images": len(neg),
             "conventions": {
@@ -279,4 +288,16 @@ class SegmentationAccumulator:
             "image_roc_auc_maxprob": roc_auc_exact([s.max_prob for s in self.images],
                                                    [s.positive for s in self.images]),
         })
+        if normals:
+            out["conventions"]["normal_image"] = ("kind normal: a whole mammogram without abnormality from another "
+                                                  "collection; not among the negatives")
+            out.update({
+                "n_normal_images": len(normals),
+                "normals_fp_rate_author": _mean([float(s.predicted_positive) for s in normals]),
+                "normals_fp_rate_maxprob": _mean([float(s.max_prob > 0.5) for s in normals]),
+                "normals_mean_prob": _mean([s.mean_prob for s in normals]),
+                "normals_mean_max_prob": _mean([s.max_prob for s in normals]),
+                "normals_max_prob": max(s.max_prob for s in normals),
+                "normals_frac_above_05": _mean([s.frac_above_05 for s in normals]),
+            })
         return out

@@ -53,7 +53,7 @@ class Metric:
     fmt: str = "{:.3f}"
     columns: tuple[str, ...] = ()  # per-image columns an image metric averages (or tp/fp/fn when pooled)
     pooled: str = ""  # "dice" | "iou": one confusion matrix over the images instead of a mean
-    subset: str = "all"  # "all" | "positives" (truth not empty) | "negatives" (truth empty)
+    subset: str = "all"  # "all" | "positives" (truth not empty) | "negatives" (truth empty) | "normals" (kind normal)
     run_value: Callable[[Run], float] | None = None
 
 
@@ -103,6 +103,12 @@ METRICS: tuple[Metric, ...] = (
            columns=("max_prob",), subset="negatives"),
     Metric("neg_frac_above_05", "Pixels > 0.5 on negatives", "Negative images", "lower", "image", "{:.4f}",
            columns=("frac_above_05",), subset="negatives"),
+    Metric("normal_fp_rate", "FP rate on normal images", "Normal images", "lower", "image",
+           columns=("predicted_positive",), subset="normals"),
+    Metric("normal_mean_prob", "Mean P(abnormal) on normal images", "Normal images", "lower", "image",
+           columns=("mean_prob",), subset="normals"),
+    Metric("normal_max_prob", "Max P(abnormal) on normal images", "Normal images", "lower", "image",
+           columns=("max_prob",), subset="normals"),
     Metric("pr_auc", "Pixel PR-AUC", "Soft outputs", "higher", "run",
            run_value=_run_metric("pixel_pr_auc", "pr_auc", "average_precision")),
     Metric("roc_auc", "Pixel ROC-AUC", "Soft outputs", "higher", "run",
@@ -177,6 +183,7 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
     for run in runs:
         frame = run.per_image.drop_duplicates("example_id").set_index("example_id")
         frame["predicted_positive"] = _predicted_positive(frame, run.image_size)
+        frame["normal"] = (frame["kind"] == "normal").astype(float) if "kind" in frame.columns else 0.0
         frames.append(frame)
     ids = sorted(set().union(*(f.index for f in frames)))
     columns = set.intersection(*(set(c for c in f.columns if pd.api.types.is_numeric_dtype(f[c])) for f in frames))
@@ -185,9 +192,11 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
 
 def _subset_mask(table: dict[str, np.ndarray], subset: str) -> np.ndarray:
     """Images of a subset: negatives have an empty truth mask (the article's failure is what a model says
-    about them), positives a non-empty one; all keeps every image."""
-    negative = np.all(np.nan_to_num(table["tp"] + table["fn"]) <= 0, axis=0)
-    return {"all": np.ones_like(negative), "negatives": negative, "positives": ~negative}[subset]
+    about them), positives a non-empty one; normals are the normal mammograms (kind normal), counted
+    apart from the negatives; all keeps every image."""
+    empty = np.all(np.nan_to_num(table["tp"] + table["fn"]) <= 0, axis=0)
+    normal = np.any(np.nan_to_num(table["normal"]) > 0, axis=0) if "normal" in table else np.zeros_like(empty)
+    return {"all": np.ones_like(empty), "negatives": empty & ~normal, "positives": ~empty, "normals": normal}[subset]
 
 
 def _image_interval(metric: Metric, table: dict[str, np.ndarray], resample: bool) -> Interval:
@@ -531,6 +540,9 @@ CONVENTIONS = [
     "\"(all images)\" adds the negatives, so every false-positive pixel on them counts against it.",
     f"**Negative image**: an image whose truth mask is empty. It counts as a **false positive** when more than "
     f"S²/{FP_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
+    "**Normal image**: a whole mammogram without abnormality from another collection (`prepare --normals`), "
+    "judged by the same rule in rows of its own and not counted among the negative images (tiles of CBIS-DDSM "
+    "images away from every abnormality); the rows are left out when no arm saw a normal image.",
     "**Intervals**: 95% percentile bootstrap over seeds and images (2000 resamples, seeded), so an interval holds "
     "both the run-to-run variation and the test set's sampling. Each resample draws the arm's seeds with "
     "replacement and the images with replacement; the statistic is the mean over the drawn seeds of each seed's "
@@ -578,10 +590,13 @@ def _table_rows(arms: list[Arm], metrics: list[Metric]) -> tuple[list[str], list
     return header, rows, winners
 
 
-def _groups() -> list[tuple[str, list[Metric]]]:
+def _groups(arms: list[Arm]) -> list[tuple[str, list[Metric]]]:
+    """Metric tables by group; the normal-image rows only when some arm was evaluated on normal images."""
+    with_normals = any(_subset_mask(arm.table, "normals").any() for arm in arms)
     groups: dict[str, list[Metric]] = {}
     for metric in METRICS:
-        groups.setdefault(metric.group, []).append(metric)
+        if metric.subset != "normals" or with_normals:
+            groups.setdefault(metric.group, []).append(metric)
     return list(groups.items())
 
 
@@ -607,7 +622,7 @@ def _markdown(arms, base, split, lines, notes, figure_files) -> str:
           f"Arms: {', '.join(a.name for a in arms)}; baseline: {base.name if base else 'none'}; split: {split}.", "",
           "## Verdict", ""]
     md += [f"- {line}" for line in lines] + ["", "## Results", ""]
-    for group, metrics in _groups():
+    for group, metrics in _groups(arms):
         header, rows, _ = _table_rows(arms, metrics)
         md += [f"### {group}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
@@ -653,7 +668,7 @@ def _html(arms, base, split, lines, notes, figure_files) -> str:
          f"{html.escape(base.name if base else 'none')}; split: {html.escape(split)}.</p>",
          "<h2>Verdict</h2>", "<ul class=\"verdict\">"]
     h += [f"<li>{_html_text(line)}</li>" for line in lines] + ["</ul>", "<h2>Results</h2>"]
-    for group, metrics in _groups():
+    for group, metrics in _groups(arms):
         header, rows, winners = _table_rows(arms, metrics)
         h += [f"<h3>{html.escape(group)}</h3>", "<table class=\"results\"><thead><tr>"
               + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead><tbody>"]

@@ -20,9 +20,11 @@ COMMANDS: list[click.Command] = []
 @click.option("--layout", type=click.Choice(["nbia", "csv-paths", "kaggle-jpeg"]), default="nbia", show_default=True,
               help="Folder layout of a CBIS-DDSM download to imitate.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
+@click.option("--normals", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also write this many normal mammograms (no abnormality) to OUT/normals/ in mixed formats.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier synthetic tree in OUT.")
 def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: bool, layout: str, workers: int,
-                  overwrite: bool) -> None:
+                  normals: int, overwrite: bool) -> None:
     """Write synthetic mammograms in CBIS-DDSM's own on-disk format, for runs without the real data.
 
     Every full mammogram is a Secondary Capture DICOM (16-bit MONOCHROME2) with one to three masses
@@ -40,11 +42,15 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
       kaggle-jpeg  csv/ (the four CSVs and dicom_info.csv) and jpeg/<SeriesInstanceUID>/<k>-<nnn>.jpg
     OUT/synth_truth.json records what was planted where (lesions, dense islands, defects);
     it is not part of CBIS-DDSM and readers must not need it.
+    --normals N adds OUT/normals/: N mammograms without abnormalities, two per patient, stored
+    per patient in turn as DICOM (PatientID), 16-bit PNG (DDSM names), 8-bit PGM (MIAS names)
+    and 16-bit TIFF (INbreast names), for `prepare --normals OUT/normals`.
 
     \b
     Example:
       mammoseg synth data/synth --cases 100 --seed 0
       mammoseg synth data/synth-kaggle --cases 20 --layout kaggle-jpeg
+      mammoseg synth data/synth --cases 60 --normals 20
     """
     from mammoseg.data.synthetic import generate
 
@@ -52,6 +58,13 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
                        workers=workers, overwrite=overwrite)
     click.echo(f"wrote {summary.cases} mammograms with {summary.abnormalities} abnormalities ({summary.files} files, "
                f"{summary.bytes / 1e6:.1f} MB) to {summary.root} in {summary.seconds:.1f} s")
+    if normals:
+        from mammoseg.data.synthetic.normals import NORMALS_DIR, write_normals
+
+        written = write_normals(out / NORMALS_DIR, count=normals, seed=seed,
+                                image_size=4800 if full_size else image_size)
+        click.echo(f"wrote {written.images} normal mammograms of {written.patients} patients to {written.root} ("
+                   + ", ".join(f"{fmt} {n}" for fmt, n in written.by_format.items()) + ")")
 
 
 COMMANDS.append(synth_command)
@@ -71,8 +84,11 @@ COMMANDS.append(synth_command)
 @click.option("--workers", type=int, default=1, show_default=True, help="Parallel processes over source images.")
 @click.option("--overwrite", is_flag=True, help="Replace a DATASET prepared with other options.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any case is skipped (the report is still written).")
+@click.option("--normals", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of normal mammograms from another collection (DICOM, PNG, JPEG, TIFF, PGM), added as whole images of kind 'normal'.")
 def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, positive_tiles: int, negative_tiles: int,
-                    val_fraction: float, seed: int, images_per_shard: int, workers: int, overwrite: bool, strict: bool) -> None:
+                    val_fraction: float, seed: int, images_per_shard: int, workers: int, overwrite: bool, strict: bool,
+                    normals: Path | None) -> None:
     """Turn a CBIS-DDSM download into TFRecord shards of whole breasts, abnormality tiles and normal tiles.
 
     Reads the four official description CSVs (found anywhere below DATA_ROOT), finds the images in
@@ -80,15 +96,21 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
     drawn from train), and writes shards, manifest.csv, prepare_report.csv (every skipped case and
     why) and dataset.json. Re-running resumes: finished units are not redone.
 
+    --normals DIR adds the normal mammograms below DIR (CBIS-DDSM has none), preprocessed like the
+    full images, as whole images of kind `normal` with an empty mask. They are split by patient
+    (DICOM PatientID, else the MIAS, DDSM or INbreast file-name rule, else the file) in the
+    proportions of the CBIS-DDSM split; `evaluate` reports false positives on them separately.
+
     \b
     Example:
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --image-size 640 --workers 4
+      mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --normals ~/data/all-mias
     """
     from mammoseg.data.prepare import PrepareOptions, prepare
 
     options = PrepareOptions(image_size=image_size, positive_tiles=positive_tiles, negative_tiles=negative_tiles,
                              val_fraction=val_fraction, seed=seed, layout=layout, images_per_shard=images_per_shard)
-    result = prepare(data_root, out, options, workers=workers, overwrite=overwrite, strict=strict)
+    result = prepare(data_root, out, options, workers=workers, overwrite=overwrite, strict=strict, normals=normals)
     click.echo(f"prepared {result.images} images into {result.dataset} ({result.skipped} skipped case(s); "
                f"{result.units_reused} unit(s) reused)")
     for split, kinds in result.counts.items():

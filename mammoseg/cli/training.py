@@ -123,7 +123,10 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
     metrics = evaluate_run(run, split, checkpoint, batch_size=batch_size, data=data)
     click.echo(f"{run}: {split} split, {metrics['n_images']} images: dice per image (positives) "
                f"{_fmt(metrics['dice_per_image_positives'])}, pooled {_fmt(metrics['dice_pooled_positives'])}; "
-               f"FP rate on negatives {_fmt(metrics['negatives_fp_rate_author'])}; written to {run / 'eval' / split}")
+               f"FP rate on negatives {_fmt(metrics['negatives_fp_rate_author'])}"
+               + (f", on {metrics['n_normal_images']} normal images {_fmt(metrics['normals_fp_rate_author'])}"
+                  if "n_normal_images" in metrics else "")
+               + f"; written to {run / 'eval' / split}")
 
 
 def _fmt(value: object) -> str:

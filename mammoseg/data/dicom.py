@@ -1,9 +1,10 @@
-"""Reading mammogram pixels (DICOM, or the JPEG/PNG of re-packaged copies) and the one header field
-the layouts need.
+"""Reading mammogram pixels (DICOM, or the JPEG/PNG/TIFF/PGM of re-packaged copies and other
+collections) and the header fields the layouts and the grouping of normal mammograms need.
 
-Only `SeriesInstanceUID`, the pixel description and the pixels are ever read from a header: other
-fields may carry personal data in other datasets and must not reach shards, logs or reports. Error
-messages therefore name the file and the problem, never a header value.
+Only `SeriesInstanceUID`, `PatientID`, the pixel description and the pixels are ever read from a
+header: other fields may carry personal data in other datasets and must not reach shards, logs or
+reports. `PatientID` is only used to keep one woman's images together, and callers store a hash of
+it, never the value. Error messages therefore name the file and the problem, never a header value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from mammoseg.errors import InputError
 
 logger = logging.getLogger("mammoseg.data")
 
-RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pgm")
+"""Read with OpenCV (8- or 16-bit grayscale); anything else is read as DICOM."""
 _PIXEL_TAGS = (
     "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored",
     "PixelRepresentation", "NumberOfFrames", "PixelData",
@@ -45,6 +47,20 @@ def read_series_uid(path: str | Path) -> str:
     if not uid:
         raise InputError(path, "DICOM header has no SeriesInstanceUID")
     return str(uid)
+
+
+def read_patient_id(path: str | Path) -> str | None:
+    """The PatientID of a DICOM file (header only), None when absent, empty or unreadable: the
+    reader of the pixels reports an unreadable file, this only groups images by woman."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+    value = str(ds.get("PatientID", "") or "").strip()
+    return value or None
 
 
 def prefetch(paths: Iterable[str | Path]) -> None:

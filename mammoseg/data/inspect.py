@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mammoseg.data.shards import KINDS
 from mammoseg.data.split import SPLITS
-
-KINDS = ("whole", "positive", "negative")
 
 
 def count_table(dataset: str | Path) -> str:

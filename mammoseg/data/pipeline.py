@@ -279,7 +279,7 @@ def make_dataset(
     """Batches of one split: (image float32 [B,S,S,1] normalised, mask float32 [B,S,S,1] in {0,1}),
     or with_metadata dicts {"image", "mask", "example_id", "kind"} without augmentation.
 
-    kinds: keep only these example kinds (whole/positive/negative); None keeps all.
+    kinds: keep only these example kinds (of `shards.KINDS`); None keeps all.
     cache: keep the decoded uint8 examples in memory after the first pass.
     seed + deterministic=True: the same order and augmentations on every run (parallel stages keep
     their order; costs some throughput). deterministic without a seed uses seed 0.

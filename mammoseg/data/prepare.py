@@ -5,6 +5,10 @@ manifest part). A unit is written atomically and marked done last, so an interru
 most the units in flight, and re-running skips every finished unit. The final manifest and report
 are rebuilt from the parts. Each image draws its random tiles from a generator seeded by the run's
 seed and the image key, so results do not depend on the number of workers or on resuming.
+
+Normal mammograms from another collection (`normals`, see `mammoseg.data.normals`) become whole
+images of kind `normal` with an empty mask, preprocessed like the CBIS-DDSM images, in units of
+their own (`<split>-normal-<nnnnn>`) that resume and report skips like the others.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import pandas as pd
 from mammoseg.atomic import write_json, write_text
 from mammoseg.data import cbis, preprocess
 from mammoseg.data.dicom import prefetch, read_pixels
-from mammoseg.data.split import SPLITS, assign_splits
+from mammoseg.data.shards import KINDS
+from mammoseg.data.split import SPLITS, assign_by_fractions, assign_splits, split_fractions
 from mammoseg.errors import InputError, MammosegError
 
 logger = logging.getLogger("mammoseg.data")
@@ -93,12 +98,18 @@ class ImageJob:
     image_file: str
     abnormalities: tuple[Abnormality, ...]
 
+    @property
+    def normal(self) -> bool:
+        """A mammogram without abnormalities: a normal image (`--normals`); every CBIS-DDSM image has one or more."""
+        return not self.abnormalities
+
 
 @dataclass
 class Unit:
-    name: str  # <split>-<nnnnn>
+    name: str  # <split>-<nnnnn>, or <split>-normal-<nnnnn>
     split: str
     jobs: list[ImageJob] = field(default_factory=list)
+    root: str | None = None  # folder that skipped files are named relative to; None: the data root
 
 
 @dataclass(frozen=True)
@@ -121,15 +132,23 @@ def prepare(
     workers: int = 1,
     overwrite: bool = False,
     strict: bool = False,
+    normals: str | Path | None = None,
 ) -> PrepareResult:
-    """Prepare DATASET `out` from the CBIS-DDSM tree at `data_root` (see the module docstring)."""
+    """Prepare DATASET `out` from the CBIS-DDSM tree at `data_root`, and the normal mammograms
+    below the folder `normals` if given (see the module docstring)."""
     from mammoseg.data.layouts import open_layout
+    from mammoseg.data.normals import find_normal_images
     from mammoseg.progress import Progress
 
     data_root, out = Path(data_root), Path(out)
     if not data_root.is_dir():
         raise InputError(data_root, "data root is not a folder")
     recorded = {**asdict(options), "data_root": str(data_root.resolve())}
+    if normals is not None:
+        normals = Path(normals)
+        if not normals.is_dir():
+            raise InputError(normals, "normals folder is not a folder")
+        recorded["normals"] = str(normals.resolve())  # only when given: datasets without keep their options
     _claim_output(out, recorded, overwrite)
 
     skips: list[Skip] = []
@@ -139,6 +158,12 @@ def prepare(
     logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), abnormalities["image_subject"].nunique())
     jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
     units = _plan_units(jobs, options.images_per_shard)
+    if normals is not None:
+        found = find_normal_images(normals)
+        normal_split = assign_by_fractions([n.patient_id for n in found], split_fractions(patient_split), options.seed)
+        normal_jobs = [ImageJob(n.key, n.patient_id, "", normal_split[n.patient_id], str(n.file), ()) for n in found]
+        logger.info("normals: %d images of %d patients", len(found), len(normal_split))
+        units += _plan_units(normal_jobs, options.images_per_shard, "normal-", str(normals))
     _remove_stale(out, units)
 
     pending = [u for u in units if not _unit_done(out, u)]
@@ -155,15 +180,15 @@ def prepare(
     report = pd.DataFrame([asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]], columns=REPORT_COLUMNS)
     _write_csv(out / "manifest.csv", manifest)
     _write_csv(out / "prepare_report.csv", report)
-    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in ("whole", "positive", "negative")} for split in SPLITS}
-    prepared_images = int(manifest.loc[manifest["kind"] == "whole", "source_image"].nunique())
+    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in KINDS} for split in SPLITS}
+    prepared_images = int(manifest.loc[manifest["kind"].isin(["whole", "normal"]), "source_image"].nunique())
     write_json(out / "dataset.json", {
         "format_version": FORMAT_VERSION,
         "image_size": options.image_size,
         "counts": counts,
         "options": recorded,
         "layout": resolver.layout,
-        "images": {"prepared": prepared_images, "skipped_cases": len(report)},
+        "images": {"prepared": prepared_images, "normal": int((manifest["kind"] == "normal").sum()), "skipped_cases": len(report)},
         "patients": {split: int(manifest.loc[manifest["split"] == split, "patient_id"].nunique()) for split in SPLITS},
     })  # fmt: skip
     result = PrepareResult(out, counts, prepared_images, len(report), len(pending), len(units) - len(pending))
@@ -189,7 +214,7 @@ def _claim_output(out: Path, recorded: dict[str, Any], overwrite: bool) -> None:
             break
     if previous is not None and previous != recorded:
         if not overwrite:
-            diff = ", ".join(f"{k} {previous.get(k)!r} -> {v!r}" for k, v in recorded.items() if previous.get(k) != v)
+            diff = ", ".join(f"{k} {previous.get(k)!r} -> {recorded.get(k)!r}" for k in {**previous, **recorded} if previous.get(k) != recorded.get(k))
             raise InputError(out, f"already prepared with different options ({diff}); use --overwrite or another --out")
     if overwrite and (previous is not None and previous != recorded or out.joinpath("parts").exists()):
         for name in ("manifest.csv", "prepare_report.csv", "dataset.json"):
@@ -263,12 +288,12 @@ def _plan_jobs(abnormalities: pd.DataFrame, patient_split: dict[str, str], resol
     return jobs
 
 
-def _plan_units(jobs: list[ImageJob], per_unit: int) -> list[Unit]:
+def _plan_units(jobs: list[ImageJob], per_unit: int, prefix: str = "", root: str | None = None) -> list[Unit]:
     units: list[Unit] = []
     for split in SPLITS:
         mine = [j for j in jobs if j.split == split]
         for i in range(0, len(mine), per_unit):
-            units.append(Unit(f"{split}-{i // per_unit:05d}", split, mine[i : i + per_unit]))
+            units.append(Unit(f"{split}-{prefix}{i // per_unit:05d}", split, mine[i : i + per_unit], root))
     return units
 
 
@@ -319,6 +344,7 @@ def run_unit(
     from mammoseg.data.shards import ShardWriter
 
     shard_rel = f"shards/{unit.name}.tfrecord"
+    root = Path(unit.root) if unit.root else data_root
     rows: list[dict[str, Any]] = []
     skips: list[Skip] = []
     # while an image is processed, the disk reads the next (for files not in the page cache)
@@ -331,7 +357,7 @@ def run_unit(
             try:
                 examples = process_image(job, options)
             except InputError as exc:
-                skips.append(Skip(job.image_key, _relative(exc.path, data_root), exc.problem))
+                skips.append(Skip(job.image_key, _relative(exc.path, root), exc.problem))
                 continue
             for record, row in examples:
                 writer.write(record)
@@ -348,20 +374,11 @@ def _job_files(job: ImageJob) -> list[str]:
 
 def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, dict[str, Any]]]:
     """All examples of one mammogram as (serialized record, manifest fields). Raises InputError when
-    the image or any of its masks cannot be used: the image is then skipped whole."""
+    the image or any of its masks cannot be used: the image is then skipped whole. A normal image
+    gives one example, the whole breast (kind `normal`, empty mask)."""
     from mammoseg.data.shards import serialize_example
 
     pixels = read_pixels(job.image_file)
-    union = np.zeros(pixels.shape, np.uint8)  # pages are only allocated where abnormalities are pasted
-    boxes = []
-    for abn in job.abnormalities:
-        box, part = _abnormality_mask(abn, pixels.shape)
-        _paste_max(union, box, part)
-        boxes.append(box)
-    # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
-    within = _enclosing(boxes)
-    analysis = preprocess.analyse(pixels, job.side)
-    rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
     size = options.image_size
     examples: list[tuple[bytes, dict[str, Any]]] = []
 
@@ -378,6 +395,21 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
             "example_id": example_id, "patient_id": job.patient_id, "source_image": job.image_key, "kind": kind,
             "abnormality_type": types, "pathology": pathology, "positive_fraction": round(fraction, 6),
         }))  # fmt: skip
+
+    if job.normal:
+        image, _ = preprocess.prepare_full_image(pixels, size, side=job.side)
+        add("normal", "whole", image, np.zeros((size, size), np.uint8), [])
+        return examples
+    union = np.zeros(pixels.shape, np.uint8)  # pages are only allocated where abnormalities are pasted
+    boxes = []
+    for abn in job.abnormalities:
+        box, part = _abnormality_mask(abn, pixels.shape)
+        _paste_max(union, box, part)
+        boxes.append(box)
+    # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
+    within = _enclosing(boxes)
+    analysis = preprocess.analyse(pixels, job.side)
+    rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
 
     image, geometry = preprocess.prepare_full_image(pixels, size, analysis=analysis)
     add("whole", "whole", image, geometry.apply(union, binary=True, within=within), list(job.abnormalities))

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 STRING_FEATURES = ("example_id", "kind", "patient_id", "abnormality_type", "pathology")
 """String metadata stored with every example, utf-8 encoded."""
 
-KINDS = ("whole", "positive", "negative")
+KINDS = ("whole", "positive", "negative", "normal")
+"""Whole CBIS-DDSM breasts, tiles around abnormalities, tiles of normal tissue, and whole normal
+mammograms from another collection (`prepare --normals`)."""
 
 PNG_COMPRESSION = 1
 """zlib level for the stored PNGs. With the "up" row filter and zlib's run-length strategy (below) a

@@ -22,6 +22,7 @@ from typing import Any
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.data.synthetic.formats import (ImageFile, case_images, description_csv, dicom_info, nbia_metadata,
                                              write_dicom, write_jpeg)
+from mammoseg.data.synthetic.normals import NORMALS_DIR
 from mammoseg.data.synthetic.plan import CSV_NAMES, Case, make_plan, quirks_of
 from mammoseg.data.synthetic.render import render_case
 from mammoseg.errors import InputError
@@ -29,7 +30,7 @@ from mammoseg.progress import Progress
 
 LAYOUTS = ("nbia", "csv-paths", "kaggle-jpeg")
 TRUTH_FILE = "synth_truth.json"
-GENERATED = ("CBIS-DDSM", "csv", "jpeg", "metadata.csv", TRUTH_FILE, *CSV_NAMES.values())
+GENERATED = ("CBIS-DDSM", "csv", "jpeg", "metadata.csv", TRUTH_FILE, NORMALS_DIR, *CSV_NAMES.values())
 logger = logging.getLogger("mammoseg.synth")
 
 
