@@ -22,7 +22,9 @@ THRESHOLD_SHARE = 0.10  # of the 99th percentile of the trimmed image
 BAND_FILL = 0.95  # an edge row/column this full of bright pixels is a scanner band, not breast
 BAND_MAX = 0.08  # bands are searched this far into the image
 PATCH = 128  # side of the square patches whose spectra are averaged for beta
-BETA_BAND = (1 / 48, 1 / 6)  # cycles per pixel at MEASURE_ROWS rows: wavelengths ~1.3-10 mm on a 23 cm film
+# Fit band, cycles per pixel at MEASURE_ROWS rows: wavelengths 6-32 px, ~1.3-7 mm on a 23 cm film. Lower
+# frequencies suffer the Hann window's leakage (beta of exact power-law noise comes out ~0.1 high).
+BETA_BAND = (1 / 32, 1 / 6)
 HIST_BINS = 64
 
 
@@ -115,11 +117,11 @@ def power_spectrum_beta(img: np.ndarray, mask: np.ndarray, patch: int = PATCH,
     f = np.fft.fftfreq(patch)
     radius = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
     ring = np.round(radius * patch).astype(int)
-    sums = np.bincount(ring.ravel(), total.ravel())
     counts = np.bincount(ring.ravel())
-    k = np.arange(len(sums))
-    use = (k >= band[0] * patch) & (k <= band[1] * patch) & (counts > 0)
-    slope = np.polyfit(np.log(k[use] / patch), np.log(sums[use] / counts[use]), 1)[0]
+    power = np.bincount(ring.ravel(), total.ravel()) / np.maximum(counts, 1)
+    freq = np.bincount(ring.ravel(), radius.ravel()) / np.maximum(counts, 1)  # each ring's mean frequency
+    use = (freq >= band[0]) & (freq <= band[1]) & (counts > 0)
+    slope = np.polyfit(np.log(freq[use]), np.log(power[use]), 1)[0]
     return float(-slope), n
 
 
@@ -146,9 +148,11 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def measure(pixels: np.ndarray, rows: int = MEASURE_ROWS) -> Measures:
-    """Realism measures of one MONOCHROME2 mammogram (any size; resampled to `rows` rows first)."""
+    """Realism measures of one MONOCHROME2 mammogram (any size; resampled to `rows` rows first).
+    Patch and fit band scale with `rows`, so beta is fit on the same share of the film."""
     img = resample(pixels, rows)
     mask = reference_breast_mask(img)
     windowed = window(img, mask)
-    beta, n = power_spectrum_beta(windowed, mask)
+    s = rows / MEASURE_ROWS
+    beta, n = power_spectrum_beta(windowed, mask, max(16, int(round(PATCH * s))), (BETA_BAND[0] / s, BETA_BAND[1] / s))
     return Measures(beta=beta, histogram=histogram(windowed[mask]), breast_share=float(mask.mean()), patches=n)

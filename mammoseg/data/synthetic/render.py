@@ -24,7 +24,7 @@ MAX_16 = 65535
 PERIPHERY = (0.06, 0.11)  # fatty periphery: tissue thickness ramps up over this share of the width
 GLAND = (0.22, 0.32)  # fibroglandular contrast over fat
 STRANDS, STRAND_BETA = 0.05, 3.6  # curvilinear strands' contrast and their field's exponent
-FINE = 0.012  # fine texture (beta ~2) that flattens the spectrum's tail
+FINE = 0.016  # fine texture (beta ~2) that flattens the spectrum's tail
 SKIN = (0.015, 0.04)  # skin line
 
 
