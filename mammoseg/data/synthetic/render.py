@@ -3,6 +3,10 @@
 The anatomy is built so that a segmentation network has to learn shape and texture, not brightness:
 dense fibroglandular tissue and unlabelled dense islands are as bright as the masses, scattered
 benign specks look like calcifications, and film labels are the brightest things on the film.
+Where a breast detector or a texture model would notice, it looks like digitised film (DDSM):
+a black film base with a faint haze, bright scanner bands along some edges, labels beside the
+breast, a dim fatty periphery with a faint skin line, and power-law texture (beta ~3.3 measured
+as in `realism.py`).
 Smooth components are drawn at a working resolution of at most 1024 rows and upsampled; lesions,
 specks, labels and noise are drawn at the file's resolution. Anatomy and lesions are drawn with
 the chest wall on the left and mirrored for right breasts; film labels after mirroring.
