@@ -56,9 +56,10 @@ def synthetic_scans(n: int, seed: int, image_size: int) -> list[tuple[str, np.nd
     """`n` synthetic full mammograms as `mammoseg synth --seed SEED --image-size SIZE` renders them."""
     from mammoseg.data.synthetic.plan import make_plan
     from mammoseg.data.synthetic.render import render_case
+    from mammoseg.progress import track
 
     return [(f"synth/{c.side[0]}{c.view}/d{c.density}", render_case(c).pixels)
-            for c in make_plan(n, seed, image_size, False)]
+            for c in track(make_plan(n, seed, image_size, False), "render", unit="image")]
 
 
 def main() -> None:
@@ -71,7 +72,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from mammoseg.data.synthetic.realism import jensen_shannon, measure, wasserstein1
+    from mammoseg.runtime import configure_logging
 
+    configure_logging(0)  # progress on stderr
     start = time.perf_counter()
     real = [(name, measure(px)) for name, px in real_scans(args.cache)]
     t_real = time.perf_counter() - start
