@@ -161,8 +161,8 @@ def test_unlabelled_dense_tissue_is_as_bright_as_lesions(synthetic_cbis: Path) -
             m = pydicom.dcmread(synthetic_cbis / a["mask_file"]).pixel_array
             lesion |= cv2.resize(m, px.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
         elsewhere = ~lesion
-        for y0, y1, x0, x1 in case["labels"]:
-            elsewhere[y0:y1, x0:x1] = False  # film labels are bright too, but outside the breast
+        for y0, y1, x0, x1 in case["labels"] + case["bands"]:
+            elsewhere[y0:y1, x0:x1] = False  # film labels and scanner bands are bright too, but not tissue
         assert case["dense_islands"]
         assert (px[elsewhere] >= np.median(px[lesion])).sum() > 0.1 * lesion.sum()
 

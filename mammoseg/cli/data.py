@@ -29,7 +29,7 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
 
     Every full mammogram is a Secondary Capture DICOM (16-bit MONOCHROME2) with one to three masses
     or calcification clusters, each with a cropped image and a binary ROI mask, plus unlabelled
-    dense tissue and film labels. The four official description CSVs are reproduced byte for byte
+    dense tissue, film labels and scanner bands, as on digitised film. The four official description CSVs are reproduced byte for byte
     in format, and a few cases carry the real files' defects (crop and mask swapped, a mask a few
     pixels off in size, a MONOCHROME1 image, crop and mask in separate series).
 
@@ -40,7 +40,8 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
                    (the CSV paths do not resolve literally, as in a current download)
       csv-paths    the four CSVs beside CBIS-DDSM/, under which the CSV paths resolve literally
       kaggle-jpeg  csv/ (the four CSVs and dicom_info.csv) and jpeg/<SeriesInstanceUID>/<k>-<nnn>.jpg
-    OUT/synth_truth.json records what was planted where (lesions, dense islands, defects);
+    OUT/synth_truth.json records what was planted where (lesions, dense islands, labels, bands,
+    the breast's box, defects);
     it is not part of CBIS-DDSM and readers must not need it.
     --normals N adds OUT/normals/: N mammograms without abnormalities, two per patient, stored
     per patient in turn as DICOM (PatientID), 16-bit PNG (DDSM names), 8-bit PGM (MIAS names)

@@ -145,7 +145,8 @@ def _make_case(case: Case, root: Path, layout: str) -> tuple[dict[str, Any], lis
         "density": case.density, "rows": case.rows, "cols": case.cols,
         "photometric": "MONOCHROME1" if case.monochrome1 else "MONOCHROME2",
         "series_uid": case.series_uid, "file": by_content[(case.subject, "full")],
-        "dense_islands": rendered.dense_islands, "labels": rendered.label_boxes,
+        "dense_islands": rendered.dense_islands, "labels": rendered.label_boxes, "bands": rendered.band_boxes,
+        "breast_box": list(rendered.breast_box), "breast_pixels": int(rendered.breast.sum()),
         "abnormalities": [{
             "abnormality_id": a.abnormality_id, "roi_subject": a.roi_subject,
             "descriptors": [a.descriptor_a, a.descriptor_b], "pathology": a.pathology,

@@ -3,6 +3,10 @@
 The anatomy is built so that a segmentation network has to learn shape and texture, not brightness:
 dense fibroglandular tissue and unlabelled dense islands are as bright as the masses, scattered
 benign specks look like calcifications, and film labels are the brightest things on the film.
+Where a breast detector or a texture model would notice, it looks like digitised film (DDSM):
+a black film base with a faint haze, bright scanner bands along some edges, labels beside the
+breast, a dim fatty periphery with a faint skin line, and power-law texture (beta ~3.3 measured
+as in `realism.py`).
 Smooth components are drawn at a working resolution of at most 1024 rows and upsampled; lesions,
 specks, labels and noise are drawn at the file's resolution. Anatomy and lesions are drawn with
 the chest wall on the left and mirrored for right breasts; film labels after mirroring.
@@ -19,6 +23,13 @@ from mammoseg.data.synthetic.plan import Abnormality, Case
 
 WORK_ROWS = 1024
 MAX_16 = 65535
+# Film look, tuned with benchmarks/realism.py against real DDSM scans (texture exponent and the
+# windowed breast histogram): ranges drawn per image, in the working image's [0, 1] units.
+PERIPHERY = (0.06, 0.11)  # fatty periphery: tissue thickness ramps up over this share of the width
+GLAND = (0.22, 0.32)  # fibroglandular contrast over fat
+STRANDS, STRAND_BETA = 0.05, 3.6  # curvilinear strands' contrast and their field's exponent
+FINE = 0.016  # fine texture (beta ~2) that flattens the spectrum's tail
+SKIN = (0.015, 0.04)  # skin line
 
 
 @dataclass
@@ -35,8 +46,16 @@ class Rendered:
 
     pixels: np.ndarray
     lesions: list[Lesion]
+    breast: np.ndarray  # bool, full size: the breast outside the scanner bands
     dense_islands: list[tuple[int, int, int, int]] = field(default_factory=list)
     label_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    band_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def breast_box(self) -> tuple[int, int, int, int]:
+        """y0, y1, x0, x1 (exclusive) of the breast."""
+        ys, xs = np.nonzero(self.breast.any(axis=1))[0], np.nonzero(self.breast.any(axis=0))[0]
+        return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
 
 
 def powerlaw_noise(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
@@ -48,8 +67,8 @@ def powerlaw_noise(rng: np.random.Generator, shape: tuple[int, int], beta: float
     k[0, 0] = 1.0
     amp = k ** np.float32(-beta / 2)
     amp[0, 0] = 0.0
-    spec = (rng.standard_normal(amp.shape, dtype=np.float32)
-            + 1j * rng.standard_normal(amp.shape, dtype=np.float32)) * amp
+    spec = rng.standard_normal((*amp.shape, 2), dtype=np.float32).view(np.complex64)[..., 0]  # complex white
+    spec *= amp
     out = np.fft.irfft2(spec, s=(h, w)).astype(np.float32)
     out -= out.mean()
     out /= out.std() + 1e-12
@@ -63,7 +82,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _breast_geometry(rng: np.random.Generator, h: int, w: int, view: str) -> tuple[np.ndarray, np.ndarray]:
     """Breast and pectoral-muscle masks (bool, chest wall at x = 0) at working resolution."""
     v = (np.arange(h, dtype=np.float32) + 0.5) / h
-    depth = rng.uniform(0.55, 0.82)
+    depth = rng.uniform(0.45, 0.75)
     wobble = 1 + 0.025 * np.sin(2 * np.pi * (rng.uniform(1, 3) * v + rng.random()))
     if view == "CC":
         vc, half = rng.uniform(0.45, 0.55), rng.uniform(0.36, 0.46)
@@ -92,12 +111,14 @@ def _anatomy(rng: np.random.Generator, h: int, w: int, case: Case) -> tuple[np.n
     b8 = breast.astype(np.uint8)
     dist = cv2.distanceTransform(b8, cv2.DIST_L2, 3)
     scale = h / 1024.0
-    # Compressed breast: thinner (darker) towards the skin; a thin bright skin line at the edge.
-    thickness = 1 - np.exp(-dist / (0.035 * w))
+    # Compressed breast: thinner (darker) over a wide fatty periphery, as on film, where the
+    # tissue fades into the background; only a faint skin line marks the edge.
+    thickness = 1 - np.exp(-dist / (rng.uniform(PERIPHERY[0], PERIPHERY[1]) * w))
     skin_w = 2.0 * scale
     skin = np.exp(-((dist - skin_w) / skin_w) ** 2) * breast
     # Fibroglandular tissue: thresholded power-law noise, concentrated behind the nipple,
-    # more of it the denser the breast.
+    # more of it the denser the breast; curvilinear strands (ligaments, ducts) from the
+    # zero crossings of a second power-law field.
     coarse = powerlaw_noise(rng, (h, w), rng.uniform(2.8, 3.4))
     fine = powerlaw_noise(rng, (h, w), rng.uniform(1.8, 2.4))
     y, x = np.ogrid[:h, :w]
@@ -106,8 +127,12 @@ def _anatomy(rng: np.random.Generator, h: int, w: int, case: Case) -> tuple[np.n
     threshold = {1: 1.3, 2: 0.7, 3: 0.15, 4: -0.4}[case.density]
     gland = _sigmoid((coarse + 1.2 * envelope - 0.6 - threshold) / 0.35) * (dist > 4 * scale)
     gland = cv2.GaussianBlur(gland.astype(np.float32), (0, 0), 1.5 * scale)
+    # (drawn at half resolution: they are blurred to about that anyway, and it costs a quarter)
+    strands = np.exp(-(powerlaw_noise(rng, (max(8, h // 2), max(8, w // 2)), STRAND_BETA) / 0.12) ** 2)
+    strands = cv2.GaussianBlur(strands, (0, 0), 0.6 * scale)
+    strands = cv2.resize(strands, (w, h), interpolation=cv2.INTER_LINEAR) * (0.4 + envelope)
     fat = rng.uniform(0.26, 0.34)
-    img = fat + rng.uniform(0.22, 0.32) * gland + 0.035 * fine
+    img = (fat + rng.uniform(GLAND[0], GLAND[1]) * gland + STRANDS * strands + FINE * fine).astype(np.float32)
     # Dense islands: smooth, mass-sized, mass-bright, and never in a mask.
     islands = []
     inner = np.flatnonzero((dist > 0.06 * w).ravel() & ~pectoral.ravel())
@@ -125,7 +150,7 @@ def _anatomy(rng: np.random.Generator, h: int, w: int, case: Case) -> tuple[np.n
     if pectoral.any():
         pect = cv2.GaussianBlur(pectoral.astype(np.float32), (0, 0), 2 * scale)
         img = img * (1 - pect) + pect * (rng.uniform(0.5, 0.62) + 0.03 * coarse)
-    img = img * thickness + 0.12 * skin
+    img = img * thickness + rng.uniform(SKIN[0], SKIN[1]) * skin
     # A soft edge, so the outline stays smooth when upsampled to the file's resolution.
     img = (img * cv2.GaussianBlur(breast.astype(np.float32), (0, 0), 0.8)).astype(np.float32)
     return img, breast, pectoral, islands
@@ -171,9 +196,10 @@ def _mass_polygon(rng: np.random.Generator, shape: str, radius: float) -> np.nda
     return np.stack([px * ca - py * sa, px * sa + py * ca], axis=1)
 
 
-def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: Abnormality,
+def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, breast: np.ndarray, a: Abnormality,
                centre: tuple[float, float], radius: float) -> None:
-    """Add a mass to `img` and fill its outline into `mask`; margins set the edge blur, spicules radiate."""
+    """Add a mass to `img` and fill its outline into `mask`; margins set the edge blur, spicules radiate.
+    Outline and spicules stop at the edge of `breast` (bool, full size)."""
     h, w = img.shape
     margin = a.descriptor_b.split("-")[-1] if a.descriptor_b != "N/A" else "ILL_DEFINED"
     base = a.descriptor_a.split("-")[0]
@@ -189,7 +215,8 @@ def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: A
     pts = np.round((outline + [cx - x0, cy - y0]) * 16).astype(np.int32)
     core = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(core, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    mask[y0:y1, x0:x1] |= core * np.uint8(255)
+    within = breast[y0:y1, x0:x1]
+    mask[y0:y1, x0:x1] |= core * within * np.uint8(255)
     inside = cv2.distanceTransform(core, cv2.DIST_L2, 3)
     dome = 1 - np.exp(-inside / (0.35 * radius))
     if base == "LYMPH_NODE":  # fatty hilum: a darker notch in the middle
@@ -215,12 +242,13 @@ def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: A
             cv2.line(lines, (int(sx * 16), int(sy * 16)), (int(ex * 16), int(ey * 16)), 0.6, thick,
                      cv2.LINE_AA, shift=4)
         body = np.maximum(body, cv2.GaussianBlur(lines, (0, 0), max(0.6, thick * 0.5)))
-    img[y0:y1, x0:x1] += contrast * body
+    img[y0:y1, x0:x1] += contrast * body * within
 
 
-def _draw_calcs(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: Abnormality,
+def _draw_calcs(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, breast: np.ndarray, a: Abnormality,
                 centre: tuple[float, float], radius: float, scale: float) -> None:
-    """Add a group of tiny bright specks; the mask is the region around the group, not the specks."""
+    """Add a group of tiny bright specks; the mask is the region around the group, not the specks.
+    Both stop at the edge of `breast` (bool, full size)."""
     h, w = img.shape
     dist = a.descriptor_b.split("-")[0]
     n = int(rng.integers(6, 40))
@@ -245,13 +273,14 @@ def _draw_calcs(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, a: 
     cv2.fillConvexPoly(region, cv2.convexHull(local), 1, lineType=cv2.LINE_8, shift=4)
     k = 2 * int(round(pad)) + 1
     region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    mask[y0:y1, x0:x1] |= region * np.uint8(255)
+    within = breast[y0:y1, x0:x1]
+    mask[y0:y1, x0:x1] |= region * within * np.uint8(255)
     specks = np.zeros(region.shape, np.float32)
     bright = rng.uniform(0.25, 0.5) * (0.7 + 0.075 * a.subtlety)
     for (px, py), r in zip(local, rng.uniform(0.5, 1.8, len(local)) * scale):
         cv2.circle(specks, (int(px), int(py)), max(1, int(round(r * 16))), float(bright * rng.uniform(0.6, 1.0)),
                    -1, cv2.LINE_AA, shift=4)
-    img[y0:y1, x0:x1] += cv2.GaussianBlur(specks, (0, 0), 0.5 * scale)
+    img[y0:y1, x0:x1] += cv2.GaussianBlur(specks, (0, 0), 0.5 * scale) * within
 
 
 def _scattered_specks(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndarray, scale: float) -> None:
@@ -266,19 +295,30 @@ def _scattered_specks(rng: np.random.Generator, img: np.ndarray, breast_full: np
 
 
 def _film_labels(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndarray, case: Case) -> list:
-    """Film labels and view markers in corners away from the breast: the brightest, unlabelled things."""
+    """Film labels and view markers on the film outside the breast, in corners or beside the breast:
+    bright print straight on the film, bright print on a grey tab, or a white tab with dark print.
+    They are the brightest, unlabelled things on the film."""
     h, w = img.shape
-    boxes = []
-    for corner in rng.permutation(4)[: int(rng.integers(2, 4))]:
+    boxes: list[tuple[int, int, int, int]] = []
+    taken = breast_full.copy()
+    for _ in range(int(rng.integers(1, 4))):
         bh, bw = int(rng.uniform(0.04, 0.08) * h), int(rng.uniform(0.15, 0.3) * w)
-        y0 = int(rng.uniform(0.01, 0.04) * h) if corner % 2 == 0 else h - bh - int(rng.uniform(0.01, 0.04) * h)
-        x0 = int(rng.uniform(0.01, 0.04) * w) if corner < 2 else w - bw - int(rng.uniform(0.01, 0.04) * w)
-        if breast_full[max(0, y0 - 4):y0 + bh + 4, max(0, x0 - 4):x0 + bw + 4].any():
+        if rng.random() < 0.5:  # a corner
+            corner = int(rng.integers(4))
+            y0 = int(rng.uniform(0.02, 0.05) * h) if corner % 2 == 0 else h - bh - int(rng.uniform(0.02, 0.05) * h)
+            x0 = int(rng.uniform(0.02, 0.05) * w) if corner < 2 else w - bw - int(rng.uniform(0.02, 0.05) * w)
+        else:  # anywhere on the film, often close to the breast
+            y0, x0 = int(rng.uniform(0.02, 0.98) * (h - bh)), int(rng.uniform(0.02, 0.98) * (w - bw))
+        if taken[max(0, y0 - 2):y0 + bh + 2, max(0, x0 - 2):x0 + bw + 2].any():
             continue
         level = rng.uniform(0.8, 1.0)
-        if rng.random() < 0.5:  # white label with dark print
+        style = rng.random()
+        if style < 0.25:  # white tab, dark print
             img[y0:y0 + bh, x0:x0 + bw] = level
             ink = 0.15
+        elif style < 0.5:  # grey tab, bright print
+            img[y0:y0 + bh, x0:x0 + bw] = rng.uniform(0.2, 0.45)
+            ink = level
         else:  # bright print straight on the film
             ink = level
         text = "".join(rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789"), int(rng.integers(4, 9))))
@@ -289,8 +329,35 @@ def _film_labels(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndar
                         cv2.FONT_HERSHEY_SIMPLEX, fs, 255, max(1, int(round(fs * 2))), cv2.LINE_AA)
         alpha = print_.astype(np.float32) / 255
         img[y0:y0 + bh, x0:x0 + bw] = img[y0:y0 + bh, x0:x0 + bw] * (1 - alpha) + ink * alpha
+        taken[y0:y0 + bh, x0:x0 + bw] = True
         boxes.append((y0, y0 + bh, x0, x0 + bw))
     return boxes
+
+
+def _scanner_bands(rng: np.random.Generator, h: int, w: int) -> list[tuple[int, int, int, int]]:
+    """Boxes of the bright bands a film digitiser leaves along one to three image edges (the film's
+    unexposed margin and the scanner's frame), over breast and background alike."""
+    edges = [e for e in range(4) if rng.random() < 0.4] or [int(rng.integers(4))]
+    boxes = []
+    for edge in edges:  # top, bottom, left, right
+        if edge < 2:
+            n = max(2, int(rng.uniform(0.003, 0.02) * h))
+            boxes.append((0, n, 0, w) if edge == 0 else (h - n, h, 0, w))
+        else:
+            n = max(2, int(rng.uniform(0.003, 0.02) * w))
+            boxes.append((0, h, 0, n) if edge == 2 else (0, h, w - n, w))
+    return boxes
+
+
+def _draw_bands(rng: np.random.Generator, img: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> None:
+    """Fill the bands: bright, slowly varying along their length, with the scanner's noise."""
+    for y0, y1, x0, x1 in boxes:
+        length = max(y1 - y0, x1 - x0)
+        along = np.cumsum(rng.normal(0, 1, length)).astype(np.float32)
+        along = 0.04 * (along - along.mean()) / (along.std() + 1e-6)
+        level = rng.uniform(0.5, 0.9) + (along[:, None] if y1 - y0 == length else along[None, :])
+        region = img[y0:y1, x0:x1]
+        region[...] = level + rng.normal(0, 0.01, region.shape).astype(np.float32)
 
 
 def render_case(case: Case) -> Rendered:
@@ -307,8 +374,17 @@ def render_case(case: Case) -> Rendered:
     else:
         img, breast = work, breast_w
     scale = h / 1024.0
+    # Scanner bands are chosen first (in the mirrored film's coordinates) so lesions keep clear of them.
+    bands = _scanner_bands(rng, h, w)
+    inside = breast.copy()
+    for y0, y1, x0, x1 in bands:
+        if case.side == "RIGHT":
+            x0, x1 = w - x1, w - x0
+        inside[y0:y1, x0:x1] = False
+    inside_w = inside if f == 1 else cv2.resize(inside.astype(np.uint8), (ww, wh),
+                                                interpolation=cv2.INTER_NEAREST).astype(bool)
     # Distances that also count the film's edges, so lesions stay whole on the film.
-    inner = cv2.distanceTransform(np.pad(breast_w.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    inner = cv2.distanceTransform(np.pad(inside_w.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     avoid = pectoral_w.copy()
     for y0, y1, x0, x1 in islands_w:
         avoid[max(0, y0):y1, max(0, x0):x1] = True
@@ -318,28 +394,33 @@ def render_case(case: Case) -> Rendered:
         if a.kind == "mass":
             radius_w = rng.uniform(0.02, 0.065) * wh
             cy, cx = _place(rng, inner, radius_w * 1.3, avoid)
-            _draw_mass(rng, img, mask, a, (cy * f, cx * f), radius_w * f)
+            _draw_mass(rng, img, mask, inside, a, (cy * f, cx * f), radius_w * f)
         else:
             radius_w = rng.uniform(0.012, 0.04) * wh
             cy, cx = _place(rng, inner, radius_w * 1.5, avoid)
-            _draw_calcs(rng, img, mask, a, (cy * f, cx * f), radius_w * f, scale)
+            _draw_calcs(rng, img, mask, inside, a, (cy * f, cx * f), radius_w * f, scale)
         cv2.circle(avoid.view(np.uint8), (int(cx), int(cy)), int(radius_w * 1.5), 1, -1)  # keep lesions apart
         lesions.append(Lesion(mask=mask, crop_box=(0, 0, 0, 0)))
     _scattered_specks(rng, img, breast, scale)
     islands = [(int(y0 * f), int(y1 * f), int(x0 * f), int(x1 * f)) for y0, y1, x0, x1 in islands_w]
     if case.side == "RIGHT":
-        img, breast = np.ascontiguousarray(img[:, ::-1]), breast[:, ::-1]
+        img, breast, inside = np.ascontiguousarray(img[:, ::-1]), breast[:, ::-1], inside[:, ::-1]
         for lesion in lesions:
             lesion.mask = np.ascontiguousarray(lesion.mask[:, ::-1])
         islands = [(y0, y1, w - x1, w - x0) for y0, y1, x0, x1 in islands]
     labels = _film_labels(rng, img, breast, case)  # after mirroring: print reads left to right
-    # Film base, scanner noise and quantisation.
-    img += rng.uniform(0.015, 0.04)
-    img += rng.normal(0, rng.uniform(0.006, 0.012), img.shape).astype(np.float32)
+    # Film base: dark, mostly clipped to zero by the digitiser, with a faint uneven haze; scanner
+    # noise; the bands; quantisation.
+    ramp = np.linspace(-1, 1, w if rng.random() < 0.5 else h, dtype=np.float32)
+    haze = rng.uniform(0, 0.015) * (ramp[None, :] if ramp.size == w else ramp[:, None])
+    img += rng.uniform(-0.012, 0.006) + haze
+    img += rng.normal(0, rng.uniform(0.003, 0.006), img.shape).astype(np.float32)
+    _draw_bands(rng, img, bands)
     pixels = (np.clip(img, 0, 1) * MAX_16 + 0.5).astype(np.uint16)
     for lesion in lesions:
         ys, xs = np.nonzero(lesion.mask.any(axis=1))[0], np.nonzero(lesion.mask.any(axis=0))[0]
         pad_y, pad_x = int(0.15 * (ys[-1] - ys[0]) + 8 * scale), int(0.15 * (xs[-1] - xs[0]) + 8 * scale)
         lesion.crop_box = (max(0, int(ys[0]) - pad_y), min(h, int(ys[-1]) + pad_y + 1),
                            max(0, int(xs[0]) - pad_x), min(w, int(xs[-1]) + pad_x + 1))
-    return Rendered(pixels=pixels, lesions=lesions, dense_islands=islands, label_boxes=labels)
+    return Rendered(pixels=pixels, lesions=lesions, breast=np.ascontiguousarray(inside), dense_islands=islands,
+                    label_boxes=labels, band_boxes=bands)
