@@ -40,6 +40,9 @@ PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NO
 NEGATIVE_MIN_BREAST = 0.75
 """A negative tile must lie at least this much on breast tissue (background-only tiles teach nothing)."""
 NEGATIVE_ATTEMPTS = 200
+OUTSIDE_BREAST_WARNING = 0.01
+"""An abnormality with more than this fraction of its pixels outside the detected breast is reported
+(`prepare_report.csv`, reason starting 'warning:'): the breast detection or the ROI mask is wrong."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,6 @@ def prepare(
     if not data_root.is_dir():
         raise InputError(data_root, "data root is not a folder")
     recorded = {**asdict(options), "data_root": str(data_root.resolve())}
-    _claim_output(out, recorded, overwrite)
 
     skips: list[Skip] = []
     abnormalities = _read_csvs(data_root, skips)
@@ -138,6 +140,10 @@ def prepare(
     resolver = open_layout(data_root, options.layout, abnormalities)
     logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), abnormalities["image_subject"].nunique())
     jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
+    if not jobs:  # before anything is written: an empty DATASET would only fail later, in training
+        first = f"; first: {skips[0].file}: {skips[0].reason}" if skips else ""
+        raise InputError(data_root, f"nothing to prepare: none of the {abnormalities['image_subject'].nunique()} image(s) in the CSVs has all its files ({len(skips)} case(s) skipped{first})")
+    _claim_output(out, recorded, overwrite)
     units = _plan_units(jobs, options.images_per_shard)
     _remove_stale(out, units)
 
@@ -152,7 +158,9 @@ def prepare(
 
     parts = [_read_part(out, u) for u in units]
     manifest = pd.DataFrame([row for part in parts for row in part["manifest"]], columns=MANIFEST_COLUMNS)
-    report = pd.DataFrame([asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]], columns=REPORT_COLUMNS)
+    skipped = [asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]]
+    warned = [row for part in parts for row in part.get("warnings", [])]
+    report = pd.DataFrame(skipped + warned, columns=REPORT_COLUMNS)
     _write_csv(out / "manifest.csv", manifest)
     _write_csv(out / "prepare_report.csv", report)
     counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in ("whole", "positive", "negative")} for split in SPLITS}
@@ -163,12 +171,14 @@ def prepare(
         "counts": counts,
         "options": recorded,
         "layout": resolver.layout,
-        "images": {"prepared": prepared_images, "skipped_cases": len(report)},
+        "images": {"prepared": prepared_images, "skipped_cases": len(skipped), "warnings": len(warned)},
         "patients": {split: int(manifest.loc[manifest["split"] == split, "patient_id"].nunique()) for split in SPLITS},
     })  # fmt: skip
-    result = PrepareResult(out, counts, prepared_images, len(report), len(pending), len(units) - len(pending))
-    if strict and len(report):
-        raise MammosegError(f"{len(report)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
+    result = PrepareResult(out, counts, prepared_images, len(skipped), len(pending), len(units) - len(pending))
+    if not prepared_images:
+        raise InputError(data_root, f"no image could be prepared ({len(skipped)} case(s) skipped); see {out / 'prepare_report.csv'}")
+    if strict and skipped:
+        raise MammosegError(f"{len(skipped)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
     return result
 
 
@@ -321,6 +331,7 @@ def run_unit(
     shard_rel = f"shards/{unit.name}.tfrecord"
     rows: list[dict[str, Any]] = []
     skips: list[Skip] = []
+    warnings: list[Skip] = []
     # while an image is processed, the disk reads the next (for files not in the page cache)
     queue = [*unit.jobs, *([following] if following is not None else [])]
     prefetch(_job_files(queue[0]))
@@ -329,7 +340,7 @@ def run_unit(
             if i + 1 < len(queue):
                 prefetch(_job_files(queue[i + 1]))
             try:
-                examples = process_image(job, options)
+                examples = process_image(job, options, warnings)
             except InputError as exc:
                 skips.append(Skip(job.image_key, _relative(exc.path, data_root), exc.problem))
                 continue
@@ -337,7 +348,8 @@ def run_unit(
                 writer.write(record)
                 rows.append({**row, "split": unit.split, "shard": shard_rel, "height": options.image_size, "width": options.image_size})
     # one sidecar, written atomically after the shard: its presence marks the unit done
-    part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips]}
+    part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips],
+            "warnings": [{**asdict(w), "file": _relative(w.file, data_root)} for w in warnings]}
     write_json(out / "parts" / f"{unit.name}.json", part)
     return unit.name, len(unit.jobs), skips
 
@@ -346,21 +358,27 @@ def _job_files(job: ImageJob) -> list[str]:
     return [job.image_file, *(f for abn in job.abnormalities for f in abn.roi_files)]
 
 
-def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, dict[str, Any]]]:
+def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) -> list[tuple[bytes, dict[str, Any]]]:
     """All examples of one mammogram as (serialized record, manifest fields). Raises InputError when
-    the image or any of its masks cannot be used: the image is then skipped whole."""
+    the image or any of its masks cannot be used: the image is then skipped whole. Abnormalities
+    that lie partly outside the detected breast are appended to `warnings`."""
     from mammoseg.data.shards import serialize_example
 
     pixels = read_pixels(job.image_file)
     union = np.zeros(pixels.shape, np.uint8)  # pages are only allocated where abnormalities are pasted
     boxes = []
+    analysis = preprocess.analyse(pixels, job.side)
     for abn in job.abnormalities:
         box, part = _abnormality_mask(abn, pixels.shape)
         _paste_max(union, box, part)
         boxes.append(box)
+        outside = preprocess.outside_breast(analysis, box, part)
+        if outside > OUTSIDE_BREAST_WARNING:
+            warning = Skip(job.image_key, abn.roi_files[0], f"warning: {outside:.1%} of abnormality {abn.abnormality_id}'s pixels lie outside the detected breast (breast detection or ROI mask wrong); image kept")
+            logger.warning("%s: %s", warning.source, warning.reason)
+            warnings.append(warning)
     # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
     within = _enclosing(boxes)
-    analysis = preprocess.analyse(pixels, job.side)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
     size = options.image_size
     examples: list[tuple[bytes, dict[str, Any]]] = []

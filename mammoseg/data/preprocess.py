@@ -138,8 +138,99 @@ class Analysis:
     step: int  # full-resolution pixels per low-resolution pixel
 
 
+BREAST_LEVEL = 0.01
+"""The breast is what lies above the background by more than this fraction of the range from the
+background (1st percentile) to bright tissue (99th percentile), and by more than `NOISE_SIGMAS`
+times the background's noise. Film scans span three decades of optical density and their skin
+line fades into the background: a data-driven split such as Otsu's separates dense from fatty
+tissue instead, and a threshold at a tenth of the range still loses the skin and the nipple."""
+
+NOISE_SIGMAS = 6.0
+"""Background noise (robust sigma of the dark pixels), in multiples, that the breast must exceed:
+scans such as MIAS have a grainy background tens of levels high."""
+
+BAND_FILL = 0.9
+"""An image edge whose outermost lines are at least this full is a candidate scanner border band."""
+
+BAND_DEPTH = 0.05
+"""A border band is at most this fraction of the image's extent deep; beyond that it is anatomy."""
+
+BAND_INSIDE = 0.5
+"""...and only when the lines just beyond it are less full than this (a chest wall stays full)."""
+
+
+def find_breast(low: np.ndarray) -> np.ndarray:
+    """The breast (uint8 0/1) in a low-resolution mammogram whose tissue is bright (MONOCHROME2,
+    as `read_pixels` returns it, 8 or 16 bits): above-background pixels, without the scanner's
+    border bands, the largest connected region (labels and markers are separate), holes filled.
+
+    Border bands are thin, nearly full strips along an edge; they join everything that touches
+    that edge into one region. They are cleared before the regions are told apart, and the breast
+    is then continued through them to the image edge where it met them (a pectoral muscle under a
+    top band is breast, the band beside background is not).
+    """
+    import cv2
+
+    low = cv2.medianBlur(np.ascontiguousarray(low), 3) if low.dtype in (np.uint8, np.uint16) else low
+    above = (low > _breast_threshold(low)).astype(np.uint8)
+    bands = {edge: _band_depth(_edge_view(above, edge)) for edge in ("top", "bottom", "left", "right")}
+    core = above.copy()
+    for edge, depth in bands.items():
+        _edge_view(core, edge)[:depth] = 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    if count <= 1:
+        return np.ones_like(above)
+    breast = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    for edge, depth in bands.items():
+        if depth:
+            view, inside = _edge_view(breast, edge), _edge_view(breast, edge)[depth]
+            view[:depth] = _edge_view(above, edge)[:depth] & inside
+    return _fill_holes(breast)
+
+
+def _breast_threshold(low: np.ndarray) -> float:
+    """The level above which a pixel of `low` is breast (see `BREAST_LEVEL`, `NOISE_SIGMAS`)."""
+    floor, bright = _percentiles(low, (1.0, 99.0))
+    span = max(bright - floor, 1.0)
+    dark = low[low < floor + 0.1 * span]
+    centre = float(np.median(dark)) if dark.size else floor
+    sigma = 1.4826 * float(np.median(np.abs(dark - centre))) if dark.size else 0.0
+    return max(floor + BREAST_LEVEL * span, centre + NOISE_SIGMAS * sigma)
+
+
+def _edge_view(array: np.ndarray, edge: str) -> np.ndarray:
+    """A view of `array` whose first axis runs inwards from `edge` (row 0 is the edge line)."""
+    return {"top": array, "bottom": array[::-1], "left": array.T, "right": array.T[::-1]}[edge]
+
+
+def _band_depth(lines: np.ndarray) -> int:
+    """Depth of the border band at the start of `lines` (edge line first; uint8 0/1), 0 if none:
+    full lines from the edge, then the partly full fringe (the band's blurred inner side) down to
+    what the image holds beyond the band."""
+    limit = max(1, round(BAND_DEPTH * lines.shape[0]))
+    fill = lines[: 2 * limit + 1].mean(axis=1)
+    run = int(np.argmin(fill >= BAND_FILL)) if not (fill >= BAND_FILL).all() else fill.size
+    beyond = float(np.median(fill[limit : 2 * limit + 1]))
+    if run == 0 or run > limit or beyond >= BAND_INSIDE:
+        return 0
+    depth = run
+    while depth < limit and fill[depth] > beyond + 0.1:
+        depth += 1
+    return depth
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """`mask` with every background region that does not reach the image border filled in."""
+    import cv2
+
+    padded = np.pad(mask, 1)
+    outside = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8)
+    cv2.floodFill(padded, outside, (0, 0), 2)
+    return (padded[1:-1, 1:-1] != 2).astype(np.uint8)
+
+
 def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
-    """Find the breast (threshold + largest component), its chest-wall side, and the intensity window.
+    """Find the breast (`find_breast`), its chest-wall side, and the intensity window.
 
     `side` (LEFT/RIGHT from the CSV) only breaks a tie when the pixels are ambiguous.
     """
@@ -148,17 +239,8 @@ def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
     h, w = pixels.shape
     step = max(1, math.ceil(max(h, w) / ANALYSIS_SIDE))
     low = np.ascontiguousarray(pixels[::step, ::step])
-    lo, hi = _percentiles(low, (0.5, 99.5))
-    scaled = to_uint8(low, (lo, max(hi, lo + 1e-6)))
-    _, binary = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if count <= 1:
-        breast = np.ones_like(binary)
-    else:
-        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        breast = (labels == largest).astype(np.uint8)
-        breast = cv2.morphologyEx(breast, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    lo, hi = _percentiles(low, WINDOW_PERCENTILES)
+    breast = find_breast(low)
 
     lh, lw = breast.shape
     edge = max(1, lw // 20)
@@ -412,3 +494,14 @@ def breast_fraction(analysis: Analysis, top_left: tuple[int, int], tile: int) ->
     part = analysis.breast[y // s : -(-(y + tile) // s), x // s : -(-(x + tile) // s)]
     return float(part.mean()) if part.size else 0.0
 
+
+
+def outside_breast(analysis: Analysis, box: Box, mask: np.ndarray) -> float:
+    """Fraction of the non-zero pixels of `mask` (placed at `box` in original coordinates) that the
+    low-resolution breast mask does not cover; 0 for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if not ys.size:
+        return 0.0
+    s = analysis.step
+    inside = analysis.breast[(ys + box[0]) // s, (xs + box[2]) // s]
+    return float(np.count_nonzero(inside == 0)) / ys.size
