@@ -190,3 +190,40 @@ def test_tiny_dataset_feeds_the_pipeline(tiny_dataset: Path) -> None:
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
     image, mask = next(iter(make_dataset(tiny_dataset, "val", batch_size=4)))
     assert tuple(image.shape[1:]) == (64, 64, 1) and set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+def test_nothing_to_prepare_is_an_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    import sys
+
+    from mammoseg.cli import main
+
+    tree = build_tree(tmp_path / "cbis", "csv-paths", default_cases()[:2])
+    for path in tree.image_files.values():
+        path.unlink()
+    out = tmp_path / "ds"
+    with pytest.raises(InputError, match="nothing to prepare") as info:
+        prepare(tree.root, out, SMALL)
+    assert str(info.value).startswith(str(tree.root)) and "file not found" in str(info.value)
+    assert not out.exists()
+    monkeypatch.setattr(sys, "argv", ["mammoseg", "-q", "prepare", str(tree.root), "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and not out.exists()
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the per-case warnings
+    assert error.startswith(f"error: {tree.root}: nothing to prepare")
+
+
+def test_abnormality_outside_the_breast_is_a_warning(tmp_path: Path) -> None:
+    """A mask that lies on the background (a wrong mask, or a wrong breast detection) is reported, and
+    the image is still prepared; masks inside the breast are not."""
+    cases = [Case("mass", "train", "P_00001", "LEFT", "CC"),
+             Case("mass", "train", "P_00002", "LEFT", "CC", box=(190, 230, 130, 158))]  # fmt: skip
+    tree = build_tree(tmp_path / "cbis", "csv-paths", cases)
+    result = prepare(tree.root, tmp_path / "ds", SMALL, strict=True)
+    assert result.images == 2 and result.skipped == 0
+    report = pd.read_csv(tmp_path / "ds" / "prepare_report.csv", keep_default_na=False)
+    assert list(report["source"]) == ["Mass-Training_P_00002_LEFT_CC"]
+    reason = report["reason"].item()
+    assert reason.startswith("warning:") and "outside the detected breast" in reason and "abnormality 1" in reason
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["images"]["warnings"] == 1
