@@ -71,6 +71,24 @@ def _predict_one(run: str, image: str, out: str) -> None:
     print(json.dumps({"seconds": seconds, "rss_before_mb": before, "peak_mb": peak}))
 
 
+def _decoders(paths: list[Path], repeats: int) -> None:
+    """Median decode time per file of each installed RLE decoder plugin, interleaved."""
+    import pydicom
+    from pydicom.pixels import get_decoder, pixel_array
+
+    plugins = get_decoder(pydicom.uid.RLELossless).available_plugins
+    times: dict[str, list[float]] = {p: [] for p in plugins}
+    for _ in range(repeats):
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            for plugin in plugins:
+                start = time.perf_counter()
+                pixel_array(ds, decoding_plugin=plugin)
+                times[plugin].append(time.perf_counter() - start)
+    for plugin, values in times.items():
+        print(f"{plugin}: median {statistics.median(values):.3f} s per file (min {min(values):.3f}, max {max(values):.3f}; {len(values)} decodes)")
+
+
 def _make_run(root: Path, variant: str, image_size: int, width: float) -> Path:
     from mammoseg.models import build_model
 
@@ -88,10 +106,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=640)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--compare-with", default=None, help="git revision whose breast detection is scored too")
+    parser.add_argument("--decoders", action="store_true", help="only time the installed RLE decoder plugins")
     parser.add_argument("--one", nargs=3, metavar=("RUN", "IMAGE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         _predict_one(*args.one)
+        return
+    if args.decoders:
+        _decoders(sorted(_scans().values()), args.repeats)
         return
 
     from mammoseg.data import preprocess

@@ -125,7 +125,7 @@ def test_prepare_on_an_nbia_tree(real_scans: dict[str, Scan], shared_dir: Path, 
     options = PrepareOptions(image_size=64, positive_tiles=1, negative_tiles=1)
     with caplog.at_level(logging.WARNING, logger="mammoseg.data"), pytest.raises(InputError, match="nothing to prepare") as info:
         prepare(root, tmp_path / "ds", options)
-    assert str(root) in str(info.value) and "\n" not in str(info.value)
+    assert str(root) in str(info.value) and "8 of the" in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "ds").exists()
     roi_missing = {r.getMessage().split("(skipped ")[-1].rstrip(")") for r in caplog.records if "ROI files of abnormality" in r.getMessage()}
     assert roi_missing == set(real_scans)

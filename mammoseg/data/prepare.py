@@ -141,8 +141,7 @@ def prepare(
     logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), abnormalities["image_subject"].nunique())
     jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
     if not jobs:  # before anything is written: an empty DATASET would only fail later, in training
-        first = f"; first: {skips[0].file}: {skips[0].reason}" if skips else ""
-        raise InputError(data_root, f"nothing to prepare: none of the {abnormalities['image_subject'].nunique()} image(s) in the CSVs has all its files ({len(skips)} case(s) skipped{first})")
+        raise InputError(data_root, _nothing_to_prepare(abnormalities["image_subject"].nunique(), skips))
     _claim_output(out, recorded, overwrite)
     units = _plan_units(jobs, options.images_per_shard)
     _remove_stale(out, units)
@@ -271,6 +270,15 @@ def _plan_jobs(abnormalities: pd.DataFrame, patient_split: dict[str, str], resol
             continue
         jobs.append(ImageJob(str(key), first["patient_id"], first["side"], patient_split[first["patient_id"]], str(image_file), tuple(abns)))
     return jobs
+
+
+def _nothing_to_prepare(images: int, skips: list[Skip]) -> str:
+    """Why no image can be prepared, in one line: how many images were found, and one problem of
+    a found image (their ROI files, say) rather than of the missing ones."""
+    missing = [s for s in skips if s.reason.startswith("file not found")]
+    example = next((s for s in skips if not s.reason.startswith("file not found")), skips[0] if skips else None)
+    first = f"; e.g. {example.file}: {example.reason}" if example else ""
+    return f"nothing to prepare: {images - len(missing)} of the {images} image(s) in the CSVs found, none with all its files{first}"
 
 
 def _plan_units(jobs: list[ImageJob], per_unit: int) -> list[Unit]:
