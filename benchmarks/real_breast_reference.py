@@ -55,8 +55,7 @@ def reference_mask(image: np.ndarray, chest: str, bands: dict[str, int]) -> np.n
     inner = np.zeros_like(above)
     inner[ty : h - ty, tx : w - tx] = above[ty : h - ty, tx : w - tx]
     for edge, depth in bands.items():  # a band deeper than the trim would still join the breast to labels
-        inner[:depth] = 0 if edge == "top" else inner[:depth]
-        inner[h - depth :] = 0 if edge == "bottom" else inner[h - depth :]
+        inner[slice(0, depth) if edge == "top" else slice(h - depth, h)] = 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats(inner, connectivity=8)
     mask = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
     # the chest wall: the breast continues to the film edge in every row it reaches the trim line
