@@ -6,6 +6,8 @@ Design choices, and why:
 - The full-size array is only ever cropped (a view) and resized with area interpolation while still
   16-bit; windowing to 8 bits happens on the small result. Area-resizing and then windowing differs
   from the reverse only where the window clips, which is where detail is lost anyway.
+- Breast: every pixel above the background, down to the faint skin line, without the scanner's
+  border bands and labels (`find_breast`). Only what lies outside it is blanked in network inputs.
 - Orientation: the chest wall goes on the left, decided from the pixels (which image edge the breast
   touches), because the CSV side does not say which way the film was scanned.
 - Aspect: the breast crop is resized so that its long side becomes S, then padded with background
@@ -234,8 +236,6 @@ def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
 
     `side` (LEFT/RIGHT from the CSV) only breaks a tie when the pixels are ambiguous.
     """
-    import cv2
-
     h, w = pixels.shape
     step = max(1, math.ceil(max(h, w) / ANALYSIS_SIDE))
     low = np.ascontiguousarray(pixels[::step, ::step])
@@ -493,7 +493,6 @@ def breast_fraction(analysis: Analysis, top_left: tuple[int, int], tile: int) ->
     s = analysis.step
     part = analysis.breast[y // s : -(-(y + tile) // s), x // s : -(-(x + tile) // s)]
     return float(part.mean()) if part.size else 0.0
-
 
 
 def outside_breast(analysis: Analysis, box: Box, mask: np.ndarray) -> float:
