@@ -154,6 +154,7 @@ def test_synthetic_tree_with_every_planted_defect(synthetic_cbis: Path, tmp_path
     truth = json.loads((synthetic_cbis / "synth_truth.json").read_text())
     result = prepare(synthetic_cbis, tmp_path / "ds", PrepareOptions(image_size=32, images_per_shard=4))
     assert result.skipped == 0 and result.images == len(truth["cases"])
+    assert pd.read_csv(tmp_path / "ds" / "prepare_report.csv").empty  # no lesion outside the detected breast
     assert all(truth["quirks"][k] for k in ("swapped_crop_mask", "mask_size_mismatch", "monochrome1", "split_roi_series"))
 
 
