@@ -215,6 +215,18 @@ def test_nothing_to_prepare_is_an_error_and_writes_nothing(tmp_path: Path, monke
     assert error.startswith(f"error: {tree.root}: nothing to prepare")
 
 
+def test_no_image_prepared_leaves_only_the_report(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "cbis", "csv-paths", default_cases()[:2])
+    for path in tree.image_files.values():
+        path.write_bytes(b"not a dicom at all" * 50)
+    out = tmp_path / "ds"
+    with pytest.raises(InputError, match="no image could be prepared") as info:
+        prepare(tree.root, out, SMALL)
+    assert info.value.path == str(tree.root)
+    assert [p.name for p in out.iterdir()] == ["prepare_report.csv"]
+    assert len(pd.read_csv(out / "prepare_report.csv")) == 2
+
+
 def test_abnormality_outside_the_breast_is_a_warning(tmp_path: Path) -> None:
     """A mask that lies on the background (a wrong mask, or a wrong breast detection) is reported, and
     the image is still prepared; masks inside the breast are not."""

@@ -160,10 +160,14 @@ def prepare(
     skipped = [asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]]
     warned = [row for part in parts for row in part.get("warnings", [])]
     report = pd.DataFrame(skipped + warned, columns=REPORT_COLUMNS)
-    _write_csv(out / "manifest.csv", manifest)
     _write_csv(out / "prepare_report.csv", report)
-    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in ("whole", "positive", "negative")} for split in SPLITS}
     prepared_images = int(manifest.loc[manifest["kind"] == "whole", "source_image"].nunique())
+    if not prepared_images:  # every image failed: keep only the report of why, no empty dataset
+        for name in ("shards", "parts"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        raise InputError(data_root, f"no image could be prepared ({len(skipped)} case(s) skipped); see {out / 'prepare_report.csv'}")
+    _write_csv(out / "manifest.csv", manifest)
+    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in ("whole", "positive", "negative")} for split in SPLITS}
     write_json(out / "dataset.json", {
         "format_version": FORMAT_VERSION,
         "image_size": options.image_size,
@@ -174,8 +178,6 @@ def prepare(
         "patients": {split: int(manifest.loc[manifest["split"] == split, "patient_id"].nunique()) for split in SPLITS},
     })  # fmt: skip
     result = PrepareResult(out, counts, prepared_images, len(skipped), len(pending), len(units) - len(pending))
-    if not prepared_images:
-        raise InputError(data_root, f"no image could be prepared ({len(skipped)} case(s) skipped); see {out / 'prepare_report.csv'}")
     if strict and skipped:
         raise MammosegError(f"{len(skipped)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
     return result
