@@ -33,6 +33,9 @@ class Scan:
     header_shape: tuple[int, int]
     series_uid: str
     analysis: preprocess.Analysis
+    network_input: np.ndarray  # 64 x 64, as `prepare` and `predict` make it
+    unblanked: np.ndarray  # the same without blanking what lies outside the breast
+    geometry: preprocess.Geometry
 
     @property
     def side(self) -> str:
@@ -51,8 +54,11 @@ def real_scans() -> dict[str, Scan]:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             pixels = read_pixels(path)
             name = str(ds.PatientID)
+            analysis = preprocess.analyse(pixels)
+            image, geometry = preprocess.prepare_full_image(pixels, 64, analysis=analysis)
+            unblanked = preprocess.to_uint8(geometry.apply(pixels), analysis.window)
             scans[name] = Scan(name, Path(path), pixels.shape, (int(ds.Rows), int(ds.Columns)), str(ds.SeriesInstanceUID),
-                               preprocess.analyse(pixels))  # fmt: skip
+                               analysis, image, unblanked, geometry)  # fmt: skip
     assert len(scans) == 8
     return scans
 
@@ -82,6 +88,17 @@ def test_breast_detection_matches_the_reference_masks(real_scans: dict[str, Scan
     assert not bad, bad
 
 
+def test_network_input_keeps_the_whole_breast(real_scans: dict[str, Scan]) -> None:
+    """Only what lies outside the breast is blanked: on the reference breast, mapped onto the input,
+    the input is the windowed scan (the window's low end maps the faintest skin to 0 as well)."""
+    for scan in real_scans.values():
+        reference = cv2.imread(str(REFERENCE / f"{scan.name}.png"), cv2.IMREAD_GRAYSCALE)
+        full = cv2.resize(reference, scan.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        breast = scan.geometry.apply(full, binary=True) > 0
+        kept = scan.network_input[breast] == scan.unblanked[breast]
+        assert kept.mean() > 0.99 and (scan.network_input[~breast] == 0).mean() > 0.5, scan.name
+
+
 def test_crop_box_holds_the_breast_not_the_film(real_scans: dict[str, Scan]) -> None:
     """The scanner's bright bands span the film's width; the crop must not follow them."""
     for scan in real_scans.values():
@@ -93,6 +110,10 @@ def test_chest_wall_goes_left(real_scans: dict[str, Scan]) -> None:
     """Geometry mirrors right breasts (their chest wall is on the image's right in these scans)."""
     for scan in real_scans.values():
         assert scan.analysis.flip == (scan.side == "RIGHT"), scan.name
+        rows, cols = scan.geometry.content_shape
+        strip = max(1, cols // 8)
+        tissue = scan.network_input[:rows] > 0
+        assert tissue[:, :strip].mean() > 0.8 and tissue[:, cols - strip : cols].mean() < 0.2, scan.name
 
 
 def _nbia_tree(root: Path, scans: dict[str, Scan], shared: Path) -> None:

@@ -417,14 +417,12 @@ def prepare_full_image(
 
 
 def _low_to_geometry(low: np.ndarray, step: int, geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
-    """A low-resolution map (original orientation) cut to the geometry's crop and resized to `shape`."""
-    import cv2
-
+    """A low-resolution map (original orientation) sampled at the centres of the pixels of the
+    geometry's crop resized to `shape` (nearest), mirrored like it."""
     y0, y1, x0, x1 = geometry.original_box()
-    ly0, lx0 = y0 // step, x0 // step
-    ly1, lx1 = max(ly0 + 1, -(-y1 // step)), max(lx0 + 1, -(-x1 // step))
-    part = low[ly0:ly1, lx0:lx1]
-    out = cv2.resize(part, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    rows = (y0 + (np.arange(shape[0]) + 0.5) * (y1 - y0) / shape[0]).astype(np.int64) // step
+    cols = (x0 + (np.arange(shape[1]) + 0.5) * (x1 - x0) / shape[1]).astype(np.int64) // step
+    out = low[np.ix_(np.minimum(rows, low.shape[0] - 1), np.minimum(cols, low.shape[1] - 1))]
     return out[:, ::-1] if geometry.flip else out
 
 
