@@ -234,7 +234,7 @@ def test_abnormality_outside_the_breast_is_a_warning(tmp_path: Path) -> None:
              Case("mass", "train", "P_00002", "LEFT", "CC", box=(190, 230, 130, 158))]  # fmt: skip
     tree = build_tree(tmp_path / "cbis", "csv-paths", cases)
     result = prepare(tree.root, tmp_path / "ds", SMALL, strict=True)
-    assert result.images == 2 and result.skipped == 0
+    assert result.images == 2 and result.skipped == 0 and result.warnings == 1
     report = pd.read_csv(tmp_path / "ds" / "prepare_report.csv", keep_default_na=False)
     assert list(report["source"]) == ["Mass-Training_P_00002_LEFT_CC"]
     reason = report["reason"].item()

@@ -114,6 +114,7 @@ class PrepareResult:
     skipped: int
     units_run: int
     units_reused: int
+    warnings: int = 0  # abnormalities outside the detected breast (prepare_report.csv)
 
 
 def prepare(
@@ -177,7 +178,7 @@ def prepare(
         "images": {"prepared": prepared_images, "skipped_cases": len(skipped), "warnings": len(warned)},
         "patients": {split: int(manifest.loc[manifest["split"] == split, "patient_id"].nunique()) for split in SPLITS},
     })  # fmt: skip
-    result = PrepareResult(out, counts, prepared_images, len(skipped), len(pending), len(units) - len(pending))
+    result = PrepareResult(out, counts, prepared_images, len(skipped), len(pending), len(units) - len(pending), len(warned))
     if strict and skipped:
         raise MammosegError(f"{len(skipped)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
     return result
