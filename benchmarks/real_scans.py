@@ -47,16 +47,36 @@ def _agreement(breast: np.ndarray, name: str) -> tuple[float, float]:
     return (found & reference).sum() / reference.sum(), (found & ~reference).sum() / max(1, found.sum())
 
 
-def _module_at(rev: str) -> object:
-    """mammoseg/data/preprocess.py as it was at git revision `rev`."""
-    source = subprocess.run(["git", "show", f"{rev}:mammoseg/data/preprocess.py"], check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "preprocess_then.py"
+def _module_at(rev: str, file: str = "mammoseg/data/preprocess.py") -> object:
+    """A module of the package as it was at git revision `rev` (its imports resolve to today's)."""
+    source = subprocess.run(["git", "show", f"{rev}:{file}"], check=True, capture_output=True, text=True).stdout
+    name = Path(file).stem + "_then"
+    path = Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("preprocess_then", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["preprocess_then"] = module  # its dataclasses look their module up
+    sys.modules[name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def _display_vs(rev: str, path: Path, repeats: int) -> None:
+    """`predict`'s overlay display copies of one scan and a full-size map, today's and at `rev`, interleaved."""
+    import pydicom
+
+    from mammoseg.inference.predict import _display
+
+    then = _module_at(rev, "mammoseg/inference/predict.py")._display  # type: ignore[attr-defined]
+    pixels = pydicom.dcmread(path).pixel_array
+    prob = np.random.default_rng(0).random(pixels.shape, dtype=np.float32)
+    times: dict[str, list[float]] = {rev: [], "now": []}
+    for _ in range(repeats):
+        for name, display in ((rev, then), ("now", _display)):
+            start = time.perf_counter()
+            display(pixels, prob)
+            times[name].append(time.perf_counter() - start)
+    for name, values in times.items():
+        print(f"_display at {name}: median {statistics.median(values):.3f} s, min {min(values):.3f} s")
 
 
 def _predict_one(run: str, image: str, out: str) -> None:
@@ -107,6 +127,7 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--compare-with", default=None, help="git revision whose breast detection is scored too")
     parser.add_argument("--decoders", action="store_true", help="only time the installed RLE decoder plugins")
+    parser.add_argument("--display-vs", default=None, metavar="REV", help="only time predict's overlay display copies, now and at REV")
     parser.add_argument("--one", nargs=3, metavar=("RUN", "IMAGE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -114,6 +135,9 @@ def main() -> None:
         return
     if args.decoders:
         _decoders(sorted(_scans().values()), args.repeats)
+        return
+    if args.display_vs:
+        _display_vs(args.display_vs, _scans()["Mass-Test_P_00820_RIGHT_MLO"], args.repeats)
         return
 
     from mammoseg.data import preprocess
