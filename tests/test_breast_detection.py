@@ -146,3 +146,16 @@ def test_synthetic_scans_labels_outside_and_lesions_inside(synthetic_cbis: Path)
             mask = read_pixels(synthetic_cbis / abn["mask_file"])
             if mask.shape == pixels.shape:
                 assert preprocess.outside_breast(analysis, (0, 0, 0, 0), mask > 127) <= 0.01, case["subject"]
+
+
+def test_image_cropped_to_the_breast() -> None:
+    """Almost no background: the darkest pixels are tissue, and their spread must not be taken for
+    background noise (the threshold would cut into the breast)."""
+    rng = np.random.default_rng(3)
+    tissue = cv2.GaussianBlur(rng.random((400, 300)).astype(np.float32), (0, 0), 3)
+    tissue = (tissue - tissue.min()) / (tissue.max() - tissue.min())
+    pixels = (9000 + 21000 * tissue).astype(np.uint16)
+    pixels[:10, :6] = 0
+    truth = pixels > 0
+    _, found = detected(pixels)
+    assert_matches(found, truth)

@@ -151,6 +151,11 @@ NOISE_SIGMAS = 6.0
 """Background noise (robust sigma of the dark pixels), in multiples, that the breast must exceed:
 scans such as MIAS have a grainy background tens of levels high."""
 
+DARK_LEVEL = 0.1
+"""Pixels below this fraction of the range are the dark ones whose noise is measured, and the
+threshold never rises above it: where the dark pixels are faint tissue rather than background
+(an image cropped to the breast), their spread is anatomy, not noise."""
+
 BAND_FILL = 0.9
 """An image edge whose outermost lines are at least this full is a candidate scanner border band."""
 
@@ -196,11 +201,11 @@ def _breast_threshold(low: np.ndarray) -> float:
     counts = np.bincount(low.ravel())
     floor, bright = _ranks(counts, (1.0, 99.0))
     span = max(bright - floor, 1.0)
-    dark = counts[: int(np.ceil(floor + 0.1 * span))]
+    dark = counts[: int(np.ceil(floor + DARK_LEVEL * span))]
     (centre,) = _ranks(dark, (50.0,))
     deviations = np.bincount(np.abs(np.arange(dark.size) - int(centre)), weights=dark)
     sigma = 1.4826 * _ranks(deviations, (50.0,))[0]
-    return max(floor + BREAST_LEVEL * span, centre + NOISE_SIGMAS * sigma)
+    return min(max(floor + BREAST_LEVEL * span, centre + NOISE_SIGMAS * sigma), floor + DARK_LEVEL * span)
 
 
 def _edge_view(array: np.ndarray, edge: str) -> np.ndarray:
