@@ -154,6 +154,7 @@ def test_synthetic_tree_with_every_planted_defect(synthetic_cbis: Path, tmp_path
     truth = json.loads((synthetic_cbis / "synth_truth.json").read_text())
     result = prepare(synthetic_cbis, tmp_path / "ds", PrepareOptions(image_size=32, images_per_shard=4))
     assert result.skipped == 0 and result.images == len(truth["cases"])
+    assert pd.read_csv(tmp_path / "ds" / "prepare_report.csv").empty  # no lesion outside the detected breast
     assert all(truth["quirks"][k] for k in ("swapped_crop_mask", "mask_size_mismatch", "monochrome1", "split_roi_series"))
 
 
@@ -190,3 +191,52 @@ def test_tiny_dataset_feeds_the_pipeline(tiny_dataset: Path) -> None:
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
     image, mask = next(iter(make_dataset(tiny_dataset, "val", batch_size=4)))
     assert tuple(image.shape[1:]) == (64, 64, 1) and set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+def test_nothing_to_prepare_is_an_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    import sys
+
+    from mammoseg.cli import main
+
+    tree = build_tree(tmp_path / "cbis", "csv-paths", default_cases()[:2])
+    for path in tree.image_files.values():
+        path.unlink()
+    out = tmp_path / "ds"
+    with pytest.raises(InputError, match="nothing to prepare") as info:
+        prepare(tree.root, out, SMALL)
+    assert str(info.value).startswith(str(tree.root)) and "file not found" in str(info.value)
+    assert not out.exists()
+    monkeypatch.setattr(sys, "argv", ["mammoseg", "-q", "prepare", str(tree.root), "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and not out.exists()
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the per-case warnings
+    assert error.startswith(f"error: {tree.root}: nothing to prepare")
+
+
+def test_no_image_prepared_leaves_only_the_report(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "cbis", "csv-paths", default_cases()[:2])
+    for path in tree.image_files.values():
+        path.write_bytes(b"not a dicom at all" * 50)
+    out = tmp_path / "ds"
+    with pytest.raises(InputError, match="no image could be prepared") as info:
+        prepare(tree.root, out, SMALL)
+    assert info.value.path == str(tree.root)
+    assert [p.name for p in out.iterdir()] == ["prepare_report.csv"]
+    assert len(pd.read_csv(out / "prepare_report.csv")) == 2
+
+
+def test_abnormality_outside_the_breast_is_a_warning(tmp_path: Path) -> None:
+    """A mask that lies on the background (a wrong mask, or a wrong breast detection) is reported, and
+    the image is still prepared; masks inside the breast are not."""
+    cases = [Case("mass", "train", "P_00001", "LEFT", "CC"),
+             Case("mass", "train", "P_00002", "LEFT", "CC", box=(190, 230, 130, 158))]  # fmt: skip
+    tree = build_tree(tmp_path / "cbis", "csv-paths", cases)
+    result = prepare(tree.root, tmp_path / "ds", SMALL, strict=True)
+    assert result.images == 2 and result.skipped == 0 and result.warnings == 1
+    report = pd.read_csv(tmp_path / "ds" / "prepare_report.csv", keep_default_na=False)
+    assert list(report["source"]) == ["Mass-Training_P_00002_LEFT_CC"]
+    reason = report["reason"].item()
+    assert reason.startswith("warning:") and "outside the detected breast" in reason and "abnormality 1" in reason
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["images"]["warnings"] == 1

@@ -112,8 +112,9 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
     options = PrepareOptions(image_size=image_size, positive_tiles=positive_tiles, negative_tiles=negative_tiles,
                              val_fraction=val_fraction, seed=seed, layout=layout, images_per_shard=images_per_shard)
     result = prepare(data_root, out, options, workers=workers, overwrite=overwrite, strict=strict, normals=normals)
+    warnings = f"{result.warnings} warning(s) in prepare_report.csv; " if result.warnings else ""
     click.echo(f"prepared {result.images} images into {result.dataset} ({result.skipped} skipped case(s); "
-               f"{result.units_reused} unit(s) reused)")
+               f"{warnings}{result.units_reused} unit(s) reused)")
     for split, kinds in result.counts.items():
         click.echo(f"  {split:5s} " + "  ".join(f"{kind} {n}" for kind, n in kinds.items()))
 

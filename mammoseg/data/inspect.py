@@ -29,7 +29,8 @@ def count_table(dataset: str | Path) -> str:
     report = Path(dataset) / "prepare_report.csv"
     if report.is_file():
         skipped = pd.read_csv(report, dtype=str, keep_default_na=False)
-        lines.append(f"skipped cases: {len(skipped)} (see {report})")
+        warned = int(skipped["reason"].str.startswith("warning:").sum())
+        lines.append(f"skipped cases: {len(skipped) - warned}, warnings: {warned} (see {report})")
     return "\n".join(lines)
 
 

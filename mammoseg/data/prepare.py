@@ -45,6 +45,9 @@ PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NO
 NEGATIVE_MIN_BREAST = 0.75
 """A negative tile must lie at least this much on breast tissue (background-only tiles teach nothing)."""
 NEGATIVE_ATTEMPTS = 200
+OUTSIDE_BREAST_WARNING = 0.01
+"""An abnormality with more than this fraction of its pixels outside the detected breast is reported
+(`prepare_report.csv`, reason starting 'warning:'): the breast detection or the ROI mask is wrong."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class PrepareResult:
     skipped: int
     units_run: int
     units_reused: int
+    warnings: int = 0  # abnormalities outside the detected breast (prepare_report.csv)
 
 
 def prepare(
@@ -149,7 +153,6 @@ def prepare(
         if not normals.is_dir():
             raise InputError(normals, "normals folder is not a folder")
         recorded["normals"] = str(normals.resolve())  # only when given: datasets without keep their options
-    _claim_output(out, recorded, overwrite)
 
     skips: list[Skip] = []
     abnormalities = _read_csvs(data_root, skips)
@@ -157,6 +160,9 @@ def prepare(
     resolver = open_layout(data_root, options.layout, abnormalities)
     logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), abnormalities["image_subject"].nunique())
     jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
+    if not jobs:  # before anything is written: an empty DATASET would only fail later, in training
+        raise InputError(data_root, _nothing_to_prepare(abnormalities["image_subject"].nunique(), skips))
+    _claim_output(out, recorded, overwrite)
     units = _plan_units(jobs, options.images_per_shard)
     if normals is not None:
         found = find_normal_images(normals)
@@ -177,23 +183,30 @@ def prepare(
 
     parts = [_read_part(out, u) for u in units]
     manifest = pd.DataFrame([row for part in parts for row in part["manifest"]], columns=MANIFEST_COLUMNS)
-    report = pd.DataFrame([asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]], columns=REPORT_COLUMNS)
-    _write_csv(out / "manifest.csv", manifest)
+    skipped = [asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]]
+    warned = [row for part in parts for row in part.get("warnings", [])]
+    report = pd.DataFrame(skipped + warned, columns=REPORT_COLUMNS)
     _write_csv(out / "prepare_report.csv", report)
-    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in KINDS} for split in SPLITS}
     prepared_images = int(manifest.loc[manifest["kind"].isin(["whole", "normal"]), "source_image"].nunique())
+    if not prepared_images:  # every image failed: keep only the report of why, no empty dataset
+        for name in ("shards", "parts"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        raise InputError(data_root, f"no image could be prepared ({len(skipped)} case(s) skipped); see {out / 'prepare_report.csv'}")
+    _write_csv(out / "manifest.csv", manifest)
+    counts = {split: {kind: int(((manifest["split"] == split) & (manifest["kind"] == kind)).sum()) for kind in KINDS} for split in SPLITS}
     write_json(out / "dataset.json", {
         "format_version": FORMAT_VERSION,
         "image_size": options.image_size,
         "counts": counts,
         "options": recorded,
         "layout": resolver.layout,
-        "images": {"prepared": prepared_images, "normal": int((manifest["kind"] == "normal").sum()), "skipped_cases": len(report)},
+        "images": {"prepared": prepared_images, "normal": int((manifest["kind"] == "normal").sum()),
+                   "skipped_cases": len(skipped), "warnings": len(warned)},
         "patients": {split: int(manifest.loc[manifest["split"] == split, "patient_id"].nunique()) for split in SPLITS},
     })  # fmt: skip
-    result = PrepareResult(out, counts, prepared_images, len(report), len(pending), len(units) - len(pending))
-    if strict and len(report):
-        raise MammosegError(f"{len(report)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
+    result = PrepareResult(out, counts, prepared_images, len(skipped), len(pending), len(units) - len(pending), len(warned))
+    if strict and skipped:
+        raise MammosegError(f"{len(skipped)} case(s) skipped and --strict is set; see {out / 'prepare_report.csv'}")
     return result
 
 
@@ -288,6 +301,15 @@ def _plan_jobs(abnormalities: pd.DataFrame, patient_split: dict[str, str], resol
     return jobs
 
 
+def _nothing_to_prepare(images: int, skips: list[Skip]) -> str:
+    """Why no image can be prepared, in one line: how many images were found, and one problem of
+    a found image (their ROI files, say) rather than of the missing ones."""
+    missing = [s for s in skips if s.reason.startswith("file not found")]
+    example = next((s for s in skips if not s.reason.startswith("file not found")), skips[0] if skips else None)
+    first = f"; e.g. {example.file}: {example.reason}" if example else ""
+    return f"nothing to prepare: {images - len(missing)} of the {images} image(s) in the CSVs found, none with all its files{first}"
+
+
 def _plan_units(jobs: list[ImageJob], per_unit: int, prefix: str = "", root: str | None = None) -> list[Unit]:
     units: list[Unit] = []
     for split in SPLITS:
@@ -347,6 +369,7 @@ def run_unit(
     root = Path(unit.root) if unit.root else data_root
     rows: list[dict[str, Any]] = []
     skips: list[Skip] = []
+    warnings: list[Skip] = []
     # while an image is processed, the disk reads the next (for files not in the page cache)
     queue = [*unit.jobs, *([following] if following is not None else [])]
     prefetch(_job_files(queue[0]))
@@ -355,7 +378,7 @@ def run_unit(
             if i + 1 < len(queue):
                 prefetch(_job_files(queue[i + 1]))
             try:
-                examples = process_image(job, options)
+                examples = process_image(job, options, warnings)
             except InputError as exc:
                 skips.append(Skip(job.image_key, _relative(exc.path, root), exc.problem))
                 continue
@@ -363,7 +386,8 @@ def run_unit(
                 writer.write(record)
                 rows.append({**row, "split": unit.split, "shard": shard_rel, "height": options.image_size, "width": options.image_size})
     # one sidecar, written atomically after the shard: its presence marks the unit done
-    part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips]}
+    part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips],
+            "warnings": [{**asdict(w), "file": _relative(w.file, data_root)} for w in warnings]}
     write_json(out / "parts" / f"{unit.name}.json", part)
     return unit.name, len(unit.jobs), skips
 
@@ -372,10 +396,11 @@ def _job_files(job: ImageJob) -> list[str]:
     return [job.image_file, *(f for abn in job.abnormalities for f in abn.roi_files)]
 
 
-def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, dict[str, Any]]]:
+def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) -> list[tuple[bytes, dict[str, Any]]]:
     """All examples of one mammogram as (serialized record, manifest fields). Raises InputError when
     the image or any of its masks cannot be used: the image is then skipped whole. A normal image
-    gives one example, the whole breast (kind `normal`, empty mask)."""
+    gives one example, the whole breast (kind `normal`, empty mask). Abnormalities that lie partly
+    outside the detected breast are appended to `warnings`."""
     from mammoseg.data.shards import serialize_example
 
     pixels = read_pixels(job.image_file)
@@ -402,13 +427,18 @@ def process_image(job: ImageJob, options: PrepareOptions) -> list[tuple[bytes, d
         return examples
     union = np.zeros(pixels.shape, np.uint8)  # pages are only allocated where abnormalities are pasted
     boxes = []
+    analysis = preprocess.analyse(pixels, job.side)
     for abn in job.abnormalities:
         box, part = _abnormality_mask(abn, pixels.shape)
         _paste_max(union, box, part)
         boxes.append(box)
+        outside = preprocess.outside_breast(analysis, box, part)
+        if outside > OUTSIDE_BREAST_WARNING:
+            warning = Skip(job.image_key, abn.roi_files[0], f"warning: {outside:.1%} of abnormality {abn.abnormality_id}'s pixels lie outside the detected breast (breast detection or ROI mask wrong); image kept")
+            logger.warning("%s: %s", warning.source, warning.reason)
+            warnings.append(warning)
     # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
     within = _enclosing(boxes)
-    analysis = preprocess.analyse(pixels, job.side)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
 
     image, geometry = preprocess.prepare_full_image(pixels, size, analysis=analysis)

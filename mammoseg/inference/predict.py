@@ -122,16 +122,16 @@ def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Predictio
 
 def _display(pixels: np.ndarray, prob: np.ndarray, long_side: int = 1400) -> tuple[np.ndarray, np.ndarray]:
     """Area-downsampled copies for the overlay figure: full-size mammograms would only be resampled by
-    the renderer anyway, at a far higher memory cost."""
-    import cv2
+    the renderer anyway, at a far higher memory cost. Resized first, windowed after: no full-size
+    float copy of a 12-megapixel scan (0.9 s of the figure's time before)."""
+    from mammoseg.data.preprocess import area_resize
 
     h, w = pixels.shape
     scale = min(1.0, long_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    image = pixels.astype(np.float32)
-    lo, hi = np.percentile(image[:: max(1, h // 512), :: max(1, w // 512)], (0.5, 99.5))
-    image = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(prob, size, interpolation=cv2.INTER_AREA)
+    rows, cols = max(1, round(h * scale)), max(1, round(w * scale))
+    lo, hi = (float(v) for v in np.percentile(pixels[:: max(1, h // 512), :: max(1, w // 512)], (0.5, 99.5)))
+    image = (area_resize(pixels, rows, cols).astype(np.float32) - lo) / max(hi - lo, 1e-6)
+    return np.clip(image, 0, 1), area_resize(prob, rows, cols)
 
 
 def _png(array: np.ndarray) -> bytes:
