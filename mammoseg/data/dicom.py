@@ -100,8 +100,12 @@ def read_pixels(path: str | Path) -> np.ndarray:
         raise InputError(path, f"expected one grayscale frame, found {frames} frame(s) of {samples} sample(s)")
     if rows < 1 or cols < 1 or bits not in (8, 16):
         raise InputError(path, f"unsupported pixel layout ({rows}x{cols}, {bits} bits allocated)")
+    if not 1 <= int(ds.get("BitsStored", bits) or bits) <= bits:
+        raise InputError(path, f"BitsStored is not between 1 and the {bits} bits allocated")
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and not syntax.is_transfer_syntax:
+        raise InputError(path, "the file meta names no known transfer syntax")
     if syntax is not None and syntax.is_compressed:
         pixels = _decode(ds, path, syntax)
     else:
