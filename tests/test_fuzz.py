@@ -46,3 +46,58 @@ def test_outcomes_are_told_apart(tmp_path: Path, raised: Exception | None, expec
     fuzzer = Fuzzer(tmp_path, 0, deadline=0.0)
     assert fuzzer.attempt("dicom-header", "case", call, names=["scan.dcm"], expect=expect) == outcome
     assert len(fuzzer.report.failures) == (outcome in ("wrong", "traceback"))
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _dicom(tmp_path: Path, **header: object) -> Path:
+    from mammo_fakes import fake_mammogram, write_dicom
+
+    path = write_dicom(tmp_path / "scan.dcm", fake_mammogram(64, 48))
+    if header:
+        import pydicom
+
+        ds = pydicom.dcmread(path)
+        for name, value in header.items():
+            setattr(ds.file_meta if name == "TransferSyntaxUID" else ds, name, value)
+        ds.save_as(path)
+    return path
+
+
+def test_inputs_that_gave_tracebacks(tmp_path: Path) -> None:
+    """One of each input the fuzzing found a traceback or a silent acceptance for, now refused."""
+    from mammoseg.data.dicom import read_pixels
+    from mammoseg.data.layouts import open_layout
+    from mammoseg.inference.predict import run_image_size
+    from mammoseg.training.ablate import load_plan
+    from mammoseg.training.config import build_config, merge_options
+    from mammoseg.training.runs import RunDir
+
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(_dicom(tmp_path).read_bytes()[:143])  # inside a value of the file meta
+    toml = tmp_path / "bad.toml"
+    index = tmp_path / "nbia" / "metadata.csv"
+    index.parent.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    cases = [
+        (cut, lambda: read_pixels(cut)),
+        (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, TransferSyntaxUID="1.2.3.4"))),
+        (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, PixelRepresentation=1, BitsStored=33))),
+        (index, lambda: _write(index, b"") and open_layout(index.parent, "nbia")),
+        (index, lambda: _write(index, b"Series UID,File Location\r\n1.2,caf\xe9\r\n") and open_layout(index.parent, "nbia")),
+        (toml, lambda: merge_options(_write(toml, b'variant = "caf\xe9"\n'), {})),
+        (toml, lambda: load_plan(_write(toml, b'[experiment]\ndata = "d"\nvariants = ["fcn_skips"]\n[arms]\nk3 = 3\n'))),
+        (toml, lambda: merge_options(_write(toml, b"train = [1]\n"), {})),
+        (toml, lambda: build_config({"variant": "fcn_skips", "data": "d", "dropout": 2.5}, toml)),
+        (toml, lambda: build_config({"variant": "fcn_skips", "data": 5}, toml)),
+        (run / "config.json", lambda: _write(run / "config.json", b'"config"') and RunDir(run).config()),
+        (run / "config.json", lambda: _write(run / "config.json", b'{"image_size": -64}') and run_image_size(run, None)),
+    ]
+    for path, call in cases:
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(path) in str(info.value) and "\n" not in str(info.value)

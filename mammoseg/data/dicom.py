@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,16 +31,23 @@ _DEFER_BYTES = 1 << 16
 _PREFETCH_PIECE = 4 << 20  # see `prefetch`
 
 
+def _header_errors() -> tuple[type[BaseException], ...]:
+    """What pydicom raises for a file that is not DICOM or whose header is cut or damaged."""
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    return (InvalidDicomError, BytesLengthException, struct.error, EOFError, OSError, ValueError, KeyError,
+            AttributeError, TypeError)
+
+
 def read_series_uid(path: str | Path) -> str:
     """The SeriesInstanceUID of a DICOM file, reading the header only (not the pixels)."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
     except FileNotFoundError as exc:
         raise InputError(path, "file not found") from exc
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
+    except _header_errors() as exc:
         raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
     uid = ds.get("SeriesInstanceUID")
     if not uid:
@@ -82,13 +90,12 @@ def read_pixels(path: str | Path) -> np.ndarray:
     if path.suffix.lower() in RASTER_SUFFIXES:
         return _read_raster(path)
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path, specific_tags=list(_PIXEL_TAGS), defer_size=_DEFER_BYTES)
     except FileNotFoundError as exc:
         raise InputError(path, "file not found") from exc
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+    except _header_errors() as exc:
         raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
     if "PixelData" not in ds:
         raise InputError(path, "DICOM file has no pixel data (truncated or not an image)")
