@@ -328,6 +328,10 @@ def _header_mutations(rows: int, cols: int) -> list[tuple[str, Callable[[Any], N
     # a zero count is read as the default of one, like an empty one
     mutations += [(f"SamplesPerPixel {v}", setter("SamplesPerPixel", v), EITHER if v == 0 else REFUSE) for v in (0, 3, 4)]
     mutations += [(f"NumberOfFrames {v!r}", setter("NumberOfFrames", v), EITHER if v in ("0", "1") else REFUSE) for v in ("0", "1", "2", "-1")]
+    mutations += [(f"{name} with two values", setter(name, value), REFUSE) for name, value in (
+        ("Rows", [rows, rows]), ("Columns", [cols, 1]), ("BitsAllocated", [16, 8]), ("BitsStored", [16, 16]),
+        ("SamplesPerPixel", [1, 1]), ("NumberOfFrames", ["1", "2"]), ("PixelRepresentation", [0, 1]),
+        ("PhotometricInterpretation", ["MONOCHROME2", "MONOCHROME1"]))]
     mutations += [("no PixelData", delete("PixelData"), REFUSE), ("empty PixelData", empty_pixels, REFUSE),
                   ("no Rows", delete("Rows"), REFUSE), ("no BitsAllocated", delete("BitsAllocated"), REFUSE),
                   ("unknown transfer syntax", no_meta, EITHER)]
@@ -887,6 +891,8 @@ def run_cli(args: list[str]) -> tuple[int, str]:
     from mammoseg.cli import main
 
     runner = CliRunner()
+    logger = logging.getLogger("mammoseg")
+    logging_state = (logger.handlers[:], logger.level, logger.propagate)  # the command sets up its own
     with runner.isolation() as streams:
         saved = sys.argv
         sys.argv = ["mammoseg", *args]
@@ -897,6 +903,8 @@ def run_cli(args: list[str]) -> tuple[int, str]:
             code = exc.code if isinstance(exc.code, int) else 1
         finally:
             sys.argv = saved
+            logger.handlers[:], logger.propagate = logging_state[0], logging_state[2]
+            logger.setLevel(logging_state[1])
         err = streams[1].getvalue().decode(errors="replace")
     return code, err
 

@@ -87,6 +87,7 @@ def test_inputs_that_gave_tracebacks(tmp_path: Path) -> None:
         (cut, lambda: read_pixels(cut)),
         (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, TransferSyntaxUID="1.2.3.4"))),
         (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, PixelRepresentation=1, BitsStored=33))),
+        (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, Rows=[64, 64]))),
         (index, lambda: _write(index, b"") and open_layout(index.parent, "nbia")),
         (index, lambda: _write(index, b"Series UID,File Location\r\n1.2,caf\xe9\r\n") and open_layout(index.parent, "nbia")),
         (toml, lambda: merge_options(_write(toml, b'variant = "caf\xe9"\n'), {})),
