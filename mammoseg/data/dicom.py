@@ -109,6 +109,8 @@ def read_pixels(path: str | Path) -> np.ndarray:
         raise InputError(path, f"unsupported pixel layout ({rows}x{cols}, {bits} bits allocated)")
     if not 1 <= _number(ds, path, "BitsStored", bits) <= bits:
         raise InputError(path, f"BitsStored is not between 1 and the {bits} bits allocated")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(path, f"unsupported photometric interpretation {photometric!r}")
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None and not syntax.is_transfer_syntax:
@@ -121,8 +123,6 @@ def read_pixels(path: str | Path) -> np.ndarray:
     if photometric == "MONOCHROME1":
         top = np.iinfo(pixels.dtype).max if pixels.dtype == np.uint8 else (1 << _number(ds, path, "BitsStored", 16)) - 1
         pixels = (np.asarray(top, dtype=pixels.dtype) - np.minimum(pixels, top)).astype(pixels.dtype)
-    elif photometric != "MONOCHROME2":
-        raise InputError(path, f"unsupported photometric interpretation {photometric!r}")
     return pixels
 
 
@@ -159,7 +159,7 @@ def _decode(ds: object, path: Path, syntax: object) -> np.ndarray:
     except (RuntimeError, NotImplementedError, ImportError) as exc:
         name = getattr(syntax, "name", str(syntax))
         raise InputError(path, f"compressed DICOM ({name}) that no installed decoder could read (pylibjpeg or gdcm may help)") from exc
-    except (ValueError, EOFError, OSError, AttributeError) as exc:
+    except (ValueError, EOFError, OSError, AttributeError, TypeError, KeyError) as exc:
         raise InputError(path, f"compressed pixel data could not be decoded ({type(exc).__name__})") from exc
 
 
