@@ -935,7 +935,8 @@ def cli_attempt(fz: Fuzzer, label: str, args: list[str], *, names: list[str], ke
 
 def case_cli(fz: Fuzzer, assets: Assets, i: int) -> None:
     folder = fz.folder("cli")
-    kind = ("train --config", "ablate --config", "predict", "evaluate", "visualize-layer", "train --resume", "predict (run)")[i % 7]
+    kind = ("train --config", "ablate --config", "predict", "evaluate", "visualize-layer", "train --resume", "predict (run)",
+            "train (same run name)")[i % 8]
     if kind in ("train --config", "ablate --config"):
         path = folder / "bad.toml"
         doc = {"variant": "dilated_resize", "data": str(folder / "gone"), "epochs": fz.pick([-1, 0, "two", 2.5])}
@@ -965,6 +966,8 @@ def case_cli(fz: Fuzzer, assets: Assets, i: int) -> None:
         "evaluate": ["evaluate", str(run)],
         "visualize-layer": ["visualize-layer", str(run), "--layer", "up_conv2", "--out", str(folder / "layers")],
         "train --resume": ["train", "--resume", str(run)],
+        "train (same run name)": ["train", "--variant", "dilated_resize", "--data", str(folder / "gone"),
+                                  "--runs-dir", str(folder), "--run-name", run.name],
     }.get(kind)
     if args is None:  # predict on a good image, through a run whose config.json is corrupted
         from mammo_fakes import fake_mammogram, write_dicom
@@ -972,7 +975,7 @@ def case_cli(fz: Fuzzer, assets: Assets, i: int) -> None:
         image = write_dicom(folder / "scan.dcm", fake_mammogram(200, 130))
         args = ["predict", str(run), str(image), "--out", str(folder / "out")]
     try:  # a config.json that is still a JSON object may hold nothing the command needs
-        expect = EITHER if isinstance(json.loads(data), dict) else REFUSE
+        expect = EITHER if isinstance(json.loads(data), dict) and not kind.startswith("train (") else REFUSE
     except ValueError:
         expect = REFUSE
     keep = [config] if expect == EITHER else [p for p in run.rglob("*") if p.is_file()]
