@@ -53,14 +53,17 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _dicom(tmp_path: Path, **header: object) -> Path:
+def _dicom(tmp_path: Path, *, rle: bool = False, **header: object) -> Path:
     from mammo_fakes import fake_mammogram, write_dicom
 
     path = write_dicom(tmp_path / "scan.dcm", fake_mammogram(64, 48))
     if header:
         import pydicom
+        from pydicom.uid import RLELossless
 
         ds = pydicom.dcmread(path)
+        if rle:
+            ds.compress(RLELossless)
         for name, value in header.items():
             setattr(ds.file_meta if name == "TransferSyntaxUID" else ds, name, value)
         ds.save_as(path)
@@ -88,6 +91,7 @@ def test_inputs_that_gave_tracebacks(tmp_path: Path) -> None:
         (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, TransferSyntaxUID="1.2.3.4"))),
         (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, PixelRepresentation=1, BitsStored=33))),
         (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, Rows=[64, 64]))),
+        (tmp_path / "scan.dcm", lambda: read_pixels(_dicom(tmp_path, rle=True, PhotometricInterpretation=["MONOCHROME2"] * 2))),
         (index, lambda: _write(index, b"") and open_layout(index.parent, "nbia")),
         (index, lambda: _write(index, b"Series UID,File Location\r\n1.2,caf\xe9\r\n") and open_layout(index.parent, "nbia")),
         (toml, lambda: merge_options(_write(toml, b'variant = "caf\xe9"\n'), {})),
