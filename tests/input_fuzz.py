@@ -289,7 +289,8 @@ def case_dicom_truncated(fz: Fuzzer, assets: Assets, i: int) -> None:
     if assets.real_scan is not None and i % 15 == 14:
         source, label = assets.real_scan, "real CBIS-DDSM scan (RLE Lossless)"
     else:
-        rle, bits, implicit = fz.pick([(True, 16, False), (True, 8, False), (False, 16, False), (False, 16, True), (False, 8, True)])
+        rle, bits, implicit = fz.pick([(True, 16, False), (True, 8, False), (False, 16, False), (False, 16, True),
+                                       (False, 8, True)])
         source = write_image_dicom(assets, folder / "full.dcm", rle=rle, bits=bits, implicit=implicit)
         label = f"{'RLE' if rle else 'native'} {bits}-bit{' implicit VR' if implicit else ''}"
     data = source.read_bytes()
@@ -319,15 +320,21 @@ def _header_mutations(rows: int, cols: int) -> list[tuple[str, Callable[[Any], N
         ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6"
 
     mutations = [(f"BitsAllocated {v}", setter("BitsAllocated", v), REFUSE) for v in (0, 1, 7, 12, 32, 64)]
-    mutations += [(f"Rows {v}", setter("Rows", v), EITHER if 0 < v <= rows else REFUSE) for v in (0, 1, rows // 2, rows * 2, 65535)]
-    mutations += [(f"Columns {v}", setter("Columns", v), EITHER if 0 < v <= cols else REFUSE) for v in (0, 1, cols - 1, cols * 3, 65535)]
+    mutations += [(f"Rows {v}", setter("Rows", v), EITHER if 0 < v <= rows else REFUSE)
+                  for v in (0, 1, rows // 2, rows * 2, 65535)]
+    mutations += [(f"Columns {v}", setter("Columns", v), EITHER if 0 < v <= cols else REFUSE)
+                  for v in (0, 1, cols - 1, cols * 3, 65535)]
     mutations += [(f"BitsStored {v}", setter("BitsStored", v), EITHER) for v in (0, 1, 17, 40)]
-    mutations += [(f"PixelRepresentation 1, BitsStored {v}", lambda ds, v=v: (setattr(ds, "PixelRepresentation", 1), setattr(ds, "BitsStored", v)), EITHER) for v in (0, 8, 16, 33)]
-    mutations += [(f"PhotometricInterpretation {v!r}", setter("PhotometricInterpretation", v), EITHER if v == "MONOCHROME1" else REFUSE)
+    mutations += [(f"PixelRepresentation 1, BitsStored {v}",
+                   lambda ds, v=v: (setattr(ds, "PixelRepresentation", 1), setattr(ds, "BitsStored", v)), EITHER)
+                  for v in (0, 8, 16, 33)]
+    mutations += [(f"PhotometricInterpretation {v!r}", setter("PhotometricInterpretation", v),
+                   EITHER if v == "MONOCHROME1" else REFUSE)
                   for v in ("RGB", "PALETTE COLOR", "YBR_FULL", "MONOCHROME3", "MONOCHROME1")]
     # a zero count is read as the default of one, like an empty one
     mutations += [(f"SamplesPerPixel {v}", setter("SamplesPerPixel", v), EITHER if v == 0 else REFUSE) for v in (0, 3, 4)]
-    mutations += [(f"NumberOfFrames {v!r}", setter("NumberOfFrames", v), EITHER if v in ("0", "1") else REFUSE) for v in ("0", "1", "2", "-1")]
+    mutations += [(f"NumberOfFrames {v!r}", setter("NumberOfFrames", v), EITHER if v in ("0", "1") else REFUSE)
+                  for v in ("0", "1", "2", "-1")]
     mutations += [(f"{name} with two values", setter(name, value), REFUSE) for name, value in (
         ("Rows", [rows, rows]), ("Columns", [cols, 1]), ("BitsAllocated", [16, 8]), ("BitsStored", [16, 16]),
         ("SamplesPerPixel", [1, 1]), ("NumberOfFrames", ["1", "2"]), ("PixelRepresentation", [0, 1]),
@@ -471,7 +478,8 @@ def corrupt_csv(fz: Fuzzer, data: bytes, *, key_columns: tuple[str, ...]) -> tup
     choice = int(fz.rng.integers(15))
     if choice == 0:
         k = int(fz.rng.integers(len(header)))
-        return f"column {header[k]!r} removed", _csv_bytes([r[:k] + r[k + 1 :] for r in rows]), REFUSE if header[k] in key_columns else EITHER
+        expect = REFUSE if header[k] in key_columns else EITHER
+        return f"column {header[k]!r} removed", _csv_bytes([r[:k] + r[k + 1 :] for r in rows]), expect
     if choice == 1:
         return "extra column", _csv_bytes([rows[0] + ["comment"]] + [r + ["x"] for r in rows[1:]]), EITHER
     if choice == 2:
@@ -711,8 +719,9 @@ def case_toml(fz: Fuzzer, assets: Assets, i: int) -> None:
                 if problem:
                     return problem
             if not isinstance(plan.experiment, str) or plan.eval_split not in ("train", "val", "test") \
-                    or plan.eval_checkpoint not in ("best", "last") or not (plan.baseline is None or isinstance(plan.baseline, str)):
-                return f"experiment {plan.experiment!r}, split {plan.eval_split!r}, checkpoint {plan.eval_checkpoint!r}, baseline {plan.baseline!r}"
+                    or plan.eval_checkpoint not in ("best", "last") or not isinstance(plan.baseline, (str, type(None))):
+                return (f"experiment {plan.experiment!r}, split {plan.eval_split!r}, "
+                        f"checkpoint {plan.eval_checkpoint!r}, baseline {plan.baseline!r}")
             return None
     else:
         def call() -> Any:
@@ -869,13 +878,18 @@ def case_run_config(fz: Fuzzer, assets: Assets, i: int) -> None:
     target = ("evaluate", "resume", "predict (image size)")[i % 3]
     call = {"evaluate": lambda: evaluate_run(folder, "test"), "resume": lambda: resume(folder),
             "predict (image size)": lambda: run_image_size(folder, NoModel())}[target]
-    check = (lambda size: None if isinstance(size, int) and size > 0 else f"image size {size!r}") if target.startswith("predict") else None
+
+    def positive_size(size: Any) -> str | None:
+        return None if isinstance(size, int) and size > 0 else f"image size {size!r}"
+
+    check = positive_size if target.startswith("predict") else None
     try:  # a refusal may name the dataset the corrupted config.json points to
         recorded = json.loads(data)
         dataset = [recorded["data"]] if isinstance(recorded["data"], str) and recorded["data"] else []
     except (ValueError, TypeError, KeyError):
         dataset = []
-    fz.attempt("run-config", f"{target}, config.json {label}", call, names=[str(config), str(folder), str(folder.parent / "gone"), *dataset],
+    names = [str(config), str(folder), str(folder.parent / "gone"), *dataset]
+    fz.attempt("run-config", f"{target}, config.json {label}", call, names=names,
                expect=EITHER if target.startswith("predict") else REFUSE, check=check)
     if config.read_bytes() != data:
         fz.report.failures.append(f"[run-config] {target}, config.json {label}: config.json was rewritten")
