@@ -59,6 +59,8 @@ def settings_from_env() -> tuple[int, int, float]:
 
 @dataclass
 class FuzzReport:
+    """Outcome counts per category, and the details of every traceback or wrong outcome."""
+
     seed: int
     counts: dict[str, Counter] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -88,6 +90,8 @@ class FuzzReport:
 
 
 class Fuzzer:
+    """The seeded random source, case folders and outcome bookkeeping shared by every case."""
+
     def __init__(self, work: Path, seed: int, deadline: float) -> None:
         self.work = work
         self.rng = np.random.default_rng(seed)
