@@ -75,7 +75,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
 
     run = RunDir(run_dir)
     config = run.config()
-    dataset = Path(data) if data else Path(config["dataset"]["path"])
+    recorded = config.get("dataset")
+    if not data and not (isinstance(recorded, dict) and isinstance(recorded.get("path"), str)):
+        raise InputError(run.path / "config.json", "no dataset path recorded; give --data")
+    dataset = Path(data) if data else Path(recorded["path"])
     info = read_dataset_info(dataset)
     manifest = read_manifest(dataset).set_index("example_id")
     path = run.checkpoint(checkpoint)

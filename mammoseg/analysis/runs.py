@@ -73,11 +73,16 @@ class Run:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(path, f"not a JSON object (a {type(data).__name__})")
+    return data
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,16 +33,23 @@ _DEFER_BYTES = 1 << 16
 _PREFETCH_PIECE = 4 << 20  # see `prefetch`
 
 
+def _header_errors() -> tuple[type[BaseException], ...]:
+    """What pydicom raises for a file that is not DICOM or whose header is cut or damaged."""
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    return (InvalidDicomError, BytesLengthException, struct.error, EOFError, OSError, ValueError, KeyError,
+            AttributeError, TypeError)
+
+
 def read_series_uid(path: str | Path) -> str:
     """The SeriesInstanceUID of a DICOM file, reading the header only (not the pixels)."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
     except FileNotFoundError as exc:
         raise InputError(path, "file not found") from exc
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
+    except _header_errors() as exc:
         raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
     uid = ds.get("SeriesInstanceUID")
     if not uid:
@@ -98,37 +106,49 @@ def read_pixels(path: str | Path) -> np.ndarray:
     if path.suffix.lower() in RASTER_SUFFIXES:
         return _read_raster(path)
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path, specific_tags=list(_PIXEL_TAGS), defer_size=_DEFER_BYTES)
     except FileNotFoundError as exc:
         raise InputError(path, "file not found") from exc
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+    except _header_errors() as exc:
         raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
     if "PixelData" not in ds:
         raise InputError(path, "DICOM file has no pixel data (truncated or not an image)")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    samples, frames = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("NumberOfFrames", 1) or 1)
-    bits = int(ds.get("BitsAllocated", 0) or 0)
+    rows, cols = _number(ds, path, "Rows", 0), _number(ds, path, "Columns", 0)
+    samples, frames = _number(ds, path, "SamplesPerPixel", 1), _number(ds, path, "NumberOfFrames", 1)
+    bits = _number(ds, path, "BitsAllocated", 0)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if samples != 1 or frames != 1:
         raise InputError(path, f"expected one grayscale frame, found {frames} frame(s) of {samples} sample(s)")
     if rows < 1 or cols < 1 or bits not in (8, 16):
         raise InputError(path, f"unsupported pixel layout ({rows}x{cols}, {bits} bits allocated)")
+    if not 1 <= _number(ds, path, "BitsStored", bits) <= bits:
+        raise InputError(path, f"BitsStored is not between 1 and the {bits} bits allocated")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(path, f"unsupported photometric interpretation {photometric!r}")
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and not syntax.is_transfer_syntax:
+        raise InputError(path, "the file meta names no known transfer syntax")
     if syntax is not None and syntax.is_compressed:
         pixels = _decode(ds, path, syntax)
     else:
         pixels = _native(ds, path, rows, cols, bits, mappable=syntax is None or not syntax.is_deflated)
-    pixels = _to_unsigned(pixels, int(ds.get("PixelRepresentation", 0) or 0), int(ds.get("BitsStored", bits) or bits))
+    pixels = _to_unsigned(pixels, _number(ds, path, "PixelRepresentation", 0), _number(ds, path, "BitsStored", bits))
     if photometric == "MONOCHROME1":
-        top = np.iinfo(pixels.dtype).max if pixels.dtype == np.uint8 else (1 << int(ds.get("BitsStored", 16) or 16)) - 1
+        top = np.iinfo(pixels.dtype).max if pixels.dtype == np.uint8 else (1 << _number(ds, path, "BitsStored", 16)) - 1
         pixels = (np.asarray(top, dtype=pixels.dtype) - np.minimum(pixels, top)).astype(pixels.dtype)
-    elif photometric != "MONOCHROME2":
-        raise InputError(path, f"unsupported photometric interpretation {photometric!r}")
     return pixels
+
+
+def _number(ds: object, path: Path, name: str, default: int) -> int:
+    """An integer field of the pixel description (`default` when absent or empty); InputError when
+    it holds several values or text."""
+    try:
+        return int(ds.get(name, default) or default)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"{name} in the DICOM header is not a single number") from exc
 
 
 def _native(ds: object, path: Path, rows: int, cols: int, bits: int, *, mappable: bool) -> np.ndarray:
@@ -155,7 +175,7 @@ def _decode(ds: object, path: Path, syntax: object) -> np.ndarray:
     except (RuntimeError, NotImplementedError, ImportError) as exc:
         name = getattr(syntax, "name", str(syntax))
         raise InputError(path, f"compressed DICOM ({name}) that no installed decoder could read (pylibjpeg or gdcm may help)") from exc
-    except (ValueError, EOFError, OSError, AttributeError) as exc:
+    except (ValueError, EOFError, OSError, AttributeError, TypeError, KeyError) as exc:
         raise InputError(path, f"compressed pixel data could not be decoded ({type(exc).__name__})") from exc
 
 

@@ -156,12 +156,21 @@ def _csv_base(root: Path, abnormalities: pd.DataFrame | None) -> Path | None:
     return None
 
 
+def _read_index(path: Path) -> pd.DataFrame:
+    """An index CSV (NBIA's metadata.csv, the Kaggle copy's dicom_info.csv) as text, short rows
+    padded with empty strings; InputError when it cannot be read as a CSV."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False).fillna("")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not a readable CSV ({str(exc).splitlines()[0]})") from exc
+
+
 def _nbia_metadata(root: Path) -> dict[str, list[Path]]:
     """Series UID -> files from NBIA's metadata.csv; {} without one (headers are indexed on demand)."""
     meta = _shallowest(root, "metadata.csv")
     if meta is None:
         return {}
-    table = pd.read_csv(meta, dtype=str, keep_default_na=False)
+    table = _read_index(meta)
     for column in ("Series UID", "File Location"):
         if column not in table.columns:
             raise InputError(meta, f"missing column {column!r} (is this NBIA's metadata.csv?)")
@@ -180,7 +189,7 @@ def _kaggle_index(root: Path) -> dict[str, list[Path]]:
     info = _shallowest(root, "dicom_info.csv")
     series: dict[str, list[Path]] = {}
     if info is not None:
-        table = pd.read_csv(info, dtype=str, keep_default_na=False)
+        table = _read_index(info)
         for column in ("image_path", "SeriesInstanceUID"):
             if column not in table.columns:
                 raise InputError(info, f"missing column {column!r}")

@@ -221,8 +221,10 @@ def _claim_output(out: Path, recorded: dict[str, Any], overwrite: bool) -> None:
         if candidate.is_file():
             try:
                 data = json.loads(candidate.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
                 raise InputError(candidate, f"unreadable ({exc}); use --overwrite to start afresh") from exc
+            if not isinstance(data, dict):
+                raise InputError(candidate, "not a JSON object; use --overwrite to start afresh")
             previous = data.get("options", data)
             break
     if previous is not None and previous != recorded:

@@ -43,7 +43,11 @@ class Prediction:
 def run_image_size(run_dir: str | Path, model: Any) -> int:
     """The run's network input size, from config.json or else the model's input shape."""
     size = (RunDir(run_dir).read_json("config.json") or {}).get("image_size")
-    return int(size) if size else int(model.inputs[0].shape[1])
+    if size is None:
+        return int(model.inputs[0].shape[1])
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise InputError(Path(run_dir) / "config.json", f"image_size must be a positive integer, got {size!r}")
+    return size
 
 
 def _reject_colour(path: Path) -> None:

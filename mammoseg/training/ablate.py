@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mammoseg.errors import InputError, MammosegError
-from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml
+from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 
 logger = logging.getLogger("mammoseg.ablate")
 
@@ -60,21 +60,23 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     path = Path(config_path)
     doc = read_toml(path)
     check_keys(doc, path, ("experiment", "train", "arms"))
-    experiment = dict(doc.get("experiment", {}))
+    experiment = sub_table(doc, "experiment", path)
     check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
-    shared = dict(doc.get("train", {}))
+    _check_experiment(experiment, path)
+    shared = sub_table(doc, "train", path)
     check_keys(shared, f"{path} [train]", ARM_KEYS)
     name = experiment.get("name") or path.stem
     data = str(data or experiment.get("data") or "")
     if not data:
         raise InputError(path, "no dataset: set data in [experiment] or pass --data")
     seed_spec = seeds if seeds is not None else experiment.get("seeds", 1)
-    seed_list = list(range(seed_spec)) if isinstance(seed_spec, int) else list(seed_spec)
-    if not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
+    seed_list = list(range(seed_spec)) if isinstance(seed_spec, int) else list(seed_spec) if isinstance(seed_spec, list) else []
+    if isinstance(seed_spec, bool) or not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
         raise InputError(path, f"seeds must be a positive count or a list of non-negative integers, got {seed_spec!r}")
 
     arms: dict[str, dict[str, Any]] = {v: {"variant": v} for v in experiment.get("variants", [])}
-    for arm_name, table in doc.get("arms", {}).items():
+    for arm_name in sub_table(doc, "arms", path):
+        table = sub_table(doc["arms"], arm_name, path, f"arms.{arm_name}")
         check_keys(table, f"{path} [arms.{arm_name}]", ARM_KEYS)
         if "variant" not in table:
             raise InputError(path, f"[arms.{arm_name}] needs a variant")
@@ -91,6 +93,20 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
                 report_dir, experiment.get("baseline"))
+
+
+def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
+    """Types and choices of the [experiment] values, before they reach paths and the runs."""
+    where = f"{path} [experiment]"
+    for key in ("name", "data", "runs_dir", "report_dir", "baseline"):
+        if not isinstance(experiment.get(key, ""), str):
+            raise InputError(where, f"{key} must be a string, got {experiment[key]!r}")
+    variants = experiment.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise InputError(where, f"variants must be a list of variant names, got {variants!r}")
+    for key, choices in (("eval_split", ("train", "val", "test")), ("eval_checkpoint", ("best", "last"))):
+        if key in experiment and experiment[key] not in choices:
+            raise InputError(where, f"{key} must be one of {', '.join(choices)}, got {experiment[key]!r}")
 
 
 def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir: str | Path | None = None,

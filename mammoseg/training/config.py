@@ -7,6 +7,7 @@ Precedence, lowest to highest: built-in defaults < the TOML file < options given
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise InputError(path, "config file not found") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(path, f"not valid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text, as TOML must be ({exc.reason} at byte {exc.start})") from exc
 
 
 def train_table(path: str | Path) -> dict[str, Any]:
@@ -96,14 +99,22 @@ def train_table(path: str | Path) -> dict[str, Any]:
     """
     doc = read_toml(path)
     if "train" in doc:
-        table = dict(doc["train"])
-        experiment = doc.get("experiment", {})
+        table = sub_table(doc, "train", path)
+        experiment = sub_table(doc, "experiment", path)
         if "data" in experiment and "data" not in table:
             table["data"] = experiment["data"]
     else:
         table = dict(doc)
     check_keys(table, path, TRAIN_KEYS + EXTRA_KEYS)
     return table
+
+
+def sub_table(doc: dict[str, Any], key: str, path: str | Path, name: str | None = None) -> dict[str, Any]:
+    """A copy of `doc[key]` (empty when absent), which must be a TOML table."""
+    table = doc.get(key, {})
+    if not isinstance(table, dict):
+        raise InputError(path, f"[{name or key}] must be a table, got {table!r}")
+    return dict(table)
 
 
 def check_keys(table: dict[str, Any], path: str | Path, allowed: tuple[str, ...]) -> None:
@@ -132,9 +143,16 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
 
     names = variant_names()
     problems = []
+    for key in ("variant", "data", "init_encoder_from", "run_name"):
+        value = getattr(config, key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{key} must be a string, got {value!r}")
+    for key in ("dropout", "flips", "freeze_encoder", "deterministic"):
+        if not isinstance(getattr(config, key), bool):
+            problems.append(f"{key} must be true or false, got {getattr(config, key)!r}")
     if not config.variant:
         problems.append("no variant given")
-    elif config.variant not in names:
+    elif isinstance(config.variant, str) and config.variant not in names:
         problems.append(f"unknown variant {config.variant!r}; choose one of {', '.join(names)}")
     if not config.data:
         problems.append("no dataset given (--data)")
@@ -144,13 +162,14 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
             problems.append(f"{key} must be a positive integer, got {value!r}")
     if config.image_size is not None and (not isinstance(config.image_size, int) or config.image_size < 8):
         problems.append(f"image_size must be an integer >= 8, got {config.image_size!r}")
-    for key in ("width", "learning_rate", "lr_decay"):
+    for key in ("width", "learning_rate", "lr_decay", "positive_weight"):
         value = getattr(config, key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        if value is None and key == "positive_weight":
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
             problems.append(f"{key} must be a positive number, got {value!r}")
-    if config.positive_weight is not None and not (isinstance(config.positive_weight, (int, float))
-                                                   and config.positive_weight > 0):
-        problems.append(f"positive_weight must be a positive number, got {config.positive_weight!r}")
+    if not isinstance(config.l2, (int, float)) or isinstance(config.l2, bool) or not 0 <= config.l2 < math.inf:
+        problems.append(f"l2 must be a non-negative number, got {config.l2!r}")
     if config.loss_normalization not in LOSS_NORMALIZATIONS:
         problems.append(f"loss_normalization must be one of {', '.join(LOSS_NORMALIZATIONS)}, "
                         f"got {config.loss_normalization!r}")
@@ -160,7 +179,7 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
         problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
     if config.distribute not in DISTRIBUTIONS:
         problems.append(f"distribute must be one of {', '.join(DISTRIBUTIONS)}, got {config.distribute!r}")
-    if config.jit_compile not in (True, False, "auto"):
+    if not (isinstance(config.jit_compile, bool) or config.jit_compile == "auto"):
         problems.append(f"jit_compile must be true, false or \"auto\", got {config.jit_compile!r}")
     if config.freeze_encoder and not config.init_encoder_from:
         problems.append("freeze_encoder needs init_encoder_from (a run to take the encoder from)")

@@ -62,11 +62,14 @@ class RunDir:
     def read_json(self, name: str) -> dict[str, Any] | None:
         path = self.path / name
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             return None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(path, f"not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise InputError(path, f"not a JSON object (a {type(data).__name__})")
+        return data
 
     def config(self) -> dict[str, Any]:
         config = self.read_json("config.json")
