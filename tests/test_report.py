@@ -134,6 +134,7 @@ def test_two_sample_difference_known_case():
     assert math.isnan(stats.difference([0.1], [0.3, 0.4]).p_value)
     same = stats.difference([0.5, 0.5], [0.5, 0.5])
     assert (same.low, same.high, same.p_value) == (0.0, 0.0, 1.0)
+    assert not stats.difference([1.0, 1.0], [0.9, 0.9]).defined  # no spread: no claim either way
 
 
 def test_holm_adjusts_step_down_and_skips_missing():

@@ -465,7 +465,9 @@ def primary_sentence(metric: Metric, arm: Arm, baseline: Arm, n_family: int) -> 
     if not (arm.learned and baseline.learned):
         return f"{text} — not compared (a run that did not learn is left out of every claim)."
     if not diff.defined:
-        return f"{text} — not estimable (one seed: seed variation unknown)."
+        one_seed = min(len(arm.counted), len(baseline.counted)) < 2
+        why = "one seed: seed variation unknown" if one_seed else "every run of both arms agrees: no spread to judge by"
+        return f"{text} — not estimable ({why})."
     p, adjusted = _fmt_p(diff.p_value), _fmt_p(arm.adjusted.get(metric.key, math.nan))
     stated = f"p = {p}, Holm-adjusted over {n_family} primary comparisons {adjusted}"
     if _claimed(arm, metric.key):

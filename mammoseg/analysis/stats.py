@@ -118,7 +118,8 @@ def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float],
                *, confidence: float = CONFIDENCE) -> Interval:
     """mean(a) − mean(b) of per-run values with its two-sample Student t interval and two-sided p-value.
 
-    Needs two runs in each arm; NaN bounds otherwise. The seed variance is pooled over both arms
+    Needs two runs in each arm, not all identical (a gap between arms whose runs agree exactly cannot be
+    judged); NaN bounds otherwise. The seed variance is pooled over both arms
     (df = runs − 2): exact when the arms are the same design, which is the null a claim must
     survive; Welch's separate variances would leave 1-2 df with two seeds per arm and claim only
     about 1% of the time instead of 5%. With equal seed counts the standard error is Welch's, so
@@ -135,8 +136,8 @@ def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float],
     dof = a.size + b.size - 2
     pooled = (float(a.var(ddof=1)) * (a.size - 1) + float(b.var(ddof=1)) * (b.size - 1)) / dof
     se = math.sqrt(pooled * (1.0 / a.size + 1.0 / b.size))
-    if se == 0.0:
-        return Interval(diff, diff, diff, 1.0 if diff == 0.0 else 0.0)
+    if se == 0.0:  # every run of both arms agrees: no spread to judge a gap by, so no p-value unless there is no gap
+        return Interval(diff, diff, diff, 1.0) if diff == 0.0 else Interval(diff, math.nan, math.nan)
     half = _t_quantile(confidence, dof) * se
     span = bounds[1] - bounds[0]
     p_value = min(1.0, 2.0 * (1.0 - _t_cdf(abs(diff) / se, dof)))
