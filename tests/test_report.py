@@ -254,6 +254,7 @@ def test_a_run_that_did_not_learn_is_left_out_of_every_claim():
     assert "the baseline dilated_resize did not learn: no comparison is made" in lines[0]
     assert any(x.startswith("Did not learn: dilated_resize (seed 0, 1) — the whole arm is left out") for x in lines)
     assert any(x.startswith("Did not learn: dilated_transpose (seed 2) — those runs are left out") for x in lines)
+    assert sum(x.startswith("Learning gate: a run learned when") for x in lines) == 1
     assert not _claims(lines)
     assert all("dilated_resize" not in x for x in lines if x.startswith("Exploratory") and "leads" in x)
     transpose = next(a for a in arms if a.name == "dilated_transpose")

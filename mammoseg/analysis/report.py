@@ -505,8 +505,9 @@ def verdict(arms: list[Arm], base: Arm | None, primary: Sequence[str] = DEFAULT_
         if arm.failed:
             seeds = ", ".join(str(r.seed) for r in arm.failed)
             scope = "the whole arm is" if not arm.learned else "those runs are"
-            lines.append(f"Did not learn: {arm.name} (seed {seeds}) — {scope} left out of every claim. "
-                         f"Rule: {GATE_RULE}.")
+            lines.append(f"Did not learn: {arm.name} (seed {seeds}) — {scope} left out of every claim.")
+    if any(arm.failed for arm in arms):
+        lines.append(f"Learning gate: {GATE_RULE}.")
     if base is not None:
         family = sum(math.isfinite(a.paired.get(k, NAN_INTERVAL).p_value) for a in arms if a is not base for k in primary)
         for key in primary:
