@@ -116,9 +116,9 @@ def family_error(n_experiments: int, seed: int = 0, arms: int = 4, metrics: int 
     for _ in range(n_experiments):
         p_values = []
         for _ in range(metrics):
-            values = per_run_values(setting, 0.0, rng, arms, seeds)  # [arms, 2, seeds], all without effect
-            baseline = values[0, 1]
-            p_values += [stats.difference(other, baseline).p_value for other in values[:, 0]]
+            # every run of every arm on the same images, none with an effect: arm 0 is the baseline
+            runs = per_run_values(setting, 0.0, rng, 1, seeds * (arms + 1))[0, 1].reshape(arms + 1, seeds)
+            p_values += [stats.difference(other, runs[0]).p_value for other in runs[1:]]
         any_raw += min(p_values) < 0.05
         any_holm += min(stats.holm(p_values)) < 0.05
     return any_raw / n_experiments, any_holm / n_experiments
