@@ -119,8 +119,8 @@ def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float],
     """mean(a) − mean(b) of per-run values with its two-sample Student t interval and two-sided p-value.
 
     Needs two runs in each arm, not all identical (a gap between arms whose runs agree exactly cannot be
-    judged); NaN bounds otherwise. The seed variance is pooled over both arms
-    (df = runs − 2): exact when the arms are the same design, which is the null a claim must
+    judged); NaN bounds otherwise. The seed variance is pooled over both arms (df = the runs of both
+    arms − 2): exact when the arms are the same design, which is the null a claim must
     survive; Welch's separate variances would leave 1-2 df with two seeds per arm and claim only
     about 1% of the time instead of 5%. With equal seed counts the standard error is Welch's, so
     arms whose seeds vary differently are still judged by both spreads. Arms evaluated on the same
