@@ -272,6 +272,9 @@ def test_exploratory_ranking_needs_separated_seed_intervals():
     assert line.startswith("Exploratory, Dice pooled") and "b leads" in line and "not a claim" in line
     fp_rate = METRIC_BY_KEY["neg_mean_prob"]  # lower is better
     assert "a leads" in rank_metric(fp_rate, {"a": Interval(0.10, 0.05, 0.15), "b": Interval(0.60, 0.50, 0.70)})
+    params = METRIC_BY_KEY["params_m"]
+    assert "a, 1.00 vs next b 2.00 (a property of the design" in rank_metric(params, {"a": Interval(1, 1, 1),
+                                                                                     "b": Interval(2, 2, 2)})
     assert "not ranked" in rank_metric(METRIC_BY_KEY["pr_auc"], {"a": stats.seed_interval([0.5]),
                                                                  "b": stats.seed_interval([0.6])})
 

@@ -425,6 +425,10 @@ def rank(metric: Metric, intervals: dict[str, Interval]) -> Ranking:
     if metric.source == "exact" and len(tied) > 1:
         return Ranking("tie", tuple(tied), f"{head}: {', '.join(tied)} are equal "
                                            f"({_fmt(metric, present[best].estimate)}).")
+    if len(tied) == 1 and metric.source == "exact":
+        return Ranking("best", (best,), (
+            f"{head} ({direction} is better): {best}, {_fmt(metric, present[best].estimate)} vs next {order[1]} "
+            f"{_fmt(metric, present[order[1]].estimate)} (a property of the design, the same for every seed)."))
     if len(tied) == 1:
         runner = order[1]
         return Ranking("best", (best,), (
