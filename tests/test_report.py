@@ -124,6 +124,23 @@ def test_two_seed_intervals_stay_within_what_the_metric_can_take(values, bounds)
     assert -span <= diff.low <= diff.high <= span
 
 
+def test_every_interval_of_a_two_seed_report_stays_in_its_metric_range():
+    runs = [make_run(arm, seed, quality=q, variant=arm) for arm, q in (("fcn_skips", 0.05), ("dilated_resize", 0.97))
+            for seed in (0, 1)]
+    runs[0].metrics["ece"], runs[1].metrics["ece"] = 0.3607, 0.01  # far apart: a plain t interval leaves [0, 1]
+    arms, _ = build_arms(runs, None)
+    for arm in arms:
+        for key, cell in arm.cells.items():
+            low, high = METRIC_BY_KEY[key].bounds
+            if cell.interval.defined:
+                assert low <= cell.interval.low <= cell.interval.high <= high, (arm.name, key, cell.interval)
+        for key, diff in arm.paired.items():
+            low, high = METRIC_BY_KEY[key].bounds
+            if diff.defined:
+                assert low - high <= diff.low <= diff.high <= high - low, (arm.name, key, diff)
+    assert arms[0].cells["ece"].interval.defined
+
+
 def test_two_sample_difference_known_case():
     diff = stats.difference([0.1, 0.2, 0.15], [0.3, 0.35, 0.4])
     se = math.sqrt(0.0025 * (1 / 3 + 1 / 3))  # both sample variances are 0.0025
