@@ -1,10 +1,16 @@
-"""The comparison report: statistics, the verdict's refusal to over-claim, and the written files."""
+"""The comparison report: calibrated intervals, the verdict's claims, the learning gate, and a real round trip.
+
+Verdict logic is checked on runs held in memory (per-image rows in evaluate's columns, drawn from a
+known model), the written report on run folders that `train` and `evaluate` really wrote.
+"""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
-import subprocess
+import math
+import re
 import sys
 import zlib
 from html.parser import HTMLParser
@@ -16,104 +22,162 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.analysis import stats
-from mammoseg.analysis.report import METRIC_BY_KEY, build_arms, rank_metric, summary_columns, verdict, write_report
-from mammoseg.analysis.runs import load_run
+from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
+from mammoseg.analysis.report import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank_metric,
+                                      summary_columns, verdict, write_report)
+from mammoseg.analysis.runs import Run, load_run
 from mammoseg.analysis.stats import Interval
 from mammoseg.cli import cli
 from mammoseg.errors import InputError, MammosegError
 
 SIZE = 32
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def fabricate_run(root: Path, variant: str, seed: int, *, quality: float, n_images: int = 40,
-                  transpose_kernel: int = 4, evaluated: bool = True, arm: str | None = None) -> Path:
-    """A run folder per the run contract with plausible synthetic numbers; `quality` shifts Dice and FPs."""
-    rng = np.random.default_rng(zlib.crc32(f"{variant}{seed}{transpose_kernel}".encode()))
-    arm = arm or f"{variant}{'' if transpose_kernel == 4 else f'-k{transpose_kernel}'}"
-    run = root / f"{arm}-seed{seed}"
-    (run / "eval" / "test").mkdir(parents=True)
-    config = {"variant": variant, "image_size": SIZE, "width": 0.125, "seed": seed, "epochs": 3, "batch_size": 4,
-              "transpose_kernel": transpose_kernel, "params": 12_500_000 if "dilated" in variant else 20_000_000,
-              "flops": 43_300_000_000, "environment": {"backend": "tensorflow"}}
-    (run / "config.json").write_text(json.dumps(config))
-    pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.7, 0.5 + 0.1 * rng.random()], "val_loss": [1.1, 0.8, 0.7],
-                  "lr": [7e-4] * 3, "seconds": [10.0, 9.0, 9.5]}).to_csv(run / "history.csv", index=False)
-    (run / "timing.json").write_text(json.dumps({"seconds_per_epoch": [10, 9, 9.5], "mean_seconds_per_epoch": 9.5,
-                                                  "train_images_per_second": 100 + rng.random()}))
-    checker = 0.8 if "transpose" in variant or variant.startswith("fcn") else 0.05
-    (run / "checkerboard_init.json").write_text(json.dumps(
-        {"kernel": {"upsample_4": checker + 0.01 * rng.random()},
-         "map": {"phase_mean": checker * 0.5 + 0.01 * rng.random(), "aliasing_fraction": checker * 0.1}}))
-    if not evaluated:
-        return run
-    ids = [f"P_{i:05d}" for i in range(n_images)]
+def _calibration():
+    spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["calibration"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# ---------------------------------------------------------------- runs in memory
+
+
+def make_run(arm: str, seed: int, *, quality: float, variant: str = "dilated_resize", learned: bool = True,
+             n_images: int = 40, rng: np.random.Generator | None = None) -> Run:
+    """A run with evaluate's per-image columns: `quality` sets recall on positives and false positives on
+    negatives; image difficulty is the same for every run (one test split), the rest varies by run."""
+    rng = rng or np.random.default_rng(zlib.crc32(f"{arm}{seed}".encode()))
+    difficulty = np.random.default_rng(7).normal(0.0, 0.1, n_images)  # the shared test images
     negative = np.arange(n_images) % 2 == 1
     area = SIZE * SIZE
-    truth = np.where(negative, 0, rng.integers(20, 80, n_images))
-    tp = np.where(negative, 0, np.round(truth * np.clip(quality + 0.1 * rng.standard_normal(n_images), 0, 1)))
+    truth = np.where(negative, 0, np.random.default_rng(8).integers(20, 80, n_images))
+    recall = np.clip(quality + difficulty + 0.1 * rng.standard_normal(n_images), 0, 1)
+    tp = np.where(negative, 0, np.round(truth * recall))
     fn = truth - tp
-    fp = np.where(negative, rng.integers(0, 4, n_images) * (1.5 - quality) * 2, rng.integers(0, 20, n_images)).round()
-    tn = area - tp - fn - fp
+    fp = np.where(negative, np.round(np.clip((1.2 - quality) * 8 + difficulty * 20 + rng.normal(0, 2, n_images), 0, None)),
+                  rng.integers(0, 20, n_images))
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
         iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
-    mean_prob = np.clip(0.05 + (1 - quality) * 0.2 + 0.02 * rng.standard_normal(n_images), 0, 1)
-    pd.DataFrame({
+    mean_prob = np.clip(0.05 + (1 - quality) * 0.2 + difficulty * 0.1 + 0.02 * rng.standard_normal(n_images), 0, 1)
+    ids = [f"ex{i:04d}" for i in range(n_images)]
+    frame = pd.DataFrame({
         "example_id": ids, "kind": np.where(negative, "negative", "positive"), "patient_id": ids,
-        "positive_fraction": truth / area, "dice": dice, "iou": iou, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "max_prob": np.clip(mean_prob * 3, 0, 1), "mean_prob": mean_prob, "frac_above_05": (tp + fp) / area,
-        "predicted_positive": ((tp + fp) > area / 750).astype(int), "phase_mean": checker * 0.3 + 0.01 * rng.random(n_images),
-        "aliasing_fraction": checker * 0.05 + 0.001 * rng.random(n_images),
-    }).to_csv(run / "eval" / "test" / "per_image.csv", index=False)
-    (run / "eval" / "test" / "metrics.json").write_text(json.dumps(
-        {"per_image": {"dice": float(np.nanmean(dice))}, "pixel_pr_auc": quality * 0.8 + 0.01 * rng.random(),
-         "pixel_roc_auc": 0.9, "ece": 0.05 * (1.2 - quality), "images_per_second": 250.0}))
-    n_examples = 4
-    images = rng.integers(0, 255, (n_examples, SIZE, SIZE), dtype=np.uint8)
-    masks = np.zeros((n_examples, SIZE, SIZE), np.uint8)
-    masks[0, 8:16, 8:16] = 255
-    masks[2, 10:20, 12:18] = 255
-    probs = np.clip(masks / 255 * quality + 0.1 * rng.random((n_examples, SIZE, SIZE)), 0, 1).astype(np.float16)
-    np.savez(run / "eval" / "test" / "examples.npz", example_id=np.array(ids[:n_examples]),
-             kind=np.array(["positive", "negative"] * 2), image=images, mask=masks, prob=probs)
-    freqs = np.linspace(0, 0.7, 23)
-    power = np.exp(-8 * freqs) + checker * (freqs > 0.48)
-    np.savez(run / "eval" / "test" / "spectrum.npz", freqs=freqs, power=power, power_negatives=power * 0.5)
-    return run
+        "positive_fraction": truth / area, "dice": dice, "iou": iou, "tp": tp, "fp": fp, "fn": fn,
+        "tn": area - tp - fn - fp, "max_prob": np.clip(mean_prob * 3, 0, 1), "mean_prob": mean_prob,
+        "frac_above_05": (tp + fp) / area, "predicted_positive": ((tp + fp) > area / 750).astype(int),
+        "phase_mean": np.clip(0.2 + 0.05 * rng.standard_normal(n_images), 0, None),
+        "aliasing_fraction": np.clip(0.01 + 0.002 * rng.standard_normal(n_images), 0, 1),
+        "phase_mean_margin": np.clip(0.3 + 0.05 * rng.standard_normal(n_images), 0, None),
+    })[list(PER_IMAGE_COLUMNS)]
+    gate = learning_gate(0.3 if learned else 0.9, 0.6, int(tp.sum()) if learned else 0)
+    metrics = {"pixel_pr_auc": float(np.clip(quality * 0.8 + 0.02 * rng.standard_normal(), 0, 1)),
+               "pixel_roc_auc": 0.9, "ece": float(abs(0.05 * (1.2 - quality) + 0.01 * rng.standard_normal())),
+               GATE_KEY: gate}
+    config = {"variant": variant, "seed": seed, "image_size": SIZE, "params": 1_000_000, "flops": 2e9}
+    return Run(path=Path("runs") / f"{arm}-seed{seed}", config=config, metrics=metrics, per_image=frame)
 
 
-class _Collector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.images: list[str] = []
-        self.cells: list[str] = []
-        self._in_cell = False
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        if tag == "img":
-            self.images.append(dict(attrs).get("src", ""))
-        self._in_cell = tag in ("td", "th")
-
-    def handle_endtag(self, tag):
-        self._in_cell = False
-
-    def handle_data(self, data):
-        if self._in_cell:
-            self.cells.append(data)
+def _lines(runs: list[Run], baseline: str | None = None, primary=DEFAULT_PRIMARY) -> list[str]:
+    return verdict(*build_arms(runs, baseline, primary), primary)
 
 
-def _parse(path: Path) -> _Collector:
-    collector = _Collector()
-    collector.feed(path.read_text(encoding="utf-8"))
-    return collector
+def _claims(lines: list[str]) -> list[str]:
+    """Lines that claim something: a primary comparison in bold."""
+    return [line for line in lines if line.startswith("Primary") and "**" in line]
 
 
 # ---------------------------------------------------------------- statistics
 
 
-def test_bootstrap_mean_ci_matches_normal_theory():
+def test_seed_interval_uses_student_t_inside_the_metric_range():
+    interval = stats.seed_interval(np.array([1.0, 2.0, 3.0]))
+    assert interval.high - interval.estimate == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    assert not stats.seed_interval(np.array([1.0])).defined
+    # on the logit scale: the same width rule, mapped back, never below 0 or above 1
+    values = np.array([0.2, 0.3, 0.25])
+    logit = np.log(values / (1 - values))
+    half = 4.302653 * logit.std(ddof=1) / np.sqrt(3)
+    bounded = stats.seed_interval(values, stats.UNIT)
+    assert bounded.estimate == pytest.approx(0.25)
+    assert bounded.low == pytest.approx(1 / (1 + np.exp(-(logit.mean() - half))))
+    assert bounded.high == pytest.approx(1 / (1 + np.exp(-(logit.mean() + half))))
+
+
+@pytest.mark.parametrize("values, bounds", [
+    ([0.3607, 0.02], stats.UNIT),        # an ECE that used to print [-1.19, 1.91]
+    ([0.999, 0.70], stats.UNIT),         # a ROC-AUC near 1
+    ([0.0, 0.05], stats.UNIT),           # a run on the bound: own scale, cut
+    ([1.0, 0.93], stats.UNIT),
+    ([83.0, 0.2], stats.POSITIVE),       # a kernel score that used to print [-65.4, 83.3]
+    ([0.0, 12.0], stats.POSITIVE),
+])
+def test_two_seed_intervals_stay_within_what_the_metric_can_take(values, bounds):
+    interval = stats.seed_interval(values, bounds)
+    assert interval.defined and bounds[0] <= interval.low <= interval.high <= bounds[1]
+    assert interval.low <= min(values) and interval.high >= max(values)
+    diff = stats.difference(values, [bounds[0] if math.isfinite(bounds[0]) else 0.0] * 2, bounds)
+    span = bounds[1] - bounds[0]
+    assert -span <= diff.low <= diff.high <= span
+
+
+def test_every_interval_of_a_two_seed_report_stays_in_its_metric_range():
+    runs = [make_run(arm, seed, quality=q, variant=arm) for arm, q in (("fcn_skips", 0.05), ("dilated_resize", 0.97))
+            for seed in (0, 1)]
+    runs[0].metrics["ece"], runs[1].metrics["ece"] = 0.3607, 0.01  # far apart: a plain t interval leaves [0, 1]
+    arms, _ = build_arms(runs, None)
+    for arm in arms:
+        for key, cell in arm.cells.items():
+            low, high = METRIC_BY_KEY[key].bounds
+            if cell.interval.defined:
+                assert low <= cell.interval.low <= cell.interval.high <= high, (arm.name, key, cell.interval)
+        for key, diff in arm.paired.items():
+            low, high = METRIC_BY_KEY[key].bounds
+            if diff.defined:
+                assert low - high <= diff.low <= diff.high <= high - low, (arm.name, key, diff)
+    assert arms[0].cells["ece"].interval.defined
+
+
+def test_two_sample_difference_known_case():
+    diff = stats.difference([0.1, 0.2, 0.15], [0.3, 0.35, 0.4])
+    se = math.sqrt(0.0025 * (1 / 3 + 1 / 3))  # both sample variances are 0.0025
+    assert diff.estimate == pytest.approx(-0.2)
+    assert diff.high == pytest.approx(-0.2 + 2.776445 * se, rel=1e-5)
+    assert diff.p_value == pytest.approx(0.0080499, rel=1e-3)  # t = -4.899 on 4 df
+    assert not stats.difference([0.1], [0.3, 0.4]).defined  # one seed: no interval, no p-value
+    assert math.isnan(stats.difference([0.1], [0.3, 0.4]).p_value)
+    same = stats.difference([0.5, 0.5], [0.5, 0.5])
+    assert (same.low, same.high, same.p_value) == (0.0, 0.0, 1.0)
+    assert not stats.difference([1.0, 1.0], [0.9, 0.9]).defined  # no spread: no claim either way
+
+
+def test_holm_adjusts_step_down_and_skips_missing():
+    adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+    assert stats.holm([]) == []
+
+
+def test_null_false_claim_rate_is_calibrated():
+    """400 simulated experiments with no true difference per setting, including the settings where the
+    two-level bootstrap claimed a difference 12-46% of the time: the claim rate is 5% within its
+    binomial tolerance (3 standard errors)."""
+    calibration = _calibration()
+    n = 400
+    tolerance = 3 * math.sqrt(0.05 * 0.95 / n)
+    for setting in (calibration.Setting("per_image", 0.03, 3, "paired"),
+                    calibration.Setting("pooled", 0.02, 2, "paired"),
+                    calibration.Setting("per_image", 0.0, 5, "unpaired")):
+        rate = calibration.simulate(setting, 0.0, n, seed=11)["claim_rate"]
+        assert abs(rate - 0.05) <= tolerance, (setting, rate)
+    one_seed = calibration.per_run_values(calibration.Setting("per_image", 0.03, 1, "paired"), 0.0,
+                                          np.random.default_rng(0), 50)
+    assert not any(stats.difference(v[0], v[1]).excludes(0.0) for v in one_seed)  # one seed: never a claim
+
+
+def test_image_bootstrap_of_one_run_matches_normal_theory():
     rng = np.random.default_rng(1)
     values = rng.normal(0.6, 0.2, 400)
     interval = stats.nanmean_ci(values, seed=3)
@@ -122,15 +186,9 @@ def test_bootstrap_mean_ci_matches_normal_theory():
     assert interval.low == pytest.approx(values.mean() - 1.96 * se, abs=0.25 * se)
     assert interval.high == pytest.approx(values.mean() + 1.96 * se, abs=0.25 * se)
     assert stats.nanmean_ci(values, seed=3) == interval  # seeded: reproducible
-
-
-def test_bootstrap_ignores_nan_and_constant_has_zero_width():
-    interval = stats.nanmean_ci(np.array([0.5, np.nan, 0.5, 0.5]))
-    assert (interval.estimate, interval.low, interval.high) == (0.5, 0.5, 0.5)
+    constant = stats.nanmean_ci(np.array([0.5, np.nan, 0.5, 0.5]))
+    assert (constant.estimate, constant.low, constant.high) == (0.5, 0.5, 0.5)
     assert not stats.nanmean_ci(np.array([np.nan, np.nan])).defined
-
-
-def test_resample_counts_rows_sum_to_n():
     counts = stats.resample_counts(7, np.random.default_rng(0), n_resamples=50)
     assert counts.shape == (50, 7) and np.all(counts.sum(axis=1) == 7)
 
@@ -143,204 +201,244 @@ def test_pooled_ci_known_case():
     assert stats.pooled_ci(tp, fp, fn, "iou").estimate == pytest.approx(40 / (40 + 15 + 10))
 
 
-def test_paired_difference_detects_shift_and_keeps_zero_for_equal_arms():
-    rng = np.random.default_rng(0)
-    base = rng.uniform(0.2, 0.9, 300)
-    shifted = stats.paired_nanmean_diff_ci(base + 0.02, base)
-    assert shifted.estimate == pytest.approx(0.02) and shifted.excludes(0.0)
-    same = stats.paired_nanmean_diff_ci(base + rng.normal(0, 0.05, 300), base)
-    assert not same.excludes(0.0)
-    pooled = stats.paired_pooled_diff_ci((np.full(50, 9.0), np.ones(50), np.ones(50)),
-                                         (np.full(50, 9.0), np.ones(50), np.ones(50)), "dice")
-    assert (pooled.estimate, pooled.low, pooled.high) == (0.0, 0.0, 0.0)
-
-
-def test_interval_holds_the_seed_variation():
-    """Two seeds 0.3 apart: the interval spans both, where an image-only bootstrap would be ±0.01."""
-    rng = np.random.default_rng(2)
-    images = rng.normal(0.0, 0.05, 100)
-    split = np.stack([images + 0.3, images + 0.6])
-    interval = stats.nanmean_ci(split)
-    assert interval.estimate == pytest.approx(images.mean() + 0.45)
-    assert interval.low < 0.32 and interval.high > 0.58
-    agreeing = stats.nanmean_ci(np.stack([images + 0.45, images + 0.45]))
-    assert agreeing.high - agreeing.low < 0.03
-    single = stats.nanmean_ci(images + 0.45)  # one seed: the same image draws, images only
-    assert (single.low, single.high) == pytest.approx((agreeing.low, agreeing.high))
-    assert not stats.paired_nanmean_diff_ci(split, np.stack([images + 0.4, images + 0.42])).excludes(0.0)
-    assert stats.paired_nanmean_diff_ci(split + 0.5, np.stack([images + 0.4, images + 0.42])).excludes(0.0)
-    tp, fp, fn = np.full((2, 30), 8.0), np.stack([np.ones(30), np.full(30, 12.0)]), np.ones((2, 30))
-    pooled = stats.pooled_ci(tp, fp, fn, "dice")  # identical images: only the seed draw varies
-    assert (pooled.low, pooled.high) == pytest.approx((16 / 29, 16 / 18))
-    assert stats.pooled_ci(tp[:1], fp[:1], fn[:1], "dice").low == pytest.approx(16 / 18)
-
-
-def test_seed_interval_uses_student_t():
-    interval = stats.seed_interval(np.array([1.0, 2.0, 3.0]))
-    assert interval.high - interval.estimate == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)
-    assert not stats.seed_interval(np.array([1.0])).defined
-
-
 # ---------------------------------------------------------------- verdict
 
 
-def test_verdict_refuses_to_rank_overlapping_intervals():
-    metric = METRIC_BY_KEY["dice_per_image"]
+def test_same_design_with_different_seeds_makes_no_claim():
+    """Two arms of one design, three seeds each, through arms and verdict: no claim, in 20 replications
+    at most what Holm's 5% family-wise rate allows (binomial: > 4 of 20 has probability < 0.3%)."""
+    with_claims = 0
+    for rep in range(20):
+        rng = np.random.default_rng(1000 + rep)
+        runs = [make_run(arm, seed, quality=0.6 + rng.normal(0, 0.03), rng=rng)
+                for arm, seeds in (("copy", (3, 4, 5)), ("dilated_resize", (0, 1, 2))) for seed in seeds]
+        lines = _lines(runs)
+        with_claims += bool(_claims(lines))
+        if rep == 0:
+            assert not _claims(lines)
+            assert "no difference from dilated_resize is claimed on the primary metrics" in lines[0]
+            assert all(line.startswith(("At a glance", "Primary", "Exploratory")) for line in lines)
+    assert with_claims <= 4
+
+
+def test_a_real_difference_is_claimed_in_the_right_direction():
+    runs = [make_run(arm, seed, quality=q) for arm, q in (("fcn_skips", 0.3), ("dilated_resize", 0.85))
+            for seed in (0, 1, 2)]
+    lines = _lines(runs)
+    fp = next(x for x in lines if x.startswith("Primary, FP rate on negative images"))
+    assert "**fcn_skips has a higher FP rate on negative images than dilated_resize** (worse)" in fp
+    assert "Holm-adjusted over 3 primary comparisons" in fp
+    dice = next(x for x in lines if x.startswith("Primary, Dice per image"))
+    assert "(worse)" in dice and "**fcn_skips has a lower Dice per image (positives)" in dice
+    assert "**fcn_skips has a higher FP rate" in lines[0]
+    pooled = next(x for x in lines if "Dice pooled (positives)" in x)
+    assert pooled.startswith("Exploratory, Dice pooled (positives)") and "not a claim" in pooled
+
+
+def test_primary_metrics_choose_what_is_claimed():
+    runs = [make_run(arm, seed, quality=q) for arm, q in (("fcn_skips", 0.3), ("dilated_resize", 0.85))
+            for seed in (0, 1, 2)]
+    lines = _lines(runs, primary=("dice_pooled",))
+    assert [x for x in lines if x.startswith("Primary")] == [next(x for x in lines if "Primary, Dice pooled" in x)]
+    assert any(x.startswith("Exploratory, FP rate on negative images") for x in lines)
+    with pytest.raises(MammosegError, match="unknown primary metric 'nope'"):
+        check_primary(["nope"])
+    with pytest.raises(MammosegError, match="does not vary"):
+        check_primary(["params_m"])
+
+
+def test_one_seed_per_arm_claims_nothing_and_shows_image_intervals_as_descriptive():
+    runs = [make_run(arm, 0, quality=q) for arm, q in (("fcn_skips", 0.2), ("dilated_resize", 0.9))]
+    arms, base = build_arms(runs, None)
+    lines = verdict(arms, base)
+    assert "one seed per arm: seed variation cannot be estimated, so no claim about designs is made" in lines[0]
+    assert not _claims(lines)
+    assert all("not estimable (one seed" in x for x in lines if x.startswith("Primary"))
+    cell = arms[0].cells["dice_per_image"]
+    assert cell.over == "images" and cell.interval.defined and not cell.seed_interval.defined
+    assert "not ranked — an arm with one seed" in next(x for x in lines if "Dice pooled (positives)" in x)
+
+
+def test_a_run_that_did_not_learn_is_left_out_of_every_claim():
+    """dilated_resize predicts nothing (no false positives at all) in both seeds: flagged, never best."""
+    runs = [make_run("dilated_resize", s, quality=0.9, learned=False) for s in (0, 1)]
+    runs += [make_run("fcn_skips", s, quality=0.5, variant="fcn_skips") for s in (0, 1)]
+    runs += [make_run("dilated_transpose", s, quality=0.55, variant="dilated_transpose") for s in (0, 1)]
+    runs.append(make_run("dilated_transpose", 2, quality=0.55, variant="dilated_transpose", learned=False))
+    arms, base = build_arms(runs, None)
+    lines = verdict(arms, base)
+    assert "dilated_resize did not learn and is left out" in lines[0]
+    assert "the baseline dilated_resize did not learn: no comparison is made" in lines[0]
+    assert any(x.startswith("Did not learn: dilated_resize (seed 0, 1) — the whole arm is left out") for x in lines)
+    assert any(x.startswith("Did not learn: dilated_transpose (seed 2) — those runs are left out") for x in lines)
+    assert sum(x.startswith("Learning gate: a run learned when") for x in lines) == 1
+    assert not _claims(lines)
+    assert all("dilated_resize" not in x for x in lines if x.startswith("Exploratory") and "leads" in x)
+    transpose = next(a for a in arms if a.name == "dilated_transpose")
+    assert [r.seed for r in transpose.counted] == [0, 1]
+    # with a baseline that learned, the failed arm is still in no comparison
+    lines = _lines(runs, baseline="fcn_skips")
+    assert all("not compared" in x for x in lines if x.startswith("Primary") and "dilated_resize −" in x)
+
+
+def test_exploratory_ranking_needs_separated_seed_intervals():
+    metric = METRIC_BY_KEY["dice_pooled"]
     line = rank_metric(metric, {"a": Interval(0.70, 0.60, 0.80), "b": Interval(0.68, 0.58, 0.78)})
-    assert "no clear difference" in line and "is best" not in line
+    assert "no clear difference" in line and "leads" not in line.split("(")[0]
+    line = rank_metric(metric, {"a": Interval(0.50, 0.45, 0.55), "b": Interval(0.70, 0.66, 0.74)})
+    assert line.startswith("Exploratory, Dice pooled") and "b leads" in line and "not a claim" in line
+    fp_rate = METRIC_BY_KEY["neg_mean_prob"]  # lower is better
+    assert "a leads" in rank_metric(fp_rate, {"a": Interval(0.10, 0.05, 0.15), "b": Interval(0.60, 0.50, 0.70)})
+    params = METRIC_BY_KEY["params_m"]
+    assert "a, 1.00 vs next b 2.00 (a property of the design" in rank_metric(params, {"a": Interval(1, 1, 1),
+                                                                                     "b": Interval(2, 2, 2)})
+    assert "not ranked" in rank_metric(METRIC_BY_KEY["pr_auc"], {"a": stats.seed_interval([0.5]),
+                                                                 "b": stats.seed_interval([0.6])})
 
 
-def test_verdict_ranks_separated_intervals_in_the_right_direction():
-    dice = METRIC_BY_KEY["dice_per_image"]
-    line = rank_metric(dice, {"a": Interval(0.50, 0.45, 0.55), "b": Interval(0.70, 0.66, 0.74)})
-    assert "**b** is best" in line
-    fp_rate = METRIC_BY_KEY["neg_fp_rate"]  # lower is better
-    line = rank_metric(fp_rate, {"a": Interval(0.10, 0.05, 0.15), "b": Interval(0.60, 0.50, 0.70)})
-    assert "**a** is best" in line
+# ---------------------------------------------------------------- learning gate
 
 
-def test_verdict_qualifies_claims_resting_on_one_seed():
-    dice = METRIC_BY_KEY["dice_per_image"]
-    intervals = {"a": Interval(0.50, 0.45, 0.55), "b": Interval(0.70, 0.66, 0.74)}
-    assert "(one seed: seed variation not included)" in rank_metric(dice, intervals, {"a", "b"})
-    assert "(one seed for a: seed variation not included)" in rank_metric(dice, intervals, {"a"})
-    assert "seed variation" not in rank_metric(dice, intervals)
-    params = METRIC_BY_KEY["params_m"]  # exact numbers have no seed variation to miss
-    assert "seed variation" not in rank_metric(params, {"a": Interval(1, 1, 1), "b": Interval(2, 2, 2)}, {"a", "b"})
+def test_learning_gate_rule():
+    # the best constant under a weight of 18 on 5% abnormal pixels is p = 0.9 / 1.85
+    p = 0.9 / 1.85
+    assert prior_loss(0.05, 18.0) == pytest.approx(-(0.9 * math.log(p) + 0.95 * math.log(1 - p)) / 1.85)
+    assert prior_loss(0.0, 18.0) == 0.0 and math.isnan(prior_loss(math.nan, 18.0))
+    assert learning_gate(0.40, 0.60, 12)["learned"]
+    assert not learning_gate(0.60, 0.60, 12)["learned"]  # no better than the constant
+    assert not learning_gate(0.40, 0.60, 0)["learned"]   # nothing abnormal ever called
+    assert not learning_gate(math.nan, 0.60, 12)["learned"]
 
 
-def _verdict_lines(root: Path, qualities: dict[str, tuple[float, ...]]) -> list[str]:
-    runs = [load_run(fabricate_run(root, variant, seed, quality=q), "test")
-            for variant, seeds in qualities.items() for seed, q in enumerate(seeds, 1)]
-    return verdict(*build_arms(runs, None))
+def test_arms_follow_ablation_folder_names():
+    """Two arms of one variant (e.g. frozen encoder or not) stay apart; a name reused for two designs splits."""
+    runs = [make_run(a, s, quality=0.8) for a in ("frozen", "dilated_resize") for s in (1, 2)]
+    runs.append(make_run("frozen", 1, quality=0.5, variant="fcn_skips"))
+    arms, base = build_arms(runs, None)
+    assert {a.name: len(a.runs) for a in arms} == {"frozen (fcn_skips)": 1, "frozen (dilated_resize)": 2,
+                                                   "dilated_resize": 2}
+    assert base is not None and base.name == "dilated_resize"
+    assert "dice_per_image" in next(a for a in arms if a.name == "frozen (fcn_skips)").paired
 
 
-def test_verdict_does_not_rank_arms_whose_seeds_disagree(tmp_path):
-    """dilated_transpose's mean P(abnormal) on negatives is lower on average, but its two seeds (0.19
-    and 0.06) straddle dilated_resize's 0.16: no claim. Over images alone the intervals do not overlap."""
-    lines = _verdict_lines(tmp_path, {"dilated_transpose": (0.3, 0.95), "dilated_resize": (0.45, 0.47)})
-    line = next(x for x in lines if x.startswith("Mean P(abnormal) on negatives"))
-    assert "no clear difference between dilated_transpose, dilated_resize" in line and "is best" not in line
-    paired = next(x for x in lines if x.startswith("Paired, Dice per image"))
-    assert "no clear difference (interval includes 0)" in paired
+def test_primary_metrics_in_the_experiment_config(tmp_path):
+    from mammoseg.training.ablate import load_plan
+
+    config = tmp_path / "exp.toml"
+    config.write_text('[experiment]\ndata = "d"\nvariants = ["dilated_resize"]\nprimary_metrics = ["dice_pooled"]\n')
+    assert load_plan(config).primary_metrics == ("dice_pooled",)
+    config.write_text('[experiment]\ndata = "d"\nvariants = ["dilated_resize"]\n')
+    assert load_plan(config).primary_metrics == DEFAULT_PRIMARY
+    config.write_text('[experiment]\ndata = "d"\nvariants = ["dilated_resize"]\nprimary_metrics = ["dice", 3]\n')
+    with pytest.raises(InputError, match=f"{re.escape(str(config))}: primary_metrics must be a list"):
+        load_plan(config)
+    config.write_text('[experiment]\ndata = "d"\nvariants = ["dilated_resize"]\nprimary_metrics = ["dice"]\n')
+    with pytest.raises(InputError, match="unknown primary metric 'dice'"):
+        load_plan(config)
 
 
-def test_verdict_ranks_arms_whose_seeds_agree(tmp_path):
-    lines = _verdict_lines(tmp_path, {"dilated_transpose": (0.3, 0.32), "dilated_resize": (0.9, 0.92)})
-    line = next(x for x in lines if x.startswith("Mean P(abnormal) on negatives"))
-    assert "**dilated_resize** is best" in line and "seed variation" not in line
-    paired = next(x for x in lines if x.startswith("Paired, Dice per image"))
-    assert paired.endswith("dilated_transpose is worse.")
+# ---------------------------------------------------------------- round trip: train, evaluate, compare
 
 
-def test_verdict_does_not_rank_a_single_seed_run_level_number():
-    line = rank_metric(METRIC_BY_KEY["pr_auc"], {"a": stats.seed_interval(np.array([0.5])),
-                                                  "b": stats.seed_interval(np.array([0.6]))})
-    assert "not ranked" in line
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs).get("src", ""))
 
 
-# ---------------------------------------------------------------- report files
+@pytest.fixture(scope="module")
+def evaluated_runs(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Runs that `train` and `evaluate` wrote: the session's tiny dilated_resize run and a one-epoch
+    dilated_transpose run on its easy dataset."""
+    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.training.config import build_config
+    from mammoseg.training.train import train
+
+    data = json.loads((tiny_run / "config.json").read_text())["dataset"]["path"]
+    config = build_config({"variant": "dilated_transpose", "data": data, "width": 0.125, "epochs": 1,
+                           "batch_size": 4, "learning_rate": 3e-3, "deterministic": True, "run_name": "transpose"})
+    run = train(config, tmp_path_factory.mktemp("round_trip"))
+    evaluate_run(run.path, "test")
+    return [tiny_run, run.path]
 
 
-def _check_outputs(html_path: Path, arms: list[str]) -> str:
-    out = html_path.parent
-    assert {p.name for p in out.iterdir()} >= {"report.html", "report.md", "summary.csv", "figures"}
-    parsed = _parse(html_path)
-    assert "table" in parsed.tags
-    assert len(parsed.images) >= 4 and all(src.startswith("data:image/png;base64,") for src in parsed.images)
-    for arm in arms:
-        assert arm in parsed.cells
-    with open(out / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == summary_columns()
-    assert [r["arm"] for r in rows] == arms
-    assert not list(out.glob(".*tmp*"))
-    return html_path.read_text(encoding="utf-8")
-
-
-def test_report_several_seeds_and_paired(tmp_path):
-    runs = [fabricate_run(tmp_path / "exp", v, s, quality=q)
-            for v, q in (("dilated_resize", 0.85), ("fcn_skips", 0.4)) for s in (1, 2, 3)]
-    runs.append(fabricate_run(tmp_path / "exp", "dilated_transpose", 1, quality=0.8, transpose_kernel=3))
-    html_path = write_report(runs, tmp_path / "report")
-    text = _check_outputs(html_path, ["fcn_skips", "dilated_transpose-k3", "dilated_resize"])
-    assert "Paired differences against dilated_resize" in text
-    assert "per image" in text and "pooled" in text and "S²/750" in text
-    assert "**dilated_resize** is best" in (tmp_path / "report" / "report.md").read_text()
-    rows = {r["arm"]: r for r in csv.DictReader(open(tmp_path / "report" / "summary.csv"))}
-    assert float(rows["fcn_skips"]["dice_per_image_diff_ci_high"]) < 0  # clearly worse than the baseline
-    assert rows["dilated_resize"]["dice_per_image_diff"] == ""
-    assert float(rows["fcn_skips"]["dice_per_image_sd"]) >= 0
-
-
-def test_report_single_seed_says_spread_not_estimated(tmp_path):
-    runs = [fabricate_run(tmp_path / "exp", v, 1, quality=q) for v, q in (("dilated_resize", 0.9), ("fcn_skips", 0.3))]
-    html_path = write_report(runs, tmp_path / "out", baseline="fcn_skips")
-    text = _check_outputs(html_path, ["fcn_skips", "dilated_resize"])
-    assert "spread over seeds is not estimated" in text
-    md = (tmp_path / "out" / "report.md").read_text()
-    assert "**dilated_resize** is best" in md and "(one seed: seed variation not included)" in md
-    assert "Paired differences against fcn_skips" in text
-
-
-def test_compare_cli_experiment_and_unevaluated_run(tmp_path):
-    runs_dir = tmp_path / "runs"
-    fabricate_run(runs_dir / "demo", "dilated_resize", 1, quality=0.8)
-    fabricate_run(runs_dir / "demo", "dilated_transpose", 1, quality=0.7)
-    runner = CliRunner()
-    result = runner.invoke(cli, ["compare", "--experiment", "demo", "--runs-dir", str(runs_dir),
-                                 "--out", str(tmp_path / "rep")])
+@pytest.fixture(scope="module")
+def round_trip_report(evaluated_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mammoseg compare` of the evaluated runs: the report folder."""
+    out = tmp_path_factory.mktemp("round_trip_report")
+    result = CliRunner().invoke(cli, ["compare", *map(str, evaluated_runs), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "rep" / "report.html").is_file()
-    bare = fabricate_run(runs_dir / "demo", "fcn_skips", 1, quality=0.5, evaluated=False)
+    return out
+
+
+def test_round_trip_report_shows_every_promised_figure(evaluated_runs, round_trip_report):
+    out = round_trip_report
+    md = (out / "report.md").read_text(encoding="utf-8")
+    stems = re.findall(r"!\[(\w+)\]\(figures/(\w+)\.png\)", md)
+    assert all(a == b for a, b in stems)
+    stems = [a for a, _ in stems]
+    assert set(stems) >= {"learning_curves", "metrics", "examples", "spectra", "checkerboard"}
+    from matplotlib.image import imread
+
+    for stem in stems:
+        png = imread(out / "figures" / f"{stem}.png")
+        assert png.shape[0] > 50 and png.shape[1] > 50 and np.ptp(png) > 0, stem  # drawn, not blank
+    collector = _Collector()
+    collector.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert len(collector.images) == len(stems) and all(s.startswith("data:image/png;base64,") for s in collector.images)
+    # the negative-image spectrum: written by evaluate, read back, drawn as the second panel
+    for path in evaluated_runs:
+        assert {"all", "negatives"} <= set(load_run(path).spectra)
+    assert "over all images and over the negative images alone" in md
+    spectra = imread(out / "figures" / "spectra.png")
+    assert spectra.shape[1] > 1.8 * spectra.shape[0]  # two panels side by side
+
+
+def test_round_trip_numbers_and_gate_come_from_what_evaluate_wrote(evaluated_runs, round_trip_report):
+    with open(round_trip_report / "summary.csv", newline="") as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values()))) == summary_columns()
+    assert set(rows) == {"dilated_transpose", "dilated_resize"}
+    for path in evaluated_runs:
+        metrics = json.loads((path / "eval" / "test" / "metrics.json").read_text())
+        row = rows[metrics["variant"]]
+        assert isinstance(metrics[GATE_KEY]["learned"], bool) and metrics[GATE_KEY]["rule"]
+        assert (str(metrics["seed"]) in row["seeds_not_learned"].split()) != metrics[GATE_KEY]["learned"]
+        assert float(row["dice_per_image_mean"]) == pytest.approx(metrics["dice_per_image_positives"])
+        assert float(row["neg_fp_rate_mean"]) == pytest.approx(metrics["negatives_fp_rate_author"])
+        assert float(row["pr_auc_mean"]) == pytest.approx(metrics["pixel_pr_auc"])
+        assert float(row["dice_per_image_ci_low"]) <= float(row["dice_per_image_mean"])  # one run: over its images
+    text = (round_trip_report / "report.html").read_text(encoding="utf-8")
+    assert "Differences against dilated_resize" in text and "Learning gate" in text
+    assert "one seed per arm" in text and "descriptive" in text
+    assert not list(round_trip_report.glob(".*tmp*"))
+
+
+def test_compare_errors_name_the_folder_and_the_fix(evaluated_runs, tmp_path):
+    bare = tmp_path / "runs" / "fcn_skips-seed1"
+    bare.mkdir(parents=True)
+    (bare / "config.json").write_text(json.dumps({"variant": "fcn_skips", "seed": 1}))
     with pytest.raises(InputError, match="mammoseg evaluate"):
         write_report([bare], tmp_path / "rep2")
+    runner = CliRunner()
     result = runner.invoke(cli, ["compare", str(bare), "--out", str(tmp_path / "rep2")])
     assert result.exit_code != 0 and "mammoseg evaluate" in str(result.exception)
     assert not (tmp_path / "rep2").exists()
+    with pytest.raises(MammosegError, match="baseline 'nope' is not among the compared arms"):
+        write_report(evaluated_runs, tmp_path / "out", baseline="nope")
+    result = runner.invoke(cli, ["compare", *map(str, evaluated_runs), "--primary", "nope", "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code != 0 and "unknown primary metric 'nope'" in str(result.exception)
 
 
-def test_report_from_real_runs(tiny_run, tmp_path):
-    """The real training and evaluation outputs, a copy relabelled as a second arm and a second seed."""
-    import shutil
+def test_cli_error_is_one_line(tmp_path):
+    import subprocess
 
-    copies = []
-    for variant, seed in (("dilated_transpose", 1), ("dilated_resize", 2)):
-        copy = tmp_path / "runs" / f"{variant}-seed{seed}"
-        shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("*.keras", "tb", "previews"))
-        config = json.loads((copy / "config.json").read_text())
-        config.update(variant=variant, seed=seed)
-        (copy / "config.json").write_text(json.dumps(config))
-        copies.append(copy)
-    html_path = write_report([tiny_run, *copies], tmp_path / "report")
-    text = _check_outputs(html_path, ["dilated_transpose", "dilated_resize"])
-    assert "Paired differences against dilated_resize" in text
-    rows = {r["arm"]: r for r in csv.DictReader(open(tmp_path / "report" / "summary.csv"))}
-    metrics = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
-    assert float(rows["dilated_transpose"]["dice_per_image_mean"]) == pytest.approx(metrics["dice_per_image_positives"])
-    assert float(rows["dilated_transpose"]["dice_pooled_all_mean"]) == pytest.approx(metrics["dice_pooled_all"])
-    assert float(rows["dilated_transpose"]["neg_fp_rate_mean"]) == pytest.approx(metrics["negatives_fp_rate_author"])
-    assert float(rows["dilated_transpose"]["pr_auc_mean"]) == pytest.approx(metrics["pixel_pr_auc"])
-    assert rows["dilated_resize"]["n_seeds"] == "2" and rows["dilated_resize"]["dice_per_image_sd"] != ""
-
-
-def test_unknown_baseline_and_cli_error_line(tmp_path):
-    run = fabricate_run(tmp_path / "exp", "fcn_skips", 1, quality=0.5)
-    with pytest.raises(MammosegError, match="baseline 'nope' is not among the compared arms: fcn_skips"):
-        write_report([run], tmp_path / "out", baseline="nope")
     result = subprocess.run([sys.executable, "-m", "mammoseg", "compare", str(tmp_path / "missing"), "--out",
                              str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing'}: no such run folder"
-
-
-def test_arms_follow_ablation_folder_names(tmp_path):
-    """Two arms of one variant (e.g. frozen encoder or not) stay apart; a name reused for two designs splits."""
-    runs = [fabricate_run(tmp_path / "exp", "dilated_resize", s, quality=0.8, arm=a)
-            for a in ("frozen", "dilated_resize") for s in (1, 2)]
-    runs.append(fabricate_run(tmp_path / "other", "fcn_skips", 1, quality=0.5, arm="frozen"))
-    write_report(runs, tmp_path / "out")
-    rows = {r["arm"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
-    assert set(rows) == {"frozen (dilated_resize)", "frozen (fcn_skips)", "dilated_resize"}
-    assert rows["dilated_resize"]["n_seeds"] == "2" and rows["frozen (dilated_resize)"]["n_seeds"] == "2"
-    assert rows["frozen (fcn_skips)"]["dice_per_image_diff"] != ""  # paired against the default baseline arm

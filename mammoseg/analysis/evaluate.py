@@ -3,7 +3,7 @@
 Only per-image rows, fixed-size histograms, a running spectrum sum and a handful of figure examples are
 kept, never the probability maps of the whole split. Outputs (DESIGN §4 conventions, named in the keys):
 
-    RUN/eval/<split>/metrics.json    summary metrics, output-map checkerboard scores, throughput
+    RUN/eval/<split>/metrics.json    summary metrics, output-map checkerboard scores, throughput, learning gate
     RUN/eval/<split>/per_image.csv   one row per image
     RUN/eval/<split>/examples.npz    the first EXAMPLES_PER_GROUP positive and negative images with their maps
     RUN/eval/<split>/spectrum.npz    mean radial power spectrum of the probability maps
@@ -33,6 +33,13 @@ PER_IMAGE_COLUMNS = (
     "max_prob", "mean_prob", "frac_above_05", "predicted_positive", "phase_mean", "aliasing_fraction",
     "phase_mean_margin",
 )  # fmt: skip
+SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "power_positive"}  # group -> npz key
+GATE_KEY = "learning_gate"
+GATE_RULE = (
+    "a run learned when the validation loss of its evaluated checkpoint is below the loss of always predicting "
+    "the best constant (the class prior of the validation masks, weighted as the loss weighs abnormal pixels) and "
+    "at least one abnormal pixel of the positive images is predicted abnormal (P > 0.5)"
+)
 
 
 class _Spectrum:
@@ -41,15 +48,15 @@ class _Spectrum:
 
     def __init__(self) -> None:
         self.freqs: np.ndarray | None = None
-        self.sums = {"all": None, "positive": None, "negative": None}
-        self.counts = {"all": 0, "positive": 0, "negative": 0}
+        self.sums: dict[str, np.ndarray | None] = {group: None for group in SPECTRUM_GROUPS}
+        self.counts = {group: 0 for group in SPECTRUM_GROUPS}
 
     def add(self, prob: np.ndarray, positive: bool, normal: bool = False) -> None:
         from mammoseg.analysis.checkerboard import radial_power_spectrum
 
         freqs, power = radial_power_spectrum(prob)
         self.freqs = freqs
-        for group in ("all",) if normal else ("all", "positive" if positive else "negative"):
+        for group in ("all",) if normal else ("all", "positives" if positive else "negatives"):
             self.sums[group] = power.astype(np.float64) if self.sums[group] is None else self.sums[group] + power
             self.counts[group] += 1
 
@@ -57,8 +64,7 @@ class _Spectrum:
         n = 0 if self.freqs is None else len(self.freqs)
         out = {"freqs": self.freqs if self.freqs is not None else np.zeros(0)}
         for group, total in self.sums.items():
-            key = "power" if group == "all" else f"power_{group}"
-            out[key] = total / self.counts[group] if total is not None else np.full(n, np.nan)
+            out[SPECTRUM_GROUPS[group]] = total / self.counts[group] if total is not None else np.full(n, np.nan)
             out[f"n_{group}"] = np.array(self.counts[group])
         return out
 
@@ -149,6 +155,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
         "the map checkerboard_init.json scores before training"
     )
+    metrics[GATE_KEY] = learning_gate(
+        _checkpoint_val_loss(run.read_history(), checkpoint),
+        prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
+                   float(config.get("positive_weight") or 1.0)),
+        int(frame.loc[frame["tp"] + frame["fn"] > 0, "tp"].sum()),
+    )
     metrics.update({
         "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
         "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
@@ -178,6 +190,35 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                 f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
                 if "n_normal_images" in metrics else "")
     return metrics
+
+
+def prior_loss(positive_fraction: float, positive_weight: float) -> float:
+    """The training loss (weighted mean cross-entropy) of the best constant prediction, p = wπ / (wπ + 1 − π):
+    what a network that learned nothing about the images reaches. NaN without a prior."""
+    if not math.isfinite(positive_fraction):
+        return math.nan
+    weighted_pos, weighted_neg = positive_weight * positive_fraction, 1.0 - positive_fraction
+    if weighted_pos <= 0.0 or weighted_neg <= 0.0:
+        return 0.0
+    p = weighted_pos / (weighted_pos + weighted_neg)
+    return -(weighted_pos * math.log(p) + weighted_neg * math.log(1.0 - p)) / (weighted_pos + weighted_neg)
+
+
+def learning_gate(val_loss: float, prior: float, abnormal_pixels_found: int) -> dict[str, Any]:
+    """Whether a run learned at all (GATE_RULE), with the numbers the rule looked at: a run that did not is
+    left out of every comparison instead of winning on false positives by predicting nothing."""
+    learned = math.isfinite(val_loss) and math.isfinite(prior) and val_loss < prior and abnormal_pixels_found > 0
+    return {"learned": bool(learned), "val_loss": val_loss, "prior_loss": prior,
+            "abnormal_pixels_found": abnormal_pixels_found, "rule": GATE_RULE}
+
+
+def _checkpoint_val_loss(history: list[dict[str, Any]], checkpoint: str) -> float:
+    """Validation loss of the evaluated checkpoint: the lowest for `best`, the last epoch's for `last`."""
+    losses = [float(row["val_loss"]) for row in history
+              if isinstance(row.get("val_loss"), (int, float)) and math.isfinite(row["val_loss"])]
+    if not losses:
+        return math.nan
+    return min(losses) if checkpoint == "best" else losses[-1]
 
 
 def _stack(items: list[np.ndarray], empty: tuple[int, ...], dtype: type) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mammoseg.analysis.evaluate import SPECTRUM_GROUPS
 from mammoseg.errors import InputError
 
 PER_IMAGE_COLUMNS = ("example_id", "dice", "iou", "tp", "fp", "fn")
@@ -130,7 +131,7 @@ def load_run(run_dir: str | Path, split: str = "test") -> Run:
     if (eval_dir / "spectrum.npz").is_file():
         spectrum = _read_npz(eval_dir / "spectrum.npz")
         freqs = np.asarray(spectrum.get("freqs", np.zeros(0)), float)
-        for key, group in (("power", "all"), ("power_negatives", "negatives")):
+        for group, key in SPECTRUM_GROUPS.items():
             power = np.asarray(spectrum.get(key, np.zeros(0)), float)
             if freqs.size and power.shape == freqs.shape and np.isfinite(power).any():
                 run.spectra[group] = (freqs, power)

@@ -1,16 +1,26 @@
-"""Two-level bootstrap confidence intervals, over seeds and images, for single arms and paired differences.
+"""Confidence intervals for the comparison: over seeds for claims about designs, over images for one run.
 
-A number in the report varies for two reasons: which images the test set happened to sample, and
-which seed the training run happened to get. An interval over images alone can call an arm best
-while its own seeds disagree by more than the gap, so every resample here draws both: the seeds
-of each arm with replacement (independently per arm) and the images with replacement (one draw
-shared by all arms and seeds, so paired differences stay paired). The statistic is the mean over
-the drawn seeds of each seed's value on the drawn images, so the point estimate (nothing
-resampled) equals the mean of the per-run numbers. Per-image values come as [seeds, images], and
-both draws are matrices of counts (resample x image, resample x seed): any statistic that is a
-ratio of per-image sums — a NaN-aware mean, a pooled Dice from tp/fp/fn — costs one matrix
-product and a weighted sum instead of a Python loop. The generator is seeded, so a report is
-reproducible.
+A claim about a design ("arm A has fewer false positives than arm B") must hold for another seed,
+so its unit of replication is the training run. Every run of an experiment is evaluated on the same
+test images, so a run's number already contains those images' difficulty, shared by every run and
+every arm; what varies from run to run is the seed (initialisation, batch order, augmentation) and
+how that seed's network happens to treat each image. The intervals here therefore take one number
+per run: a Student-t interval over an arm's runs (df = runs − 1), and a two-sample t interval for the
+difference of two arms' means (`difference`), with its two-sided p-value for a multiple-comparison correction
+(`holm`). With one run per arm the seed variation cannot be estimated, so nothing about designs can
+be claimed; the image bootstrap (`nanmean_ci`, `pooled_ci`) then describes that single run's
+precision over its test images, and is never the basis of a claim.
+
+A metric declares the range it can take (`Bounds`). An arm's interval is computed on a scale on
+which that range cannot be left — logit for a bounded metric, log for a positive one — and mapped
+back; where a run sits exactly on a bound (a false-positive rate of 0) the transform is undefined
+and the interval is computed on the metric's own scale and cut to its range. A difference is cut
+to the range a difference can take. Cutting never removes the true value from an interval, so it
+cannot lower coverage.
+
+The image bootstrap draws images with replacement as a matrix of counts (resample x image): any
+statistic that is a ratio of per-image sums — a NaN-aware mean, a pooled Dice from tp/fp/fn — costs
+one matrix product. Its generator is seeded, so a report is reproducible.
 """
 
 from __future__ import annotations
@@ -18,20 +28,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
+Bounds = tuple[float, float]
+UNBOUNDED: Bounds = (-math.inf, math.inf)
+UNIT: Bounds = (0.0, 1.0)
+POSITIVE: Bounds = (0.0, math.inf)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with its confidence interval (NaN bounds when it cannot be estimated)."""
+    """A point estimate with its confidence interval (NaN bounds when it cannot be estimated) and, for a
+    difference, the two-sided p-value of "no difference" (NaN otherwise)."""
 
     estimate: float
     low: float
     high: float
+    p_value: float = math.nan
 
     @property
     def defined(self) -> bool:
@@ -48,6 +65,98 @@ class Interval:
 
 
 NAN_INTERVAL = Interval(math.nan, math.nan, math.nan)
+
+
+# ---------------------------------------------------------------- over seeds: the basis of claims
+
+
+def _finite(values: np.ndarray | Sequence[float]) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return values[np.isfinite(values)]
+
+
+def _transform(bounds: Bounds) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]] | None:
+    """(forward, inverse) of the scale on which `bounds` cannot be left; None when there is nothing to keep."""
+    low, high = bounds
+    if math.isfinite(low) and math.isfinite(high):
+        span = high - low
+        return (lambda v: np.log((v - low) / (high - v)),
+                lambda z: low + span / (1.0 + np.exp(-np.clip(z, -700, 700))))
+    if math.isfinite(low):
+        return lambda v: np.log(v - low), lambda z: low + np.exp(np.clip(z, -700, 700))
+    if math.isfinite(high):
+        return lambda v: np.log(high - v), lambda z: high - np.exp(np.clip(z, -700, 700))
+    return None
+
+
+def seed_interval(values: np.ndarray | Sequence[float], bounds: Bounds = UNBOUNDED, *,
+                  confidence: float = CONFIDENCE) -> Interval:
+    """Student-t interval of the mean of per-run values (df = runs − 1), inside `bounds`.
+
+    The estimate is the plain mean of the runs; the interval is t on the transformed scale (logit or
+    log) when every run lies strictly inside the bounds, else t on the metric's scale cut to the
+    bounds. Undefined with fewer than two runs — a single run says nothing about the spread.
+    """
+    values = _finite(values)
+    if values.size == 0:
+        return NAN_INTERVAL
+    mean = float(values.mean())
+    if values.size < 2:
+        return Interval(mean, math.nan, math.nan)
+    low_bound, high_bound = bounds
+    scale = _transform(bounds)
+    inside = bool(np.all((values > low_bound) & (values < high_bound)))
+    forward, inverse = scale if (scale is not None and inside) else (lambda v: v, lambda z: z)
+    z = forward(values)
+    centre = float(z.mean())
+    half = _t_quantile(confidence, values.size - 1) * float(z.std(ddof=1)) / math.sqrt(values.size)
+    low, high = (float(x) for x in inverse(np.array([centre - half, centre + half])))
+    return Interval(mean, float(max(low, low_bound)), float(min(high, high_bound)))
+
+
+def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], bounds: Bounds = UNBOUNDED,
+               *, confidence: float = CONFIDENCE) -> Interval:
+    """mean(a) − mean(b) of per-run values with its two-sample Student t interval and two-sided p-value.
+
+    Needs two runs in each arm, not all identical (a gap between arms whose runs agree exactly cannot be
+    judged); NaN bounds otherwise. The seed variance is pooled over both arms (df = the runs of both
+    arms − 2): exact when the arms are the same design, which is the null a claim must
+    survive; Welch's separate variances would leave 1-2 df with two seeds per arm and claim only
+    about 1% of the time instead of 5%. With equal seed counts the standard error is Welch's, so
+    arms whose seeds vary differently are still judged by both spreads. Arms evaluated on the same
+    images share those images' difficulty in every run, so it cancels in the difference. The
+    interval is cut to the range a difference of `bounds` can take.
+    """
+    a, b = _finite(a), _finite(b)
+    if a.size == 0 or b.size == 0:
+        return NAN_INTERVAL
+    diff = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return Interval(diff, math.nan, math.nan)
+    dof = a.size + b.size - 2
+    pooled = (float(a.var(ddof=1)) * (a.size - 1) + float(b.var(ddof=1)) * (b.size - 1)) / dof
+    se = math.sqrt(pooled * (1.0 / a.size + 1.0 / b.size))
+    if se == 0.0:  # every run of both arms agrees: no spread to judge a gap by, so no p-value unless there is no gap
+        return Interval(diff, diff, diff, 1.0) if diff == 0.0 else Interval(diff, math.nan, math.nan)
+    half = _t_quantile(confidence, dof) * se
+    span = bounds[1] - bounds[0]
+    p_value = min(1.0, 2.0 * (1.0 - _t_cdf(abs(diff) / se, dof)))
+    return Interval(diff, float(max(diff - half, -span)), float(min(diff + half, span)), p_value)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: rejecting where adjusted p < alpha keeps the chance of any
+    false claim in the family at most alpha. NaN p-values (not estimable) stay NaN and do not count."""
+    finite = [(p, i) for i, p in enumerate(p_values) if math.isfinite(p)]
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(sorted(finite)):
+        running = max(running, min(1.0, (len(finite) - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+# ---------------------------------------------------------------- over images: one run's precision
 
 
 def resample_counts(n: int, rng: np.random.Generator, n_resamples: int = N_RESAMPLES) -> np.ndarray:
@@ -74,30 +183,13 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _seed_mean(per_seed: np.ndarray, seed_counts: np.ndarray) -> np.ndarray:
-    """[R, S] statistic per resample and seed -> [R], the mean over the drawn seeds (each counted as
-    often as drawn) where it is defined."""
-    valid = np.isfinite(per_seed)
-    return _ratio((seed_counts * np.where(valid, per_seed, 0.0)).sum(axis=1), (seed_counts * valid).sum(axis=1))
+def nanmean_stat(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """NaN-ignoring mean of per-image `values` [n] with image weights `counts` [R, n] -> [R].
 
-
-def _as_seeds(values: np.ndarray) -> np.ndarray:
-    """Per-image values as [seeds, images]: a 1-D array is one seed."""
+    Per-image Dice is NaN where truth and prediction are both empty; those images are left out."""
     values = np.asarray(values, dtype=np.float64)
-    return values[None, :] if values.ndim == 1 else values
-
-
-def nanmean_stat(values: np.ndarray, counts: np.ndarray, seed_counts: np.ndarray) -> np.ndarray:
-    """Mean over seeds (weighted by `seed_counts` [R, S]) of each seed's NaN-ignoring image mean
-    (images weighted by `counts` [R, n]).
-
-    Per-image Dice is NaN where truth and prediction are both empty; each seed keeps its own NaNs,
-    so the result is exactly the mean over seeds of the per-run numbers when all weights are one.
-    """
-    values = _as_seeds(values)
     valid = np.isfinite(values)
-    per_seed = _ratio(counts @ np.where(valid, values, 0.0).T, counts @ valid.T.astype(np.float64))
-    return _seed_mean(per_seed, seed_counts)
+    return _ratio(counts @ np.where(valid, values, 0.0), counts @ valid.astype(np.float64))
 
 
 def pooled_overlap(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str) -> np.ndarray:
@@ -110,98 +202,52 @@ def pooled_overlap(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str) 
     raise ValueError(f"unknown pooled metric {metric!r} (dice or iou)")
 
 
-def pooled_stat(
-    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, counts: np.ndarray, seed_counts: np.ndarray,
-) -> np.ndarray:
-    """Mean over seeds (weighted by `seed_counts`) of each seed's pooled Dice/IoU over the images
-    weighted by `counts`."""
-    sums = [counts @ np.nan_to_num(_as_seeds(x)).T for x in (tp, fp, fn)]
-    return _seed_mean(pooled_overlap(*sums, metric), seed_counts)
+def pooled_stat(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, counts: np.ndarray) -> np.ndarray:
+    """Pooled Dice/IoU over the images weighted by `counts` [R, n] -> [R]."""
+    sums = [counts @ np.nan_to_num(np.asarray(x, dtype=np.float64)) for x in (tp, fp, fn)]
+    return pooled_overlap(*sums, metric)
 
 
-def bootstrap(
-    statistic: Callable[[np.ndarray, list[np.ndarray]], np.ndarray], n: int, n_seeds: Sequence[int], *,
-    confidence: float = CONFIDENCE, seed: int = 0, resample: bool = True,
-) -> Interval:
-    """Point estimate (all weights 1) and percentile interval of `statistic` over seed-and-image resamples.
+def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *, confidence: float = CONFIDENCE,
+              seed: int = 0, resample: bool = True) -> Interval:
+    """Point estimate (all weights 1) and percentile interval of `statistic` over image resamples.
 
-    `statistic` maps image weights [R, n] and, for each arm, seed weights [R, n_seeds[arm]] to one
-    value per row. An arm with one seed always draws that seed: its interval is over images only.
-    Without `resample`, only the point estimate is computed (NaN bounds).
+    `statistic` maps image weights [R, n] to one value per row. Without `resample`, only the point
+    estimate is computed (NaN bounds).
     """
     if n == 0:
         return NAN_INTERVAL
-    estimate = float(statistic(np.ones((1, n)), [np.ones((1, s)) for s in n_seeds])[0])
+    estimate = float(statistic(np.ones((1, n)))[0])
     if not resample:
         return Interval(estimate, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    images = resample_counts(n, rng)
-    seeds = [resample_counts(s, rng) for s in n_seeds]
-    return Interval(estimate, *_percentiles(statistic(images, seeds), confidence))
+    images = resample_counts(n, np.random.default_rng(seed))
+    return Interval(estimate, *_percentiles(statistic(images), confidence))
 
 
 def nanmean_ci(values: np.ndarray, *, confidence: float = CONFIDENCE, seed: int = 0, resample: bool = True) -> Interval:
-    """Mean ignoring NaN (over images, then over seeds for [seeds, images] input), with its CI over
-    seeds and images."""
-    values = _as_seeds(values)
+    """One run's mean over its images ignoring NaN, with its bootstrap interval over images."""
+    values = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(values).any():
         return NAN_INTERVAL
-    return bootstrap(lambda w, v: nanmean_stat(values, w, v[0]), values.shape[1], [values.shape[0]],
-                     confidence=confidence, seed=seed, resample=resample)
+    return bootstrap(lambda w: nanmean_stat(values, w), values.size, confidence=confidence, seed=seed,
+                     resample=resample)
 
 
-def pooled_ci(
-    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, *, confidence: float = CONFIDENCE, seed: int = 0,
-    resample: bool = True,
-) -> Interval:
-    """Pooled Dice/IoU with a CI from resampling seeds and images, i.e. their per-image tp/fp/fn."""
-    tp, fp, fn = (_as_seeds(x) for x in (tp, fp, fn))
-    return bootstrap(lambda w, v: pooled_stat(tp, fp, fn, metric, w, v[0]), tp.shape[1], [tp.shape[0]],
-                     confidence=confidence, seed=seed, resample=resample)
+def pooled_ci(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, metric: str, *, confidence: float = CONFIDENCE,
+              seed: int = 0, resample: bool = True) -> Interval:
+    """One run's pooled Dice/IoU with its bootstrap interval over images (their per-image tp/fp/fn)."""
+    tp, fp, fn = (np.asarray(x, dtype=np.float64).ravel() for x in (tp, fp, fn))
+    return bootstrap(lambda w: pooled_stat(tp, fp, fn, metric, w), tp.size, confidence=confidence, seed=seed,
+                     resample=resample)
 
 
-def paired_nanmean_diff_ci(a: np.ndarray, b: np.ndarray, *, confidence: float = CONFIDENCE, seed: int = 0) -> Interval:
-    """Difference of NaN-ignoring means, arm a - arm b, on the same images (columns aligned), each
-    resample drawing the same images for both arms and each arm's seeds on its own."""
-    a, b = _as_seeds(a), _as_seeds(b)
-    return bootstrap(lambda w, v: nanmean_stat(a, w, v[0]) - nanmean_stat(b, w, v[1]), a.shape[1],
-                     [a.shape[0], b.shape[0]], confidence=confidence, seed=seed)
+# ---------------------------------------------------------------- Student t without scipy
 
 
-def paired_pooled_diff_ci(
-    a: tuple[np.ndarray, np.ndarray, np.ndarray],
-    b: tuple[np.ndarray, np.ndarray, np.ndarray],
-    metric: str,
-    *,
-    confidence: float = CONFIDENCE,
-    seed: int = 0,
-) -> Interval:
-    """Difference of pooled Dice/IoU, both arms resampled with the same images in each resample and
-    each arm's seeds on its own."""
-    a = tuple(_as_seeds(x) for x in a)
-    b = tuple(_as_seeds(x) for x in b)
-    return bootstrap(lambda w, v: pooled_stat(*a, metric, w, v[0]) - pooled_stat(*b, metric, w, v[1]),
-                     a[0].shape[1], [a[0].shape[0], b[0].shape[0]], confidence=confidence, seed=seed)
-
-
-def seed_interval(values: np.ndarray, *, confidence: float = CONFIDENCE) -> Interval:
-    """Student-t interval of the mean over seeds: for run-level numbers that have no per-image data.
-
-    Undefined with fewer than two seeds — a single run says nothing about the spread.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return NAN_INTERVAL
-    mean = float(values.mean())
-    if values.size < 2:
-        return Interval(mean, math.nan, math.nan)
-    half = _t_quantile(confidence, values.size - 1) * float(values.std(ddof=1)) / math.sqrt(values.size)
-    return Interval(mean, mean - half, mean + half)
-
-
-def _t_quantile(confidence: float, dof: int) -> float:
-    """Two-sided Student-t quantile by bisection on the regularised incomplete beta (no scipy needed)."""
+@lru_cache(maxsize=256)
+def _t_quantile(confidence: float, dof: float) -> float:
+    """Two-sided Student-t quantile by bisection on the regularised incomplete beta (no scipy needed);
+    cached: the degrees of freedom are whole seed counts."""
     target = 1.0 - (1.0 - confidence) / 2.0
     low, high = 0.0, 1000.0
     for _ in range(100):
@@ -213,7 +259,7 @@ def _t_quantile(confidence: float, dof: int) -> float:
     return (low + high) / 2.0
 
 
-def _t_cdf(t: float, dof: int) -> float:
+def _t_cdf(t: float, dof: float) -> float:
     x = dof / (dof + t * t)
     return 1.0 - 0.5 * _betainc(dof / 2.0, 0.5, x)
 

@@ -16,14 +16,17 @@ CHECKPOINT = click.Choice(["best", "last"])
               envvar="MAMMOSEG_RUNS_DIR", help="Where runs live (env MAMMOSEG_RUNS_DIR).")
 @click.option("--baseline", help="Arm the paired differences are taken against [default: dilated_resize if present].")
 @click.option("--split", default="test", show_default=True, help="Evaluated split to compare on.")
+@click.option("--primary", "primary", help="Comma-separated metrics the verdict makes claims on "
+              "[default: neg_fp_rate,dice_per_image,phase_mean_trained].")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Report folder.")
 def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, baseline: str | None, split: str,
-            out_dir: Path) -> None:
+            primary: str | None, out_dir: Path) -> None:
     """Compare evaluated runs: report.html (self-contained), report.md and summary.csv.
 
     Runs of the same variant (and transpose kernel) are seeds of one arm. Every number comes with
-    mean ± sd over seeds and a 95% bootstrap interval over seeds and images; the verdict names a winner only
-    where the intervals separate.
+    mean ± sd over seeds and a 95% Student-t interval over seeds; the verdict claims a difference from
+    the baseline only on the primary metrics, Holm-corrected over all of them, and leaves out runs
+    that did not learn. One seed per arm: no claim.
 
     \b
     Examples:
@@ -36,7 +39,8 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, base
     if bool(runs) == bool(experiment):
         raise click.UsageError("give either RUN folders or --experiment NAME (not both)")
     run_dirs = list(runs) if runs else find_experiment_runs(runs_dir, experiment)  # type: ignore[arg-type]
-    click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split))
+    keys = [k.strip() for k in primary.split(",") if k.strip()] if primary is not None else None
+    click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split, primary=keys))
 
 
 @click.command("visualize-layer")

@@ -18,7 +18,7 @@ from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, chec
 logger = logging.getLogger("mammoseg.ablate")
 
 EXPERIMENT_KEYS = ("name", "data", "seeds", "variants", "eval_split", "eval_checkpoint", "runs_dir", "report_dir",
-                   "baseline")
+                   "baseline", "primary_metrics")
 ARM_KEYS = tuple(k for k in TRAIN_KEYS if k not in ("data", "seed", "run_name"))
 
 
@@ -42,6 +42,7 @@ class Plan:
     eval_checkpoint: str
     report_dir: Path
     baseline: str | None
+    primary_metrics: tuple[str, ...]
 
     @property
     def folder(self) -> Path:
@@ -55,6 +56,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     Arms are the `variants` listed (named after the variant) plus each `[arms.NAME]` table, whose
     `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list.
     """
+    from mammoseg.analysis.report import check_primary
     from mammoseg.training.config import runs_dir_default
 
     path = Path(config_path)
@@ -89,10 +91,17 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
         for seed in seed_list:
             values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{arm_name}-seed{seed}"}
             runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]")))
+    primary = experiment.get("primary_metrics")
+    if primary is not None and not (isinstance(primary, list) and all(isinstance(k, str) for k in primary)):
+        raise InputError(path, f"primary_metrics must be a list of metric names, got {primary!r}")
+    try:
+        primary = check_primary(primary)
+    except MammosegError as exc:
+        raise InputError(path, str(exc)) from exc
     root = Path(runs_dir or experiment.get("runs_dir") or runs_dir_default())
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
-                report_dir, experiment.get("baseline"))
+                report_dir, experiment.get("baseline"), primary)
 
 
 def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
@@ -149,7 +158,8 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
 
     if done:
         try:
-            out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split)
+            out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
+                               primary=plan.primary_metrics)
         except MammosegError as exc:
             logger.warning("comparison report not written: %s", exc)
         else:
