@@ -157,13 +157,22 @@ threshold never rises above it: where the dark pixels are faint tissue rather th
 (an image cropped to the breast), their spread is anatomy, not noise."""
 
 BAND_FILL = 0.9
-"""An image edge whose outermost lines are at least this full is a candidate scanner border band."""
+"""An image edge whose outermost lines are at least this full is a candidate scanner border band.
+Fullness is measured only where the image is empty just beyond the deepest band (`BAND_DEPTH`
+twice over): a band covers those positions too, breast tissue reaching the edge does not. So a band
+along the chest wall, which the breast fills over most of its length, is still told apart."""
 
-BAND_DEPTH = 0.05
-"""A border band is at most this fraction of the image's extent deep; beyond that it is anatomy."""
+BAND_DEPTH = 0.025
+"""A border band's full lines are at most this fraction of the image's extent deep, and its fringe
+(the blurred inner side) at most as deep again as they are (2 lines at least): a deeper or slowly
+fading strip along an edge is anatomy (the grey soft tissue beside a film's chest wall)."""
 
 BAND_INSIDE = 0.5
 """...and only when the lines just beyond it are less full than this (a chest wall stays full)."""
+
+BAND_OPEN = 0.05
+"""Below this share of an edge's length left empty beyond the band depth, the image holds tissue
+along the whole edge, and a band there cannot be told from it (nor matters for the crop)."""
 
 
 def find_breast(low: np.ndarray) -> np.ndarray:
@@ -216,17 +225,22 @@ def _edge_view(array: np.ndarray, edge: str) -> np.ndarray:
 def _band_depth(lines: np.ndarray) -> int:
     """Depth of the border band at the start of `lines` (edge line first; uint8 0/1), 0 if none:
     full lines from the edge, then the partly full fringe (the band's blurred inner side) down to
-    what the image holds beyond the band."""
+    what the image holds beyond the band; fullness counted where the image is empty beyond the
+    deepest band (see `BAND_FILL`)."""
     limit = max(1, round(BAND_DEPTH * lines.shape[0]))
-    fill = lines[: 2 * limit + 1].mean(axis=1)
+    head = lines[: 2 * limit + 1]
+    open_ = head[-1] == 0
+    if open_.mean() < BAND_OPEN:
+        return 0
+    fill = head[:, open_].mean(axis=1)
     run = int(np.argmin(fill >= BAND_FILL)) if not (fill >= BAND_FILL).all() else fill.size
     beyond = float(np.median(fill[limit : 2 * limit + 1]))
     if run == 0 or run > limit or beyond >= BAND_INSIDE:
         return 0
     depth = run
-    while depth < limit and fill[depth] > beyond + 0.1:
+    while depth < fill.size and fill[depth] > beyond + 0.1:
         depth += 1
-    return depth
+    return depth if depth - run <= max(2, run) else 0
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
