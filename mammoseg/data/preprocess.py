@@ -156,6 +156,14 @@ DARK_LEVEL = 0.1
 threshold never rises above it: where the dark pixels are faint tissue rather than background
 (an image cropped to the breast), their spread is anatomy, not noise."""
 
+BACKGROUND_BLOCK = 1 / 16
+"""The film base's level is measured in blocks this fraction of the long side wide (the lower
+quartile of their dark pixels, `DARK_LEVEL`, in blocks at least half dark), and a plane fitted to
+those levels, blocks of faint tissue left out as outliers, is subtracted where it rises above the
+darkest level. A film's base can be fogged unevenly, by more than its faint fatty periphery stands
+out from it: one threshold then cuts the periphery where the base is dark or takes in the base where
+it is light."""
+
 BAND_FILL = 0.9
 """An image edge whose outermost lines are at least this full is a candidate scanner border band.
 Fullness is measured only where the image is empty just beyond the deepest band (`BAND_DEPTH`
@@ -188,6 +196,7 @@ def find_breast(low: np.ndarray) -> np.ndarray:
     import cv2
 
     low = cv2.medianBlur(np.ascontiguousarray(low), 3) if low.dtype in (np.uint8, np.uint16) else low
+    low = _flatten_background(low)
     above = (low > _breast_threshold(low)).astype(np.uint8)
     bands = {edge: _band_depth(_edge_view(above, edge)) for edge in ("top", "bottom", "left", "right")}
     core = above.copy()
@@ -215,6 +224,35 @@ def _breast_threshold(low: np.ndarray) -> float:
     deviations = np.bincount(np.abs(np.arange(dark.size) - int(centre)), weights=dark)
     sigma = 1.4826 * _ranks(deviations, (50.0,))[0]
     return min(max(floor + BREAST_LEVEL * span, centre + NOISE_SIGMAS * sigma), floor + DARK_LEVEL * span)
+
+
+def _flatten_background(low: np.ndarray) -> np.ndarray:
+    """`low` (uint8 or uint16) less the film base's fog above its darkest level (see
+    `BACKGROUND_BLOCK`); unchanged where the base is even."""
+    counts = np.bincount(low.ravel())
+    floor, bright = _ranks(counts, (1.0, 99.0))
+    dark_top = floor + DARK_LEVEL * max(bright - floor, 1.0)
+    b = max(4, round(BACKGROUND_BLOCK * max(low.shape)))
+    hb, wb = low.shape[0] // b, low.shape[1] // b
+    blocks = low[: hb * b, : wb * b].reshape(hb, b, wb, b).swapaxes(1, 2).reshape(hb, wb, b * b)
+    dark = blocks < dark_top
+    valid = dark.mean(axis=2) >= 0.5
+    if valid.sum() < 3:
+        return low
+    ordered = np.sort(np.where(dark, blocks, np.iinfo(low.dtype).max), axis=2)
+    level = np.take_along_axis(ordered, (dark.sum(axis=2) // 4)[..., None], axis=2)[..., 0][valid].astype(np.float64)
+    by, bx = np.nonzero(valid)
+    design = np.stack([np.ones(by.size), (by + 0.5) * b, (bx + 0.5) * b], axis=1)
+    keep = np.ones(by.size, bool)
+    for _ in range(3):  # least squares, leaving out blocks far above or below the plane (tissue)
+        plane = np.linalg.lstsq(design[keep], level[keep], rcond=None)[0]
+        residual = level - design @ plane
+        keep = np.abs(residual) <= 3 * 1.4826 * np.median(np.abs(residual[keep])) + 1
+    yy, xx = np.ogrid[: low.shape[0], : low.shape[1]]
+    fog = np.rint(plane[0] + plane[1] * yy + plane[2] * xx - floor).clip(0, None)
+    if not fog.any():
+        return low
+    return np.clip(low - fog, 0, None).astype(low.dtype)
 
 
 def _edge_view(array: np.ndarray, edge: str) -> np.ndarray:
