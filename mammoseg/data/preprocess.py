@@ -158,7 +158,8 @@ threshold never rises above it: where the dark pixels are faint tissue rather th
 
 BACKGROUND_BLOCK = 1 / 16
 """The film base's level is measured in blocks this fraction of the long side wide (the lower
-quartile of their dark pixels, `DARK_LEVEL`, in blocks at least half dark), and a plane fitted to
+quartile of their dark pixels, `DARK_LEVEL`, in blocks at least half dark: the block's 1/8 quantile),
+and a plane fitted to
 those levels, blocks of faint tissue left out as outliers, is subtracted where it rises above the
 darkest level. A film's base can be fogged unevenly, by more than its faint fatty periphery stands
 out from it: one threshold then cuts the periphery where the base is dark or takes in the base where
@@ -239,8 +240,8 @@ def _flatten_background(low: np.ndarray) -> np.ndarray:
     valid = dark.mean(axis=2) >= 0.5
     if valid.sum() < 3:
         return low
-    ordered = np.sort(np.where(dark, blocks, np.iinfo(low.dtype).max), axis=2)
-    level = np.take_along_axis(ordered, (dark.sum(axis=2) // 4)[..., None], axis=2)[..., 0][valid].astype(np.float64)
+    k = b * b // 8  # in a block at least half dark, the lower quartile of its dark pixels
+    level = np.partition(blocks[valid], k, axis=1)[:, k].astype(np.float64)
     by, bx = np.nonzero(valid)
     design = np.stack([np.ones(by.size), (by + 0.5) * b, (bx + 0.5) * b], axis=1)
     keep = np.ones(by.size, bool)
@@ -248,10 +249,11 @@ def _flatten_background(low: np.ndarray) -> np.ndarray:
         plane = np.linalg.lstsq(design[keep], level[keep], rcond=None)[0]
         residual = level - design @ plane
         keep = np.abs(residual) <= 3 * 1.4826 * np.median(np.abs(residual[keep])) + 1
-    yy, xx = np.ogrid[: low.shape[0], : low.shape[1]]
-    fog = np.rint(plane[0] + plane[1] * yy + plane[2] * xx - floor).clip(0, None)
-    if not fog.any():
-        return low
+    h, w = low.shape
+    if max(plane[0] + plane[1] * y + plane[2] * x for y in (0, h) for x in (0, w)) < floor + 1:
+        return low  # an even base (a plane is highest in a corner)
+    yy, xx = np.ogrid[:h, :w]
+    fog = np.rint(plane[0] - floor + plane[1] * yy.astype(np.float32) + plane[2] * xx.astype(np.float32)).clip(0, None)
     return np.clip(low - fog, 0, None).astype(low.dtype)
 
 
