@@ -180,3 +180,22 @@ def test_synthetic_film_scans_crop_box_matches_the_breast(synthetic_cbis: Path) 
         geometry = preprocess.Geometry(*pixels.shape, flip=analysis.flip, box=analysis.box, size=1)
         ious[case["subject"]] = _box_iou(geometry.original_box(), case["breast_box"])
     assert min(ious.values()) >= 0.9 and np.median(list(ious.values())) >= 0.95, ious
+
+
+def test_band_along_the_chest_wall_and_a_fogged_base() -> None:
+    """A scanner band along the chest-wall edge (the breast fills most of that edge, so the band's
+    lines look nearly as full as the tissue beside them) and a film base fogged from one side to the
+    other by more than the faint periphery stands out: neither may join the breast."""
+    rng = np.random.default_rng(4)
+    truth, tissue = breast_region()
+    fog = np.linspace(-900.0, 1400.0, W)[None, :]  # the darker half clipped to zero by the digitiser
+    img = 300.0 + tissue * 30000.0 + fog + rng.normal(0, 250, truth.shape)
+    img[:, :6] = 50000.0
+    pixels = np.clip(img, 0, 65535).astype(np.uint16)
+    analysis, found = detected(pixels)
+    rows = np.nonzero(truth.any(axis=1))[0]
+    y0, y1, x0, x1 = analysis.box
+    assert abs(y0 - rows[0]) <= 4 and abs(y1 - rows[-1] - 1) <= 4 and x1 <= 0.62 * W + 4, analysis.box
+    breast = truth.copy()
+    breast[:, :6] = truth[:, 6:7]  # the breast runs on under the band, to the edge
+    assert_matches(found, breast)
