@@ -1,4 +1,4 @@
-"""The GPU figures of the performance yardsticks (DESIGN.md §5) in one command, side by side.
+"""The GPU figures of the performance yardsticks (docs/design.md §7) in one command, side by side.
 
 On a machine with one GPU and an environment holding mammoseg, a Keras backend (JAX by default)
 and PyTorch:

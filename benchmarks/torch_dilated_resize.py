@@ -2,7 +2,7 @@
 Keras model of `mammoseg bench` is compared with on the same GPU.
 
 Same layers, filter counts, kernels, strides, dilations, dropouts and parameter count as
-`mammoseg.models.build_model("dilated_resize")` (DESIGN.md §1.1 and §1.5), trained with the same loss
+`mammoseg.models.build_model("dilated_resize")` (docs/design.md §1), trained with the same loss
 (two-class softmax cross-entropy, abnormal pixels weighted 18, weighted mean, plus L2 1e-5 on the
 conv kernels) and Adam. bf16 autocast, channels_last memory format, optional torch.compile; inputs
 are random tensors already on the device, so only the network's speed is measured.
@@ -29,7 +29,7 @@ BN_EPSILON = 1e-8
 BN_MOMENTUM = 0.01  # PyTorch's momentum weighs the new batch: Keras' 0.99
 L2 = 1e-5
 POSITIVE_WEIGHT = 18.0
-KERAS_GFLOP_640 = 43.3  # forward GFLOP per 640x640 image, DESIGN.md §5
+KERAS_GFLOP_640 = 43.3  # forward GFLOP per 640x640 image, docs/design.md §7
 
 
 class ConvBN(nn.Sequential):

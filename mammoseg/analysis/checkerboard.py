@@ -63,7 +63,7 @@ def kernel_phase_sums(kernel: np.ndarray, stride: int | tuple[int, int]) -> np.n
 
 
 def kernel_checkerboard_score(kernel: np.ndarray, stride: int | tuple[int, int]) -> float:
-    """sqrt(sum_o var_r G_r(o) / sum_o mean_r G_r(o)^2) over the stride's phases r (DESIGN §3 kernel level).
+    """sqrt(sum_o var_r G_r(o) / sum_o mean_r G_r(o)^2) over the stride's phases r (docs/design.md §4, kernel score).
 
     The denominator is the mean of the squares (E[G^2] = var + mean^2), not the squared mean, so the
     score lies in [0, 1]: the share of a constant input's response (its RMS over phases and output

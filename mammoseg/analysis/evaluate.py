@@ -1,7 +1,7 @@
 """`mammoseg evaluate`: a trained run's checkpoint on one split, streamed batch by batch.
 
 Only per-image rows, fixed-size histograms, a running spectrum sum and a handful of figure examples are
-kept, never the probability maps of the whole split. Outputs (DESIGN §4 conventions, named in the keys):
+kept, never the probability maps of the whole split. Outputs (docs/design.md §5 conventions, named in the keys):
 
     RUN/eval/<split>/metrics.json    summary metrics, output-map checkerboard scores, throughput, learning gate
     RUN/eval/<split>/per_image.csv   one row per image

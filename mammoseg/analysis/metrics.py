@@ -1,4 +1,4 @@
-"""Segmentation metrics with their conventions named (DESIGN §4), computed by streaming over batches.
+"""Segmentation metrics with their conventions named (docs/design.md §5), computed by streaming over batches.
 
 Conventions used throughout:
 

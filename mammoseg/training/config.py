@@ -1,4 +1,4 @@
-"""Training configuration: the author's defaults (DESIGN §1.7), TOML files, and their precedence.
+"""Training configuration: the author's defaults (docs/design.md §2), TOML files, and their precedence.
 
 Precedence, lowest to highest: built-in defaults < the TOML file < options given on the command line.
 `config.json` in the run folder records the fully resolved result.

@@ -1,4 +1,4 @@
-"""Training one variant into a run folder, the author's way (DESIGN §1.7), and resuming it.
+"""Training one variant into a run folder, the author's way (docs/design.md §2), and resuming it.
 
 One `model.fit` call per epoch, each on a dataset seeded by (seed, epoch): the data order and the
 augmentations of an epoch do not depend on whether the process was restarted before it. Dropout's
