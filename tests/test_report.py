@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from mammoseg.analysis import stats
 from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
-from mammoseg.analysis.report import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank_metric,
+from mammoseg.analysis.report import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank,
                                       summary_columns, verdict, write_report)
 from mammoseg.analysis.runs import Run, load_run
 from mammoseg.analysis.stats import Interval
@@ -283,17 +283,17 @@ def test_a_run_that_did_not_learn_is_left_out_of_every_claim():
 
 def test_exploratory_ranking_needs_separated_seed_intervals():
     metric = METRIC_BY_KEY["dice_pooled"]
-    line = rank_metric(metric, {"a": Interval(0.70, 0.60, 0.80), "b": Interval(0.68, 0.58, 0.78)})
+    line = rank(metric, {"a": Interval(0.70, 0.60, 0.80), "b": Interval(0.68, 0.58, 0.78)}).sentence
     assert "no clear difference" in line and "leads" not in line.split("(")[0]
-    line = rank_metric(metric, {"a": Interval(0.50, 0.45, 0.55), "b": Interval(0.70, 0.66, 0.74)})
+    line = rank(metric, {"a": Interval(0.50, 0.45, 0.55), "b": Interval(0.70, 0.66, 0.74)}).sentence
     assert line.startswith("Exploratory, Dice pooled") and "b leads" in line and "not a claim" in line
     fp_rate = METRIC_BY_KEY["neg_mean_prob"]  # lower is better
-    assert "a leads" in rank_metric(fp_rate, {"a": Interval(0.10, 0.05, 0.15), "b": Interval(0.60, 0.50, 0.70)})
+    assert "a leads" in rank(fp_rate, {"a": Interval(0.10, 0.05, 0.15), "b": Interval(0.60, 0.50, 0.70)}).sentence
     params = METRIC_BY_KEY["params_m"]
-    assert "a, 1.00 vs next b 2.00 (a property of the design" in rank_metric(params, {"a": Interval(1, 1, 1),
-                                                                                     "b": Interval(2, 2, 2)})
-    assert "not ranked" in rank_metric(METRIC_BY_KEY["pr_auc"], {"a": stats.seed_interval([0.5]),
-                                                                 "b": stats.seed_interval([0.6])})
+    assert "a, 1.00 vs next b 2.00 (a property of the design" in rank(params, {"a": Interval(1, 1, 1),
+                                                                               "b": Interval(2, 2, 2)}).sentence
+    assert "not ranked" in rank(METRIC_BY_KEY["pr_auc"], {"a": stats.seed_interval([0.5]),
+                                                           "b": stats.seed_interval([0.6])}).sentence
 
 
 # ---------------------------------------------------------------- learning gate

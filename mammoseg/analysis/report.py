@@ -452,11 +452,6 @@ def rank(metric: Metric, intervals: dict[str, Interval]) -> Ranking:
         f"(their 95% intervals overlap; point leader {best}).{tail}"))
 
 
-def rank_metric(metric: Metric, intervals: dict[str, Interval]) -> str:
-    """The exploratory sentence for one metric."""
-    return rank(metric, intervals).sentence
-
-
 def _rank_arms(metric: Metric, arms: list[Arm]) -> Ranking:
     """Ranking of the arms that learned, by their intervals over seeds."""
     return rank(metric, {arm.name: arm.cells[metric.key].seed_interval for arm in arms if arm.learned})
@@ -532,7 +527,7 @@ def verdict(arms: list[Arm], base: Arm | None, primary: Sequence[str] = DEFAULT_
 # ---------------------------------------------------------------- figures
 
 
-def _figures(arms: list[Arm], base: Arm | None) -> list[tuple[str, str, bytes]]:
+def _figures(arms: list[Arm]) -> list[tuple[str, str, bytes]]:
     """(file stem, caption, PNG) for every figure the data allows."""
     from mammoseg.analysis import figures
 
@@ -871,7 +866,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
     arms, base = build_arms(runs, baseline, primary)
     lines = verdict(arms, base, primary)
     notes = _notes(arms, base, split)
-    figure_files = _figures(arms, base)
+    figure_files = _figures(arms)
     out_dir = Path(out_dir)
     for stem, _, png in figure_files:
         write_bytes(out_dir / "figures" / f"{stem}.png", png)

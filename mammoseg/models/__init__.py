@@ -5,7 +5,7 @@
 """
 
 from mammoseg.models.blocks import layer_name
-from mammoseg.models.flops import count_activations, count_elementwise, count_flops, flops_by_layer
+from mammoseg.models.flops import count_activations, count_flops
 from mammoseg.models.variants import (
     VARIANTS,
     VariantSpec,
@@ -24,11 +24,9 @@ __all__ = [
     "build_model",
     "check_image_size",
     "count_activations",
-    "count_elementwise",
     "count_flops",
     "decoder_input_shape",
     "encoder_layer_names",
-    "flops_by_layer",
     "get_spec",
     "layer_name",
     "transposed_layer_names",

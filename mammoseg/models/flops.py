@@ -5,7 +5,7 @@ A convolution costs out_H x out_W x kH x kW x C_in x C_out multiply-adds; a tran
 scatters its whole kernel from every input pixel, in_H x in_W x kH x kW x C_in x C_out (the
 products that SAME padding then crops away are counted, as frameworks compute them). Bias adds,
 BatchNorm, activations, pooling, resizes and additions are a few operations per element, under 2%
-of these networks' total: `count_elementwise` reports them separately, one FLOP per output element.
+of these networks' total, and are not counted.
 """
 
 from __future__ import annotations
@@ -34,22 +34,6 @@ def layer_macs(layer: keras.layers.Layer) -> int:
 def count_flops(model: keras.Model) -> int:
     """Forward FLOPs per image: 2 x multiply-adds of every conv, transposed conv and dense layer."""
     return 2 * sum(layer_macs(layer) for layer in model.layers)
-
-
-def flops_by_layer(model: keras.Model) -> dict[str, int]:
-    """Forward FLOPs per image of each layer that has any, in model order."""
-    return {layer.name: 2 * m for layer in model.layers if (m := layer_macs(layer))}
-
-
-def count_elementwise(model: keras.Model) -> int:
-    """One FLOP per output element of every layer without a matrix product (BN, activations, adds, pools...)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer) or layer_macs(layer):
-            continue
-        shape = layer.output.shape
-        total += math.prod(shape[1:])
-    return total
 
 
 def count_activations(model: keras.Model) -> int:

@@ -45,10 +45,6 @@ class SynthSummary:
     bytes: int
     seconds: float
 
-    @property
-    def cases_per_second(self) -> float:
-        return self.cases / self.seconds if self.seconds > 0 else float("inf")
-
 
 def generate(out: str | Path, *, cases: int = 100, seed: int = 0, image_size: int = 1024, full_size: bool = False,
              layout: str = "nbia", workers: int = 1, overwrite: bool = False) -> SynthSummary:
