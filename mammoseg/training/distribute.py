@@ -42,6 +42,51 @@ class Distribution:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend, "replicas": self.replicas, "devices": self.devices}
 
+    def shard_by_data(self, dataset: Any) -> Any:
+        """Under TensorFlow multi-worker, split each global batch across the workers (DATA sharding)
+        instead of giving each worker whole shard files: a dataset may have fewer files than there are
+        workers, and this way step k of every worker sees the part of global batch k a single process
+        would, so the run keeps its data order whatever the worker count."""
+        if self.backend != "tensorflow" or self.kind != "multi-worker":
+            return dataset
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.with_options(options)
+
+    def adapt_model(self, model: Any) -> None:
+        """Let Keras' `fit` and `evaluate` run under TensorFlow multi-worker, which Keras 3 breaks in two
+        places (keras-team/keras#20585); see `_average_scalars_across_workers` for the second.
+
+        Before its first step Keras all-reduces an input batch with `strategy.reduce` only to learn its
+        shapes and dtypes, and MultiWorkerMirroredStrategy cannot reduce a nested batch: every worker
+        stops with "Attempt to convert a value (PerReplica ...)". This worker's own part of the batch has
+        the same structure and dtypes, which is all that build needs.
+        """
+        if self.backend != "tensorflow" or self.kind != "multi-worker":
+            return
+        _average_scalars_across_workers()
+        import keras
+        import tensorflow as tf
+
+        strategy = self.strategy
+
+        def local(value: Any) -> Any:
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        def build_from_local_batch(iterator: Any = None, data_batch: Any = None) -> None:
+            if iterator is not None:
+                for _, _, batches in iterator:
+                    data_batch = keras.tree.map_structure(local, next(batches))
+                    break
+            with strategy.scope():
+                model._symbolic_build(data_batch=data_batch)
+
+        model._maybe_symbolic_build = build_from_local_batch
+
     def close(self) -> None:
         """Undo a global JAX distribution so later runs in the same process start clean."""
         if self.backend == "jax" and self.kind != "none":
@@ -77,6 +122,27 @@ def make_distribution(kind: str) -> Distribution:
         logger.info("distribution: %s (DataParallel) over %d device(s)", kind, len(devices))
         return Distribution(kind, backend, len(devices), [str(d) for d in devices])
     raise MammosegError(f"--distribute {kind} is not supported on the {backend} backend; use tensorflow or jax")
+
+
+def _average_scalars_across_workers() -> None:
+    """Keras averages a step's losses and metrics over the workers with `strategy.reduce(MEAN, v, axis=0)`,
+    which fails on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions"): reduce scalars
+    over the workers alone (axis None). Installed once per process, only under multi-worker training."""
+    import keras
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    if getattr(original, "averages_scalars", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str = "auto") -> Any:
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.averages_scalars = True  # type: ignore[attr-defined]
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def worker_subfolder(kind: str) -> str | None:

@@ -357,6 +357,10 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
 
     if stop_after_epoch is None and os.environ.get(STOP_ENV):
         stop_after_epoch = int(os.environ[STOP_ENV])
+    keras.backend.clear_session()
+    # First of all: multi-worker collectives can only be configured before TensorFlow's runtime starts
+    # (listing logical devices, as precision "auto" does, starts it).
+    dist = make_distribution(config.distribute)
     info = read_dataset_info(config.data)
     dataset_size = info["image_size"]
     config.image_size = config.image_size or dataset_size
@@ -369,10 +373,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                          f"needs train and val examples (has {n_train} and {n_val})")
     steps_per_epoch = math.ceil(n_train / config.batch_size)
 
-    keras.backend.clear_session()
     keras.mixed_precision.set_dtype_policy(config.precision)
     _seed_everything(config)
-    dist = make_distribution(config.distribute)
     try:
         with dist.scope():
             epochs_done = 0
@@ -392,6 +394,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                     transfer_encoder(model, _encoder_source(config.init_encoder_from, run.path.parent),
                                      config.freeze_encoder)
                 _compile(model, config)
+            dist.adapt_model(model)
 
         previews = _select_previews(config.data, config.image_size, dataset_size)
         resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile),
@@ -437,15 +440,15 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
             recorder,
             *_tensorboard(run),
         ]
-        val_ds = resize_batches(
+        val_ds = dist.shard_by_data(resize_batches(
             make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
                          cache=n_val * dataset_size**2 * 2 < 2**30),
-            config.image_size, dataset_size)
+            config.image_size, dataset_size))
         augment = Augmentation(flips=config.flips)
         for epoch in range(epochs_done, config.epochs):
             train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
                                     seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
-            train_ds = resize_batches(train_ds, config.image_size, dataset_size)
+            train_ds = dist.shard_by_data(resize_batches(train_ds, config.image_size, dataset_size))
             with warnings.catch_warnings():
                 # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
