@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,20 +56,29 @@ class Distribution:
         return dataset.with_options(options)
 
     def adapt_model(self, model: Any) -> None:
-        """Let Keras' `fit` and `evaluate` run under TensorFlow multi-worker, which Keras 3 breaks in two
-        places (keras-team/keras#20585); see `_average_scalars_across_workers` for the second.
+        """Make a compiled model train under this TensorFlow strategy as on a single device at the same
+        global batch, and let Keras' `fit` run under multi-worker, which Keras 3 breaks in two places
+        (keras-team/keras#20585).
 
-        Before its first step Keras all-reduces an input batch with `strategy.reduce` only to learn its
-        shapes and dtypes, and MultiWorkerMirroredStrategy cannot reduce a nested batch: every worker
-        stops with "Attempt to convert a value (PerReplica ...)". This worker's own part of the batch has
-        the same structure and dtypes, which is all that build needs.
+        BatchNorm takes its batch statistics over the global batch, not each replica's part (the layers'
+        saved config keeps `synchronized` false, so a checkpoint loads anywhere). Before its first step
+        Keras all-reduces an input batch only to learn its shapes and dtypes, and
+        MultiWorkerMirroredStrategy cannot reduce a nested batch ("Attempt to convert a value (PerReplica
+        ...)"): this worker's own part has the same structure and dtypes, all that build needs. The
+        second break is mended by `_average_scalars_across_workers`.
         """
-        if self.backend != "tensorflow" or self.kind != "multi-worker":
+        if self.strategy is None:
             return
-        _average_scalars_across_workers()
         import keras
         import tensorflow as tf
 
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+                layer.get_config = _unsynchronized_config(layer)
+        if self.kind != "multi-worker":
+            return
+        _average_scalars_across_workers()
         strategy = self.strategy
 
         def local(value: Any) -> Any:
@@ -86,6 +95,19 @@ class Distribution:
                 model._symbolic_build(data_batch=data_batch)
 
         model._maybe_symbolic_build = build_from_local_batch
+
+    def lost_peer(self, exc: BaseException) -> str | None:
+        """What happened, when `exc` says another worker of a multi-worker cluster died or is unreachable
+        (its collectives abort on this worker, gRPC having seen the connection drop); else None."""
+        if self.backend != "tensorflow" or self.kind != "multi-worker":
+            return None
+        import tensorflow as tf
+
+        if not isinstance(exc, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                                tf.errors.CancelledError, tf.errors.AbortedError)):
+            return None
+        detail = next((line.strip() for line in str(exc).splitlines() if "aborted" in line.lower()), "")
+        return f"another worker stopped or cannot be reached ({type(exc).__name__}{': ' + detail[:200] if detail else ''})"
 
     def close(self) -> None:
         """Undo a global JAX distribution so later runs in the same process start clean."""
@@ -122,6 +144,13 @@ def make_distribution(kind: str) -> Distribution:
         logger.info("distribution: %s (DataParallel) over %d device(s)", kind, len(devices))
         return Distribution(kind, backend, len(devices), [str(d) for d in devices])
     raise MammosegError(f"--distribute {kind} is not supported on the {backend} backend; use tensorflow or jax")
+
+
+def _unsynchronized_config(layer: Any) -> Callable[[], dict[str, Any]]:
+    def get_config() -> dict[str, Any]:
+        return {**type(layer).get_config(layer), "synchronized": False}
+
+    return get_config
 
 
 def _average_scalars_across_workers() -> None:

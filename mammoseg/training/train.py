@@ -42,6 +42,10 @@ class RunInterrupted(MammosegError):
     """Training stopped before its last epoch; `--resume` continues it."""
 
 
+class WorkerLost(RunInterrupted):
+    """Multi-worker training lost a worker; every worker continues with `--resume`."""
+
+
 class TrainingDiverged(MammosegError):
     """The loss became NaN or infinite."""
 
@@ -350,7 +354,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     import keras
 
     from mammoseg import runtime
-    from mammoseg.data.pipeline import Augmentation, make_dataset, read_dataset_info, read_manifest, resize_batches
+    from mammoseg.data.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
     from mammoseg.models import build_model, count_flops
     from mammoseg.training import loss  # noqa: F401  registers the loss and metrics a checkpoint names, for resume
     from mammoseg.training.distribute import make_distribution
@@ -444,31 +448,48 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
             make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
                          cache=n_val * dataset_size**2 * 2 < 2**30),
             config.image_size, dataset_size))
-        augment = Augmentation(flips=config.flips)
-        for epoch in range(epochs_done, config.epochs):
-            train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
-                                    seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
-            train_ds = dist.shard_by_data(resize_batches(train_ds, config.image_size, dataset_size))
-            with warnings.catch_warnings():
-                # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
-                warnings.filterwarnings("ignore", message="Your input ran out of data")
-                model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
-                          validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
-            if recorder.diverged_epoch is not None:
-                message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
-                           f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "
-                           "Try a lower --learning-rate or --precision float32.")
-                run.write_state(status="failed", error=message)
-                raise TrainingDiverged(message)
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
-                raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); "
-                                     "continue with --resume")
+        try:
+            _fit_epochs(model, config, run, dist, recorder, callbacks, val_ds, epochs_done, dataset_size,
+                        steps_per_epoch, stop_after_epoch)
+        except Exception as exc:
+            lost = dist.lost_peer(exc)
+            if lost is None:
+                raise
+            raise WorkerLost(f"{run.path}: {lost}; the run keeps its last finished epoch "
+                             f"({run.state().get('epochs_done', 0)}): start every worker again with --resume") from None
         run.write_state(status="finished", epochs_done=config.epochs, best_epoch=recorder.best_epoch,
                         best_val_loss=recorder.best if math.isfinite(recorder.best) else None, error=None)
         logger.info("%s: finished %d epochs (best epoch %d)", run.path, config.epochs, recorder.best_epoch)
         return run
     finally:
         dist.close()
+
+
+def _fit_epochs(model: Any, config: TrainConfig, run: RunDir, dist: Any, recorder: Any, callbacks: list[Any],
+                val_ds: Any, epochs_done: int, dataset_size: int, steps_per_epoch: int,
+                stop_after_epoch: int | None) -> None:
+    """One `model.fit` per remaining epoch, on that epoch's seeded dataset (see the module docstring)."""
+    from mammoseg.data.pipeline import Augmentation, make_dataset, resize_batches
+
+    augment = Augmentation(flips=config.flips)
+    for epoch in range(epochs_done, config.epochs):
+        train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
+                                seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
+        train_ds = dist.shard_by_data(resize_batches(train_ds, config.image_size, dataset_size))
+        with warnings.catch_warnings():
+            # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
+                      validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
+        if recorder.diverged_epoch is not None:
+            message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
+                       f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "
+                       "Try a lower --learning-rate or --precision float32.")
+            run.write_state(status="failed", error=message)
+            raise TrainingDiverged(message)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+            raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); "
+                                 "continue with --resume")
 
 
 def _tensorboard(run: RunDir) -> list[Any]:
