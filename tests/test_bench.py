@@ -12,6 +12,7 @@ from mammoseg.bench import scaling
 from mammoseg.cli import cli
 
 
+@pytest.mark.machine
 def test_bench_smoke(tmp_path: Path, tiny_dataset: Path, synthetic_cbis: Path) -> None:
     out = tmp_path / "bench.json"
     args = [
@@ -46,6 +47,7 @@ def test_bench_smoke(tmp_path: Path, tiny_dataset: Path, synthetic_cbis: Path) -
     assert "train img/s" in result.output and "per core" in result.output and "prepare:" in result.output
 
 
+@pytest.mark.machine
 @pytest.mark.parametrize("counts", [None, (1000, 5000)], ids=["allocator-without-statistics", "allocator-counts"])
 def test_memory_is_reported_where_the_allocator_counts_and_absent_elsewhere(
         counts: tuple[int, int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
