@@ -271,3 +271,39 @@ def test_only_the_chief_writes_into_the_run_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["c:0"], **cluster},
                                                  "task": {"type": "worker", "index": 0}}))
     assert worker_subfolder("multi-worker") == ".workers/worker-0"
+
+
+def _killed_before_config(run: Path, kill_point: str) -> None:
+    """A run folder as a kill leaves it before config.json: a stale lock, then TensorBoard's folder, then
+    the epoch-0 previews, the initial checkerboard scores and a torn temporary file."""
+    import socket
+
+    run.mkdir(parents=True)
+    (run / ".lock").write_text(f"999999999 {socket.gethostname()}\n")  # no such process: a stale lock
+    if kill_point in ("tensorboard", "previews"):
+        (run / "tb" / "train").mkdir(parents=True)
+        (run / "tb" / "train" / "events.out.tfevents.0.host").write_bytes(b"\x00" * 7)
+    if kill_point == "previews":
+        (run / "previews" / "epoch_000").mkdir(parents=True)
+        (run / "previews" / "epoch_000" / "ex0000_soft.png").write_bytes(b"\x89PNG")
+        (run / "checkerboard_init.json").write_text("{}")
+        (run / ".config.x1.tmp.json").write_text('{"vari')
+
+
+@pytest.mark.parametrize("kill_point", ["lock", "tensorboard", "previews"])
+def test_resume_of_a_run_killed_before_its_config(kill_point: str, tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "early"
+    _killed_before_config(run, kill_point)
+    refused = CliRunner().invoke(cli, ["train", "--resume", str(run)])
+    assert isinstance(refused.exception, InputError), refused.output
+    assert str(refused.exception).startswith(f"{run}: the run stopped before it wrote config.json")
+    if kill_point == "tensorboard":
+        return  # the start below is the same for every kill point: done at the first and the last
+    saved = _config_of(tiny_run)
+    options = ["--variant", saved["variant"], "--data", saved["data"], "--width", str(saved["width"]),
+               "--epochs", "1", "--batch-size", str(saved["batch_size"])]
+    started = CliRunner().invoke(cli, ["train", "--resume", str(run), *options], catch_exceptions=False)
+    assert started.exit_code == 0, started.output
+    state = RunDir(run).state()
+    assert state["status"] == "finished" and state["epochs_done"] == 1 and not (run / ".lock").exists()
+    assert RunDir(run).config()["run_name"] == "early" and len(RunDir(run).read_history()) == 1

@@ -61,10 +61,13 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | None = None) -> RunDir:
     """Start a new run; refuses a folder that already holds one (use `resume`)."""
+    config.run_name = config.run_name or default_run_name(config)
+    return _start(resolve_run_dir(runs_dir, config.run_name), config, stop_after_epoch)
+
+
+def _start(run: RunDir, config: TrainConfig, stop_after_epoch: int | None) -> RunDir:
     from mammoseg.training.distribute import worker_subfolder
 
-    config.run_name = config.run_name or default_run_name(config)
-    run = resolve_run_dir(runs_dir, config.run_name)
     sub = worker_subfolder(config.distribute)
     if sub:
         run = RunDir(run.path / sub)
@@ -77,12 +80,21 @@ def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | 
 
 
 def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
-           stop_after_epoch: int | None = None) -> RunDir:
+           stop_after_epoch: int | None = None, fresh: TrainConfig | None = None) -> RunDir:
     """Continue an unfinished run from its last finished epoch with its own config.
 
     `overrides` are options the user gave explicitly; only `epochs` may differ from the saved config.
+    A run killed before it wrote config.json finished no epoch: it starts again from `fresh` (the
+    options given with --resume), or an error says which options are needed.
     """
     run = RunDir(run_path)
+    if not run.exists() and run.path.is_dir():
+        if fresh is None:
+            raise InputError(run.path, "the run stopped before it wrote config.json, so its options are unknown: "
+                                       "give them with --resume (--variant, --data, ...) to start it again")
+        fresh.run_name = fresh.run_name or run.path.name
+        logger.info("%s: stopped before its first epoch; starting it again", run.path)
+        return _start(run, fresh, stop_after_epoch)
     saved = run.config()
     config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.path / "config.json")
     for key, value in (overrides or {}).items():
