@@ -307,3 +307,39 @@ def test_resume_of_a_run_killed_before_its_config(kill_point: str, tiny_run: Pat
     state = RunDir(run).state()
     assert state["status"] == "finished" and state["epochs_done"] == 1 and not (run / ".lock").exists()
     assert RunDir(run).config()["run_name"] == "early" and len(RunDir(run).read_history()) == 1
+
+
+def test_two_ablations_of_one_experiment_share_its_runs(tiny_run: Path, tmp_path: Path) -> None:
+    """Each run is trained and evaluated once, by whichever process locks it first; the other waits for
+    it, then both report on all runs, and no file is left half-written."""
+    data = _config_of(tiny_run)["data"]
+    toml = tmp_path / "exp.toml"
+    toml.write_text(textwrap.dedent(f"""
+        [experiment]
+        name = "exp"
+        data = "{data}"
+        seeds = 2
+        variants = ["dilated_resize"]
+        [train]
+        width = 0.125
+        epochs = 1
+        batch_size = 4
+    """))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "mammoseg", "ablate", "--config", str(toml), "--runs-dir", str(tmp_path / "runs")]
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "2 runs trained and evaluated" in out
+    logs = "".join(err for _, err in outputs).splitlines()
+    assert sum(line.startswith("epoch 1/1") for line in logs) == 2  # two runs, each trained once
+    assert sum(line.startswith("evaluating ") for line in logs) == 2
+    runs = tmp_path / "runs" / "exp"
+    for seed in (0, 1):
+        run = RunDir(runs / f"dilated_resize-seed{seed}")
+        assert run.state()["status"] == "finished" and len(run.read_history()) == 1
+        assert (run.path / "eval" / "test" / "metrics.json").is_file() and not (run.path / ".lock").exists()
+    assert not [p for p in runs.rglob("*") if ".tmp" in p.name]

@@ -141,15 +141,24 @@ class RunDir:
         except OSError as exc:
             raise _write_error(path, exc) from exc
 
+    def holder(self) -> str | None:
+        """The live process that holds this folder's lock, or None."""
+        return _lock_holder(self.path / LOCK_NAME)
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold RUN/.lock (pid and host) while writing; a stale lock of a dead process is taken over."""
+        """Hold RUN/.lock (pid and host) while writing; a stale lock of a dead process is taken over.
+        Re-entrant: a process that holds the lock may take it again (released by the outermost holder)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _write_error(self.path, exc) from exc
         lock = self.path / LOCK_NAME
         stamp = f"{os.getpid()} {socket.gethostname()}\n"
+        with contextlib.suppress(OSError):
+            if lock.read_text() == stamp:
+                yield
+                return
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
