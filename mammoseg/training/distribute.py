@@ -132,7 +132,11 @@ def make_distribution(kind: str) -> Distribution:
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
             strategy = tf.distribute.MirroredStrategy(devices=devices)
         else:
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            try:
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            except RuntimeError as exc:  # "Collective ops must be configured at program startup"
+                raise MammosegError(f"--distribute multi-worker: {exc}; in this process TensorFlow ran before the "
+                                    "training started (train must be the first TensorFlow work of a process)") from exc
             devices = list(strategy.extended.worker_devices)
         logger.info("distribution: %s over %d replica(s) %s", kind, strategy.num_replicas_in_sync, devices)
         return Distribution(kind, backend, strategy.num_replicas_in_sync, devices, strategy)

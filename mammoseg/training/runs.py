@@ -24,6 +24,8 @@ from mammoseg.atomic import atomic_path, write_error, write_json, write_text
 from mammoseg.errors import InputError, MammosegError
 
 LOCK_NAME = ".lock"
+_HELD: set[Path] = set()
+"""Run folders whose lock this process holds: taking one again is a no-op (see `RunDir.lock`)."""
 
 
 class RunLocked(MammosegError):
@@ -138,12 +140,11 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise write_error(self.path, exc) from exc
+        if self.path.resolve() in _HELD:
+            yield
+            return
         lock = self.path / LOCK_NAME
         stamp = f"{os.getpid()} {socket.gethostname()}\n"
-        with contextlib.suppress(OSError):
-            if lock.read_text() == stamp:
-                yield
-                return
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -161,9 +162,11 @@ class RunDir:
             break
         else:
             raise RunLocked(f"{self.path}: could not take the lock file {lock}")
+        _HELD.add(self.path.resolve())
         try:
             yield
         finally:
+            _HELD.discard(self.path.resolve())
             with contextlib.suppress(FileNotFoundError):
                 if lock.read_text() == stamp:
                     lock.unlink()
