@@ -377,21 +377,21 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     # First of all: multi-worker collectives can only be configured before TensorFlow's runtime starts
     # (listing logical devices, as precision "auto" does, starts it).
     dist = make_distribution(config.distribute)
-    info = read_dataset_info(config.data)
-    dataset_size = info["image_size"]
-    config.image_size = config.image_size or dataset_size
-    config.precision = _resolve_precision(config.precision)
-    manifest = read_manifest(config.data)
-    n_train = int((manifest["split"] == "train").sum())
-    n_val = int((manifest["split"] == "val").sum())
-    if n_train == 0 or n_val == 0:
-        raise InputError(Path(config.data) / "manifest.csv",
-                         f"needs train and val examples (has {n_train} and {n_val})")
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-
-    keras.mixed_precision.set_dtype_policy(config.precision)
-    _seed_everything(config)
     try:
+        info = read_dataset_info(config.data)
+        dataset_size = info["image_size"]
+        config.image_size = config.image_size or dataset_size
+        config.precision = _resolve_precision(config.precision)
+        manifest = read_manifest(config.data)
+        n_train = int((manifest["split"] == "train").sum())
+        n_val = int((manifest["split"] == "val").sum())
+        if n_train == 0 or n_val == 0:
+            raise InputError(Path(config.data) / "manifest.csv",
+                             f"needs train and val examples (has {n_train} and {n_val})")
+        steps_per_epoch = math.ceil(n_train / config.batch_size)
+
+        keras.mixed_precision.set_dtype_policy(config.precision)
+        _seed_everything(config)
         with dist.scope():
             epochs_done = 0
             checkpoint = checkpoint or run.last
