@@ -297,8 +297,8 @@ def test_resume_of_a_run_killed_before_its_config(kill_point: str, tiny_run: Pat
     refused = CliRunner().invoke(cli, ["train", "--resume", str(run)])
     assert isinstance(refused.exception, InputError), refused.output
     assert str(refused.exception).startswith(f"{run}: the run stopped before it wrote config.json")
-    if kill_point == "tensorboard":
-        return  # the start below is the same for every kill point: done at the first and the last
+    if kill_point != "previews":
+        return  # the start below does not depend on what was left: done once, with the most left over
     saved = _config_of(tiny_run)
     options = ["--variant", saved["variant"], "--data", saved["data"], "--width", str(saved["width"]),
                "--epochs", "1", "--batch-size", str(saved["batch_size"])]

@@ -87,9 +87,9 @@ def test_train_and_evaluate_keep_their_outputs(tiny_run: Path, tmp_path: Path, m
         code, err = _main(m, capsys, "evaluate", str(run))
     _assert_kept(code, err, metrics, before, "disk full")
 
-    history, last = (run / "history.csv").read_bytes(), (run / "last.keras").read_bytes()
+    state, last = (run / "state.json").read_bytes(), (run / "last.keras").read_bytes()
     with monkeypatch.context() as m:
-        _fail_writes_of(m, "history.csv", errno.ENOSPC)
+        _fail_writes_of(m, "state.json", errno.ENOSPC)
         code, err = _main(m, capsys, "--quiet", "train", "--resume", str(run), "--epochs", "3")
-    _assert_kept(code, err, run / "history.csv", history, "disk full")
+    _assert_kept(code, err, run / "state.json", state, "disk full")
     assert (run / "last.keras").read_bytes() == last and not (run / ".lock").exists()
