@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -13,9 +14,18 @@ from typing import Any
 from mammoseg.errors import InputError
 
 
+def write_error(path: str | Path, exc: OSError) -> InputError:
+    """The one-line error for an output that could not be written: the file and the system's reason."""
+    reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return InputError(path, f"cannot write this output ({reason}); its previous version, if any, is unchanged")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix); move it into place only on success."""
+    """Yield a temporary path beside `path` (same suffix); move it into place only on success.
+
+    A failed write (disk full, I/O error, ...) in the body or the move removes the temporary file and
+    raises `write_error`: `path` keeps its previous content."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,13 +34,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise InputError(path.parent, f"cannot write here ({exc.strerror or exc})") from exc
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
+        os.chmod(tmp_path, 0o666 & ~_umask())
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
 
 

@@ -14,6 +14,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use ../shared (`-m shared`): CI runs them again without it, where they must skip."""
+    for item in items:
+        if "shared_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's shared reference folder beside the checkout; tests that need it skip without it."""

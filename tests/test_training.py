@@ -301,3 +301,75 @@ def test_only_the_chief_writes_into_the_run_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["c:0"], **cluster},
                                                  "task": {"type": "worker", "index": 0}}))
     assert worker_subfolder("multi-worker") == ".workers/worker-0"
+
+
+def _killed_before_config(run: Path, kill_point: str) -> None:
+    """A run folder as a kill leaves it before config.json: a stale lock, then TensorBoard's folder, then
+    the epoch-0 previews, the initial checkerboard scores and a torn temporary file."""
+    import socket
+
+    run.mkdir(parents=True)
+    (run / ".lock").write_text(f"999999999 {socket.gethostname()}\n")  # no such process: a stale lock
+    if kill_point in ("tensorboard", "previews"):
+        (run / "tb" / "train").mkdir(parents=True)
+        (run / "tb" / "train" / "events.out.tfevents.0.host").write_bytes(b"\x00" * 7)
+    if kill_point == "previews":
+        (run / "previews" / "epoch_000").mkdir(parents=True)
+        (run / "previews" / "epoch_000" / "ex0000_soft.png").write_bytes(b"\x89PNG")
+        (run / "checkerboard_init.json").write_text("{}")
+        (run / ".config.x1.tmp.json").write_text('{"vari')
+
+
+@pytest.mark.parametrize("kill_point", ["lock", "tensorboard", "previews"])
+def test_resume_of_a_run_killed_before_its_config(kill_point: str, tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "early"
+    _killed_before_config(run, kill_point)
+    refused = CliRunner().invoke(cli, ["train", "--resume", str(run)])
+    assert isinstance(refused.exception, InputError), refused.output
+    assert str(refused.exception).startswith(f"{run}: the run stopped before it wrote config.json")
+    if kill_point != "previews":
+        return  # the start below does not depend on what was left: done once, with the most left over
+    saved = _config_of(tiny_run)
+    options = ["--variant", saved["variant"], "--data", saved["data"], "--width", str(saved["width"]),
+               "--epochs", "1", "--batch-size", str(saved["batch_size"])]
+    started = CliRunner().invoke(cli, ["train", "--resume", str(run), *options], catch_exceptions=False)
+    assert started.exit_code == 0, started.output
+    state = RunDir(run).state()
+    assert state["status"] == "finished" and state["epochs_done"] == 1 and not (run / ".lock").exists()
+    assert RunDir(run).config()["run_name"] == "early" and len(RunDir(run).read_history()) == 1
+
+
+def test_two_ablations_of_one_experiment_share_its_runs(tiny_run: Path, tmp_path: Path) -> None:
+    """Each run is trained and evaluated once, by whichever process locks it first; the other waits for
+    it, then both report on all runs, and no file is left half-written."""
+    data = _config_of(tiny_run)["data"]
+    toml = tmp_path / "exp.toml"
+    toml.write_text(textwrap.dedent(f"""
+        [experiment]
+        name = "exp"
+        data = "{data}"
+        seeds = 2
+        variants = ["dilated_resize"]
+        [train]
+        width = 0.125
+        epochs = 1
+        batch_size = 4
+    """))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "mammoseg", "ablate", "--config", str(toml), "--runs-dir", str(tmp_path / "runs")]
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "2 runs trained and evaluated" in out
+    logs = "".join(err for _, err in outputs).splitlines()
+    assert sum(line.startswith("epoch 1/1") for line in logs) == 2  # two runs, each trained once
+    assert sum(line.startswith("evaluating ") for line in logs) == 2
+    runs = tmp_path / "runs" / "exp"
+    for seed in (0, 1):
+        run = RunDir(runs / f"dilated_resize-seed{seed}")
+        assert run.state()["status"] == "finished" and len(run.read_history()) == 1
+        assert (run.path / "eval" / "test" / "metrics.json").is_file() and not (run.path / ".lock").exists()
+    assert not [p for p in runs.rglob("*") if ".tmp" in p.name]

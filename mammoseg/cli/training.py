@@ -90,7 +90,10 @@ def train_command(ctx: click.Context, config_file: Path | None, runs_dir: Path |
             if not name:
                 raise click.UsageError("--resume needs a run folder or --run-name")
             run_path = root / name
-        run = resume_run(run_path, _given(ctx, TRAIN_OPTIONS))
+        started = (run_path / "config.json").is_file() or not (values.get("variant") and values.get("data"))
+        fresh = None if started else build_config(values | {"run_name": values.get("run_name") or run_path.name},
+                                                config_file or "command line")
+        run = resume_run(run_path, _given(ctx, TRAIN_OPTIONS), fresh=fresh)
     else:
         run = train(build_config(values, config_file or "command line"), root)
     click.echo(f"run folder: {run.path}")

@@ -8,12 +8,14 @@ command again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mammoseg.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
+from mammoseg.training.runs import RunDir, RunLocked
 
 logger = logging.getLogger("mammoseg.ablate")
 
@@ -126,35 +128,46 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
     that TensorFlow keeps after one run cannot add up over a long ablation."""
     from mammoseg.analysis.report import write_report
     from mammoseg.runtime import run_in_fresh_process
-    from mammoseg.training.runs import RunDir
-
     plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
     total = len(plan.runs)
     logger.info("experiment %s: %d runs into %s", plan.experiment, total, plan.folder)
     done: list[Path] = []
-    for index, item in enumerate(plan.runs, 1):
-        run = RunDir(plan.folder / item.name)
-        state = run.state() if run.exists() else {"status": "new"}
-        action: str | None = None
-        if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
-            logger.info("run %d of %d: %s already finished", index, total, item.name)
-        elif state["status"] == "failed":
-            logger.warning("run %d of %d: %s failed earlier (%s); skipped — delete the folder to retry",
-                           index, total, item.name, state.get("error", "no message"))
-            continue
-        elif run.exists():
-            action = "resume"
-            logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
-                        state.get("epochs_done", 0))
-        else:
-            action = "train"
-            logger.info("run %d of %d: training %s", index, total, item.name)
-        if action is None and _evaluated(run.path, plan.eval_split, plan.eval_checkpoint):
-            logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
-        else:
-            run_in_fresh_process(_train_and_evaluate, action, item.config, plan.runs_dir, run.path,
-                                 plan.eval_split, plan.eval_checkpoint, what=f"run {run.path}")
-        done.append(run.path)
+    pending = list(enumerate(plan.runs, 1))
+    while pending:
+        held: list[tuple[int, PlannedRun]] = []
+        for index, item in pending:
+            run = RunDir(plan.folder / item.name)
+            state = run.state() if run.exists() else {"status": "new"}
+            action: str | None = None
+            if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
+                logger.info("run %d of %d: %s already finished", index, total, item.name)
+            elif state["status"] == "failed":
+                logger.warning("run %d of %d: %s failed earlier (%s); skipped — delete the folder to retry",
+                               index, total, item.name, state.get("error", "no message"))
+                continue
+            elif run.exists():
+                action = "resume"
+                logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
+                            state.get("epochs_done", 0))
+            else:
+                action = "train"
+                logger.info("run %d of %d: training %s", index, total, item.name)
+            if action is None and _evaluated(run.path, plan.eval_split, plan.eval_checkpoint):
+                logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
+            else:
+                try:
+                    run_in_fresh_process(_train_and_evaluate, item.config, plan.runs_dir, run.path,
+                                         plan.eval_split, plan.eval_checkpoint, what=f"run {run.path}")
+                except RunLocked as exc:
+                    logger.info("run %d of %d: %s; coming back to it when it is free", index, total, exc)
+                    held.append((index, item))
+                    continue
+            done.append(run.path)
+        if held:
+            _wait_until_one_is_free([RunDir(plan.folder / item.name) for _, item in held])
+        pending = held
+    order = {plan.folder / item.name: i for i, item in enumerate(plan.runs)}
+    done.sort(key=order.__getitem__)
 
     if done:
         try:
@@ -174,17 +187,25 @@ def _evaluated(run_path: Path, split: str, checkpoint: str) -> bool:
     return metrics.is_file() and model.is_file() and metrics.stat().st_mtime >= model.stat().st_mtime
 
 
-def _train_and_evaluate(action: str | None, config: TrainConfig, runs_dir: Path, run_path: Path, split: str,
-                        checkpoint: str) -> None:
-    """One run's work in its own process: train it new or resume it (`action`), then evaluate it
-    unless its evaluation is current."""
+def _wait_until_one_is_free(runs: list[RunDir], poll_seconds: float = 1.0) -> None:
+    """Block while another live process holds every one of `runs`."""
+    while all(run.holder() is not None for run in runs):
+        time.sleep(poll_seconds)
+
+
+def _train_and_evaluate(config: TrainConfig, runs_dir: Path, run_path: Path, split: str, checkpoint: str) -> None:
+    """One run's work in its own process, holding the run's lock throughout (another `ablate` on the same
+    experiment skips the run meanwhile): train it new, resume it or leave it finished, as its folder
+    says once locked, then evaluate it unless its evaluation is current."""
     from mammoseg.analysis.evaluate import evaluate_run
     from mammoseg.training.train import resume, train
 
-    if action == "train":
-        train(config, runs_dir)
-    elif action == "resume":
-        resume(run_path, {"epochs": config.epochs})
-    if not _evaluated(run_path, split, checkpoint):
-        logger.info("evaluating %s on %s", run_path.name, split)
-        evaluate_run(run_path, split, checkpoint)
+    run = RunDir(run_path)
+    with run.lock():
+        if not run.exists():
+            train(config, runs_dir)
+        elif not (run.is_finished() and run.state().get("epochs_done", 0) >= config.epochs):
+            resume(run_path, {"epochs": config.epochs})
+        if not _evaluated(run_path, split, checkpoint):
+            logger.info("evaluating %s on %s", run_path.name, split)
+            evaluate_run(run_path, split, checkpoint)

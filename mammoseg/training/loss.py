@@ -24,6 +24,23 @@ def _labels(y_true: Any) -> Any:
     return y
 
 
+def _summed_over_replicas(value: Any) -> Any:
+    """`value` summed over the replicas of a TensorFlow distribution strategy (itself without one).
+
+    Each replica sees its part of the global batch and Keras sums the replicas' gradients of a scalar
+    loss: dividing each part's weighted sum by the weight of the whole batch makes that sum the global
+    batch's weighted mean, as a single device computes it. (JAX shards one global computation: its sums
+    are already global.)"""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def _predicted_abnormal(y_pred: Any) -> Any:
     """Argmax of the two logits as a float mask: class 1 only when its logit is strictly larger."""
     logits = ops.cast(y_pred, "float32")
@@ -55,9 +72,9 @@ class WeightedPixelCrossEntropy(keras.losses.Loss):
         log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
         ce = -(y * log_p[..., 1] + (1.0 - y) * log_p[..., 0])
         w = 1.0 + (self.positive_weight - 1.0) * y
-        if self.normalization == "pixels":
-            return ops.mean(w * ce)
-        return ops.sum(w * ce) / ops.maximum(ops.sum(w), 1e-12)
+        # his reduction divides by the pixel count; the alternative by the summed weights
+        total = ops.sum(ops.ones_like(w)) if self.normalization == "pixels" else ops.sum(w)
+        return ops.sum(w * ce) / ops.maximum(_summed_over_replicas(total), 1e-12)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

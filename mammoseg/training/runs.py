@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import json
 import math
@@ -21,19 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mammoseg.atomic import atomic_path, write_json, write_text
+from mammoseg.atomic import atomic_path, write_error, write_json, write_text
 from mammoseg.errors import InputError, MammosegError
 
 LOCK_NAME = ".lock"
+_HELD: set[Path] = set()
+"""Run folders whose lock this process holds: taking one again is a no-op (see `RunDir.lock`)."""
 
 
 class RunLocked(MammosegError):
     """Another live process is writing into this run folder."""
-
-
-def _write_error(path: Path, exc: OSError) -> InputError:
-    reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    return InputError(path, f"cannot write the run's output here ({reason})")
 
 
 class RunDir:
@@ -84,10 +80,7 @@ class RunDir:
         return self.state().get("status") == "finished"
 
     def write_json(self, name: str, obj: Any) -> None:
-        try:
-            write_json(self.path / name, obj)
-        except OSError as exc:
-            raise _write_error(self.path / name, exc) from exc
+        write_json(self.path / name, obj)
 
     def write_state(self, **fields: Any) -> dict[str, Any]:
         state = self.state()
@@ -110,10 +103,7 @@ class RunDir:
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        try:
-            write_text(self.path / "history.csv", buf.getvalue())
-        except OSError as exc:
-            raise _write_error(self.path / "history.csv", exc) from exc
+        write_text(self.path / "history.csv", buf.getvalue())
 
     def checkpoint(self, which: str = "best") -> Path:
         """Path of the `best` or `last` checkpoint; a clear error (naming the other one if present) otherwise."""
@@ -138,19 +128,24 @@ class RunDir:
 
     def save_model(self, model: Any, path: Path) -> None:
         """`model.save` to a temporary `.keras` file beside `path`, then os.replace: never a torn checkpoint."""
-        try:
-            with atomic_path(path) as tmp:
-                model.save(tmp)
-        except OSError as exc:
-            raise _write_error(path, exc) from exc
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+
+    def holder(self) -> str | None:
+        """The live process that holds this folder's lock, or None."""
+        return _lock_holder(self.path / LOCK_NAME)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold RUN/.lock (pid and host) while writing; a stale lock of a dead process is taken over."""
+        """Hold RUN/.lock (pid and host) while writing; a stale lock of a dead process is taken over.
+        Re-entrant: a process that holds the lock may take it again (released by the outermost holder)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _write_error(self.path, exc) from exc
+            raise write_error(self.path, exc) from exc
+        if self.path.resolve() in _HELD:
+            yield
+            return
         lock = self.path / LOCK_NAME
         stamp = f"{os.getpid()} {socket.gethostname()}\n"
         for _ in range(2):
@@ -164,15 +159,17 @@ class RunDir:
                     lock.unlink()
                 continue
             except OSError as exc:
-                raise _write_error(self.path, exc) from exc
+                raise write_error(self.path, exc) from exc
             with os.fdopen(fd, "w") as f:
                 f.write(stamp)
             break
         else:
             raise RunLocked(f"{self.path}: could not take the lock file {lock}")
+        _HELD.add(self.path.resolve())
         try:
             yield
         finally:
+            _HELD.discard(self.path.resolve())
             with contextlib.suppress(FileNotFoundError):
                 if lock.read_text() == stamp:
                     lock.unlink()

@@ -42,6 +42,10 @@ class RunInterrupted(MammosegError):
     """Training stopped before its last epoch; `--resume` continues it."""
 
 
+class WorkerLost(RunInterrupted):
+    """Multi-worker training lost a worker; every worker continues with `--resume`."""
+
+
 class TrainingDiverged(MammosegError):
     """The loss became NaN or infinite."""
 
@@ -57,10 +61,13 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | None = None) -> RunDir:
     """Start a new run; refuses a folder that already holds one (use `resume`)."""
+    config.run_name = config.run_name or default_run_name(config)
+    return _start(resolve_run_dir(runs_dir, config.run_name), config, stop_after_epoch)
+
+
+def _start(run: RunDir, config: TrainConfig, stop_after_epoch: int | None) -> RunDir:
     from mammoseg.training.distribute import worker_subfolder
 
-    config.run_name = config.run_name or default_run_name(config)
-    run = resolve_run_dir(runs_dir, config.run_name)
     sub = worker_subfolder(config.distribute)
     if sub:
         run = RunDir(run.path / sub)
@@ -73,12 +80,21 @@ def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | 
 
 
 def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
-           stop_after_epoch: int | None = None) -> RunDir:
+           stop_after_epoch: int | None = None, fresh: TrainConfig | None = None) -> RunDir:
     """Continue an unfinished run from its last finished epoch with its own config.
 
     `overrides` are options the user gave explicitly; only `epochs` may differ from the saved config.
+    A run killed before it wrote config.json finished no epoch: it starts again from `fresh` (the
+    options given with --resume), or an error says which options are needed.
     """
     run = RunDir(run_path)
+    if not run.exists() and run.path.is_dir():
+        if fresh is None:
+            raise InputError(run.path, "the run stopped before it wrote config.json, so its options are unknown: "
+                                       "give them with --resume (--variant, --data, ...) to start it again")
+        fresh.run_name = fresh.run_name or run.path.name
+        logger.info("%s: stopped before its first epoch; starting it again", run.path)
+        return _start(run, fresh, stop_after_epoch)
     saved = run.config()
     config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.path / "config.json")
     for key, value in (overrides or {}).items():
@@ -351,30 +367,32 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     import keras
 
     from mammoseg import runtime
-    from mammoseg.data.pipeline import Augmentation, make_dataset, read_dataset_info, read_manifest, resize_batches
+    from mammoseg.data.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
     from mammoseg.models import build_model, count_flops
     from mammoseg.training import loss  # noqa: F401  registers the loss and metrics a checkpoint names, for resume
     from mammoseg.training.distribute import make_distribution
 
     if stop_after_epoch is None and os.environ.get(STOP_ENV):
         stop_after_epoch = int(os.environ[STOP_ENV])
-    info = read_dataset_info(config.data)
-    dataset_size = info["image_size"]
-    config.image_size = config.image_size or dataset_size
-    config.precision = _resolve_precision(config.precision)
-    manifest = read_manifest(config.data)
-    n_train = int((manifest["split"] == "train").sum())
-    n_val = int((manifest["split"] == "val").sum())
-    if n_train == 0 or n_val == 0:
-        raise InputError(Path(config.data) / "manifest.csv",
-                         f"needs train and val examples (has {n_train} and {n_val})")
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-
     keras.backend.clear_session()
-    keras.mixed_precision.set_dtype_policy(config.precision)
-    _seed_everything(config)
+    # First of all: multi-worker collectives can only be configured before TensorFlow's runtime starts
+    # (listing logical devices, as precision "auto" does, starts it).
     dist = make_distribution(config.distribute)
     try:
+        info = read_dataset_info(config.data)
+        dataset_size = info["image_size"]
+        config.image_size = config.image_size or dataset_size
+        config.precision = _resolve_precision(config.precision)
+        manifest = read_manifest(config.data)
+        n_train = int((manifest["split"] == "train").sum())
+        n_val = int((manifest["split"] == "val").sum())
+        if n_train == 0 or n_val == 0:
+            raise InputError(Path(config.data) / "manifest.csv",
+                             f"needs train and val examples (has {n_train} and {n_val})")
+        steps_per_epoch = math.ceil(n_train / config.batch_size)
+
+        keras.mixed_precision.set_dtype_policy(config.precision)
+        _seed_everything(config)
         with dist.scope():
             epochs_done = 0
             checkpoint = checkpoint or run.last
@@ -393,6 +411,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
                     transfer_encoder(model, _encoder_source(config.init_encoder_from, run.path.parent),
                                      config.freeze_encoder)
                 _compile(model, config)
+            dist.adapt_model(model)
 
         previews = _select_previews(config.data, config.image_size, dataset_size)
         resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile),
@@ -438,35 +457,52 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
             recorder,
             *_tensorboard(run),
         ]
-        val_ds = resize_batches(
+        val_ds = dist.shard_by_data(resize_batches(
             make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
                          cache=n_val * dataset_size**2 * 2 < 2**30),
-            config.image_size, dataset_size)
-        augment = Augmentation(flips=config.flips)
-        for epoch in range(epochs_done, config.epochs):
-            train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
-                                    seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
-            train_ds = resize_batches(train_ds, config.image_size, dataset_size)
-            with warnings.catch_warnings():
-                # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
-                warnings.filterwarnings("ignore", message="Your input ran out of data")
-                model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
-                          validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
-            if recorder.diverged_epoch is not None:
-                message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
-                           f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "
-                           "Try a lower --learning-rate or --precision float32.")
-                run.write_state(status="failed", error=message)
-                raise TrainingDiverged(message)
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
-                raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); "
-                                     "continue with --resume")
+            config.image_size, dataset_size))
+        try:
+            _fit_epochs(model, config, run, dist, recorder, callbacks, val_ds, epochs_done, dataset_size,
+                        steps_per_epoch, stop_after_epoch)
+        except Exception as exc:
+            lost = dist.lost_peer(exc)
+            if lost is None:
+                raise
+            raise WorkerLost(f"{run.path}: {lost}; the run keeps its last finished epoch "
+                             f"({run.state().get('epochs_done', 0)}): start every worker again with --resume") from None
         run.write_state(status="finished", epochs_done=config.epochs, best_epoch=recorder.best_epoch,
                         best_val_loss=recorder.best if math.isfinite(recorder.best) else None, error=None)
         logger.info("%s: finished %d epochs (best epoch %d)", run.path, config.epochs, recorder.best_epoch)
         return run
     finally:
         dist.close()
+
+
+def _fit_epochs(model: Any, config: TrainConfig, run: RunDir, dist: Any, recorder: Any, callbacks: list[Any],
+                val_ds: Any, epochs_done: int, dataset_size: int, steps_per_epoch: int,
+                stop_after_epoch: int | None) -> None:
+    """One `model.fit` per remaining epoch, on that epoch's seeded dataset (see the module docstring)."""
+    from mammoseg.data.pipeline import Augmentation, make_dataset, resize_batches
+
+    augment = Augmentation(flips=config.flips)
+    for epoch in range(epochs_done, config.epochs):
+        train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
+                                seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
+        train_ds = dist.shard_by_data(resize_batches(train_ds, config.image_size, dataset_size))
+        with warnings.catch_warnings():
+            # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
+                      validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
+        if recorder.diverged_epoch is not None:
+            message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
+                       f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "
+                       "Try a lower --learning-rate or --precision float32.")
+            run.write_state(status="failed", error=message)
+            raise TrainingDiverged(message)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+            raise RunInterrupted(f"{run.path}: stopped after epoch {epoch + 1} ({STOP_ENV}); "
+                                 "continue with --resume")
 
 
 def _tensorboard(run: RunDir) -> list[Any]:
