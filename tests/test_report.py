@@ -299,10 +299,26 @@ def test_exploratory_ranking_needs_separated_seed_intervals():
 # ---------------------------------------------------------------- learning gate
 
 
+def test_prior_loss_is_the_training_loss_of_the_best_constant():
+    """The gate compares the validation loss with this number: both must be on the loss's own scale."""
+    from mammoseg.training.loss import WeightedPixelCrossEntropy
+
+    labels = np.zeros((1, 20, 20, 1), np.float32)
+    labels[0, :2, :10] = 1.0  # 5% abnormal pixels
+    p = 0.9 / 1.85
+    logits = np.zeros((1, 20, 20, 2), np.float32)
+    logits[..., 1] = math.log(p / (1 - p))
+    for normalization in ("pixels", "weights"):
+        loss = float(WeightedPixelCrossEntropy(18.0, normalization)(labels, logits))
+        assert loss == pytest.approx(prior_loss(0.05, 18.0, normalization), rel=1e-5)
+
+
 def test_learning_gate_rule():
     # the best constant under a weight of 18 on 5% abnormal pixels is p = 0.9 / 1.85
     p = 0.9 / 1.85
-    assert prior_loss(0.05, 18.0) == pytest.approx(-(0.9 * math.log(p) + 0.95 * math.log(1 - p)) / 1.85)
+    per_pixel = -(0.9 * math.log(p) + 0.95 * math.log(1 - p))
+    assert prior_loss(0.05, 18.0) == pytest.approx(per_pixel)  # the author's loss: Σ w·CE / pixels
+    assert prior_loss(0.05, 18.0, "weights") == pytest.approx(per_pixel / 1.85)
     assert prior_loss(0.0, 18.0) == 0.0 and math.isnan(prior_loss(math.nan, 18.0))
     assert learning_gate(0.40, 0.60, 12)["learned"]
     assert not learning_gate(0.60, 0.60, 12)["learned"]  # no better than the constant

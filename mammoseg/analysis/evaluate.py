@@ -37,7 +37,8 @@ SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "
 GATE_KEY = "learning_gate"
 GATE_RULE = (
     "a run learned when the validation loss of its evaluated checkpoint is below the loss of always predicting "
-    "the best constant (the class prior of the validation masks, weighted as the loss weighs abnormal pixels) and "
+    "the best constant (the class prior of the validation masks, weighted as the loss weighs abnormal pixels, on "
+    "the loss's own scale; the validation loss includes the L2 penalty, which makes the rule stricter) and "
     "at least one abnormal pixel of the positive images is predicted abnormal (P > 0.5)"
 )
 
@@ -158,7 +159,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     metrics[GATE_KEY] = learning_gate(
         _checkpoint_val_loss(run.read_history(), checkpoint),
         prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
-                   float(config.get("positive_weight") or 1.0)),
+                   float(config.get("positive_weight") or 1.0),
+                   config.get("loss_normalization", "weights")),  # runs from before the key: weighted mean
         int(frame.loc[frame["tp"] + frame["fn"] > 0, "tp"].sum()),
     )
     metrics.update({
@@ -192,16 +194,18 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     return metrics
 
 
-def prior_loss(positive_fraction: float, positive_weight: float) -> float:
-    """The training loss (weighted mean cross-entropy) of the best constant prediction, p = wπ / (wπ + 1 − π):
-    what a network that learned nothing about the images reaches. NaN without a prior."""
+def prior_loss(positive_fraction: float, positive_weight: float, normalization: str = "pixels") -> float:
+    """The training loss of the best constant prediction, p = wπ / (wπ + 1 − π): what a network that
+    learned nothing about the images reaches. On the loss's own scale: Σ w·CE per pixel (the author's
+    `pixels` normalisation), or per unit of weight (`weights`). NaN without a prior."""
     if not math.isfinite(positive_fraction):
         return math.nan
     weighted_pos, weighted_neg = positive_weight * positive_fraction, 1.0 - positive_fraction
     if weighted_pos <= 0.0 or weighted_neg <= 0.0:
         return 0.0
     p = weighted_pos / (weighted_pos + weighted_neg)
-    return -(weighted_pos * math.log(p) + weighted_neg * math.log(1.0 - p)) / (weighted_pos + weighted_neg)
+    per_pixel = -(weighted_pos * math.log(p) + weighted_neg * math.log(1.0 - p))
+    return per_pixel if normalization == "pixels" else per_pixel / (weighted_pos + weighted_neg)
 
 
 def learning_gate(val_loss: float, prior: float, abnormal_pixels_found: int) -> dict[str, Any]:
