@@ -123,6 +123,11 @@ def test_normals_resume_and_are_part_of_the_options(normals_tree, tmp_path: Path
     assert "normal" not in set(pd.read_csv(out / "manifest.csv")["kind"])
     with pytest.raises(InputError, match="normals folder is not a folder"):
         prepare(root, tmp_path / "other", SMALL, normals=tmp_path / "absent")
+    assert not (tmp_path / "other").exists()  # refused before anything is written
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images below this folder"):
+        prepare(root, out, SMALL, normals=tmp_path / "empty", overwrite=True)
+    assert prepare(root, out, SMALL).units_run == 0  # the dataset without normals is intact
 
 
 def test_normals_are_split_by_patient_in_the_cbis_proportions(tmp_path: Path) -> None:

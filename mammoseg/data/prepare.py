@@ -148,11 +148,7 @@ def prepare(
     if not data_root.is_dir():
         raise InputError(data_root, "data root is not a folder")
     recorded = {**asdict(options), "data_root": str(data_root.resolve())}
-    if normals is not None:
-        normals = Path(normals)
-        if not normals.is_dir():
-            raise InputError(normals, "normals folder is not a folder")
-        recorded["normals"] = str(normals.resolve())  # only when given: datasets without keep their options
+    normal_jobs: list[ImageJob] = []
 
     skips: list[Skip] = []
     abnormalities = _read_csvs(data_root, skips)
@@ -162,13 +158,16 @@ def prepare(
     jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
     if not jobs:  # before anything is written: an empty DATASET would only fail later, in training
         raise InputError(data_root, _nothing_to_prepare(abnormalities["image_subject"].nunique(), skips))
-    _claim_output(out, recorded, overwrite)
-    units = _plan_units(jobs, options.images_per_shard)
     if normals is not None:
+        normals = Path(normals)
         found = find_normal_images(normals)
         normal_split = assign_by_fractions([n.patient_id for n in found], split_fractions(patient_split), options.seed)
         normal_jobs = [ImageJob(n.key, n.patient_id, "", normal_split[n.patient_id], str(n.file), ()) for n in found]
         logger.info("normals: %d images of %d patients", len(found), len(normal_split))
+        recorded["normals"] = str(normals.resolve())  # only when given: datasets without keep their options
+    _claim_output(out, recorded, overwrite)
+    units = _plan_units(jobs, options.images_per_shard)
+    if normal_jobs:
         units += _plan_units(normal_jobs, options.images_per_shard, "normal-", str(normals))
     _remove_stale(out, units)
 
