@@ -97,14 +97,13 @@ def test_seed_interval_uses_student_t_inside_the_metric_range():
     interval = stats.seed_interval(np.array([1.0, 2.0, 3.0]))
     assert interval.high - interval.estimate == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
     assert not stats.seed_interval(np.array([1.0])).defined
-    # on the logit scale: the same width rule, mapped back, never below 0 or above 1
-    values = np.array([0.2, 0.3, 0.25])
-    logit = np.log(values / (1 - values))
-    half = 4.302653 * logit.std(ddof=1) / np.sqrt(3)
+    # cut to the metric's range, never moved: the estimate stays the plain mean, inside its interval
+    values = np.array([0.001, 0.03, 0.002])
     bounded = stats.seed_interval(values, stats.UNIT)
-    assert bounded.estimate == pytest.approx(0.25)
-    assert bounded.low == pytest.approx(1 / (1 + np.exp(-(logit.mean() - half))))
-    assert bounded.high == pytest.approx(1 / (1 + np.exp(-(logit.mean() + half))))
+    half = 4.302653 * values.std(ddof=1) / np.sqrt(3)
+    assert bounded.low == 0.0 and bounded.high == pytest.approx(values.mean() + half)
+    spread = stats.seed_interval([1e-4] * 4 + [0.5], stats.UNIT)
+    assert spread.estimate == pytest.approx(0.10008) and spread.low <= spread.estimate <= spread.high
 
 
 @pytest.mark.parametrize("values, bounds", [

@@ -373,3 +373,12 @@ def test_two_ablations_of_one_experiment_share_its_runs(tiny_run: Path, tmp_path
         assert run.state()["status"] == "finished" and len(run.read_history()) == 1
         assert (run.path / "eval" / "test" / "metrics.json").is_file() and not (run.path / ".lock").exists()
     assert not [p for p in runs.rglob("*") if ".tmp" in p.name]
+
+
+def test_losses_saved_before_the_normalization_option_keep_dividing_by_the_weights() -> None:
+    from mammoseg.training.loss import WeightedPixelCrossEntropy
+
+    config = WeightedPixelCrossEntropy(18.0).get_config()
+    assert WeightedPixelCrossEntropy.from_config(config).normalization == "pixels"
+    config.pop("normalization")
+    assert WeightedPixelCrossEntropy.from_config(config).normalization == "weights"

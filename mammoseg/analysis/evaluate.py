@@ -130,7 +130,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                     "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
                     "phase_mean_margin": phase_mean_score(margins[i]),
                 })
-                if picked[s.positive] < EXAMPLES_PER_GROUP:
+                if not s.normal and picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
                     picked[s.positive] += 1
                     examples["example_id"].append(example_id)
                     examples["kind"].append(rows[-1]["kind"])

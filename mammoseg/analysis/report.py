@@ -618,9 +618,8 @@ CONVENTIONS = [
     "images away from every abnormality); the rows are left out when no arm saw a normal image.",
     "**Intervals**: 95% Student-t intervals over seeds. A design claim must hold for another training run, so the "
     "unit is the run: each run gives one number (its mean over the test images, or its pooled Dice), and an arm's "
-    "interval is t over those numbers (df = seeds − 1), computed on the logit scale for a metric between 0 and 1 "
-    "and the log scale for a positive one so that it stays inside the metric's range (on the metric's own scale, "
-    "cut to the range, when a run sits on a bound). Every run sees the same test images, so their difficulty is in "
+    "interval is t over those numbers (df = seeds − 1), cut to the metric's range (the true value lies inside it, "
+    "so cutting loses no coverage). Every run sees the same test images, so their difficulty is in "
     "every run alike: the intervals are about the designs on this test set. With one seed the seed variation "
     "cannot be estimated: the interval shown (marked †) is a bootstrap over that run's test images, which "
     "describes the run's precision and supports no claim. Calibrated by simulation (benchmarks/calibration.py): "

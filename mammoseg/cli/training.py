@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from mammoseg.data.split import SPLITS
+from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISIONS
+
 COMMANDS: list[click.Command] = []
 
 TRAIN_OPTIONS = (
@@ -38,7 +41,7 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
 @click.option("--positive-weight", type=float,
               help="Loss weight of abnormal pixels.  [default: the author's: 18 dilated_*, 33 fcn_skips/"
                    "fcn_bottleneck, 20 fcn_resize_mid]")
-@click.option("--loss-normalization", type=click.Choice(["pixels", "weights"]),
+@click.option("--loss-normalization", type=click.Choice(LOSS_NORMALIZATIONS),
               help="Divide the weighted cross-entropy sum by the pixel count (the author's) or by the sum of the "
                    "weights (a scale that ignores how many pixels are abnormal).  [default: pixels]")
 @click.option("--transpose-kernel", type=click.IntRange(min=2),
@@ -47,11 +50,11 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
               help="Copy conv1 ... conv5.1 (and their BatchNorms) from this run folder or .keras file.")
 @click.option("--freeze-encoder", is_flag=True, default=None,
               help="Train only the layers after the copied encoder (the article's five-epoch step).")
-@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="Keras dtype policy.  [default: auto = mixed_bfloat16 on a GPU, else float32]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA compilation.  [default: Keras' auto; config.json records what it resolved to]")
-@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]),
+@click.option("--distribute", type=click.Choice(DISTRIBUTIONS),
               help="Data parallelism over devices.  [default: none]")
 @click.option("--deterministic", is_flag=True, default=None,
               help="Op determinism and an ordered input pipeline: same seed, same numbers (slower).")
@@ -104,7 +107,7 @@ COMMANDS.append(train_command)
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Inference batch.  [default: the run's]")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path),

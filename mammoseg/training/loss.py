@@ -28,8 +28,8 @@ def _summed_over_replicas(value: Any) -> Any:
     """`value` summed over the replicas of a TensorFlow distribution strategy (itself without one).
 
     Each replica sees its part of the global batch and Keras sums the replicas' gradients of a scalar
-    loss: dividing each part's weighted sum by the weight of the whole batch makes that sum the global
-    batch's weighted mean, as a single device computes it. (JAX shards one global computation: its sums
+    loss: dividing each part's Σ w·CE by the whole batch's pixel count (or Σ w) makes that sum the
+    global batch's loss, as a single device computes it. (JAX shards one global computation: its sums
     are already global.)"""
     if keras.backend.backend() != "tensorflow":
         return value
@@ -80,6 +80,11 @@ class WeightedPixelCrossEntropy(keras.losses.Loss):
         config = super().get_config()
         config.update(positive_weight=self.positive_weight, normalization=self.normalization)
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "WeightedPixelCrossEntropy":
+        """Checkpoints saved before `normalization` existed divided by Σ w: they keep doing so."""
+        return cls(**{"normalization": "weights", **config})
 
 
 class _PixelCounts(keras.metrics.Metric):

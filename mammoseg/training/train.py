@@ -95,7 +95,7 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
         fresh.run_name = fresh.run_name or run.path.name
         logger.info("%s: stopped before its first epoch; starting it again", run.path)
         return _start(run, fresh, stop_after_epoch)
-    saved = run.config()
+    saved = {"loss_normalization": "weights", **run.config()}  # runs from before the key kept Σ w·CE / Σ w
     config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.path / "config.json")
     for key, value in (overrides or {}).items():
         if value is None or key not in TRAIN_KEYS or value == getattr(config, key):
