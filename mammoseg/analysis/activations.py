@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from mammoseg.analysis.checkerboard import ALIASING_FREQUENCIES
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.errors import InputError
 
 
 MAX_CHANNELS = 32
-ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)  # stride 2: (pi, 0) and (pi, pi); stacked: 1/4, 1/8
 SEARCH_SPLITS = ("test", "val", "train")
 
 

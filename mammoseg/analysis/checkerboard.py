@@ -31,6 +31,10 @@ from typing import Any
 
 import numpy as np
 
+ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)
+"""Cycles per pixel where stride-2 upsampling aliases, marked on spectra: (π, 0) and (π, π), then 1/4
+and 1/8 from stacked stride-2 steps."""
+
 def _strides(stride: int | tuple[int, int]) -> tuple[int, int]:
     sy, sx = (stride, stride) if np.isscalar(stride) else tuple(stride)
     if int(sy) < 1 or int(sx) < 1:

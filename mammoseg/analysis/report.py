@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from mammoseg.analysis import stats
+from mammoseg.analysis.checkerboard import ALIASING_FREQUENCIES
 from mammoseg.analysis.evaluate import GATE_KEY, GATE_RULE
+from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
 from mammoseg.analysis.runs import Run, flat_metrics, load_run, lookup
 from mammoseg.analysis.stats import NAN_INTERVAL, POSITIVE, UNBOUNDED, UNIT, Bounds, Interval
 from mammoseg.atomic import write_bytes, write_text
@@ -36,8 +38,6 @@ logger = logging.getLogger("mammoseg.report")
 
 DEFAULT_BASELINE = "dilated_resize"
 ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
-FP_PIXEL_DIVISOR = 750
-ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)  # stride 2: (pi, 0) and (pi, pi); stacked: 1/4, 1/8
 ALPHA = 1.0 - stats.CONFIDENCE
 
 
@@ -69,7 +69,7 @@ def _predicted_positive(table: pd.DataFrame, image_size: int | None) -> np.ndarr
         return table["predicted_positive"].to_numpy(float)
     if image_size is None:
         return np.full(len(table), np.nan)
-    return ((table["tp"] + table["fp"]) > image_size**2 / FP_PIXEL_DIVISOR).to_numpy(float)
+    return ((table["tp"] + table["fp"]) > author_pixel_threshold(image_size, image_size)).to_numpy(float)
 
 
 def _number(value: object, scale: float = 1.0) -> float:
@@ -612,7 +612,7 @@ CONVENTIONS = [
     "**Dice pooled**: one confusion matrix summed over the images, then Dice; large lesions weigh more. "
     "\"(all images)\" adds the negatives, so every false-positive pixel on them counts against it.",
     f"**Negative image**: an image whose truth mask is empty. It counts as a **false positive** when more than "
-    f"S²/{FP_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
+    f"S²/{AUTHOR_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
     "**Normal image**: a whole mammogram without abnormality from another collection (`prepare --normals`), "
     "judged by the same rule in rows of its own and not counted among the negative images (tiles of CBIS-DDSM "
     "images away from every abnormality); the rows are left out when no arm saw a normal image.",

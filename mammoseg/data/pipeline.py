@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mammoseg.data.shards import KINDS, parse_example
+from mammoseg.data.shards import KINDS, MANIFEST_COLUMNS, parse_example
+from mammoseg.data.split import SPLITS
 from mammoseg.errors import InputError
 
 if TYPE_CHECKING:
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mammoseg.data")
 
-SPLITS = ("train", "val", "test")
-MANIFEST_COLUMNS = (
-    "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",
-    "positive_fraction", "shard", "height", "width",
-)  # fmt: skip
 
 MEAN = 127.0
 SCALE = 255.0

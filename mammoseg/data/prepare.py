@@ -29,17 +29,13 @@ import pandas as pd
 from mammoseg.atomic import write_json, write_text
 from mammoseg.data import cbis, preprocess
 from mammoseg.data.dicom import prefetch, read_pixels
-from mammoseg.data.shards import KINDS
+from mammoseg.data.shards import KINDS, MANIFEST_COLUMNS
 from mammoseg.data.split import SPLITS, assign_by_fractions, assign_splits, split_fractions
 from mammoseg.errors import InputError, MammosegError
 
 logger = logging.getLogger("mammoseg.data")
 
 FORMAT_VERSION = 1
-MANIFEST_COLUMNS = [
-    "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",
-    "positive_fraction", "shard", "height", "width",
-]  # fmt: skip
 REPORT_COLUMNS = ["source", "file", "reason"]
 PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NONE": 3}
 NEGATIVE_MIN_BREAST = 0.75
@@ -181,7 +177,7 @@ def prepare(
             bar.update(n_images)
 
     parts = [_read_part(out, u) for u in units]
-    manifest = pd.DataFrame([row for part in parts for row in part["manifest"]], columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame([row for part in parts for row in part["manifest"]], columns=list(MANIFEST_COLUMNS))
     skipped = [asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]]
     warned = [row for part in parts for row in part.get("warnings", [])]
     report = pd.DataFrame(skipped + warned, columns=REPORT_COLUMNS)

@@ -27,6 +27,12 @@ STRING_FEATURES = ("example_id", "kind", "patient_id", "abnormality_type", "path
 """String metadata stored with every example, utf-8 encoded."""
 
 KINDS = ("whole", "positive", "negative", "normal")
+
+MANIFEST_COLUMNS = (
+    "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",
+    "positive_fraction", "shard", "height", "width",
+)  # fmt: skip
+"""Columns of `manifest.csv`, one row per record: what the pipeline finds without reading a shard."""
 """Whole CBIS-DDSM breasts, tiles around abnormalities, tiles of normal tissue, and whole normal
 mammograms from another collection (`prepare --normals`)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.errors import InputError
 from mammoseg.training.runs import RunDir
@@ -29,7 +30,6 @@ MIN_NEIGHBOUR_CORRELATION = 0.3
 """Adjacent pixels of a (downsampled) radiograph are strongly correlated; noise is not."""
 MAX_COLOUR_SPREAD = 8.0
 """Mean |R-G|, |G-B| in 8-bit levels above which an RGB file is a colour picture, not a grey radiograph."""
-FP_PIXEL_DIVISOR = 750
 
 
 @dataclass
@@ -164,9 +164,9 @@ def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, sou
     image, heat = _display(prediction.pixels, prob)
     size = prediction.network_input.shape[0]
     above = int(np.count_nonzero(prediction.prob_network > 0.5))
-    positive = above > size * size / FP_PIXEL_DIVISOR
+    positive = above > author_pixel_threshold(size, size)
     title = (f"{Path(source).name}: P(abnormal), max {prob.max():.2f}; "
-             f"{'abnormal' if positive else 'no abnormality'} by the S²/{FP_PIXEL_DIVISOR} rule")
+             f"{'abnormal' if positive else 'no abnormality'} by the S²/{AUTHOR_PIXEL_DIVISOR} rule")
     write_bytes(paths["overlay"], probability_overlay(image, heat, title))
     write_bytes(paths["prob_png"], _png(np.round(prob * 65535.0).astype(np.uint16)))
     buffer = io.BytesIO()
@@ -179,7 +179,7 @@ def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, sou
         "max_prob": float(prob.max()), "mean_prob": float(prob.mean(dtype=np.float64)),
         "fraction_above_05": float(np.count_nonzero(prob > 0.5) / prob.size),
         "network_pixels_above_05": above, "predicted_positive": bool(positive),
-        "rule": f"predicted positive when more than S^2/{FP_PIXEL_DIVISOR} network-resolution pixels exceed 0.5",
+        "rule": f"predicted positive when more than S^2/{AUTHOR_PIXEL_DIVISOR} network-resolution pixels exceed 0.5",
     })
     return paths
 
