@@ -457,3 +457,20 @@ def test_cli_error_is_one_line(tmp_path):
                              str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing'}: no such run folder"
+
+
+def test_scores_defined_in_zero_to_one_declare_it():
+    """The kernel score and the phase-mean scores lie in [0, 1] by construction: their intervals must too."""
+    for key in ("kernel_init", "phase_mean_init", "phase_mean_trained", "phase_mean_margin_trained"):
+        assert METRIC_BY_KEY[key].bounds == stats.UNIT
+
+
+def test_html_verdict_puts_the_answer_first_and_folds_exploratory_leads():
+    from mammoseg.analysis.report import _html_verdict
+
+    html_lines = _html_verdict(["At a glance: nothing claimed.", "Primary, x: no claim.",
+                                "Exploratory, y: a lead to check.", "Exploratory, z: no clear difference."])
+    text = "\n".join(html_lines)
+    assert html_lines[0].startswith('<p class="glance">At a glance')
+    assert text.index("Primary, x") < text.index("<details>") < text.index("Exploratory, y")
+    assert "2 lines" in text

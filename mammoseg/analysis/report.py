@@ -122,14 +122,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("ece", "Calibration error (ECE)", "Soft outputs", "lower", "run", "{:.4f}",
            run_value=_run_metric("ece", "expected_calibration_error", "calibration_error"), bounds=UNIT),
     Metric("kernel_init", "Kernel score at init (worst layer)", "Checkerboard", "lower", "run",
-           run_value=_kernel_init, bounds=POSITIVE),
+           run_value=_kernel_init, bounds=UNIT),
     Metric("phase_mean_init", "Phase-mean of the logit margin at init", "Checkerboard", "lower", "run",
            run_value=lambda run: lookup(flat_metrics(run.checkerboard_init), "map.phase_mean", "phase_mean"),
-           bounds=POSITIVE),
+           bounds=UNIT),
     Metric("phase_mean_margin_trained", "Phase-mean of the logit margin trained", "Checkerboard", "lower", "image",
-           columns=("phase_mean_margin",), bounds=POSITIVE),
+           columns=("phase_mean_margin",), bounds=UNIT),
     Metric("phase_mean_trained", "Phase-mean of P(abnormal) trained", "Checkerboard", "lower", "image",
-           columns=("phase_mean",), bounds=POSITIVE),
+           columns=("phase_mean",), bounds=UNIT),
     Metric("aliasing_init", "Aliasing fraction at init", "Checkerboard", "lower", "run", "{:.4f}",
            run_value=lambda run: lookup(flat_metrics(run.checkerboard_init), "map.aliasing_fraction", "aliasing_fraction"),
            bounds=UNIT),
@@ -770,7 +770,8 @@ table{border-collapse:collapse;margin:0.6em 0 1.2em;font-size:0.88em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 td.best{background:#e3f4e1;font-weight:bold}
-ul.verdict li{margin:0.3em 0}.notes{color:#555}
+ul.verdict li{margin:0.3em 0}.notes{color:#555}p.glance{font-size:1.1em;font-weight:600}
+.scroll{overflow-x:auto;max-width:100%}details summary{cursor:pointer;color:#444}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{color:#444;font-size:0.9em}
 """
 
@@ -781,17 +782,31 @@ def _html_text(text: str) -> str:
     return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def _html_verdict(lines: list[str]) -> list[str]:
+    """The answer first: the at-a-glance line, then the primary comparisons; the exploratory leads
+    folded away, since they are things to check rather than claims."""
+    glance = [line for line in lines if line.startswith("At a glance")]
+    exploratory = [line for line in lines if line.startswith("Exploratory")]
+    rest = [line for line in lines if line not in glance and line not in exploratory]
+    h = [f"<p class=\"glance\">{_html_text(line)}</p>" for line in glance]
+    h += ["<ul class=\"verdict\">"] + [f"<li>{_html_text(line)}</li>" for line in rest] + ["</ul>"]
+    if exploratory:
+        h += [f"<details><summary>Exploratory metrics: {len(exploratory)} lines, leads to check, not claims</summary>",
+              "<ul class=\"verdict\">"] + [f"<li>{_html_text(line)}</li>" for line in exploratory] + ["</ul></details>"]
+    return h
+
+
 def _html(arms, base, split, lines, notes, figure_files, primary) -> str:
     h = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
          "<title>Upsampling comparison</title>", f"<style>{CSS}</style></head><body>",
          "<h1>Upsampling comparison</h1>",
          f"<p>Arms: {html.escape(', '.join(a.name for a in arms))}; baseline: "
          f"{html.escape(base.name if base else 'none')}; split: {html.escape(split)}.</p>",
-         "<h2>Verdict</h2>", "<ul class=\"verdict\">"]
-    h += [f"<li>{_html_text(line)}</li>" for line in lines] + ["</ul>", "<h2>Results</h2>"]
+         "<h2>Verdict</h2>"]
+    h += _html_verdict(lines) + ["<h2>Results</h2>"]
     for group, metrics in _groups(arms):
         header, rows, winners = _table_rows(arms, metrics)
-        h += [f"<h3>{html.escape(group)}</h3>", "<table class=\"results\"><thead><tr>"
+        h += [f"<h3>{html.escape(group)}</h3>", "<div class=\"scroll\"><table class=\"results\"><thead><tr>"
               + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead><tbody>"]
         for arm, row in zip(arms, rows):
             cells = [f"<td>{html.escape(row[0])}</td>", f"<td>{row[1]}</td>"]
@@ -799,17 +814,17 @@ def _html(arms, base, split, lines, notes, figure_files, primary) -> str:
                 cls = " class=\"best\"" if winners.get(metric.key) == arm.name else ""
                 cells.append(f"<td{cls}>{html.escape(text.strip('*'))}</td>")
             h.append("<tr>" + "".join(cells) + "</tr>")
-        h.append("</tbody></table>")
+        h.append("</tbody></table></div>")
     if base is not None and len(arms) > 1:
         header, rows = _difference_table(arms, base, primary)
         h += [f"<h2>Differences against {html.escape(base.name)}</h2>", f"<p>{html.escape(DIFFERENCES_NOTE)}</p>",
-              "<table class=\"paired\"><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header)
+              "<div class=\"scroll\"><table class=\"paired\"><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header)
               + "</tr></thead><tbody>"]
         best = ' class="best"'
         for row in rows:
             h.append("<tr>" + "".join(f"<td{best if claimed else ''}>{html.escape(text)}</td>"
                                       for text, claimed in row) + "</tr>")
-        h.append("</tbody></table>")
+        h.append("</tbody></table></div>")
     h.append("<h2>Figures</h2>")
     for stem, caption, png in figure_files:
         data = base64.b64encode(png).decode("ascii")
