@@ -88,9 +88,9 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     if not arms:
         raise InputError(path, "no arms: list variants in [experiment] or add [arms.NAME] tables")
 
-    runs = []
-    for arm_name, overrides in arms.items():
-        for seed in seed_list:
+    runs = []  # seed-major: an ablation stopped part-way still has every arm at the seeds it reached
+    for seed in seed_list:
+        for arm_name, overrides in arms.items():
             values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{arm_name}-seed{seed}"}
             runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]")))
     primary = experiment.get("primary_metrics")
