@@ -83,9 +83,9 @@ def test_ablate_skips_finished_runs_and_plans_the_grid(tiny_run: Path, tmp_path:
         transpose_kernel = 3
     """))
     plan = load_plan(toml, seeds=2, runs_dir=tmp_path / "runs")
-    assert [r.name for r in plan.runs] == ["dilated_resize-seed0", "dilated_resize-seed1",
-                                           "dilated_transpose-k3-seed0", "dilated_transpose-k3-seed1"]
-    k3 = plan.runs[2].config
+    assert [r.name for r in plan.runs] == ["dilated_resize-seed0", "dilated_transpose-k3-seed0",  # seed by seed
+                                           "dilated_resize-seed1", "dilated_transpose-k3-seed1"]
+    k3 = plan.runs[1].config
     assert (k3.transpose_kernel, k3.positive_weight, k3.epochs, k3.run_name) == (3, 18.0, 2, "exp/dilated_transpose-k3-seed0")
     # only the finished arm: nothing to train, nothing to re-evaluate, the report is written
     toml.write_text(toml.read_text().split("[arms.")[0])

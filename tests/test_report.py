@@ -72,6 +72,7 @@ def make_run(arm: str, seed: int, *, quality: float, variant: str = "dilated_res
         "phase_mean": np.clip(0.2 + 0.05 * rng.standard_normal(n_images), 0, None),
         "aliasing_fraction": np.clip(0.01 + 0.002 * rng.standard_normal(n_images), 0, 1),
         "phase_mean_margin": np.clip(0.3 + 0.05 * rng.standard_normal(n_images), 0, None),
+        "bright_corr": np.clip(0.3 + 0.1 * rng.standard_normal(n_images), -1, 1),
     })[list(PER_IMAGE_COLUMNS)]
     gate = learning_gate(0.3 if learned else 0.9, 0.6, int(tp.sum()) if learned else 0)
     metrics = {"pixel_pr_auc": float(np.clip(quality * 0.8 + 0.02 * rng.standard_normal(), 0, 1)),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.analysis.metrics import SegmentationAccumulator
+from mammoseg.analysis.metrics import SegmentationAccumulator, brightness_correlation
 from mammoseg.atomic import write_bytes, write_json
 from mammoseg.errors import InputError
 from mammoseg.progress import Progress
@@ -28,10 +28,11 @@ from mammoseg.progress import Progress
 logger = logging.getLogger("mammoseg.evaluate")
 
 EXAMPLES_PER_GROUP = 4
+PROBE_IMAGES = 16  # the first images of the split, scored for the first upsampling's checkerboard
 PER_IMAGE_COLUMNS = (
     "example_id", "kind", "patient_id", "positive_fraction", "dice", "iou", "tp", "fp", "fn", "tn",
     "max_prob", "mean_prob", "frac_above_05", "predicted_positive", "phase_mean", "aliasing_fraction",
-    "phase_mean_margin",
+    "phase_mean_margin", "bright_corr",
 )  # fmt: skip
 SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "power_positive"}  # group -> npz key
 GATE_KEY = "learning_gate"
@@ -101,6 +102,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     rows: list[dict[str, Any]] = []
     examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
     picked = {True: 0, False: 0}
+    probe_images: list[np.ndarray] = []
     predict_seconds, timed_images, first = 0.0, 0, True
     with Progress(n_total, f"evaluate {run.path.name} on {split}", "img") as bar:
         for batch in ds:
@@ -129,7 +131,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                     **s.as_row(),
                     "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
                     "phase_mean_margin": phase_mean_score(margins[i]),
+                    "bright_corr": brightness_correlation(images[i][..., 0], prob[i]),
                 })
+                if len(probe_images) < PROBE_IMAGES:
+                    probe_images.append(images[i])
                 if not s.normal and picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
                     picked[s.positive] += 1
                     examples["example_id"].append(example_id)
@@ -156,6 +161,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
         "the map checkerboard_init.json scores before training"
     )
+    metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, np.stack(probe_images))
     metrics[GATE_KEY] = learning_gate(
         _checkpoint_val_loss(run.read_history(), checkpoint),
         prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
@@ -192,6 +198,24 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                 f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
                 if "n_normal_images" in metrics else "")
     return metrics
+
+
+def _upsampling_checkerboard(model: Any, config: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
+    """The first upsampling's checkerboard on the same images, trained and at initialisation (the
+    network built again from the run's seed and options, as training built it)."""
+    import keras
+
+    from mammoseg.analysis.init_study import upsampling_checkerboard
+    from mammoseg.models import build_model
+
+    trained = upsampling_checkerboard(model, images)
+    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    fresh = build_model(str(config["variant"]), image_size=int(images.shape[1]), width=float(config.get("width", 1.0)),
+                        transpose_kernel=int(config.get("transpose_kernel", 4)))
+    initial = upsampling_checkerboard(fresh, images)
+    return {"trained": trained, "init": initial,
+            "convention": "decoder: median per-channel phase-mean after up_conv2; output: the logit margin's score at "
+                          "the period that step leaves in the output; means over the first images of the split"}
 
 
 def prior_loss(positive_fraction: float, positive_weight: float, normalization: str = "pixels") -> float:

@@ -203,3 +203,25 @@ def probability_overlay(image: np.ndarray, prob: np.ndarray, title: str) -> byte
     ax.set_yticks([])
     fig.colorbar(heat, ax=ax, shrink=0.8, label="P(abnormal)")
     return _png(fig)
+
+
+def article_grid(panels: list[tuple[str, np.ndarray, int, int]], positive: dict, negative: dict) -> bytes:
+    """The article's figures side by side: the input and truth of one image with and one without an
+    abnormality in the top row, then each figure's map (title, map, row, column) below its image."""
+    rows = 1 + max(row for _, _, row, _ in panels)
+    fig = Figure(figsize=(6.4, 2.6 * rows))
+    axes = np.asarray(fig.subplots(rows, 2, squeeze=False, gridspec_kw={"hspace": 0.3, "wspace": 0.05}))
+    for ax, example, kind in ((axes[0, 0], positive, "with"), (axes[0, 1], negative, "without")):
+        ax.imshow(example["image"], cmap="gray")
+        if np.asarray(example["mask"]).any():
+            ax.contour(np.asarray(example["mask"]) > 0, levels=[0.5], colors="lime", linewidths=0.8)
+        ax.set_title(f"input {kind} an abnormality\n{example['example_id']}", fontsize=8)
+    for title, map2d, row, column in panels:
+        axes[row, column].imshow(map2d, cmap="inferno", vmin=0.0, vmax=1.0)
+        axes[row, column].set_title(title, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.set_visible(False)
+    return _png(fig)

@@ -101,6 +101,29 @@ def checkerboard_at_init(model: Any) -> dict[str, Any]:
             "map": output_scores(log_odds_map(logits), size // 8)}
 
 
+def upsampling_checkerboard(model: Any, images: np.ndarray) -> dict[str, Any]:
+    """Checkerboard of the decoder's first stride-2 step on real inputs, inside the decoder and at the output.
+
+    Inside: the median per-channel phase-mean score (stride 2) of the activation after `up_conv2`,
+    which follows the first upsampling of the dilated variants (`upsample_1` or `resize_1`) and is the
+    first stride-2 transpose of the FCNs. At the output: the logit margin's score at the period that
+    step leaves there (2 x S / the activation's side: 32 for the dilated variants, 64 for the FCNs).
+    Means over `images` ([N, S, S, 1], model scale); no border is dropped, the inputs being real images.
+    """
+    import keras
+
+    probe_name = _step_output_layer(model, PROBE_STEP)
+    if probe_name is None:
+        return {}
+    probe = keras.Model(model.input, [model.output, model.get_layer(probe_name).output])
+    logits, activations = (np.asarray(v) for v in probe(images, training=False))
+    period = 2 * int(images.shape[1]) // int(activations.shape[1])
+    inside = [activation_scores(a, 2)["phase_mean_channel_median"] for a in activations]
+    outside = [period_scores(log_odds_map(m), (period,)).get(period, math.nan) for m in logits]
+    return {"probe_layer": probe_name, "period": period, "n_images": len(images),
+            "decoder": float(np.mean(inside)), "output": float(np.nanmean(outside)) if np.isfinite(outside).any() else math.nan}
+
+
 def measure_variant(variant: str, seed: int, *, image_size: int, width: float, transpose_kernel: int) -> dict[str, Any]:
     """All at-init scores of one variant for one seed."""
     import keras

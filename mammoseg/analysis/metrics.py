@@ -41,6 +41,22 @@ def author_pixel_threshold(height: int, width: int) -> float:
     return height * width / AUTHOR_PIXEL_DIVISOR
 
 
+def brightness_correlation(image: np.ndarray, prob: np.ndarray) -> float:
+    """Pearson correlation of P(abnormal) with the input's intensity over the image's non-background pixels.
+
+    The article's failure on images without abnormality: a map that "highlights the parts of the input
+    with higher pixel values". Pixels at the image's minimum (the background a crop of the breast keeps)
+    are left out, so the breast's outline alone cannot make the correlation. NaN when either is constant.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    prob = np.asarray(prob, dtype=np.float64)
+    keep = image > image.min()
+    x, y = image[keep], prob[keep]
+    if x.size < 2 or x.std() == 0.0 or y.std() == 0.0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def dice_iou(tp: float, fp: float, fn: float) -> tuple[float, float]:
     """Dice and IoU of the abnormal class from confusion counts; NaN for both when truth and prediction are empty."""
     if tp + fp + fn == 0:

@@ -39,6 +39,7 @@ logger = logging.getLogger("mammoseg.report")
 DEFAULT_BASELINE = "dilated_resize"
 ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
 ALPHA = 1.0 - stats.CONFIDENCE
+CORRELATION: Bounds = (-1.0, 1.0)
 
 
 # ---------------------------------------------------------------- metric definitions
@@ -86,6 +87,31 @@ def _kernel_init(run: Run) -> float:
     return max(scores) if scores else math.nan
 
 
+def _hard_map(run: Run, what: str) -> float:
+    """The hard prediction (P > 0.5) scored as if it were a probability map, over every test pixel, to
+    set beside the soft map's PR-AUC and ECE (the article's hard max against softmax probabilities).
+
+    "ap": the average precision of a two-level score, recall·precision + (1 − recall)·prevalence (its PR
+    curve has one point besides (1, prevalence)); "ece": the calibration error of 0/1 probabilities,
+    which is the pixel error rate (FP + FN) / N."""
+    frame = run.per_image
+    if frame is None or not {"tp", "fp", "fn", "tn"} <= set(frame.columns):
+        return math.nan
+    tp, fp, fn, tn = (float(frame[c].sum()) for c in ("tp", "fp", "fn", "tn"))
+    total = tp + fp + fn + tn
+    if total == 0 or tp + fn == 0:
+        return math.nan
+    if what == "ece":
+        return (fp + fn) / total
+    recall, prevalence = tp / (tp + fn), (tp + fn) / total
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    return recall * precision + (1.0 - recall) * prevalence
+
+
+def _upsampling(stage: str, where: str) -> Callable[[Run], float]:
+    return lambda run: lookup(flat_metrics(run.metrics), f"checkerboard.upsampling.{stage}.{where}")
+
+
 def _run_metric(*candidates: str) -> Callable[[Run], float]:
     return lambda run: lookup(flat_metrics(run.metrics), *candidates)
 
@@ -115,12 +141,20 @@ METRICS: tuple[Metric, ...] = (
            columns=("mean_prob",), subset="normals", bounds=UNIT),
     Metric("normal_max_prob", "Max P(abnormal) on normal images", "Normal images", "lower", "image",
            columns=("max_prob",), subset="normals", bounds=UNIT),
+    Metric("neg_bright_corr", "P(abnormal) ~ brightness on negatives", "Negative images", "lower", "image",
+           columns=("bright_corr",), subset="negatives", bounds=CORRELATION),
+    Metric("normal_bright_corr", "P(abnormal) ~ brightness on normal images", "Normal images", "lower", "image",
+           columns=("bright_corr",), subset="normals", bounds=CORRELATION),
     Metric("pr_auc", "Pixel PR-AUC", "Soft outputs", "higher", "run",
            run_value=_run_metric("pixel_pr_auc", "pr_auc", "average_precision"), bounds=UNIT),
     Metric("roc_auc", "Pixel ROC-AUC", "Soft outputs", "higher", "run",
            run_value=_run_metric("pixel_roc_auc", "roc_auc"), bounds=UNIT),
     Metric("ece", "Calibration error (ECE)", "Soft outputs", "lower", "run", "{:.4f}",
            run_value=_run_metric("ece", "expected_calibration_error", "calibration_error"), bounds=UNIT),
+    Metric("hard_pr_auc", "Pixel PR-AUC of the hard map", "Soft outputs", "higher", "run",
+           run_value=lambda run: _hard_map(run, "ap"), bounds=UNIT),
+    Metric("hard_ece", "Calibration error of the hard map", "Soft outputs", "lower", "run", "{:.4f}",
+           run_value=lambda run: _hard_map(run, "ece"), bounds=UNIT),
     Metric("kernel_init", "Kernel score at init (worst layer)", "Checkerboard", "lower", "run",
            run_value=_kernel_init, bounds=UNIT),
     Metric("phase_mean_init", "Phase-mean of the logit margin at init", "Checkerboard", "lower", "run",
@@ -135,6 +169,14 @@ METRICS: tuple[Metric, ...] = (
            bounds=UNIT),
     Metric("aliasing_trained", "Aliasing fraction trained", "Checkerboard", "lower", "image", "{:.4f}",
            columns=("aliasing_fraction",), bounds=UNIT),
+    Metric("decoder_init", "First upsampling, decoder, at init", "Checkerboard", "lower", "run",
+           run_value=_upsampling("init", "decoder"), bounds=UNIT),
+    Metric("decoder_trained", "First upsampling, decoder, trained", "Checkerboard", "lower", "run",
+           run_value=_upsampling("trained", "decoder"), bounds=UNIT),
+    Metric("output_upsampling_init", "First upsampling, output, at init", "Checkerboard", "lower", "run",
+           run_value=_upsampling("init", "output"), bounds=UNIT),
+    Metric("output_upsampling_trained", "First upsampling, output, trained", "Checkerboard", "lower", "run",
+           run_value=_upsampling("trained", "output"), bounds=UNIT),
     Metric("params_m", "Parameters (M)", "Cost", "lower", "exact", "{:.2f}",
            run_value=lambda run: _number(run.config.get("params"), 1e6), bounds=POSITIVE),
     Metric("gflops", "GFLOPs / image", "Cost", "lower", "exact", "{:.2f}",
@@ -888,6 +930,20 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
     write_text(out_dir / "report.md", _markdown(arms, base, split, lines, notes, figure_files, primary))
     html_path = out_dir / "report.html"
     write_text(html_path, _html(arms, base, split, lines, notes, figure_files, primary))
+    _write_findings(arms, out_dir)
     logger.info("report of %d runs in %d arms written in %.1f s: %s", len(runs), len(arms),
                 time.perf_counter() - start, html_path)
     return html_path
+
+
+def _write_findings(arms: list[Arm], out_dir: Path) -> None:
+    """findings.md and figures/article_figures.png: the article's claims, when an arm they name is compared."""
+    from mammoseg.analysis import claims
+
+    named = {c.arm for claim in claims.CLAIMS for c in claim.comparisons} | set(claims.CONTROLS)
+    if not named & {a.name for a in arms}:
+        return
+    write_text(out_dir / "findings.md", claims.findings_markdown(arms))
+    grid = claims.article_figure(arms)
+    if grid is not None:
+        write_bytes(out_dir / "figures" / "article_figures.png", grid)

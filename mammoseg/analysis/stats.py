@@ -125,6 +125,23 @@ def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float],
     return Interval(diff, float(max(diff - half, -span)), float(min(diff + half, span)), p_value)
 
 
+def paired(differences: np.ndarray | Sequence[float], *, confidence: float = CONFIDENCE) -> Interval:
+    """Mean of within-run differences (two measures of the same runs) with its one-sample Student t
+    interval (df = runs − 1) and the two-sided p-value of a zero mean; NaN bounds under two runs."""
+    values = _finite(differences)
+    if values.size == 0:
+        return NAN_INTERVAL
+    mean = float(values.mean())
+    if values.size < 2:
+        return Interval(mean, math.nan, math.nan)
+    se = float(values.std(ddof=1)) / math.sqrt(values.size)
+    if se == 0.0:
+        return Interval(mean, mean, mean, 1.0) if mean == 0.0 else Interval(mean, math.nan, math.nan)
+    half = _t_quantile(confidence, values.size - 1) * se
+    p_value = min(1.0, 2.0 * (1.0 - _t_cdf(abs(mean) / se, values.size - 1)))
+    return Interval(mean, mean - half, mean + half, p_value)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values: rejecting where adjusted p < alpha keeps the chance of any
     false claim in the family at most alpha. NaN p-values (not estimable) stay NaN and do not count."""

@@ -1,0 +1,154 @@
+"""The article's claims: their measures (brightness-following, the hard map scored as a probability map,
+the first upsampling's checkerboard) and how a set of runs settles each claim."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mammoseg.analysis import stats
+from mammoseg.analysis.claims import CLAIMS, FAILS, HOLDS, OPEN, article_figure, findings_markdown, settle
+from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
+from mammoseg.analysis.metrics import brightness_correlation
+from mammoseg.analysis.report import _hard_map, build_arms
+from mammoseg.analysis.runs import Run
+
+SIZE = 32
+
+
+def test_brightness_correlation_follows_the_input_inside_the_breast_only():
+    rng = np.random.default_rng(0)
+    image = np.zeros((SIZE, SIZE))
+    image[:, 8:] = rng.uniform(0.2, 1.0, (SIZE, SIZE - 8))  # background at the minimum on the left
+    assert brightness_correlation(image, image) == pytest.approx(1.0)
+    assert brightness_correlation(image, 1.0 - image) == pytest.approx(-1.0)
+    assert abs(brightness_correlation(image, rng.uniform(size=image.shape))) < 0.15
+    outline_only = (image > 0).astype(float)  # high on the breast, low on the background
+    assert math.isnan(brightness_correlation(image, outline_only))  # the outline alone is no correlation
+    assert math.isnan(brightness_correlation(np.ones((4, 4)), rng.uniform(size=(4, 4))))
+
+
+def test_paired_difference_is_a_one_sample_t_over_the_runs():
+    diffs = np.array([0.10, 0.14, 0.08, 0.12])
+    result = stats.paired(diffs)
+    se = diffs.std(ddof=1) / 2.0
+    assert result.estimate == pytest.approx(0.11)
+    assert result.high - result.estimate == pytest.approx(3.182446 * se, rel=1e-4)  # t(0.975, 3)
+    assert result.p_value == pytest.approx(2 * (1 - stats._t_cdf(0.11 / se, 3)))
+    assert 0.0 < result.p_value < 0.01
+    assert not stats.paired([0.1]).defined and math.isnan(stats.paired([]).estimate)
+
+
+def _brute_force_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP = Σ over distinct thresholds (high to low) of Δrecall × precision, ties taken together."""
+    ap, previous_recall = 0.0, 0.0
+    for threshold in np.unique(scores)[::-1]:
+        predicted = scores >= threshold
+        recall = (predicted & labels).sum() / labels.sum()
+        ap += (recall - previous_recall) * (predicted & labels).sum() / predicted.sum()
+        previous_recall = recall
+    return ap
+
+
+def test_the_hard_map_scored_as_a_probability_map():
+    labels = np.array([1] * 20 + [0] * 80, dtype=bool)
+    hard = np.array([1] * 12 + [0] * 8 + [1] * 6 + [0] * 74, dtype=float)
+    tp, fp = int((hard.astype(bool) & labels).sum()), int((hard.astype(bool) & ~labels).sum())
+    fn, tn = int(labels.sum()) - tp, int((~labels).sum()) - fp
+    frame = pd.DataFrame({"tp": [tp], "fp": [fp], "fn": [fn], "tn": [tn]})
+    run = Run(Path("r-seed0"), {}, {}, frame)
+    assert _hard_map(run, "ap") == pytest.approx(_brute_force_average_precision(hard, labels))
+    assert _hard_map(run, "ece") == pytest.approx((fp + fn) / 100)  # calibration error of 0/1 = error rate
+
+
+def test_upsampling_checkerboard_sees_the_transpose_inside_the_decoder():
+    import keras
+
+    from mammoseg.analysis.init_study import study_inputs, upsampling_checkerboard
+    from mammoseg.models import build_model
+
+    smooth = study_inputs(128)["smooth"][None, :, :, None]
+    images = np.concatenate([smooth, smooth[:, ::-1]])
+    scores = {}
+    for variant in ("dilated_transpose", "dilated_resize"):
+        keras.utils.set_random_seed(0)
+        model = build_model(variant, image_size=128, width=0.125, transpose_kernel=3)
+        scores[variant] = upsampling_checkerboard(model, images)
+    assert scores["dilated_resize"]["probe_layer"] == "up_conv2_relu" and scores["dilated_resize"]["period"] == 32
+    assert scores["dilated_transpose"]["decoder"] > 2 * scores["dilated_resize"]["decoder"]
+
+
+# ---------------------------------------------------------------- settling claims on runs in memory
+
+ARMS = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_transpose-k3", "dilated_resize")
+
+
+def _run(arm: str, seed: int, *, fp_rate: float, bright: float, checker: float, speed: float) -> Run:
+    """A run with evaluate's columns: 20 test images, half of them negatives, the same ids in every run."""
+    rng = np.random.default_rng(zlib.crc32(f"{arm}{seed}".encode()))
+    n, area = 20, SIZE * SIZE
+    negative = np.arange(n) % 2 == 1
+    flagged = rng.uniform(size=n) < fp_rate
+    tp = np.where(negative, 0, 30)
+    fp = np.where(negative, np.where(flagged, 40, 0), 10)
+    fn = np.where(negative, 0, 10)
+    ids = [f"ex{i:02d}" for i in range(n)]
+    frame = pd.DataFrame({"example_id": ids, "kind": np.where(negative, "negative", "positive"), "patient_id": ids,
+                          "positive_fraction": (tp + fn) / area, "dice": 0.5, "iou": 0.3, "tp": tp, "fp": fp, "fn": fn,
+                          "tn": area - tp - fp - fn, "max_prob": 0.9, "mean_prob": 0.1, "frac_above_05": 0.01,
+                          "predicted_positive": (tp + fp > area / 750).astype(int), "phase_mean": 0.1,
+                          "aliasing_fraction": 0.01, "phase_mean_margin": 0.1,
+                          "bright_corr": np.clip(bright + 0.05 * rng.standard_normal(n), -1, 1)})[list(PER_IMAGE_COLUMNS)]
+    noise = 0.01 * rng.standard_normal(4)
+    upsampling = {stage: {"decoder": checker + noise[i], "output": checker / 2 + noise[i + 2]}
+                  for i, stage in enumerate(("init", "trained"))}
+    metrics = {"pixel_pr_auc": 0.8 + 0.01 * rng.standard_normal(), "ece": 0.01 + 0.002 * rng.standard_normal(),
+               "checkerboard": {"upsampling": upsampling}, GATE_KEY: learning_gate(0.3, 0.6, 30)}
+    variant, _, kernel = arm.partition("-k")
+    config = {"variant": variant, "seed": seed, "image_size": SIZE, "transpose_kernel": int(kernel or 4)}
+    timing = {"train_images_per_second": speed * (1 + 0.01 * rng.standard_normal())}
+    return Run(Path("runs") / f"{arm}-seed{seed}", config, metrics, frame, timing=timing)
+
+
+def _settled(profile: dict[str, dict[str, float]], seeds: int = 4) -> dict[str, str]:
+    runs = [_run(arm, seed, **profile[arm]) for arm in ARMS for seed in range(seeds)]
+    arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
+    return {claim.key: status for claim, status, _ in settle(arms)}
+
+
+AS_THE_ARTICLE = {
+    "fcn_skips": dict(fp_rate=0.9, bright=0.6, checker=0.5, speed=10.0),
+    "fcn_bottleneck": dict(fp_rate=0.9, bright=0.6, checker=0.5, speed=9.0),
+    "fcn_resize_mid": dict(fp_rate=0.8, bright=0.5, checker=0.3, speed=15.0),
+    "dilated_transpose": dict(fp_rate=0.5, bright=0.3, checker=0.6, speed=8.0),
+    "dilated_transpose-k3": dict(fp_rate=0.5, bright=0.3, checker=0.7, speed=8.0),
+    "dilated_resize": dict(fp_rate=0.05, bright=0.0, checker=0.1, speed=9.0),
+}
+
+
+def test_runs_that_behave_as_the_article_says_settle_every_claim():
+    assert _settled(AS_THE_ARTICLE) == {"a": HOLDS, "b": HOLDS, "c": HOLDS, "d": HOLDS}
+
+
+def test_a_claim_the_runs_contradict_does_not_hold_and_identical_arms_settle_nothing():
+    contradicting = {**AS_THE_ARTICLE, "dilated_resize": dict(fp_rate=1.0, bright=0.9, checker=0.9, speed=9.0)}
+    settled = _settled(contradicting)
+    assert settled["a"] == FAILS and settled["b"] == FAILS
+    same = {arm: dict(fp_rate=0.5, bright=0.3, checker=0.3, speed=9.0) for arm in ARMS}
+    settled = _settled(same)
+    assert settled["a"] == settled["b"] == settled["c"] == OPEN
+
+
+def test_findings_name_every_claim_with_a_missing_arm_left_open(tmp_path):
+    runs = [_run(arm, seed, **AS_THE_ARTICLE[arm]) for arm in ARMS if arm != "fcn_bottleneck" for seed in range(3)]
+    arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
+    text = findings_markdown(arms)
+    for claim in CLAIMS:
+        assert f"({claim.key})" in text
+    assert "**(a) Not settled at this size**" in text and "not compared (no fcn_bottleneck arm)" in text
+    assert article_figure(arms) is None  # Figure 3 needs fcn_bottleneck
