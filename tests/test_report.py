@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from mammoseg.analysis import stats
 from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
-from mammoseg.analysis.report import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank,
+from mammoseg.reporting.aggregate import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank,
                                       summary_columns, verdict, write_report)
 from mammoseg.analysis.runs import Run, load_run
 from mammoseg.analysis.stats import Interval
@@ -466,7 +466,7 @@ def test_scores_defined_in_zero_to_one_declare_it():
 
 
 def test_html_verdict_puts_the_answer_first_and_folds_exploratory_leads():
-    from mammoseg.analysis.report import _html_verdict
+    from mammoseg.reporting.aggregate import _html_verdict
 
     html_lines = _html_verdict(["At a glance: nothing claimed.", "Primary, x: no claim.",
                                 "Exploratory, y: a lead to check.", "Exploratory, z: no clear difference."])

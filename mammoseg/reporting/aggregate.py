@@ -529,7 +529,7 @@ def verdict(arms: list[Arm], base: Arm | None, primary: Sequence[str] = DEFAULT_
 
 def _figures(arms: list[Arm]) -> list[tuple[str, str, bytes]]:
     """(file stem, caption, PNG) for every figure the data allows."""
-    from mammoseg.analysis import figures
+    from mammoseg.reporting import figures
 
     out: list[tuple[str, str, bytes]] = []
     curves = {}
