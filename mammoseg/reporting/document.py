@@ -4,7 +4,7 @@ and HTML renderers each write out. Text may hold **bold** spans, the one inline 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -20,12 +20,16 @@ FIGURE_DIR = "figures"
 
 @dataclass(frozen=True)
 class Paragraph:
+    """A paragraph of text."""
+
     text: str
     style: str = ""  # "glance": the answer, shown first and larger
 
 
 @dataclass(frozen=True)
 class Bullets:
+    """A bulleted list, one sentence or note an item."""
+
     items: tuple[str, ...]
     style: str = ""  # "verdict" | "notes"
 
@@ -42,6 +46,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
+    """A PNG with its caption: embedded in the HTML, written beside report.md and linked from it."""
+
     stem: str
     caption: str
     png: bytes = field(repr=False)
@@ -62,6 +68,8 @@ class Details:
 
 @dataclass(frozen=True)
 class Section:
+    """A titled part of the document; sections nest (level 3 inside level 2)."""
+
     title: str
     blocks: tuple[Block, ...]
     level: int = 2
@@ -72,13 +80,23 @@ Block = Union[Paragraph, Bullets, Table, Figure, Details, Section]
 
 @dataclass(frozen=True)
 class Document:
+    """The report: a title over a sequence of blocks."""
+
     title: str
     blocks: tuple[Block, ...]
 
     @property
     def figures(self) -> list[Figure]:
-        """Every figure of the document, in order."""
-        return [b for s in self.blocks if isinstance(s, Section) for b in s.blocks if isinstance(b, Figure)]
+        """Every figure of the document, in order: the files written beside it."""
+        return list(_figures(self.blocks))
+
+
+def _figures(blocks: Sequence[Block]) -> Iterator[Figure]:
+    for block in blocks:
+        if isinstance(block, Figure):
+            yield block
+        elif isinstance(block, (Section, Details)):
+            yield from _figures(block.blocks)
 
 
 CONVENTIONS = [
