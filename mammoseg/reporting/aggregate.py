@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mammoseg.analysis import stats
 from mammoseg.analysis.evaluate import GATE_KEY
 from mammoseg.analysis.metrics import author_pixel_threshold
 from mammoseg.analysis.runs import Run
-from mammoseg.analysis.stats import NAN_INTERVAL, Interval
+from mammoseg.analysis.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
+                                     seed_interval)
 from mammoseg.errors import MammosegError
 from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, Metric, compared_keys
 
 DEFAULT_BASELINE = "dilated_resize"
 ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
-ALPHA = 1.0 - stats.CONFIDENCE
+ALPHA = 1.0 - CONFIDENCE
 
 
 def _predicted_positive(table: pd.DataFrame, image_size: int | None) -> np.ndarray:
@@ -131,9 +131,9 @@ def _per_run_image_values(metric: Metric, table: dict[str, np.ndarray], keep: np
         return np.full(n_runs, np.nan)
     cols = [table[c][:, mask] for c in metric.columns]
     if metric.pooled:
-        return np.array([stats.pooled_ci(*(c[r] for c in cols), metric.pooled, resample=False).estimate
+        return np.array([pooled_ci(*(c[r] for c in cols), metric.pooled, resample=False).estimate
                          for r in range(n_runs)])
-    return np.array([stats.nanmean_ci(cols[0][r], resample=False).estimate for r in range(n_runs)])
+    return np.array([nanmean_ci(cols[0][r], resample=False).estimate for r in range(n_runs)])
 
 
 def _one_run_image_interval(metric: Metric, table: dict[str, np.ndarray]) -> Interval:
@@ -145,8 +145,8 @@ def _one_run_image_interval(metric: Metric, table: dict[str, np.ndarray]) -> Int
     if cols[0].size == 0:
         return NAN_INTERVAL
     if metric.pooled:
-        return stats.pooled_ci(*cols, metric.pooled)
-    return stats.nanmean_ci(cols[0])
+        return pooled_ci(*cols, metric.pooled)
+    return nanmean_ci(cols[0])
 
 
 def _sd(values: np.ndarray) -> float:
@@ -169,7 +169,7 @@ def _arm_cells(arm: Arm) -> None:
         elif metric.source == "image" and len(runs) == 1:
             interval, over = _one_run_image_interval(metric, arm.table), "images"
         else:
-            interval, over = stats.seed_interval(per_run, metric.bounds), "seeds"
+            interval, over = seed_interval(per_run, metric.bounds), "seeds"
         arm.cells[metric.key] = Cell(mean, _sd(per_run), interval, per_run, over)
 
 
@@ -183,10 +183,10 @@ def _paired(arm: Arm, baseline: Arm, keys: Sequence[str]) -> None:
         if not (arm.learned and baseline.learned):
             arm.paired[key] = NAN_INTERVAL
         elif metric.source == "image":
-            arm.paired[key] = stats.difference(_per_run_image_values(metric, arm.table, keep_a),
+            arm.paired[key] = difference(_per_run_image_values(metric, arm.table, keep_a),
                                                _per_run_image_values(metric, baseline.table, keep_b), metric.bounds)
         else:
-            arm.paired[key] = stats.difference(arm.cells[key].per_run, baseline.cells[key].per_run, metric.bounds)
+            arm.paired[key] = difference(arm.cells[key].per_run, baseline.cells[key].per_run, metric.bounds)
 
 
 def _group_runs(runs: list[Run]) -> dict[str, list[Run]]:
@@ -224,7 +224,7 @@ def build_arms(runs: list[Run], baseline: str | None,
         for arm in arms:
             if arm is not base:
                 _paired(arm, base, compared_keys(primary))
-        for (arm, key), p in zip(family, stats.holm([arm.paired[key].p_value for arm, key in family])):
+        for (arm, key), p in zip(family, holm([arm.paired[key].p_value for arm, key in family])):
             arm.adjusted[key] = p
     return arms, base
 
