@@ -12,11 +12,14 @@ import pandas as pd
 import pytest
 
 from mammoseg.analysis import stats
-from mammoseg.analysis.claims import CLAIMS, FAILS, HOLDS, OPEN, article_figure, findings_markdown, settle
 from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
 from mammoseg.analysis.metrics import brightness_correlation
-from mammoseg.analysis.report import _hard_map, build_arms
 from mammoseg.analysis.runs import Run
+from mammoseg.reporting import markdown
+from mammoseg.reporting.aggregate import build_arms
+from mammoseg.reporting.claims import CLAIMS, FAILS, HOLDS, OPEN, article_figure, claims_section, settle
+from mammoseg.reporting.document import Document
+from mammoseg.reporting.registry import hard_map
 
 SIZE = 32
 
@@ -62,8 +65,8 @@ def test_the_hard_map_scored_as_a_probability_map():
     fn, tn = int(labels.sum()) - tp, int((~labels).sum()) - fp
     frame = pd.DataFrame({"tp": [tp], "fp": [fp], "fn": [fn], "tn": [tn]})
     run = Run(Path("r-seed0"), {}, {}, frame)
-    assert _hard_map(run, "ap") == pytest.approx(_brute_force_average_precision(hard, labels))
-    assert _hard_map(run, "ece") == pytest.approx((fp + fn) / 100)  # calibration error of 0/1 = error rate
+    assert hard_map(run, "ap") == pytest.approx(_brute_force_average_precision(hard, labels))
+    assert hard_map(run, "ece") == pytest.approx((fp + fn) / 100)  # calibration error of 0/1 = error rate
 
 
 def test_upsampling_checkerboard_sees_the_transpose_inside_the_decoder():
@@ -147,7 +150,7 @@ def test_a_claim_the_runs_contradict_does_not_hold_and_identical_arms_settle_not
 def test_findings_name_every_claim_with_a_missing_arm_left_open(tmp_path):
     runs = [_run(arm, seed, **AS_THE_ARTICLE[arm]) for arm in ARMS if arm != "fcn_bottleneck" for seed in range(3)]
     arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
-    text = findings_markdown(arms)
+    text = markdown.render(Document("Findings", (claims_section(arms),)))
     for claim in CLAIMS:
         assert f"({claim.key})" in text
     assert "**(a) Not settled at this size**" in text and "not compared (no fcn_bottleneck arm)" in text

@@ -202,7 +202,7 @@ def test_metrics_count_normal_images_apart() -> None:
 
 def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, tmp_path: Path) -> None:
     from mammoseg.analysis.evaluate import evaluate_run
-    from mammoseg.analysis.report import write_report
+    from mammoseg.reporting import write_report
     from train_data import write_easy_dataset
 
     data = write_easy_dataset(tmp_path / "data", counts={"train": 4, "val": 4, "test": 8}, normals=2)

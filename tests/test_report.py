@@ -23,8 +23,9 @@ from click.testing import CliRunner
 
 from mammoseg.analysis import stats
 from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
-from mammoseg.analysis.report import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank,
-                                      summary_columns, verdict, write_report)
+from mammoseg.reporting import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, summary_columns, write_report
+from mammoseg.reporting.aggregate import build_arms
+from mammoseg.reporting.verdict import rank, verdict
 from mammoseg.analysis.runs import Run, load_run
 from mammoseg.analysis.stats import Interval
 from mammoseg.cli import cli
@@ -83,7 +84,7 @@ def make_run(arm: str, seed: int, *, quality: float, variant: str = "dilated_res
 
 
 def _lines(runs: list[Run], baseline: str | None = None, primary=DEFAULT_PRIMARY) -> list[str]:
-    return verdict(*build_arms(runs, baseline, primary), primary)
+    return verdict(*build_arms(runs, baseline, primary), primary).lines
 
 
 def _claims(lines: list[str]) -> list[str]:
@@ -250,7 +251,7 @@ def test_primary_metrics_choose_what_is_claimed():
 def test_one_seed_per_arm_claims_nothing_and_shows_image_intervals_as_descriptive():
     runs = [make_run(arm, 0, quality=q) for arm, q in (("fcn_skips", 0.2), ("dilated_resize", 0.9))]
     arms, base = build_arms(runs, None)
-    lines = verdict(arms, base)
+    lines = verdict(arms, base).lines
     assert "one seed per arm: seed variation cannot be estimated, so no claim about designs is made" in lines[0]
     assert not _claims(lines)
     assert all("not estimable (one seed" in x for x in lines if x.startswith("Primary"))
@@ -266,7 +267,7 @@ def test_a_run_that_did_not_learn_is_left_out_of_every_claim():
     runs += [make_run("dilated_transpose", s, quality=0.55, variant="dilated_transpose") for s in (0, 1)]
     runs.append(make_run("dilated_transpose", 2, quality=0.55, variant="dilated_transpose", learned=False))
     arms, base = build_arms(runs, None)
-    lines = verdict(arms, base)
+    lines = verdict(arms, base).lines
     assert "dilated_resize did not learn and is left out" in lines[0]
     assert "the baseline dilated_resize did not learn: no comparison is made" in lines[0]
     assert any(x.startswith("Did not learn: dilated_resize (seed 0, 1) — the whole arm is left out") for x in lines)
@@ -466,12 +467,49 @@ def test_scores_defined_in_zero_to_one_declare_it():
         assert METRIC_BY_KEY[key].bounds == stats.UNIT
 
 
-def test_html_verdict_puts_the_answer_first_and_folds_exploratory_leads():
-    from mammoseg.analysis.report import _html_verdict
+def test_both_renderers_write_one_document_and_html_puts_the_answer_first():
+    """Markdown and HTML carry the same lines and cells; the HTML opens with the answer, folds the
+    exploratory leads, marks claims, and keeps every table in a sideways-scrolling div."""
+    import html as stdlib_html
 
-    html_lines = _html_verdict(["At a glance: nothing claimed.", "Primary, x: no claim.",
-                                "Exploratory, y: a lead to check.", "Exploratory, z: no clear difference."])
-    text = "\n".join(html_lines)
-    assert html_lines[0].startswith('<p class="glance">At a glance')
-    assert text.index("Primary, x") < text.index("<details>") < text.index("Exploratory, y")
-    assert "2 lines" in text
+    from mammoseg.reporting import html, markdown
+    from mammoseg.reporting.document import build_document
+
+    runs = [make_run(arm, seed, quality=q) for arm, q in (("fcn_skips", 0.3), ("dilated_resize", 0.85))
+            for seed in (0, 1, 2)]
+    arms, base = build_arms(runs, None)
+    said = verdict(arms, base)
+    document = build_document(arms, base, "test", DEFAULT_PRIMARY, said, [])
+    page, md = html.render(document), markdown.render(document)
+    assert page.index('<p class="glance">At a glance: <strong>fcn_skips') < page.index("Primary, FP rate")
+    assert page.index("Primary, ") < page.index("<details>") < page.index("Exploratory, ")
+    assert f"Exploratory metrics: {len(said.exploratory)} lines" in page
+    assert page.count("<table") == page.count('<div class="scroll"><table') == 6  # 5 groups, 1 of differences
+    assert md.count("\n|---|") == 6 and md.index("At a glance") < md.index("- Primary") < md.index("- Exploratory")
+    for line in said.lines:
+        assert line in md and stdlib_html.escape(line).replace("**", "") in page.replace("<strong>", "").replace(
+            "</strong>", "")
+    assert '<td class="best">' in page and "| **" in md  # the claimed differences stand out in both
+
+
+# ---------------------------------------------------------------- in a browser
+
+
+@pytest.mark.machine
+def test_html_report_fits_a_1400_px_browser_window(tmp_path):
+    """Headless Chromium lays the report out at 1400 px: nothing runs off the window, the wide tables
+    scroll inside their wrappers; the same check flags the page when the wrappers stop scrolling."""
+    spec = importlib.util.spec_from_file_location("report_screenshot", ROOT / "benchmarks" / "report_screenshot.py")
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)  # type: ignore[union-attr]
+    browser = shot.find_browser()
+    if browser is None:
+        pytest.skip(f"no headless Chromium or Chrome on PATH (looked for {', '.join(shot.BROWSERS)})")
+    page = write_report(shot.synthetic_runs(tmp_path / "runs"), tmp_path / "report")
+    layout, found = shot.check(browser, page, tmp_path / "screenshot.png")
+    assert not found, found
+    assert layout["innerWidth"] == 1400 and any(t["scroll"] > t["client"] for t in layout["tables"])
+    broken = tmp_path / "broken.html"
+    broken.write_text(page.read_text(encoding="utf-8").replace("</style>", ".scroll{overflow-x:visible}</style>"))
+    _, found = shot.check(browser, broken)
+    assert any("scrolls sideways" in p for p in found) and any("does not scroll" in p for p in found)

@@ -143,7 +143,7 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
                     out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """`mammoseg visualize-layer`: PNG (channels, mean map, spectrum) and JSON of scores; returns both paths."""
     from mammoseg.analysis.checkerboard import activation_map, radial_power_spectrum
-    from mammoseg.analysis.figures import activation_figure
+    from mammoseg.reporting.figures import activation_figure
     from mammoseg.analysis.runs import read_json
     from mammoseg.inference.predict import run_image_size
     from mammoseg.training.runs import RunDir

@@ -33,8 +33,8 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, base
       mammoseg compare --experiment demo --out reports/demo
       mammoseg compare experiments/runs/a experiments/runs/b --baseline fcn_skips --out reports/ab
     """
-    from mammoseg.analysis.report import write_report
     from mammoseg.analysis.runs import find_experiment_runs
+    from mammoseg.reporting import write_report
 
     if bool(runs) == bool(experiment):
         raise click.UsageError("give either RUN folders or --experiment NAME (not both)")

@@ -58,7 +58,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     Arms are the `variants` listed (named after the variant) plus each `[arms.NAME]` table, whose
     `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list.
     """
-    from mammoseg.analysis.report import check_primary
+    from mammoseg.reporting import check_primary
     from mammoseg.training.config import runs_dir_default
 
     path = Path(config_path)
@@ -126,7 +126,7 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
 
     Each run is trained and evaluated in a process of its own (`run_in_fresh_process`), so memory
     that TensorFlow keeps after one run cannot add up over a long ablation."""
-    from mammoseg.analysis.report import write_report
+    from mammoseg.reporting import write_report
     from mammoseg.runtime import run_in_fresh_process
     plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
     total = len(plan.runs)

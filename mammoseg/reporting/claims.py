@@ -17,8 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mammoseg.analysis import stats
-from mammoseg.analysis.report import ALPHA, METRIC_BY_KEY, Arm, _fmt_interval, _fmt_p, _shared_examples
 from mammoseg.analysis.stats import NAN_INTERVAL, Interval
+from mammoseg.reporting.aggregate import ALPHA, Arm
+from mammoseg.reporting.document import Block, Bullets, Figure, Paragraph, Section, Table
+from mammoseg.reporting.registry import METRIC_BY_KEY
+from mammoseg.reporting.report_figures import shared_examples
+from mammoseg.reporting.verdict import fmt_interval, fmt_p
 
 HOLDS, FAILS, OPEN = "holds", "does not hold", "not settled at this size"
 
@@ -148,39 +152,49 @@ def _sentence(claim: Claim, status: str, group: list[Outcome]) -> str:
     return f"**({claim.key}) {status.capitalize()}**: {claim.statement} ({detail})."
 
 
-def findings_markdown(arms: Sequence[Arm]) -> str:
-    """The claims as Markdown: one sentence per claim, then the table of its comparisons."""
+def claims_section(arms: Sequence[Arm]) -> Section | None:
+    """The claims as a report section: one sentence per claim, the table of their comparisons, and the
+    article's figures remade; None when no arm a claim names was compared."""
+    named = {c.arm for claim in CLAIMS for c in claim.comparisons} | set(CONTROLS)
+    if not named & {a.name for a in arms}:
+        return None
     settled = settle(arms)
     n = sum(1 for _, _, group in settled for o in group if math.isfinite(o.adjusted))
-    lines = ["# Findings: the article's claims", ""]
-    lines += [f"- {_sentence(claim, status, group)}" for claim, status, group in settled]
-    lines += ["", f"Each comparison: mean over runs with its 95% Student-t interval; the difference is the side the "
-                  f"article expects to be better minus the other (within-run pairs for soft against hard), with its "
-                  f"p-value Holm-adjusted over the {n} comparisons that could be made. A claim holds when all its "
-                  f"comparisons do.", "",
-              "| claim | comparison | expected better | other | difference | Holm p | result |",
-              "|---|---|---|---|---|---|---|"]
+    note = (f"Each comparison: mean over runs with its 95% Student-t interval; the difference is the side the article "
+            f"expects to be better minus the other (within-run pairs for soft against hard), with its p-value "
+            f"Holm-adjusted over the {n} comparisons that could be made. A claim holds when all its comparisons do.")
+    rows, emphasis = [], []
     for claim, _, group in settled:
         for o in group:
             metric = METRIC_BY_KEY[o.comparison.metric]
-            adjusted = _fmt_p(o.adjusted) if math.isfinite(o.adjusted) else "–"
-            result = f"not compared ({o.missing})" if o.missing else o.result
-            lines.append(f"| ({claim.key}) | {o.comparison.label} | {_fmt_interval(metric, o.side)} | "
-                         f"{_fmt_interval(metric, o.other_side)} | {_fmt_interval(metric, o.difference)} | "
-                         f"{adjusted} | {result} |")
-    return "\n".join(lines) + "\n"
-
+            rows.append((f"({claim.key})", o.comparison.label, fmt_interval(metric, o.side),
+                         fmt_interval(metric, o.other_side), fmt_interval(metric, o.difference),
+                         fmt_p(o.adjusted) if math.isfinite(o.adjusted) else "–",
+                         f"not compared ({o.missing})" if o.missing else o.result))
+            emphasis.append((False,) * 6 + (o.result != OPEN,))
+    blocks: list[Block] = [
+        Bullets(tuple(_sentence(claim, status, group) for claim, status, group in settled), "verdict"),
+        Paragraph(note),
+        Table(("claim", "comparison", "expected better", "other", "difference", "Holm p", "result"),
+              tuple(rows), tuple(emphasis), "paired")]
+    grid = article_figure(arms)
+    if grid is not None:
+        blocks.append(Figure("article_figures", "The article's Figures 1-9 remade from the first seed of each arm "
+                                                "on one test image with and one without an abnormality: hard "
+                                                "(P > 0.5) where the article showed the hard max, else P(abnormal).",
+                             grid))
+    return Section("The article's claims", tuple(blocks))
 
 
 def article_figure(arms: Sequence[Arm]) -> bytes | None:
     """The article's Figures 1-9 remade from the first seed of each arm, on one shared image with and one
     without an abnormality; None unless every arm the figures need is there."""
-    from mammoseg.analysis import figures
+    from mammoseg.reporting import figures
 
     needed = [a for a in arms if a.name in {arm for _, arm, _, _ in ARTICLE_FIGURES}]
     if len(needed) < len({arm for _, arm, _, _ in ARTICLE_FIGURES}):
         return None
-    examples = _shared_examples(needed, per_kind=1)
+    examples = shared_examples(needed, per_kind=1)
     positive = next((e for e in examples if np.asarray(e["mask"]).any()), None)
     negative = next((e for e in examples if not np.asarray(e["mask"]).any()), None)
     if positive is None or negative is None:

@@ -1,0 +1,249 @@
+"""Runs grouped into arms, and the numbers a comparison rests on.
+
+Runs are grouped into arms (variant + transpose kernel); seeds are repeated runs of an arm. Every
+number is the mean ± sd over seeds with a 95% Student-t interval over the runs, and arms are
+compared with the baseline by the difference of their runs' means (`stats.difference`). A run that
+did not learn (evaluate's learning gate) is shown but left out of every comparison. A difference is
+claimed only on the experiment's primary metrics, with Holm's correction over all of them and every
+arm, so the chance of any false claim stays at 5%; every other metric is exploratory. With one seed
+per arm the seed variation is unknown and nothing about designs is claimed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mammoseg.analysis.evaluate import GATE_KEY
+from mammoseg.analysis.metrics import author_pixel_threshold
+from mammoseg.analysis.runs import Run
+from mammoseg.analysis.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
+                                     seed_interval)
+from mammoseg.errors import MammosegError
+from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, Metric, compared_keys
+
+DEFAULT_BASELINE = "dilated_resize"
+ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
+ALPHA = 1.0 - CONFIDENCE
+
+
+def _predicted_positive(table: pd.DataFrame, image_size: int | None) -> np.ndarray:
+    """The article's image-level call: more than S²/750 pixels above 0.5 (from evaluation when it says)."""
+    if "predicted_positive" in table.columns:
+        return table["predicted_positive"].to_numpy(float)
+    if image_size is None:
+        return np.full(len(table), np.nan)
+    return ((table["tp"] + table["fp"]) > author_pixel_threshold(image_size, image_size)).to_numpy(float)
+
+
+def run_learned(run: Run) -> bool | None:
+    """The run's learning gate from its evaluation (None for an evaluation written before the gate)."""
+    gate = run.metrics.get(GATE_KEY)
+    return bool(gate["learned"]) if isinstance(gate, dict) and "learned" in gate else None
+
+
+@dataclass
+class Cell:
+    """One arm's value of one metric: seed mean ± sd, the value of each run, and the interval shown:
+    over seeds ("seeds"), over one run's test images ("images": descriptive only) or none ("exact")."""
+
+    mean: float
+    sd: float
+    interval: Interval
+    per_run: np.ndarray
+    over: str
+
+    @property
+    def seed_interval(self) -> Interval:
+        """The interval a comparison may rest on: never one over a single run's images."""
+        return self.interval if self.over in ("seeds", "exact") else Interval(self.interval.estimate, math.nan, math.nan)
+
+
+@dataclass
+class Arm:
+    """The runs (seeds) of one design, with every metric's cell and its differences from the baseline."""
+
+    name: str
+    runs: list[Run]
+    ids: list[str] = field(default_factory=list)
+    table: dict[str, np.ndarray] = field(default_factory=dict)  # per-image column -> [runs counted, images]
+    cells: dict[str, Cell] = field(default_factory=dict)
+    paired: dict[str, Interval] = field(default_factory=dict)  # arm − baseline, per metric
+    adjusted: dict[str, float] = field(default_factory=dict)  # Holm-adjusted p of each primary difference
+
+    @property
+    def variant(self) -> str:
+        return self.runs[0].variant
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+    @property
+    def failed(self) -> list[Run]:
+        """Runs the learning gate rejected."""
+        return [r for r in self.runs if run_learned(r) is False]
+
+    @property
+    def learned(self) -> bool:
+        return len(self.failed) < len(self.runs)
+
+    @property
+    def counted(self) -> list[Run]:
+        """The runs its numbers come from: those that learned, or all of them when none did (shown, never compared)."""
+        return [r for r in self.runs if run_learned(r) is not False] or self.runs
+
+
+def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Per-image columns as [runs, images] arrays over the union of example ids (NaN where a run lacks an image)."""
+    frames = []
+    for run in runs:
+        frame = run.per_image.drop_duplicates("example_id").set_index("example_id")
+        frame["predicted_positive"] = _predicted_positive(frame, run.image_size)
+        frame["normal"] = (frame["kind"] == "normal").astype(float) if "kind" in frame.columns else 0.0
+        frames.append(frame)
+    ids = sorted(set().union(*(f.index for f in frames)))
+    columns = set.intersection(*(set(c for c in f.columns if pd.api.types.is_numeric_dtype(f[c])) for f in frames))
+    return ids, {c: np.stack([f[c].reindex(ids).to_numpy(float) for f in frames]) for c in sorted(columns)}
+
+
+def subset_mask(table: dict[str, np.ndarray], subset: str) -> np.ndarray:
+    """Images of a subset: negatives have an empty truth mask (the article's failure is what a model says
+    about them), positives a non-empty one; normals are the normal mammograms (kind normal), counted
+    apart from the negatives; all keeps every image."""
+    empty = np.all(np.nan_to_num(table["tp"] + table["fn"]) <= 0, axis=0)
+    normal = np.any(np.nan_to_num(table["normal"]) > 0, axis=0) if "normal" in table else np.zeros_like(empty)
+    return {"all": np.ones_like(empty), "negatives": empty & ~normal, "positives": ~empty, "normals": normal}[subset]
+
+
+def _per_run_image_values(metric: Metric, table: dict[str, np.ndarray], keep: np.ndarray | None = None) -> np.ndarray:
+    """An image metric of each run (rows of the [runs, images] columns), on the metric's subset of the images
+    selected by `keep`."""
+    n_runs = next(iter(table.values())).shape[0]
+    if not set(metric.columns) <= set(table):
+        return np.full(n_runs, np.nan)
+    mask = subset_mask(table, metric.subset) & (True if keep is None else keep)
+    if not mask.any():
+        return np.full(n_runs, np.nan)
+    cols = [table[c][:, mask] for c in metric.columns]
+    if metric.pooled:
+        return np.array([pooled_ci(*(c[r] for c in cols), metric.pooled, resample=False).estimate
+                         for r in range(n_runs)])
+    return np.array([nanmean_ci(cols[0][r], resample=False).estimate for r in range(n_runs)])
+
+
+def _one_run_image_interval(metric: Metric, table: dict[str, np.ndarray]) -> Interval:
+    """A single run's image metric with its bootstrap interval over its test images (descriptive)."""
+    if not set(metric.columns) <= set(table):
+        return NAN_INTERVAL
+    keep = subset_mask(table, metric.subset)
+    cols = [table[c][0, keep] for c in metric.columns]
+    if cols[0].size == 0:
+        return NAN_INTERVAL
+    if metric.pooled:
+        return pooled_ci(*cols, metric.pooled)
+    return nanmean_ci(cols[0])
+
+
+def _sd(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.std(ddof=1)) if values.size >= 2 else math.nan
+
+
+def _arm_cells(arm: Arm) -> None:
+    runs = arm.counted
+    arm.ids, arm.table = _image_matrices(runs)
+    for metric in METRICS:
+        if metric.source == "image":
+            per_run = _per_run_image_values(metric, arm.table)
+        else:
+            per_run = np.array([metric.run_value(run) for run in runs])  # type: ignore[misc]
+        finite = per_run[np.isfinite(per_run)]
+        mean = float(finite.mean()) if finite.size else math.nan
+        if metric.source == "exact":
+            interval, over = Interval(mean, mean, mean), "exact"
+        elif metric.source == "image" and len(runs) == 1:
+            interval, over = _one_run_image_interval(metric, arm.table), "images"
+        else:
+            interval, over = seed_interval(per_run, metric.bounds), "seeds"
+        arm.cells[metric.key] = Cell(mean, _sd(per_run), interval, per_run, over)
+
+
+def _paired(arm: Arm, baseline: Arm, keys: Sequence[str]) -> None:
+    """Differences arm − baseline of the runs' means, image metrics on the images both were evaluated on."""
+    common = set(arm.ids) & set(baseline.ids)
+    keep_a = np.array([i in common for i in arm.ids], dtype=bool)
+    keep_b = np.array([i in common for i in baseline.ids], dtype=bool)
+    for key in keys:
+        metric = METRIC_BY_KEY[key]
+        if not (arm.learned and baseline.learned):
+            arm.paired[key] = NAN_INTERVAL
+        elif metric.source == "image":
+            arm.paired[key] = difference(_per_run_image_values(metric, arm.table, keep_a),
+                                               _per_run_image_values(metric, baseline.table, keep_b), metric.bounds)
+        else:
+            arm.paired[key] = difference(arm.cells[key].per_run, baseline.cells[key].per_run, metric.bounds)
+
+
+def _group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by arm; an arm name shared by runs of different designs is split by design, so seeds
+    of different networks are never pooled."""
+    by_name: dict[str, list[Run]] = {}
+    for run in runs:
+        by_name.setdefault(run.arm, []).append(run)
+    grouped: dict[str, list[Run]] = {}
+    for name, members in by_name.items():
+        designs = {r.design for r in members}
+        for run in members:
+            grouped.setdefault(name if len(designs) == 1 else f"{name} ({run.design})", []).append(run)
+    return grouped
+
+
+def _arm_sort_key(arm: Arm) -> tuple[int, int, str]:
+    """The article's order of variants, then transpose kernel, then name."""
+    run = arm.runs[0]
+    order = ARTICLE_ORDER.index(run.variant) if run.variant in ARTICLE_ORDER else len(ARTICLE_ORDER)
+    return (order, run.transpose_kernel, arm.name)
+
+
+def build_arms(runs: list[Run], baseline: str | None,
+               primary: Sequence[str] = DEFAULT_PRIMARY) -> tuple[list[Arm], Arm | None]:
+    """Group runs into arms, compute every cell, the differences against the baseline, and Holm's adjusted
+    p-values over the family of primary differences (every primary metric of every compared arm)."""
+    arms = sorted((Arm(name, sorted(members, key=lambda r: (r.seed is None, r.seed or 0)))
+                   for name, members in _group_runs(runs).items()), key=_arm_sort_key)
+    for arm in arms:
+        _arm_cells(arm)
+    base = _pick_baseline(arms, baseline)
+    if base is not None:
+        family = [(arm, key) for arm in arms if arm is not base for key in primary]
+        for arm in arms:
+            if arm is not base:
+                _paired(arm, base, compared_keys(primary))
+        for (arm, key), p in zip(family, holm([arm.paired[key].p_value for arm, key in family])):
+            arm.adjusted[key] = p
+    return arms, base
+
+
+def _pick_baseline(arms: list[Arm], baseline: str | None) -> Arm | None:
+    """The arm named `baseline`, else the only arm of that variant; by default dilated_resize if present."""
+    wanted = baseline or DEFAULT_BASELINE
+    named = [a for a in arms if a.name == wanted] or [a for a in arms if a.variant == wanted]
+    if len(named) == 1:
+        return named[0]
+    if baseline is None:
+        return None
+    if len(named) > 1:
+        raise MammosegError(f"baseline {baseline!r} matches several arms ({', '.join(a.name for a in named)}); "
+                            "give the arm name")
+    raise MammosegError(f"baseline {baseline!r} is not among the compared arms: {', '.join(a.name for a in arms)}")
+
+
+
+def claimed(arm: Arm, key: str) -> bool:
+    """Whether the arm's difference from the baseline on `key` is a claim: Holm-adjusted p below ALPHA."""
+    return arm.adjusted.get(key, math.nan) < ALPHA

@@ -1,0 +1,48 @@
+"""`mammoseg compare`: load the runs, build the arms and the one document, write every output."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mammoseg.analysis.runs import load_run
+from mammoseg.atomic import write_bytes, write_text
+from mammoseg.errors import MammosegError
+from mammoseg.reporting import html, markdown
+from mammoseg.reporting.aggregate import build_arms
+from mammoseg.reporting.claims import claims_section
+from mammoseg.reporting.document import Document, build_document
+from mammoseg.reporting.registry import check_primary
+from mammoseg.reporting.report_figures import report_figures
+from mammoseg.reporting.summary import summary_csv
+from mammoseg.reporting.verdict import verdict
+
+logger = logging.getLogger("mammoseg.report")
+
+
+def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = None, split: str = "test",
+                 primary: Sequence[str] | None = None) -> Path:
+    """Compare the runs and write report.md, a self-contained report.html, summary.csv, figures/ and, when the
+    article's claims apply, findings.md; returns the HTML path. `primary`: the metrics claims are made on (DEFAULT_PRIMARY when None)."""
+    if not run_dirs:
+        raise MammosegError("no runs to compare")
+    primary = check_primary(primary)
+    start = time.perf_counter()
+    runs = [load_run(path, split) for path in run_dirs]
+    arms, base = build_arms(runs, baseline, primary)
+    claims = claims_section(arms)
+    document = build_document(arms, base, split, primary, verdict(arms, base, primary), report_figures(arms), claims)
+    out_dir = Path(out_dir)
+    for figure in document.figures:
+        write_bytes(out_dir / figure.path, figure.png)
+    if claims is not None:
+        write_text(out_dir / "findings.md", markdown.render(Document("Findings", (claims,))))
+    write_text(out_dir / "summary.csv", summary_csv(arms, primary))
+    write_text(out_dir / "report.md", markdown.render(document))
+    html_path = out_dir / "report.html"
+    write_text(html_path, html.render(document))
+    logger.info("report of %d runs in %d arms written in %.1f s: %s", len(runs), len(arms),
+                time.perf_counter() - start, html_path)
+    return html_path
