@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mammoseg.atomic import write_json, write_text
-from mammoseg.data import cbis, preprocess
+from mammoseg.data import cbis, preprocess, resize
 from mammoseg.data.dicom import prefetch, read_pixels
 from mammoseg.data.shards import KINDS, MANIFEST_COLUMNS
 from mammoseg.data.split import SPLITS, assign_by_fractions, assign_splits, split_fractions
@@ -486,7 +486,7 @@ def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> tuple[t
                 roi = preprocess.fit_mask(roi, image_shape)
             except ValueError as exc:
                 raise InputError(path, f"{exc} (abnormality {abn.abnormality_id})") from exc
-        box = preprocess.foreground_box(roi, threshold=127)
+        box = resize.foreground_box(roi, threshold=127)
         if box is not None:
             y0, y1, x0, x1 = box
             parts.append((box, cv2.threshold(roi[y0:y1, x0:x1], 127, 255, cv2.THRESH_BINARY)[1]))
