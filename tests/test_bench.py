@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.bench import scaling
+from mammoseg.experiments.bench import scaling
 from mammoseg.cli import cli
 
 
@@ -53,7 +53,7 @@ def test_memory_is_reported_where_the_allocator_counts_and_absent_elsewhere(
         counts: tuple[int, int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whether TensorFlow's CPU allocator keeps statistics depends on the machine (oneDNN builds do):
     both answers of the probe are simulated here."""
-    from mammoseg import bench
+    from mammoseg.experiments import bench
 
     source = "TensorFlow allocator, CPU:0, peak of this measurement"
     monkeypatch.setattr(bench, "_memory_in_use", lambda: counts and (*counts, source))
