@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from mammoseg.data.cbis import OFFICIAL_NAMES
+from mammoseg.data.cbis import OFFICIAL_NAMES, RowProblem, read_description_csv
 
 MASS_HEADER = [
     "patient_id", "breast_density", "left or right breast", "image view", "abnormality id", "abnormality type",
@@ -21,6 +22,11 @@ CALC_HEADER = [
     "calc type", "calc distribution", "assessment", "pathology", "subtlety", "image file path",
     "cropped image file path", "ROI mask file path",
 ]  # fmt: skip
+
+
+def read_table(csvs: dict[tuple[str, str], Path], problems: list[RowProblem] | None = None) -> pd.DataFrame:
+    """Every row of the description CSVs as one table, as `prepare` reads them: one file at a time."""
+    return pd.concat([read_description_csv(path, problems) for path in csvs.values()], ignore_index=True)
 
 
 def write_dicom(path: Path, pixels: np.ndarray, series_uid: str, *, monochrome1: bool = False, patient: str = "X") -> None:

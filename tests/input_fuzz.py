@@ -561,7 +561,7 @@ def case_csv_description(fz: Fuzzer, assets: Assets, i: int) -> None:
 
 def case_csv_layout(fz: Fuzzer, assets: Assets, i: int) -> None:
     """NBIA's metadata.csv or the Kaggle copy's dicom_info.csv corrupted in place, then restored."""
-    from mammoseg.data import cbis
+    from cbis_factory import read_table
     from mammoseg.data.layouts import open_layout
 
     layout = "nbia" if i % 2 == 0 else "kaggle-jpeg"
@@ -575,7 +575,7 @@ def case_csv_layout(fz: Fuzzer, assets: Assets, i: int) -> None:
         column = rows[0].index(keys[1] if layout == "nbia" else keys[0])
         rows[1][column] = fz.pick(["../../../etc", "/etc", "./nowhere", "", "CBIS-DDSM/../../x.jpg"])
         label, data, expect = f"path {rows[1][column]!r} in row 1", _csv_bytes(rows), EITHER
-    abnormalities = cbis.read_abnormalities(tree.csvs)
+    abnormalities = read_table(tree.csvs)
     fz.folder("csv-layout")
     index.write_bytes(data)
     try:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cbis_factory import build_tree
+from cbis_factory import build_tree, read_table
 from mammoseg.data import cbis
 from mammoseg.data.layouts import detect_layout, open_layout
 from mammoseg.errors import InputError
 
 
 def _check_resolves(tree, layout: str) -> None:
-    table = cbis.read_abnormalities(cbis.find_description_csvs(tree.root))
+    table = read_table(cbis.find_description_csvs(tree.root))
     assert detect_layout(tree.root, table) == layout
     resolver = open_layout(tree.root, "auto", table)
     assert resolver.layout == layout
@@ -43,7 +43,7 @@ def test_kaggle_without_dicom_info_uses_folders(tmp_path: Path) -> None:
 
 def test_missing_file_and_escaping_symlink(tmp_path: Path) -> None:
     tree = build_tree(tmp_path / "old", "csv-paths")
-    table = cbis.read_abnormalities(cbis.find_description_csvs(tree.root))
+    table = read_table(cbis.find_description_csvs(tree.root))
     resolver = open_layout(tree.root, "csv-paths", table)
     row = table.iloc[0]
     image = tree.image_files[row["image_subject"]]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cbis_factory import breast_image, write_dicom
-from mammoseg.data import preprocess
+from mammoseg.data import preprocess, resize
 from mammoseg.data.dicom import read_pixels
 
 
@@ -130,7 +130,7 @@ def test_large_pixel_data_is_mapped_and_checked(tmp_path: Path, dtype: type) -> 
 
 def _reference_mask_resize(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     binary = np.where(mask > 0, 255, 0).astype(np.uint8)
-    return np.where(preprocess.area_resize(binary, rows, cols, binary=True) >= 128, 255, 0).astype(np.uint8)
+    return np.where(resize.area_resize(binary, rows, cols, binary=True) >= 128, 255, 0).astype(np.uint8)
 
 
 def test_mask_resize_reads_only_the_foreground_and_matches_the_full_resize() -> None:
@@ -144,12 +144,12 @@ def test_mask_resize_reads_only_the_foreground_and_matches_the_full_resize() -> 
         for _ in range(int(rng.integers(0, 3))):
             cv2.circle(mask, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(1, 30)), int(rng.integers(1, 256)), -1)
         expected = _reference_mask_resize(mask, rows, cols)
-        assert np.array_equal(preprocess.mask_resize(mask, rows, cols), expected)
-        box = preprocess.foreground_box(mask)
+        assert np.array_equal(resize.mask_resize(mask, rows, cols), expected)
+        box = resize.foreground_box(mask)
         if box is None:
             assert not mask.any()
             continue
         y0, y1, x0, x1 = box
         assert mask[y0:y1, x0:x1].sum() == mask.sum() and mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any()
         within = (y0 - 5, y1 + 3, x0 - 2, x1 + 7)  # any box that holds every non-zero pixel will do
-        assert np.array_equal(preprocess.mask_resize(mask, rows, cols, within=within), expected)
+        assert np.array_equal(resize.mask_resize(mask, rows, cols, within=within), expected)

@@ -61,7 +61,7 @@ TIDY_COLUMNS = [
     "roi_path", "roi_subject", "roi_study_uid", "roi_series_uid",
     "source_csv", "csv_row",
 ]  # fmt: skip
-"""Columns of the table `read_description_csv` and `read_abnormalities` return, in this order."""
+"""Columns of the table `read_description_csv` returns, in this order."""
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -189,31 +189,3 @@ def read_description_csv(path: str | Path, problems: list[RowProblem] | None = N
             if problems is not None:
                 problems.append(RowProblem(source=f"{path.name}:{line}", file=str(path), reason=reason))
     return df.loc[~bad_rows, TIDY_COLUMNS].reset_index(drop=True)
-
-
-def read_abnormalities(csvs: list[str | Path] | dict[tuple[str, str], Path], problems: list[RowProblem] | None = None) -> pd.DataFrame:
-    """All abnormalities of the given description CSVs as one tidy table (columns `TIDY_COLUMNS`)."""
-    paths = list(csvs.values()) if isinstance(csvs, dict) else list(csvs)
-    if not paths:
-        raise InputError("(no files)", "no CBIS-DDSM description CSV given")
-    frames = [read_description_csv(p, problems) for p in paths]
-    return pd.concat(frames, ignore_index=True)
-
-
-def image_table(abnormalities: pd.DataFrame) -> pd.DataFrame:
-    """One row per full mammogram: its key (the subject folder name, e.g. `Mass-Training_P_00001_LEFT_CC`),
-    patient, side, view, official split, types and the worst pathology among its abnormalities."""
-    rank = {p: i for i, p in enumerate(PATHOLOGIES)}
-    grouped = abnormalities.groupby("image_subject", sort=True)
-    table = grouped.agg(
-        patient_id=("patient_id", "first"),
-        side=("side", "first"),
-        view=("view", "first"),
-        split=("split", "first"),
-        image_series_uid=("image_series_uid", "first"),
-        image_path=("image_path", "first"),
-        abnormality_type=("abnormality_type", lambda s: "+".join(sorted(set(s)))),
-        pathology=("pathology", lambda s: min(s, key=rank.__getitem__)),
-        abnormalities=("abnormality_id", "size"),
-    )
-    return table.rename_axis("image_key").reset_index()

@@ -295,6 +295,31 @@ def make_dataset(
     if deterministic and seed is None:
         seed = 0
     autotune = tf.data.AUTOTUNE
+    ds = _read_examples(files, size, kinds, shuffle=shuffle, seed=seed, deterministic=deterministic, with_metadata=with_metadata)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        buffer = int(np.clip(SHUFFLE_BUFFER_BYTES // (2 * size * size), 4 * batch_size, 4096))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=deterministic)
+    if with_metadata:
+        ds = ds.map(_metadata_to_float, num_parallel_calls=autotune, deterministic=deterministic)
+    elif augment is not None and augment.active:
+        ds = _augment_batches(ds, augment, seed, deterministic)
+    else:
+        ds = ds.map(lambda batch: _to_float(batch["image"], batch["mask"]), num_parallel_calls=autotune, deterministic=deterministic)
+    return _finish(ds, deterministic)
+
+
+def _read_examples(
+    files: list[Path], size: int, kinds: list[str] | tuple[str, ...] | None, *,
+    shuffle: bool, seed: int | None, deterministic: bool, with_metadata: bool,
+) -> tf.data.Dataset:
+    """The shards' examples as uint8 {"image", "mask"} [S,S,1] (and "example_id", "kind" with
+    metadata), read in parallel; other kinds than `kinds` are dropped before any PNG is decoded."""
+    import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
     if shuffle:
@@ -302,10 +327,10 @@ def make_dataset(
     ds = ds.interleave(
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(len(files), os.cpu_count() or 1)),
-        num_parallel_calls=autotune,
+        num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
-    ds = ds.map(parse_example, num_parallel_calls=autotune, deterministic=deterministic)
+    ds = ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if kinds is not None and set(kinds) != set(KINDS):
         wanted = tf.constant(list(kinds))
         ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["kind"], wanted)))
@@ -318,44 +343,41 @@ def make_dataset(
             out.update(example_id=ex["example_id"], kind=ex["kind"])
         return out
 
-    ds = ds.map(decode, num_parallel_calls=autotune, deterministic=deterministic)
-    if cache:
-        ds = ds.cache()
-    if shuffle:
-        buffer = int(np.clip(SHUFFLE_BUFFER_BYTES // (2 * size * size), 4 * batch_size, 4096))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=deterministic)
+    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
-    def to_float(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return (tf.cast(image, tf.float32) - MEAN) / SCALE, tf.cast(mask > 127, tf.float32)
 
-    if with_metadata:
-        def finish_metadata(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            image, mask = to_float(batch["image"], batch["mask"])
-            return dict(batch, image=image, mask=mask)
+def _to_float(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """uint8 batches to the model's input: normalised images, {0,1} float masks."""
+    import tensorflow as tf
 
-        ds = ds.map(finish_metadata, num_parallel_calls=autotune, deterministic=deterministic)
-    elif augment is not None and augment.active:
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        base = tf.constant(0 if seed is None else seed, tf.int64)
+    return (tf.cast(image, tf.float32) - MEAN) / SCALE, tf.cast(mask > 127, tf.float32)
 
-        def finish_augmented(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            # As augment(*to_float(...), seed), but the geometry runs on uint8 (a quarter of the
-            # bytes of float32), where black is zero.
-            seed = tf.stack([base, key])
-            image, mask = batch["image"], batch["mask"]
-            if augment.geometric:
-                image, mask = augment.warp(tf.squeeze(image, -1), tf.squeeze(mask, -1), seed)
-                image, mask = tf.expand_dims(image, -1), tf.expand_dims(mask, -1)
-            image, mask = to_float(image, mask)
-            return augment.jitter_intensity(image, seed), mask
 
-        ds = tf.data.Dataset.zip((ds, keys)).map(finish_augmented, num_parallel_calls=autotune, deterministic=deterministic)
-    else:
-        ds = ds.map(lambda batch: to_float(batch["image"], batch["mask"]), num_parallel_calls=autotune, deterministic=deterministic)
-    return _finish(ds, deterministic)
+def _metadata_to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    image, mask = _to_float(batch["image"], batch["mask"])
+    return dict(batch, image=image, mask=mask)
+
+
+def _augment_batches(ds: tf.data.Dataset, augment: Augmentation, seed: int | None, deterministic: bool) -> tf.data.Dataset:
+    """uint8 batches to augmented model input, each batch keyed by (seed, a random key drawn anew
+    every epoch)."""
+    import tensorflow as tf
+
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    base = tf.constant(0 if seed is None else seed, tf.int64)
+
+    def finish_augmented(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # As augment(*_to_float(...), seed), but the geometry runs on uint8 (a quarter of the
+        # bytes of float32), where black is zero.
+        seed = tf.stack([base, key])
+        image, mask = batch["image"], batch["mask"]
+        if augment.geometric:
+            image, mask = augment.warp(tf.squeeze(image, -1), tf.squeeze(mask, -1), seed)
+            image, mask = tf.expand_dims(image, -1), tf.expand_dims(mask, -1)
+        image, mask = _to_float(image, mask)
+        return augment.jitter_intensity(image, seed), mask
+
+    return tf.data.Dataset.zip((ds, keys)).map(finish_augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
 def resize_batches(ds: tf.data.Dataset, size: int, dataset_size: int, with_metadata: bool = False) -> tf.data.Dataset:

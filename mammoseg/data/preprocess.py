@@ -7,14 +7,13 @@ Design choices, and why:
   16-bit; windowing to 8 bits happens on the small result. Area-resizing and then windowing differs
   from the reverse only where the window clips, which is where detail is lost anyway.
 - Breast: every pixel above the background, down to the faint skin line, without the scanner's
-  border bands and labels (`find_breast`). Only what lies outside it is blanked in network inputs.
+  border bands and labels (`mammoseg.data.breast`). Only what lies outside it is blanked in network inputs.
 - Orientation: the chest wall goes on the left, decided from the pixels (which image edge the breast
   touches), because the CSV side does not say which way the film was scanned.
 - Aspect: the breast crop is resized so that its long side becomes S, then padded with background
   (zeros) on the bottom/right to S x S. Padding rather than stretching keeps tissue shape and scale
   comparable between images; bottom/right keeps the chest wall anchored at the left edge.
-- Masks are area-resized and thresholded at 0.5: a pixel is abnormal when at least half of the area it
-  covers is. Bilinear-and-truncate would shrink small calcifications to nothing.
+- Masks are area-resized and thresholded at half coverage (`mammoseg.data.resize`).
 """
 
 from __future__ import annotations
@@ -24,15 +23,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mammoseg.data.breast import find_breast, histogram_ranks
+from mammoseg.data.resize import Box, area_resize, mask_resize, shift_box, snap_box
+
 ANALYSIS_SIDE = 512
 """Long side of the low-resolution copy on which thresholds and the breast region are computed."""
 
 MASK_SIZE_TOLERANCE = 0.01
 """A mask whose height or width differs from its image by at most this fraction (and at least 4 px)
 is resized onto the image with nearest-neighbour; a larger mismatch means the mask belongs elsewhere."""
-
-Box = tuple[int, int, int, int]
-"""(y0, y1, x0, x1): rows y0..y1-1 and columns x0..x1-1."""
 
 WINDOW_PERCENTILES = (0.5, 99.5)
 """Intensity window: these percentiles of the breast's pixels map to 0 and 255."""
@@ -77,7 +76,7 @@ class Geometry:
         rows, cols = self.content_shape
         crop = array[y0:y1, x0:x1]
         if binary:
-            small = mask_resize(crop, rows, cols, within=None if within is None else _shift(within, y0, x0))
+            small = mask_resize(crop, rows, cols, within=None if within is None else shift_box(within, y0, x0))
         else:
             small = area_resize(crop, rows, cols)
         return small[:, ::-1] if self.flip else small
@@ -140,159 +139,6 @@ class Analysis:
     step: int  # full-resolution pixels per low-resolution pixel
 
 
-BREAST_LEVEL = 0.01
-"""The breast is what lies above the background by more than this fraction of the range from the
-background (1st percentile) to bright tissue (99th percentile), and by more than `NOISE_SIGMAS`
-times the background's noise. Film scans span three decades of optical density and their skin
-line fades into the background: a data-driven split such as Otsu's separates dense from fatty
-tissue instead, and a threshold at a tenth of the range still loses the skin and the nipple."""
-
-NOISE_SIGMAS = 6.0
-"""Background noise (robust sigma of the dark pixels), in multiples, that the breast must exceed:
-scans such as MIAS have a grainy background tens of levels high."""
-
-DARK_LEVEL = 0.1
-"""Pixels below this fraction of the range are the dark ones whose noise is measured, and the
-threshold never rises above it: where the dark pixels are faint tissue rather than background
-(an image cropped to the breast), their spread is anatomy, not noise."""
-
-BACKGROUND_BLOCK = 1 / 16
-"""The film base's level is measured in blocks this fraction of the long side wide (the lower
-quartile of their dark pixels, `DARK_LEVEL`, in blocks at least half dark: the block's 1/8 quantile),
-and a plane fitted to
-those levels, blocks of faint tissue left out as outliers, is subtracted where it rises above the
-darkest level. A film's base can be fogged unevenly, by more than its faint fatty periphery stands
-out from it: one threshold then cuts the periphery where the base is dark or takes in the base where
-it is light."""
-
-BAND_FILL = 0.9
-"""An image edge whose outermost lines are at least this full is a candidate scanner border band.
-Fullness is measured only where the image is empty just beyond the deepest band (`BAND_DEPTH`
-twice over): a band covers those positions too, breast tissue reaching the edge does not. So a band
-along the chest wall, which the breast fills over most of its length, is still told apart."""
-
-BAND_DEPTH = 0.025
-"""A border band's full lines are at most this fraction of the image's extent deep, and its fringe
-(the blurred inner side) at most as deep again as they are (2 lines at least): a deeper or slowly
-fading strip along an edge is anatomy (the grey soft tissue beside a film's chest wall)."""
-
-BAND_INSIDE = 0.5
-"""...and only when the lines just beyond it are less full than this (a chest wall stays full)."""
-
-BAND_OPEN = 0.05
-"""Below this share of an edge's length left empty beyond the band depth, the image holds tissue
-along the whole edge, and a band there cannot be told from it (nor matters for the crop)."""
-
-
-def find_breast(low: np.ndarray) -> np.ndarray:
-    """The breast (uint8 0/1) in a low-resolution mammogram whose tissue is bright (MONOCHROME2,
-    as `read_pixels` returns it, 8 or 16 bits): above-background pixels, without the scanner's
-    border bands, the largest connected region (labels and markers are separate), holes filled.
-
-    Border bands are thin, nearly full strips along an edge; they join everything that touches
-    that edge into one region. They are cleared before the regions are told apart, and the breast
-    is then continued through them to the image edge where it met them (a pectoral muscle under a
-    top band is breast, the band beside background is not).
-    """
-    import cv2
-
-    low = cv2.medianBlur(np.ascontiguousarray(low), 3) if low.dtype in (np.uint8, np.uint16) else low
-    low = _flatten_background(low)
-    above = (low > _breast_threshold(low)).astype(np.uint8)
-    bands = {edge: _band_depth(_edge_view(above, edge)) for edge in ("top", "bottom", "left", "right")}
-    core = above.copy()
-    for edge, depth in bands.items():
-        _edge_view(core, edge)[:depth] = 0
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-    if count <= 1:
-        return np.ones_like(above)
-    breast = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-    for edge, depth in bands.items():
-        if depth:
-            view, inside = _edge_view(breast, edge), _edge_view(breast, edge)[depth]
-            view[:depth] = _edge_view(above, edge)[:depth] & inside
-    return _fill_holes(breast)
-
-
-def _breast_threshold(low: np.ndarray) -> float:
-    """The level above which a pixel of `low` (uint8 or uint16) is breast (see `BREAST_LEVEL`,
-    `NOISE_SIGMAS`). All from one histogram: medians by sorting cost more than the detection."""
-    counts = np.bincount(low.ravel())
-    floor, bright = _ranks(counts, (1.0, 99.0))
-    span = max(bright - floor, 1.0)
-    dark = counts[: int(np.ceil(floor + DARK_LEVEL * span))]
-    (centre,) = _ranks(dark, (50.0,))
-    deviations = np.bincount(np.abs(np.arange(dark.size) - int(centre)), weights=dark)
-    sigma = 1.4826 * _ranks(deviations, (50.0,))[0]
-    return min(max(floor + BREAST_LEVEL * span, centre + NOISE_SIGMAS * sigma), floor + DARK_LEVEL * span)
-
-
-def _flatten_background(low: np.ndarray) -> np.ndarray:
-    """`low` (uint8 or uint16) less the film base's fog above its darkest level (see
-    `BACKGROUND_BLOCK`); unchanged where the base is even."""
-    counts = np.bincount(low.ravel())
-    floor, bright = _ranks(counts, (1.0, 99.0))
-    dark_top = floor + DARK_LEVEL * max(bright - floor, 1.0)
-    b = max(4, round(BACKGROUND_BLOCK * max(low.shape)))
-    hb, wb = low.shape[0] // b, low.shape[1] // b
-    blocks = low[: hb * b, : wb * b].reshape(hb, b, wb, b).swapaxes(1, 2).reshape(hb, wb, b * b)
-    dark = blocks < dark_top
-    valid = dark.mean(axis=2) >= 0.5
-    if valid.sum() < 3:
-        return low
-    k = b * b // 8  # in a block at least half dark, the lower quartile of its dark pixels
-    level = np.partition(blocks[valid], k, axis=1)[:, k].astype(np.float64)
-    by, bx = np.nonzero(valid)
-    design = np.stack([np.ones(by.size), (by + 0.5) * b, (bx + 0.5) * b], axis=1)
-    keep = np.ones(by.size, bool)
-    for _ in range(3):  # least squares, leaving out blocks far above or below the plane (tissue)
-        plane = np.linalg.lstsq(design[keep], level[keep], rcond=None)[0]
-        residual = level - design @ plane
-        keep = np.abs(residual) <= 3 * 1.4826 * np.median(np.abs(residual[keep])) + 1
-    h, w = low.shape
-    if max(plane[0] + plane[1] * y + plane[2] * x for y in (0, h) for x in (0, w)) < floor + 1:
-        return low  # an even base (a plane is highest in a corner)
-    yy, xx = np.ogrid[:h, :w]
-    fog = np.rint(plane[0] - floor + plane[1] * yy.astype(np.float32) + plane[2] * xx.astype(np.float32)).clip(0, None)
-    return np.clip(low - fog, 0, None).astype(low.dtype)
-
-
-def _edge_view(array: np.ndarray, edge: str) -> np.ndarray:
-    """A view of `array` whose first axis runs inwards from `edge` (row 0 is the edge line)."""
-    return {"top": array, "bottom": array[::-1], "left": array.T, "right": array.T[::-1]}[edge]
-
-
-def _band_depth(lines: np.ndarray) -> int:
-    """Depth of the border band at the start of `lines` (edge line first; uint8 0/1), 0 if none:
-    full lines from the edge, then the partly full fringe (the band's blurred inner side) down to
-    what the image holds beyond the band; fullness counted where the image is empty beyond the
-    deepest band (see `BAND_FILL`)."""
-    limit = max(1, round(BAND_DEPTH * lines.shape[0]))
-    head = lines[: 2 * limit + 1]
-    open_ = head[-1] == 0
-    if open_.mean() < BAND_OPEN:
-        return 0
-    fill = head[:, open_].mean(axis=1)
-    run = int(np.argmin(fill >= BAND_FILL)) if not (fill >= BAND_FILL).all() else fill.size
-    beyond = float(np.median(fill[limit : 2 * limit + 1]))
-    if run == 0 or run > limit or beyond >= BAND_INSIDE:
-        return 0
-    depth = run
-    while depth < fill.size and fill[depth] > beyond + 0.1:
-        depth += 1
-    return depth if depth - run <= max(2, run) else 0
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """`mask` with every background region that does not reach the image border filled in."""
-    import cv2
-
-    padded = np.pad(mask, 1)
-    outside = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8)
-    cv2.floodFill(padded, outside, (0, 0), 2)
-    return (padded[1:-1, 1:-1] != 2).astype(np.uint8)
-
-
 def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
     """Find the breast (`find_breast`), its chest-wall side, and the intensity window.
 
@@ -331,121 +177,14 @@ def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
     return Analysis(flip=bool(flip), box=(y0, y1, x0, x1), window=(float(wlo), float(whi)), breast=breast, step=step)
 
 
-def area_resize(array: np.ndarray, rows: int, cols: int, *, binary: bool = False) -> np.ndarray:
-    """Area-style reduction to rows x cols, fast on 20-megapixel mammograms.
-
-    OpenCV's general INTER_AREA path is slow for non-integer factors, its integer-factor block
-    average fast. So: (1) average k x k blocks for the integer part k of the factor (up to k-1
-    trailing rows/columns that do not fill a block are dropped; `snap_box` sizes crop boxes so that
-    none are); (2) for the remaining factor below 2, resample to twice the target (bilinear, or
-    nearest for `binary` masks so that values stay 0/255) and average 2 x 2 blocks, which is area
-    averaging on a half-pixel grid. Enlargements use plain INTER_AREA.
-    """
-    import cv2
-
-    k = _block_factor(array.shape, rows, cols)
-    if k >= 2:
-        h, w = array.shape[:2]
-        array = cv2.resize(array[: h - h % k, : w - w % k], ((w - w % k) // k, (h - h % k) // k), interpolation=cv2.INTER_AREA)
-    return _fractional_resize(array, rows, cols, binary)
-
-
-def _block_factor(shape: tuple[int, ...], rows: int, cols: int) -> int:
-    return min(shape[0] // rows, shape[1] // cols) if rows and cols else 1
-
-
-def _fractional_resize(array: np.ndarray, rows: int, cols: int, binary: bool) -> np.ndarray:
-    """Stage (2) of `area_resize`."""
-    import cv2
-
-    h, w = array.shape[:2]
-    if (h, w) == (rows, cols):
-        return array
-    if h > rows or w > cols:
-        fine = cv2.resize(array, (2 * cols, 2 * rows), interpolation=cv2.INTER_NEAREST if binary else cv2.INTER_LINEAR)
-        return cv2.resize(fine, (cols, rows), interpolation=cv2.INTER_AREA)
-    return cv2.resize(array, (cols, rows), interpolation=cv2.INTER_AREA)
-
-
-def mask_resize(mask: np.ndarray, rows: int, cols: int, *, within: Box | None = None) -> np.ndarray:
-    """A mask (any non-zero value is abnormal) area-resized to rows x cols and thresholded at half
-    coverage, as uint8 0/255: the same as thresholding, `area_resize(binary=True)`, thresholding at 128.
-
-    Abnormalities cover a small part of a mammogram, so only the block-aligned bounding box of the
-    non-zero pixels is thresholded and block-averaged (blocks outside it average to zero): one
-    read-only pass over the mask instead of a thresholded copy and a full block average. A caller
-    that knows a box (y0, y1, x0, x1) outside which the mask is zero passes it as `within`, and the
-    rest of the mask is not read at all.
-    """
-    import cv2
-
-    k = max(1, _block_factor(mask.shape, rows, cols))
-    h, w = mask.shape[0] - mask.shape[0] % k, mask.shape[1] - mask.shape[1] % k
-    sy0, sy1, sx0, sx1 = (0, h, 0, w) if within is None else (max(0, within[0]), min(h, within[1]), max(0, within[2]), min(w, within[3]))
-    box = foreground_box(mask[sy0:sy1, sx0:sx1]) if sy1 > sy0 and sx1 > sx0 else None
-    if box is None:
-        return np.zeros((rows, cols), np.uint8)
-    y0, y1, x0, x1 = _shift(box, -sy0, -sx0)
-    y0, x0, y1, x1 = y0 - y0 % k, x0 - x0 % k, y1 + (-y1) % k, x1 + (-x1) % k
-    part = mask[y0:y1, x0:x1]
-    part = cv2.threshold(part.view(np.uint8) if part.dtype == bool else part, 0, 255, cv2.THRESH_BINARY)[1]
-    if k > 1:
-        part = cv2.resize(part, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
-    small = np.zeros((h // k, w // k), np.uint8)
-    small[y0 // k : y1 // k, x0 // k : x1 // k] = part
-    covered = _fractional_resize(small, rows, cols, binary=True)
-    return np.where(covered >= 128, 255, 0).astype(np.uint8)
-
-
-def _shift(box: Box, dy: int, dx: int) -> Box:
-    """`box` in the frame whose origin is at (dy, dx) of the box's frame."""
-    return box[0] - dy, box[1] - dy, box[2] - dx, box[3] - dx
-
-
-def foreground_box(mask: np.ndarray, threshold: int = 0) -> Box | None:
-    """(y0, y1, x0, x1) bounding the pixels above `threshold`, None when there are none. Row maxima
-    take one pass over the array; column maxima are taken over the rows in the box only."""
-    if mask.size == 0:
-        return None
-    rows = np.flatnonzero(mask.max(axis=1) > threshold)
-    if not rows.size:
-        return None
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[y0:y1].max(axis=0) > threshold)
-    return y0, y1, int(cols[0]), int(cols[-1]) + 1
-
-
-def snap_box(box: tuple[int, int, int, int], shape: tuple[int, int], size: int) -> tuple[int, int, int, int]:
-    """Grow (or, at the image edge, shrink) a crop box so that its sides are multiples of the
-    block factor `area_resize` will use: the two-stage resize then drops no pixel."""
-    y0, y1, x0, x1 = box
-    h, w = y1 - y0, x1 - x0
-    k = max(h, w) // size
-    if k < 2:
-        return box
-    rows, cols = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
-    k = min(k, h // rows, w // cols)
-    if k < 2:
-        return box
-    y1 = y1 + (-h) % k if y1 + (-h) % k <= shape[0] else y1 - h % k
-    x1 = x1 + (-w) % k if x1 + (-w) % k <= shape[1] else x1 - w % k
-    return y0, y1, x0, x1
-
-
 def _percentiles(values: np.ndarray, qs: tuple[float, float]) -> tuple[float, float]:
     """Percentiles of unsigned integer pixels from their histogram (several times quicker than a
     sort-based np.percentile); nearest-rank, which is all a window needs."""
     if values.dtype.kind != "u":
         lo, hi = np.percentile(values, qs)
         return float(lo), float(hi)
-    lo, hi = _ranks(np.bincount(values.ravel()), qs)
+    lo, hi = histogram_ranks(np.bincount(values.ravel()), qs)
     return lo, hi
-
-
-def _ranks(counts: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
-    """Nearest-rank percentiles `qs` of values 0, 1, 2, ... given how many pixels hold each."""
-    cumulative = np.cumsum(counts)
-    return tuple(float(np.searchsorted(cumulative, q / 100.0 * (cumulative[-1] - 1), side="right")) for q in qs)
 
 
 def to_uint8(array: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -503,7 +242,7 @@ def extract_tile(
     out_mask = None
     if mask is not None:
         region = mask[y : y + tile, x : x + tile]
-        out_mask = mask_resize(region, image_size, image_size, within=None if within is None else _shift(within, y, x))
+        out_mask = mask_resize(region, image_size, image_size, within=None if within is None else shift_box(within, y, x))
     if analysis.flip:
         image = image[:, ::-1].copy()
         out_mask = None if out_mask is None else out_mask[:, ::-1].copy()

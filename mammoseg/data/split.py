@@ -47,9 +47,3 @@ def assign_by_fractions(patients: list[str], fractions: dict[str, float], seed: 
     n_test = min(len(order), int(round(fractions.get("test", 0.0) * len(order))))
     n_val = min(len(order) - n_test, int(round(fractions.get("val", 0.0) * len(order))))
     return {p: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, p in enumerate(order)}
-
-
-def cross_split_patients(abnormalities: pd.DataFrame) -> list[str]:
-    """Patients listed in both an official train and an official test CSV."""
-    per_patient = abnormalities.groupby("patient_id")["split"].nunique()
-    return sorted(per_patient[per_patient > 1].index)

@@ -1,0 +1,1 @@
+"""Experiments: the layer that runs training, evaluation and reports together."""
