@@ -37,6 +37,7 @@ study: venv
 	$(MAMMOSEG) prepare $(STUDY_DIR)/cbis-ddsm --out $(STUDY_DIR)/prepared --image-size 256 --normals $(STUDY_DIR)/cbis-ddsm/normals --workers 2
 	$(MAMMOSEG) ablate --config experiments/study.toml
 	@echo "report: $(CURDIR)/experiments/reports/study/report.html"
+	@echo "the article's claims: $(CURDIR)/experiments/reports/study/findings.md"
 
 clean:
 	rm -rf $(VENV) experiments/runs experiments/reports
