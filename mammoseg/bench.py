@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.errors import InputError, MammosegError
 
 logger = logging.getLogger("mammoseg.bench")
 
@@ -76,7 +76,7 @@ class BenchOptions:
 
 def run(options: BenchOptions) -> dict[str, Any]:
     """Run every requested measurement and return the results record (see `write`)."""
-    from mammoseg.runtime import environment
+    from mammoseg.core.runtime import environment
 
     models = [_bench_or_skip(v, size, options) for v in options.variants for size in sorted(set(options.image_sizes))]
     result: dict[str, Any] = {
@@ -312,7 +312,7 @@ def scaling(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def pipeline_augmentations() -> dict[str, Any]:
     """The configurations measured: decoding alone, the training's flips, and every augmentation."""
-    from mammoseg.data.pipeline import Augmentation
+    from mammoseg.dataset.pipeline import Augmentation
 
     return {
         "none": None,
@@ -325,7 +325,7 @@ def bench_pipeline(options: BenchOptions) -> dict[str, Any]:
     """Images per second delivered by `make_dataset` on the train split, as training reads it
     (shuffled, repeated), at the dataset's own image size: total, per core of this process's CPU
     affinity, and per CPU-second this process used (which other load on the machine affects less)."""
-    from mammoseg.data.pipeline import make_dataset, read_dataset_info
+    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info
 
     assert options.data is not None
     info = read_dataset_info(options.data)
@@ -376,9 +376,9 @@ def bench_prepare(options: BenchOptions) -> dict[str, Any]:
     encode a record) against a bare pydicom read and decode of the same files."""
     import pydicom
 
-    from mammoseg.data import preprocess
-    from mammoseg.data.dicom import read_pixels
-    from mammoseg.data.shards import serialize_example
+    from mammoseg.dataset import preprocess
+    from mammoseg.dataset.dicom import read_pixels
+    from mammoseg.dataset.shards import serialize_example
 
     assert options.dicom_dir is not None
     if not options.dicom_dir.is_dir():
@@ -479,6 +479,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write(path: str | Path, result: dict[str, Any]) -> None:
     """The results record as JSON, atomically."""
-    from mammoseg.atomic import write_json
+    from mammoseg.core.atomic import write_json
 
     write_json(path, result)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammoseg.data.cbis import OFFICIAL_NAMES
+from mammoseg.dataset.cbis import OFFICIAL_NAMES
 
 MASS_HEADER = [
     "patient_id", "breast_density", "left or right breast", "image view", "abnormality id", "abnormality type",

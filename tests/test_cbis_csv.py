@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mammoseg.data import cbis
-from mammoseg.data.split import assign_splits, cross_split_patients
-from mammoseg.errors import InputError
+from mammoseg.dataset import cbis
+from mammoseg.dataset.split import assign_splits, cross_split_patients
+from mammoseg.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

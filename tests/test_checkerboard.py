@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.analysis.checkerboard import (
+from mammoseg.metrics.checkerboard import (
     activation_scores,
     aliasing_energy_fraction,
     aliasing_peak_db,
@@ -231,7 +231,7 @@ def test_model_kernel_scores():
 
 
 def test_at_init_study_and_cli(tmp_path):
-    from mammoseg.analysis.init_study import checkerboard_at_init, format_table, run_init_study
+    from mammoseg.evaluation.init_study import checkerboard_at_init, format_table, run_init_study
     from mammoseg.cli import cli
     from mammoseg.models import build_model
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mammoseg.training.runs import RunDir
+from mammoseg.runs.rundir import RunDir
 from train_data import write_easy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

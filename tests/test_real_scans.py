@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammoseg.data import preprocess
-from mammoseg.data.dicom import read_pixels
+from mammoseg.dataset import preprocess
+from mammoseg.dataset.dicom import read_pixels
 
 REFERENCE = Path(__file__).parent / "data" / "real_breast_masks"
 NBIA_SERIES = "1.000000-full mammogram images-{:05d}"
@@ -135,9 +135,9 @@ def test_prepare_on_an_nbia_tree(real_scans: dict[str, Scan], shared_dir: Path, 
                                  caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     """Without ROI masks nothing can be prepared: one error, nothing written; every scan was matched
     to its CSV row (its ROI files are what is missing). With one ROI mask, that image is prepared."""
-    from mammoseg.data import cbis
-    from mammoseg.data.prepare import PrepareOptions, prepare
-    from mammoseg.errors import InputError
+    from mammoseg.dataset import cbis
+    from mammoseg.dataset.prepare import PrepareOptions, prepare
+    from mammoseg.core.errors import InputError
 
     from cbis_factory import write_dicom
 

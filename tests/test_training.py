@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.cli import cli
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 from mammoseg.training import train as T
 from mammoseg.training.config import build_config
-from mammoseg.training.runs import RunDir, RunLocked
+from mammoseg.runs.rundir import RunDir, RunLocked
 
 ROOT = Path(__file__).resolve().parents[1]
 

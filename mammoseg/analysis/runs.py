@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mammoseg.analysis.evaluate import SPECTRUM_GROUPS
-from mammoseg.errors import InputError
+from mammoseg.evaluation.evaluate import SPECTRUM_GROUPS
+from mammoseg.core.errors import InputError
 
 PER_IMAGE_COLUMNS = ("example_id", "dice", "iou", "tp", "fp", "fn")
 DEFAULT_TRANSPOSE_KERNEL = 4

@@ -12,8 +12,8 @@ import click
 
 from mammoseg import __version__
 from mammoseg.cli import analysis, bench, data, models, training
-from mammoseg.errors import MammosegError
-from mammoseg.runtime import configure_logging, start_backend_quietly
+from mammoseg.core.errors import MammosegError
+from mammoseg.core.runtime import configure_logging, start_backend_quietly
 
 # Commands that run a Keras backend; the others (synth, prepare, compare) never start one.
 BACKEND_COMMANDS = {"inspect", "variants", "checkerboard", "train", "evaluate", "ablate", "visualize-layer", "predict", "bench"}

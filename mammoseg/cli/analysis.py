@@ -64,8 +64,8 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
       mammoseg visualize-layer experiments/runs/demo/fcn_skips-seed1 --layer up_conv2
       mammoseg visualize-layer RUN --layer upsample_1 --image scan.dcm --checkpoint last
     """
-    from mammoseg.analysis.activations import layer_table, visualize_layer as run_visualize
-    from mammoseg.training.runs import RunDir
+    from mammoseg.inference.activations import layer_table, visualize_layer as run_visualize
+    from mammoseg.runs.rundir import RunDir
 
     if list_layers:
         for name, kind, shape in layer_table(RunDir(run).load_model(checkpoint)):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.errors import InputError, MammosegError
 
 
 @click.command("variants")
@@ -84,13 +84,13 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
       mammoseg checkerboard --at-init --width 1 --variant dilated_transpose --transpose-kernel 3
       mammoseg checkerboard experiments/runs/demo/dilated_resize-seed0/best.keras
     """
-    from mammoseg.atomic import write_json
+    from mammoseg.core.atomic import write_json
 
     if at_init == bool(models):
         raise click.UsageError("give either --at-init or saved MODELS (.keras files), not both")
     if at_init:
-        from mammoseg.analysis.init_study import format_table, run_init_study
-        from mammoseg.runtime import environment
+        from mammoseg.evaluation.init_study import format_table, run_init_study
+        from mammoseg.core.runtime import environment
 
         try:
             result = run_init_study(list(only) or None, image_size=image_size, width=width, seeds=seeds,
@@ -102,7 +102,7 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
     else:
         import keras
 
-        from mammoseg.analysis.checkerboard import model_kernel_overlap, model_kernel_scores
+        from mammoseg.metrics.checkerboard import model_kernel_overlap, model_kernel_scores
 
         result = {}
         for path in models:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from mammoseg.data.split import SPLITS
+from mammoseg.dataset.split import SPLITS
 from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISIONS
 
 COMMANDS: list[click.Command] = []
@@ -124,7 +124,7 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
     Example:
       mammoseg evaluate experiments/runs/dilated_resize-seed0 --split test
     """
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
 
     metrics = evaluate_run(run, split, checkpoint, batch_size=batch_size, data=data)
     click.echo(f"{run}: {split} split, {metrics['n_images']} images: dice per image (positives) "
@@ -160,7 +160,7 @@ def ablate_command(config_file: Path, seeds: int | None, data: Path | None, runs
       mammoseg ablate --config experiments/demo.toml
       mammoseg ablate --config experiments/ablation.toml --seeds 5
     """
-    from mammoseg.training.ablate import run_ablation
+    from mammoseg.experiments.ablate import run_ablation
 
     done = run_ablation(config_file, seeds=seeds, runs_dir=runs_dir, data=data)
     click.echo(f"{len(done)} runs trained and evaluated")

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
-from mammoseg.atomic import write_bytes, write_json
-from mammoseg.errors import InputError
-from mammoseg.training.runs import RunDir
+from mammoseg.metrics.metrics import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
+from mammoseg.core.atomic import write_bytes, write_json
+from mammoseg.core.errors import InputError
+from mammoseg.runs.rundir import RunDir
 
 
 MIN_SIDE = 64
@@ -88,7 +88,7 @@ def check_mammogram(pixels: np.ndarray, path: str | Path) -> None:
 
 def read_mammogram(path: str | Path) -> np.ndarray:
     """Grayscale pixels of a DICOM, PNG or JPEG mammogram, checked for plausibility."""
-    from mammoseg.data.dicom import RASTER_SUFFIXES, read_pixels
+    from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_pixels
 
     path = Path(path)
     if not path.is_file():
@@ -104,7 +104,7 @@ def read_mammogram(path: str | Path) -> np.ndarray:
 
 def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
     """P(abnormal) [B, S, S] float32: softmax channel 1 of the model's logits."""
-    from mammoseg.data.pipeline import normalize
+    from mammoseg.dataset.pipeline import normalize
 
     x = normalize(images_uint8)[..., None]
     import keras
@@ -116,7 +116,7 @@ def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
 
 def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Prediction:
     """Preprocess, predict and map back one mammogram's pixels."""
-    from mammoseg.data.preprocess import prepare_full_image
+    from mammoseg.dataset.preprocess import prepare_full_image
 
     small, geometry = prepare_full_image(pixels, image_size)
     prob_small = probabilities(model, small[None])[0]
@@ -128,7 +128,7 @@ def _display(pixels: np.ndarray, prob: np.ndarray, long_side: int = 1400) -> tup
     """Area-downsampled copies for the overlay figure: full-size mammograms would only be resampled by
     the renderer anyway, at a far higher memory cost. Resized first, windowed after: no full-size
     float copy of a 12-megapixel scan (0.9 s of the figure's time before)."""
-    from mammoseg.data.preprocess import area_resize
+    from mammoseg.dataset.preprocess import area_resize
 
     h, w = pixels.shape
     scale = min(1.0, long_side / max(h, w))

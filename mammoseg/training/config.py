@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 AUTHOR_POSITIVE_WEIGHTS = {
     "fcn_skips": 33.0,

@@ -13,7 +13,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR
+from mammoseg.metrics.metrics import AUTHOR_PIXEL_DIVISOR
 from mammoseg.training.config import LOSS_NORMALIZATIONS
 
 

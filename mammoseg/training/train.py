@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config
-from mammoseg.training.runs import RunDir, resolve_run_dir
+from mammoseg.runs.rundir import RunDir, resolve_run_dir
 
 logger = logging.getLogger("mammoseg.training")
 
@@ -122,7 +122,7 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
 def _resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
-    from mammoseg.runtime import list_devices
+    from mammoseg.core.runtime import list_devices
 
     return "mixed_bfloat16" if any(d.lower().startswith("gpu") for d in list_devices()) else "float32"
 
@@ -195,7 +195,7 @@ def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
 
 def _select_previews(dataset: str, size: int, dataset_size: int) -> dict[str, np.ndarray]:
     """The fixed validation images shown every epoch: the first positives and negatives in shard order."""
-    from mammoseg.data.pipeline import make_dataset, resize_batches
+    from mammoseg.dataset.pipeline import make_dataset, resize_batches
 
     ds = make_dataset(dataset, "val", batch_size=8, with_metadata=True, deterministic=True)
     ds = resize_batches(ds, size, dataset_size, with_metadata=True)
@@ -228,7 +228,7 @@ def _logit_margin(model: Any, images: np.ndarray) -> np.ndarray:
 def _png(path: Path, array: np.ndarray) -> None:
     import cv2
 
-    from mammoseg.atomic import write_bytes
+    from mammoseg.core.atomic import write_bytes
 
     ok, data = cv2.imencode(".png", array)
     if not ok:
@@ -248,7 +248,7 @@ def write_previews(run: RunDir, model: Any, previews: dict[str, np.ndarray], epo
 
 
 def write_preview_inputs(run: RunDir, previews: dict[str, np.ndarray]) -> None:
-    from mammoseg.data.pipeline import denormalize
+    from mammoseg.dataset.pipeline import denormalize
 
     folder = run.path / "previews" / "inputs"
     for example_id, image, mask in zip(previews["example_id"], previews["image"], previews["mask"]):
@@ -264,7 +264,7 @@ def checkerboard_at_init(model: Any, margin: np.ndarray) -> dict[str, Any]:
     Near P = 0.5 the sigmoid is linear and both measures are scale-free, so the two agree wherever the
     probabilities are resolvable.
     """
-    from mammoseg.analysis import checkerboard
+    from mammoseg.metrics import checkerboard
 
     # The measures are scale-free; normalising keeps tiny margins above their absolute flatness cut-offs.
     maps = [checkerboard.map_scores(m / max(float(np.abs(m).max()), 1e-300)) for m in margin]
@@ -366,8 +366,8 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     """Train into `run`; on resume start from `checkpoint` (the run's last.keras; the chief's for a worker)."""
     import keras
 
-    from mammoseg import runtime
-    from mammoseg.data.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
+    from mammoseg.core import runtime
+    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
     from mammoseg.models import build_model, count_flops
     from mammoseg.training import loss  # noqa: F401  registers the loss and metrics a checkpoint names, for resume
     from mammoseg.training.distribute import make_distribution
@@ -482,7 +482,7 @@ def _fit_epochs(model: Any, config: TrainConfig, run: RunDir, dist: Any, recorde
                 val_ds: Any, epochs_done: int, dataset_size: int, steps_per_epoch: int,
                 stop_after_epoch: int | None) -> None:
     """One `model.fit` per remaining epoch, on that epoch's seeded dataset (see the module docstring)."""
-    from mammoseg.data.pipeline import Augmentation, make_dataset, resize_batches
+    from mammoseg.dataset.pipeline import Augmentation, make_dataset, resize_batches
 
     augment = Augmentation(flips=config.flips)
     for epoch in range(epochs_done, config.epochs):

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammoseg.data.shards import KINDS
-from mammoseg.data.split import SPLITS
+from mammoseg.dataset.shards import KINDS
+from mammoseg.dataset.split import SPLITS
 
 
 def count_table(dataset: str | Path) -> str:
     """Examples per split (rows) and kind (columns), with patients and source images, as text."""
-    from mammoseg.data.pipeline import read_manifest
+    from mammoseg.dataset.pipeline import read_manifest
 
     manifest = read_manifest(dataset)
     lines = [f"{'split':6s}" + "".join(f"{k:>10s}" for k in (*KINDS, "total", "images", "patients"))]
@@ -42,8 +42,8 @@ def draw_samples(dataset: str | Path, out: str | Path, *, per_cell: int = 3, see
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mammoseg.atomic import atomic_path
-    from mammoseg.data.pipeline import read_manifest
+    from mammoseg.core.atomic import atomic_path
+    from mammoseg.dataset.pipeline import read_manifest
 
     dataset, out = Path(dataset), Path(out)
     manifest = read_manifest(dataset)
@@ -78,7 +78,7 @@ def _load(dataset: Path, wanted: pd.DataFrame) -> dict[str, tuple[np.ndarray, np
     import cv2
     import tensorflow as tf
 
-    from mammoseg.data.shards import parse_example
+    from mammoseg.dataset.shards import parse_example
 
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ids = set(wanted["example_id"])
@@ -92,7 +92,7 @@ def _load(dataset: Path, wanted: pd.DataFrame) -> dict[str, tuple[np.ndarray, np
                 found[example_id] = (image, mask)
     missing = ids - set(found)
     if missing:
-        from mammoseg.errors import InputError
+        from mammoseg.core.errors import InputError
 
         raise InputError(dataset, f"{len(missing)} example(s) listed in manifest.csv are not in their shards (e.g. {sorted(missing)[0]})")
     return found

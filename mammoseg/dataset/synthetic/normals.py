@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mammoseg.atomic import write_bytes, write_json
-from mammoseg.data.synthetic.formats import ImageFile, write_dicom
-from mammoseg.data.synthetic.plan import FULL_DESCRIPTION, UID_ROOT, Case, image_shape
-from mammoseg.data.synthetic.render import render_case
-from mammoseg.errors import InputError
-from mammoseg.progress import Progress
+from mammoseg.core.atomic import write_bytes, write_json
+from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom
+from mammoseg.dataset.synthetic.plan import FULL_DESCRIPTION, UID_ROOT, Case, image_shape
+from mammoseg.dataset.synthetic.render import render_case
+from mammoseg.core.errors import InputError
+from mammoseg.core.progress import Progress
 
 NORMALS_DIR = "normals"
 FORMATS = ("dicom", "png", "pgm", "tiff")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 logger = logging.getLogger("mammoseg.data")
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mammoseg.atomic import atomic_path, write_error, write_json, write_text
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.atomic import atomic_path, write_error, write_json, write_text
+from mammoseg.core.errors import InputError, MammosegError
 
 LOCK_NAME = ".lock"
 _HELD: set[Path] = set()

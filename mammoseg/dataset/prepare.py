@@ -6,7 +6,7 @@ most the units in flight, and re-running skips every finished unit. The final ma
 are rebuilt from the parts. Each image draws its random tiles from a generator seeded by the run's
 seed and the image key, so results do not depend on the number of workers or on resuming.
 
-Normal mammograms from another collection (`normals`, see `mammoseg.data.normals`) become whole
+Normal mammograms from another collection (`normals`, see `mammoseg.dataset.normals`) become whole
 images of kind `normal` with an empty mask, preprocessed like the CBIS-DDSM images, in units of
 their own (`<split>-normal-<nnnnn>`) that resume and report skips like the others.
 """
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mammoseg.atomic import write_json, write_text
-from mammoseg.data import cbis, preprocess
-from mammoseg.data.dicom import prefetch, read_pixels
-from mammoseg.data.shards import KINDS, MANIFEST_COLUMNS
-from mammoseg.data.split import SPLITS, assign_by_fractions, assign_splits, split_fractions
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.atomic import write_json, write_text
+from mammoseg.dataset import cbis, preprocess
+from mammoseg.dataset.dicom import prefetch, read_pixels
+from mammoseg.dataset.shards import KINDS, MANIFEST_COLUMNS
+from mammoseg.dataset.split import SPLITS, assign_by_fractions, assign_splits, split_fractions
+from mammoseg.core.errors import InputError, MammosegError
 
 logger = logging.getLogger("mammoseg.data")
 
@@ -136,9 +136,9 @@ def prepare(
 ) -> PrepareResult:
     """Prepare DATASET `out` from the CBIS-DDSM tree at `data_root`, and the normal mammograms
     below the folder `normals` if given (see the module docstring)."""
-    from mammoseg.data.layouts import open_layout
-    from mammoseg.data.normals import find_normal_images
-    from mammoseg.progress import Progress
+    from mammoseg.dataset.layouts import open_layout
+    from mammoseg.dataset.normals import find_normal_images
+    from mammoseg.core.progress import Progress
 
     data_root, out = Path(data_root), Path(out)
     if not data_root.is_dir():
@@ -360,7 +360,7 @@ def run_unit(
 ) -> tuple[str, int, list[Skip]]:
     """Process one unit: its shard, then its sidecar (manifest rows and skipped cases). `following`
     is the image processed next in this process, if known (the next unit's first)."""
-    from mammoseg.data.shards import ShardWriter
+    from mammoseg.dataset.shards import ShardWriter
 
     shard_rel = f"shards/{unit.name}.tfrecord"
     root = Path(unit.root) if unit.root else data_root
@@ -398,7 +398,7 @@ def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) 
     the image or any of its masks cannot be used: the image is then skipped whole. A normal image
     gives one example, the whole breast (kind `normal`, empty mask). Abnormalities that lie partly
     outside the detected breast are appended to `warnings`."""
-    from mammoseg.data.shards import serialize_example
+    from mammoseg.dataset.shards import serialize_example
 
     pixels = read_pixels(job.image_file)
     size = options.image_size

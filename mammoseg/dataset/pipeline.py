@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mammoseg.data.shards import KINDS, MANIFEST_COLUMNS, parse_example
-from mammoseg.data.split import SPLITS
-from mammoseg.errors import InputError
+from mammoseg.dataset.shards import KINDS, MANIFEST_COLUMNS, parse_example
+from mammoseg.dataset.split import SPLITS
+from mammoseg.core.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammoseg.data.dicom import RASTER_SUFFIXES, read_patient_id
-from mammoseg.errors import InputError
-from mammoseg.progress import track
+from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_patient_id
+from mammoseg.core.errors import InputError
+from mammoseg.core.progress import track
 
 logger = logging.getLogger("mammoseg.data")
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 
 def write_error(path: str | Path, exc: OSError) -> InputError:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from mammoseg.data.synthetic.plan import Abnormality, Case
+from mammoseg.dataset.synthetic.plan import Abnormality, Case
 
 WORK_ROWS = 1024
 MAX_16 = 65535

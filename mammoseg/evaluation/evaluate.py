@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.analysis.metrics import SegmentationAccumulator
-from mammoseg.atomic import write_bytes, write_json
-from mammoseg.errors import InputError
-from mammoseg.progress import Progress
+from mammoseg.metrics.metrics import SegmentationAccumulator
+from mammoseg.core.atomic import write_bytes, write_json
+from mammoseg.core.errors import InputError
+from mammoseg.core.progress import Progress
 
 logger = logging.getLogger("mammoseg.evaluate")
 
@@ -53,7 +53,7 @@ class _Spectrum:
         self.counts = {group: 0 for group in SPECTRUM_GROUPS}
 
     def add(self, prob: np.ndarray, positive: bool, normal: bool = False) -> None:
-        from mammoseg.analysis.checkerboard import radial_power_spectrum
+        from mammoseg.metrics.checkerboard import radial_power_spectrum
 
         freqs, power = radial_power_spectrum(prob)
         self.freqs = freqs
@@ -76,9 +76,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     import keras
     import pandas as pd
 
-    from mammoseg.analysis.checkerboard import map_scores, phase_mean_score
-    from mammoseg.data.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest, resize_batches
-    from mammoseg.training.runs import RunDir
+    from mammoseg.metrics.checkerboard import map_scores, phase_mean_score
+    from mammoseg.dataset.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest, resize_batches
+    from mammoseg.runs.rundir import RunDir
 
     run = RunDir(run_dir)
     config = run.config()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import google_crc32c
 import numpy as np
 
-from mammoseg.atomic import atomic_path
+from mammoseg.core.atomic import atomic_path
 
 if TYPE_CHECKING:
     import tensorflow as tf

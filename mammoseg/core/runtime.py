@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from mammoseg.errors import MammosegError
+from mammoseg.core.errors import MammosegError
 
 T = TypeVar("T")
 

@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from mammoseg.data.dicom import RASTER_SUFFIXES, read_series_uid
-from mammoseg.errors import InputError, MammosegError
-from mammoseg.progress import track
+from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_series_uid
+from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.core.progress import track
 
 logger = logging.getLogger("mammoseg.data")
 

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 logger = logging.getLogger("mammoseg.data")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
-from mammoseg.training.runs import RunDir, RunLocked
+from mammoseg.runs.rundir import RunDir, RunLocked
 
 logger = logging.getLogger("mammoseg.ablate")
 
@@ -127,7 +127,7 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
     Each run is trained and evaluated in a process of its own (`run_in_fresh_process`), so memory
     that TensorFlow keeps after one run cannot add up over a long ablation."""
     from mammoseg.analysis.report import write_report
-    from mammoseg.runtime import run_in_fresh_process
+    from mammoseg.core.runtime import run_in_fresh_process
     plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
     total = len(plan.runs)
     logger.info("experiment %s: %d runs into %s", plan.experiment, total, plan.folder)
@@ -197,7 +197,7 @@ def _train_and_evaluate(config: TrainConfig, runs_dir: Path, run_path: Path, spl
     """One run's work in its own process, holding the run's lock throughout (another `ablate` on the same
     experiment skips the run meanwhile): train it new, resume it or leave it finished, as its folder
     says once locked, then evaluate it unless its evaluation is current."""
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
     from mammoseg.training.train import resume, train
 
     run = RunDir(run_path)

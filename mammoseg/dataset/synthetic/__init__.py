@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammoseg.atomic import write_bytes, write_json
-from mammoseg.data.synthetic.formats import (ImageFile, case_images, description_csv, dicom_info, nbia_metadata,
+from mammoseg.core.atomic import write_bytes, write_json
+from mammoseg.dataset.synthetic.formats import (ImageFile, case_images, description_csv, dicom_info, nbia_metadata,
                                              write_dicom, write_jpeg)
-from mammoseg.data.synthetic.normals import NORMALS_DIR
-from mammoseg.data.synthetic.plan import CSV_NAMES, Case, make_plan, quirks_of
-from mammoseg.data.synthetic.render import render_case
-from mammoseg.errors import InputError
-from mammoseg.progress import Progress
+from mammoseg.dataset.synthetic.normals import NORMALS_DIR
+from mammoseg.dataset.synthetic.plan import CSV_NAMES, Case, make_plan, quirks_of
+from mammoseg.dataset.synthetic.render import render_case
+from mammoseg.core.errors import InputError
+from mammoseg.core.progress import Progress
 
 LAYOUTS = ("nbia", "csv-paths", "kaggle-jpeg")
 TRUTH_FILE = "synth_truth.json"

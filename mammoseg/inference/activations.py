@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.analysis.checkerboard import ALIASING_FREQUENCIES
-from mammoseg.atomic import write_bytes, write_json
-from mammoseg.errors import InputError
+from mammoseg.metrics.checkerboard import ALIASING_FREQUENCIES
+from mammoseg.core.atomic import write_bytes, write_json
+from mammoseg.core.errors import InputError
 
 
 MAX_CHANNELS = 32
@@ -66,7 +66,7 @@ def _from_dataset(run_dir: Path, config: dict[str, Any], example_id: str | None)
     dataset = config.get("data") or config.get("dataset")
     if not dataset or not Path(dataset).is_dir():
         return None
-    from mammoseg.data.pipeline import denormalize, make_dataset, shard_files
+    from mammoseg.dataset.pipeline import denormalize, make_dataset, shard_files
 
     for split in (("val",) if example_id is None else SEARCH_SPLITS):
         try:
@@ -87,7 +87,7 @@ def load_input(run_dir: str | Path, config: dict[str, Any], image: str | None, i
     of the run's evaluation examples or dataset, or by default the first saved positive example."""
     run_dir = Path(run_dir)
     if image is not None and Path(image).is_file():
-        from mammoseg.data.preprocess import prepare_full_image
+        from mammoseg.dataset.preprocess import prepare_full_image
         from mammoseg.inference.predict import read_mammogram
 
         small, _ = prepare_full_image(read_mammogram(image), image_size)
@@ -108,7 +108,7 @@ def layer_activation(model: Any, layer_name: str, image_uint8: np.ndarray) -> np
     """The layer's output [H, W, C] (float32) for one uint8 S x S input."""
     import keras
 
-    from mammoseg.data.pipeline import normalize
+    from mammoseg.dataset.pipeline import normalize
 
     sub = keras.Model(model.input, model.get_layer(layer_name).output)
     out = sub(normalize(image_uint8)[None, ..., None], training=False)
@@ -120,7 +120,7 @@ def layer_scores(model: Any, layer_name: str, activation: np.ndarray) -> dict[st
     """Map scores of the channel-mean activation; the kernel score too when the layer is transposed."""
     import keras
 
-    from mammoseg.analysis.checkerboard import activation_scores, kernel_checkerboard_score, kernel_overlap
+    from mammoseg.metrics.checkerboard import activation_scores, kernel_checkerboard_score, kernel_overlap
 
     layer = model.get_layer(layer_name)
     scores: dict[str, Any] = {"map": activation_scores(activation) if min(activation.shape[:2]) >= 2 else {}}
@@ -142,11 +142,11 @@ def _top_channels(activation: np.ndarray, limit: int) -> tuple[np.ndarray, list[
 def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = None, checkpoint: str = "best",
                     out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """`mammoseg visualize-layer`: PNG (channels, mean map, spectrum) and JSON of scores; returns both paths."""
-    from mammoseg.analysis.checkerboard import activation_map, radial_power_spectrum
+    from mammoseg.metrics.checkerboard import activation_map, radial_power_spectrum
     from mammoseg.analysis.figures import activation_figure
     from mammoseg.analysis.runs import read_json
     from mammoseg.inference.predict import run_image_size
-    from mammoseg.training.runs import RunDir
+    from mammoseg.runs.rundir import RunDir
 
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.analysis.checkerboard import (
+from mammoseg.metrics.checkerboard import (
     activation_scores,
     crop_border,
     map_scores,
@@ -157,7 +157,7 @@ def run_init_study(
 ) -> dict[str, Any]:
     """Measure every variant at initialisation over `seeds` seeds (0..seeds-1); mean ± sd per score."""
     from mammoseg.models import check_image_size, variant_names
-    from mammoseg.progress import track
+    from mammoseg.core.progress import track
 
     variants = variants or variant_names()
     for variant in variants:

@@ -16,8 +16,8 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from mammoseg.atomic import atomic_path, write_bytes
-from mammoseg.data.synthetic.plan import Abnormality, Case
+from mammoseg.core.atomic import atomic_path, write_bytes
+from mammoseg.dataset.synthetic.plan import Abnormality, Case
 
 MASS_HEADER = ("patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,"
                "mass shape,mass margins,assessment,pathology,subtlety,image file path,cropped image file path,"
