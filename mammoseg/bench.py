@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from mammoseg.core.conventions import PRECISIONS
 from mammoseg.core.errors import InputError, MammosegError
 
 logger = logging.getLogger("mammoseg.bench")
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BENCH_POSITIVE_WEIGHT = 18.0
 """The final model's loss weight; the weight does not change the cost of a step."""
 

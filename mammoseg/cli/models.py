@@ -102,7 +102,7 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
     else:
         import keras
 
-        from mammoseg.metrics.checkerboard import model_kernel_overlap, model_kernel_scores
+        from mammoseg.models.kernels import model_kernel_overlap, model_kernel_scores
 
         result = {}
         for path in models:

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from mammoseg.dataset.split import SPLITS
-from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISIONS
+from mammoseg.core.conventions import SPLITS
+from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISION_CHOICES
 
 COMMANDS: list[click.Command] = []
 
@@ -50,7 +50,7 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
               help="Copy conv1 ... conv5.1 (and their BatchNorms) from this run folder or .keras file.")
 @click.option("--freeze-encoder", is_flag=True, default=None,
               help="Train only the layers after the copied encoder (the article's five-epoch step).")
-@click.option("--precision", type=click.Choice(PRECISIONS),
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES),
               help="Keras dtype policy.  [default: auto = mixed_bfloat16 on a GPU, else float32]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA compilation.  [default: Keras' auto; config.json records what it resolved to]")

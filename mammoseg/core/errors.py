@@ -1,7 +1,9 @@
-"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+"""User-facing errors: the CLI prints them as one line and exits non-zero; and the input a long job
+skips instead of failing on, reported with its reason."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -20,3 +22,12 @@ class InputError(MammosegError):
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         """Pickle by its parts, so that it crosses from a worker process unchanged."""
         return (type(self), (self.path, self.problem))
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One input (a CSV row, a case, an image) left out of a job, and why; the job reports it and goes on."""
+
+    source: str
+    file: str
+    reason: str

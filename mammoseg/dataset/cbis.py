@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from mammoseg.core.errors import InputError
+from mammoseg.core.errors import InputError, Skip
 
 logger = logging.getLogger("mammoseg.data")
 
@@ -64,15 +63,6 @@ TIDY_COLUMNS = [
 """Columns of the table `read_description_csv` and `read_abnormalities` return, in this order."""
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    """A CSV row that cannot be used; `prepare` reports it and goes on."""
-
-    source: str
-    file: str
-    reason: str
 
 
 def find_description_csvs(root: str | Path) -> dict[tuple[str, str], Path]:
@@ -128,7 +118,7 @@ def path_escapes(path: str) -> bool:
     return norm.startswith("/") or bool(re.match(r"^[A-Za-z]:", norm)) or ".." in PurePosixPath(norm).parts
 
 
-def read_description_csv(path: str | Path, problems: list[RowProblem] | None = None) -> pd.DataFrame:
+def read_description_csv(path: str | Path, problems: list[Skip] | None = None) -> pd.DataFrame:
     """One official CSV as the tidy table (columns `TIDY_COLUMNS`).
 
     Raises InputError naming the file and the column for a missing or unknown column. Rows with a
@@ -187,11 +177,11 @@ def read_description_csv(path: str | Path, problems: list[RowProblem] | None = N
         for line, reason in zip(df.loc[bad_rows, "csv_row"], reasons[bad_rows]):
             logger.warning("%s row %d: %s; row skipped", path, line, reason)
             if problems is not None:
-                problems.append(RowProblem(source=f"{path.name}:{line}", file=str(path), reason=reason))
+                problems.append(Skip(source=f"{path.name}:{line}", file=str(path), reason=reason))
     return df.loc[~bad_rows, TIDY_COLUMNS].reset_index(drop=True)
 
 
-def read_abnormalities(csvs: list[str | Path] | dict[tuple[str, str], Path], problems: list[RowProblem] | None = None) -> pd.DataFrame:
+def read_abnormalities(csvs: list[str | Path] | dict[tuple[str, str], Path], problems: list[Skip] | None = None) -> pd.DataFrame:
     """All abnormalities of the given description CSVs as one tidy table (columns `TIDY_COLUMNS`)."""
     paths = list(csvs.values()) if isinstance(csvs, dict) else list(csvs)
     if not paths:

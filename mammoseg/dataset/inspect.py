@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammoseg.dataset.shards import KINDS
-from mammoseg.dataset.split import SPLITS
+from mammoseg.core.conventions import KINDS, SPLITS
 
 
 def count_table(dataset: str | Path) -> str:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mammoseg.dataset.shards import KINDS, MANIFEST_COLUMNS, parse_example
-from mammoseg.dataset.split import SPLITS
+from mammoseg.core.conventions import KINDS, SPLITS
+from mammoseg.dataset.shards import MANIFEST_COLUMNS, parse_example
 from mammoseg.core.errors import InputError
 
 if TYPE_CHECKING:

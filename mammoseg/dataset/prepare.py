@@ -29,9 +29,10 @@ import pandas as pd
 from mammoseg.core.atomic import write_json, write_text
 from mammoseg.dataset import cbis, preprocess
 from mammoseg.dataset.dicom import prefetch, read_pixels
-from mammoseg.dataset.shards import KINDS, MANIFEST_COLUMNS
-from mammoseg.dataset.split import SPLITS, assign_by_fractions, assign_splits, split_fractions
-from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.core.conventions import KINDS, SPLITS
+from mammoseg.dataset.shards import MANIFEST_COLUMNS
+from mammoseg.dataset.split import assign_by_fractions, assign_splits, split_fractions
+from mammoseg.core.errors import InputError, MammosegError, Skip
 
 logger = logging.getLogger("mammoseg.data")
 
@@ -67,15 +68,6 @@ class PrepareOptions:
             raise MammosegError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.images_per_shard < 1:
             raise MammosegError("images per shard must be at least 1")
-
-
-@dataclass(frozen=True)
-class Skip:
-    """One case that did not make it into the dataset, and why."""
-
-    source: str
-    file: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -263,7 +255,7 @@ def _read_csvs(data_root: Path, skips: list[Skip]) -> pd.DataFrame:
         except InputError as exc:
             logger.warning("%s; file skipped", exc)
             skips.append(Skip(path.name, str(path), exc.problem))
-    skips.extend(Skip(p.source, p.file, p.reason) for p in problems)
+    skips.extend(problems)
     if not frames:
         raise InputError(data_root, "no usable CBIS-DDSM description CSV")
     return pd.concat(frames, ignore_index=True)

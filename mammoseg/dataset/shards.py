@@ -19,14 +19,13 @@ import google_crc32c
 import numpy as np
 
 from mammoseg.core.atomic import atomic_path
+from mammoseg.core.conventions import KINDS
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 STRING_FEATURES = ("example_id", "kind", "patient_id", "abnormality_type", "pathology")
 """String metadata stored with every example, utf-8 encoded."""
-
-KINDS = ("whole", "positive", "negative", "normal")
 
 MANIFEST_COLUMNS = (
     "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
+from mammoseg.core.conventions import SPLITS
 
 
 def assign_splits(abnormalities: pd.DataFrame, val_fraction: float = 0.1, seed: int = 0) -> dict[str, str]:

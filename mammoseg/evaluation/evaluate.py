@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mammoseg.core.conventions import abnormal_probability, logit_margin
 from mammoseg.metrics.metrics import SegmentationAccumulator
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.core.errors import InputError
@@ -106,14 +107,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         for batch in ds:
             images = batch["image"].numpy()
             t0 = time.perf_counter()
-            logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+            logits = model.predict_on_batch(images)
             elapsed = time.perf_counter() - t0
             if not first:  # the first batch pays for tracing/compilation
                 predict_seconds += elapsed
                 timed_images += len(images)
             first = False
-            margins = logits[..., 1] - logits[..., 0]
-            prob = (1.0 / (1.0 + np.exp(-margins))).astype(np.float32)
+            margins = logit_margin(logits)
+            prob = abnormal_probability(margins).astype(np.float32)
             masks = batch["mask"].numpy()[..., 0]
             kinds = [k.decode() for k in batch["kind"].numpy()]
             stats = acc.update(prob, masks, margins, kinds)

@@ -30,14 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.metrics.checkerboard import (
-    activation_scores,
-    crop_border,
-    map_scores,
-    model_kernel_overlap,
-    model_kernel_scores,
-    period_scores,
-)
+from mammoseg.core.conventions import logit_margin
+from mammoseg.metrics.checkerboard import activation_scores, crop_border, map_scores, period_scores
+from mammoseg.models.kernels import model_kernel_overlap, model_kernel_scores
 
 PROBE_STEP = "up_conv2"
 CONSTANT_LEVEL = 0.25  # (191 - 127) / 255: a bright flat field; 0 would leave every activation at 0
@@ -53,12 +48,6 @@ def study_inputs(image_size: int) -> dict[str, np.ndarray]:
         "constant": np.full((image_size, image_size), CONSTANT_LEVEL, dtype=np.float32),
         "smooth": smooth.astype(np.float32),
     }
-
-
-def log_odds_map(logits: np.ndarray) -> np.ndarray:
-    """logit[..., 1] - logit[..., 0] of one [H, W, 2] output: the log-odds of P(abnormal)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return logits[..., 1] - logits[..., 0]
 
 
 def output_scores(log_odds: np.ndarray, border: int) -> dict[str, float]:
@@ -89,18 +78,6 @@ def _step_output_layer(model: Any, step: str) -> str | None:
     return names[-1] if names else None
 
 
-def checkerboard_at_init(model: Any) -> dict[str, Any]:
-    """{"kernel": {layer: score}, "overlap": {layer: {...}}, "map": {...}} of a freshly built model.
-
-    "map" scores the log-odds output map of the smooth study image (border S/8 dropped).
-    """
-    size = int(model.input.shape[1])
-    image = study_inputs(size)["smooth"][None, :, :, None]
-    logits = np.asarray(model(image, training=False))[0]
-    return {"kernel": model_kernel_scores(model), "overlap": model_kernel_overlap(model),
-            "map": output_scores(log_odds_map(logits), size // 8)}
-
-
 def measure_variant(variant: str, seed: int, *, image_size: int, width: float, transpose_kernel: int) -> dict[str, Any]:
     """All at-init scores of one variant for one seed."""
     import keras
@@ -116,7 +93,7 @@ def measure_variant(variant: str, seed: int, *, image_size: int, width: float, t
     for name, image in study_inputs(image_size).items():
         values = probe_model(image[None, :, :, None], training=False)
         values = [np.asarray(v)[0] for v in (values if isinstance(values, (list, tuple)) else [values])]
-        result["output"][name] = output_scores(log_odds_map(values[0]), image_size // 8)
+        result["output"][name] = output_scores(logit_margin(values[0]), image_size // 8)
         if probe_name:
             act = values[1]
             result["probe"][name] = activation_scores(act, 2, act.shape[0] // 4)

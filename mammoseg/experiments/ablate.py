@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 from mammoseg.runs.rundir import RunDir, RunLocked
@@ -115,7 +116,7 @@ def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
     variants = experiment.get("variants", [])
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
         raise InputError(where, f"variants must be a list of variant names, got {variants!r}")
-    for key, choices in (("eval_split", ("train", "val", "test")), ("eval_checkpoint", ("best", "last"))):
+    for key, choices in (("eval_split", SPLITS), ("eval_checkpoint", ("best", "last"))):
         if key in experiment and experiment[key] not in choices:
             raise InputError(where, f"{key} must be one of {', '.join(choices)}, got {experiment[key]!r}")
 

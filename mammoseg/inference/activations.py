@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.metrics.checkerboard import ALIASING_FREQUENCIES
+from mammoseg.core.conventions import ALIASING_FREQUENCIES
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.core.errors import InputError
 

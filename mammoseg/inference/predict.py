@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.metrics.metrics import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
+from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, abnormal_probability, logit_margin, predicted_positive
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.core.errors import InputError
 from mammoseg.runs.rundir import RunDir
@@ -109,9 +109,8 @@ def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
     x = normalize(images_uint8)[..., None]
     import keras
 
-    logits = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float32)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (exp[..., 1] / exp.sum(axis=-1)).astype(np.float32)
+    logits = keras.ops.convert_to_numpy(model(x, training=False))
+    return abnormal_probability(logit_margin(logits)).astype(np.float32)
 
 
 def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Prediction:
@@ -164,7 +163,7 @@ def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, sou
     image, heat = _display(prediction.pixels, prob)
     size = prediction.network_input.shape[0]
     above = int(np.count_nonzero(prediction.prob_network > 0.5))
-    positive = above > author_pixel_threshold(size, size)
+    positive = predicted_positive(above, size, size)
     title = (f"{Path(source).name}: P(abnormal), max {prob.max():.2f}; "
              f"{'abnormal' if positive else 'no abnormality'} by the S²/{AUTHOR_PIXEL_DIVISOR} rule")
     write_bytes(paths["overlay"], probability_overlay(image, heat, title))

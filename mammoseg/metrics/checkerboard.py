@@ -31,9 +31,7 @@ from typing import Any
 
 import numpy as np
 
-ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)
-"""Cycles per pixel where stride-2 upsampling aliases, marked on spectra: (π, 0) and (π, π), then 1/4
-and 1/8 from stacked stride-2 steps."""
+from mammoseg.core.conventions import ALIASING_FREQUENCIES  # noqa: F401  read here by analysis/report.py until it moves
 
 def _strides(stride: int | tuple[int, int]) -> tuple[int, int]:
     sy, sx = (stride, stride) if np.isscalar(stride) else tuple(stride)
@@ -117,26 +115,6 @@ def resize_conv_kernel(conv_kernel: np.ndarray, factor: int) -> np.ndarray:
         for b in range(factor):
             h[a : a + kh, b : b + kw] += w
     return h
-
-
-def _transposed_layers(model: Any) -> list[Any]:
-    import keras
-
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
-
-
-def model_kernel_scores(model: Any) -> dict[str, float]:
-    """Kernel checkerboard score of every transposed convolution of a Keras model, by layer name."""
-    import keras
-
-    return {layer.name: kernel_checkerboard_score(keras.ops.convert_to_numpy(layer.kernel), tuple(layer.strides))
-            for layer in _transposed_layers(model)}
-
-
-def model_kernel_overlap(model: Any) -> dict[str, dict[str, Any]]:
-    """`kernel_overlap` of every transposed convolution of a Keras model, by layer name."""
-    return {layer.name: kernel_overlap(tuple(layer.kernel_size), tuple(layer.strides))
-            for layer in _transposed_layers(model)}
 
 
 def _as_map(map2d: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:

@@ -31,14 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
+
 AUC_MANTISSA_BITS = 11
 ECE_BINS = 15
-AUTHOR_PIXEL_DIVISOR = 750
-
-
-def author_pixel_threshold(height: int, width: int) -> float:
-    """Pixels above 0.5 an image needs *more than* to count as predicted positive (S²/750)."""
-    return height * width / AUTHOR_PIXEL_DIVISOR
 
 
 def dice_iou(tp: float, fp: float, fn: float) -> tuple[float, float]:

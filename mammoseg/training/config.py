@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mammoseg.core.conventions import PRECISIONS
 from mammoseg.core.errors import InputError
 
 AUTHOR_POSITIVE_WEIGHTS = {
@@ -28,7 +29,8 @@ AUTHOR_POSITIVE_WEIGHTS = {
 LOSS_NORMALIZATIONS = ("pixels", "weights")
 """What the weighted cross-entropy sum is divided by: the pixel count (the author's) or the sum of the weights."""
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+"""Keras dtype policies, or `auto`: mixed_bfloat16 on a GPU, float32 otherwise."""
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 DEFAULT_RUNS_DIR = "experiments/runs"
 
@@ -175,8 +177,8 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
                         f"got {config.loss_normalization!r}")
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         problems.append(f"seed must be a non-negative integer, got {config.seed!r}")
-    if config.precision not in PRECISIONS:
-        problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.precision not in PRECISION_CHOICES:
+        problems.append(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {config.precision!r}")
     if config.distribute not in DISTRIBUTIONS:
         problems.append(f"distribute must be one of {', '.join(DISTRIBUTIONS)}, got {config.distribute!r}")
     if not (isinstance(config.jit_compile, bool) or config.jit_compile == "auto"):

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mammoseg.core.conventions import abnormal_probability, logit_margin
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config
 from mammoseg.runs.rundir import RunDir, resolve_run_dir
@@ -221,8 +222,7 @@ def _logit_margin(model: Any, images: np.ndarray) -> np.ndarray:
     """l1 − l0 [N, S, S] in float64: P(abnormal) = sigmoid(margin), without float32's rounding near 0.5."""
     if len(images) == 0:
         return np.zeros((0,) + images.shape[1:3], np.float64)
-    logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
-    return logits[..., 1] - logits[..., 0]
+    return logit_margin(model.predict_on_batch(images))
 
 
 def _png(path: Path, array: np.ndarray) -> None:
@@ -239,7 +239,7 @@ def _png(path: Path, array: np.ndarray) -> None:
 def write_previews(run: RunDir, model: Any, previews: dict[str, np.ndarray], epoch: int) -> np.ndarray:
     """previews/epoch_NNN/<id>_soft.png (P(abnormal) x 255) and _hard.png (argmax); returns the logit margins."""
     margin = _logit_margin(model, previews["image"])
-    prob = 1.0 / (1.0 + np.exp(-margin))
+    prob = abnormal_probability(margin)
     folder = run.path / "previews" / f"epoch_{epoch:03d}"
     for example_id, p in zip(previews["example_id"], prob):
         _png(folder / f"{example_id}_soft.png", np.clip(np.rint(p * 255), 0, 255).astype(np.uint8))
@@ -265,12 +265,13 @@ def checkerboard_at_init(model: Any, margin: np.ndarray) -> dict[str, Any]:
     probabilities are resolvable.
     """
     from mammoseg.metrics import checkerboard
+    from mammoseg.models.kernels import model_kernel_overlap, model_kernel_scores
 
     # The measures are scale-free; normalising keeps tiny margins above their absolute flatness cut-offs.
     maps = [checkerboard.map_scores(m / max(float(np.abs(m).max()), 1e-300)) for m in margin]
     return {
-        "kernel": checkerboard.model_kernel_scores(model),
-        "overlap": checkerboard.model_kernel_overlap(model),
+        "kernel": model_kernel_scores(model),
+        "overlap": model_kernel_overlap(model),
         "map": {key: float(np.mean([m[key] for m in maps])) for key in (maps[0] if maps else {})},
         "map_of": "logit margin l1 - l0 of the preview images (a monotone map of P(abnormal))",
         "n_images": len(maps),
