@@ -25,7 +25,7 @@ from mammoseg.metrics import stats
 from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
 from mammoseg.analysis.report import (DEFAULT_PRIMARY, METRIC_BY_KEY, build_arms, check_primary, rank,
                                       summary_columns, verdict, write_report)
-from mammoseg.analysis.runs import Run, load_run
+from mammoseg.runs.rundir import Run, load_run
 from mammoseg.metrics.stats import Interval
 from mammoseg.cli import cli
 from mammoseg.core.errors import InputError, MammosegError

@@ -17,6 +17,7 @@ MOVED = {
     "mammoseg.analysis.metrics": "mammoseg.metrics.metrics",
     "mammoseg.analysis.checkerboard": "mammoseg.metrics.checkerboard",
     "mammoseg.analysis.evaluate": "mammoseg.evaluation.evaluate",
+    "mammoseg.analysis.runs": "mammoseg.runs.rundir",
 }
 
 for _old, _new in MOVED.items():

@@ -6,20 +6,22 @@ from pathlib import Path
 
 import click
 
-CHECKPOINT = click.Choice(["best", "last"])
+from mammoseg.runs.rundir import CHECKPOINTS
+
+CHECKPOINT = click.Choice(CHECKPOINTS)
 
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--experiment", help="Compare every run of this ablation (RUNS_DIR/EXPERIMENT/*).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default="experiments/runs", show_default=True,
-              envvar="MAMMOSEG_RUNS_DIR", help="Where runs live (env MAMMOSEG_RUNS_DIR).")
+@click.option("--runs-dir", type=click.Path(path_type=Path),
+              help="Where runs live.  [default: env MAMMOSEG_RUNS_DIR, else experiments/runs]")
 @click.option("--baseline", help="Arm the paired differences are taken against [default: dilated_resize if present].")
 @click.option("--split", default="test", show_default=True, help="Evaluated split to compare on.")
 @click.option("--primary", "primary", help="Comma-separated metrics the verdict makes claims on "
               "[default: neg_fp_rate,dice_per_image,phase_mean_trained].")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Report folder.")
-def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, baseline: str | None, split: str,
+def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | None, baseline: str | None, split: str,
             primary: str | None, out_dir: Path) -> None:
     """Compare evaluated runs: report.html (self-contained), report.md and summary.csv.
 
@@ -34,11 +36,11 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, base
       mammoseg compare experiments/runs/a experiments/runs/b --baseline fcn_skips --out reports/ab
     """
     from mammoseg.analysis.report import write_report
-    from mammoseg.analysis.runs import find_experiment_runs
+    from mammoseg.runs.rundir import find_experiment_runs, resolve_runs_dir
 
     if bool(runs) == bool(experiment):
         raise click.UsageError("give either RUN folders or --experiment NAME (not both)")
-    run_dirs = list(runs) if runs else find_experiment_runs(runs_dir, experiment)  # type: ignore[arg-type]
+    run_dirs = list(runs) or find_experiment_runs(resolve_runs_dir(runs_dir), experiment)  # type: ignore[arg-type]
     keys = [k.strip() for k in primary.split(",") if k.strip()] if primary is not None else None
     click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split, primary=keys))
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -67,6 +69,28 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_npz(path: str | Path, arrays: dict[str, Any]) -> None:
+    """A compressed numpy archive of `arrays`."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with NaN and infinities as null (numpy scalars as Python numbers): strict JSON for any reader."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0:  # a numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

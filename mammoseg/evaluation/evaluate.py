@@ -11,7 +11,6 @@ kept, never the probability maps of the whole split. Outputs (docs/design.md §5
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
@@ -21,20 +20,14 @@ from typing import Any
 import numpy as np
 
 from mammoseg.core.conventions import abnormal_probability, logit_margin
-from mammoseg.metrics.metrics import SegmentationAccumulator
-from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.core.errors import InputError
 from mammoseg.core.progress import Progress
+from mammoseg.metrics.metrics import SegmentationAccumulator
+from mammoseg.runs.rundir import PER_IMAGE_COLUMNS, SPECTRUM_GROUPS, RunDir
 
 logger = logging.getLogger("mammoseg.evaluate")
 
 EXAMPLES_PER_GROUP = 4
-PER_IMAGE_COLUMNS = (
-    "example_id", "kind", "patient_id", "positive_fraction", "dice", "iou", "tp", "fp", "fn", "tn",
-    "max_prob", "mean_prob", "frac_above_05", "predicted_positive", "phase_mean", "aliasing_fraction",
-    "phase_mean_margin",
-)  # fmt: skip
-SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "power_positive"}  # group -> npz key
 GATE_KEY = "learning_gate"
 GATE_RULE = (
     "a run learned when the validation loss of its evaluated checkpoint is below the loss of always predicting "
@@ -71,22 +64,86 @@ class _Spectrum:
         return out
 
 
+class _Pass:
+    """One streaming pass over a split: per-image rows, the metric accumulators, the running spectrum and
+    the figure examples; the probability maps of a batch are dropped once it is counted."""
+
+    def __init__(self, manifest: Any) -> None:
+        self.manifest = manifest
+        self.acc = SegmentationAccumulator()
+        self.spectrum = _Spectrum()
+        self.rows: list[dict[str, Any]] = []
+        self.examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
+        self.picked = {True: 0, False: 0}
+        self.predict_seconds, self.timed_images, self.first = 0.0, 0, True
+
+    def predict(self, model: Any, images: np.ndarray) -> np.ndarray:
+        """The model's logits, timed; the first batch pays for tracing/compilation and is not counted."""
+        t0 = time.perf_counter()
+        logits = model.predict_on_batch(images)
+        if not self.first:
+            self.predict_seconds += time.perf_counter() - t0
+            self.timed_images += len(images)
+        self.first = False
+        return logits
+
+    def add(self, batch: dict[str, Any], images: np.ndarray, logits: np.ndarray) -> None:
+        from mammoseg.dataset.pipeline import denormalize
+        from mammoseg.metrics.checkerboard import map_scores, phase_mean_score
+
+        margins = logit_margin(logits)
+        prob = abnormal_probability(margins).astype(np.float32)
+        masks = batch["mask"].numpy()[..., 0]
+        kinds = [k.decode() for k in batch["kind"].numpy()]
+        for i, s in enumerate(self.acc.update(prob, masks, margins, kinds)):
+            example_id = batch["example_id"][i].numpy().decode()
+            meta = self.manifest.loc[example_id] if example_id in self.manifest.index else None
+            scores = map_scores(prob[i])
+            self.spectrum.add(prob[i], s.positive, s.normal)
+            self.rows.append({
+                "example_id": example_id, "kind": kinds[i],
+                "patient_id": "" if meta is None else meta["patient_id"],
+                "positive_fraction": float(masks[i].mean()),
+                **s.as_row(),
+                "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
+                "phase_mean_margin": phase_mean_score(margins[i]),
+            })
+            if not s.normal and self.picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
+                self.picked[s.positive] += 1
+                self.examples["example_id"].append(example_id)
+                self.examples["kind"].append(kinds[i])
+                self.examples["image"].append(denormalize(images[i][..., 0]))
+                self.examples["mask"].append((masks[i] > 0.5).astype(np.uint8))
+                self.examples["prob"].append(prob[i].astype(np.float16))
+
+    def example_arrays(self, size: int) -> dict[str, np.ndarray]:
+        ex = self.examples
+        return {
+            "example_id": np.array(ex["example_id"]), "kind": np.array(ex["kind"]),
+            "image": _stack(ex["image"], (0, size, size), np.uint8),
+            "mask": _stack(ex["mask"], (0, size, size), np.uint8),
+            "prob": _stack(ex["prob"], (0, size, size), np.float16),
+        }
+
+    def inference(self, batch_size: int, backend: str) -> dict[str, Any]:
+        return {
+            "images_per_second": self.timed_images / self.predict_seconds if self.predict_seconds > 0 else None,
+            "batch_size": batch_size, "timed_images": self.timed_images,
+            "note": "model.predict_on_batch time only, first batch (tracing) excluded", "backend": backend,
+        }
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
                  batch_size: int | None = None, data: str | Path | None = None) -> dict[str, Any]:
     """Evaluate RUN's checkpoint on `split`; writes RUN/eval/<split>/ and returns the metrics."""
     import keras
     import pandas as pd
 
-    from mammoseg.metrics.checkerboard import map_scores, phase_mean_score
-    from mammoseg.dataset.pipeline import denormalize, make_dataset, read_dataset_info, read_manifest, resize_batches
-    from mammoseg.runs.rundir import RunDir
+    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
 
     run = RunDir(run_dir)
     config = run.config()
-    recorded = config.get("dataset")
-    if not data and not (isinstance(recorded, dict) and isinstance(recorded.get("path"), str)):
-        raise InputError(run.path / "config.json", "no dataset path recorded; give --data")
-    dataset = Path(data) if data else Path(recorded["path"])
+    dataset = _dataset_of(run, config, data)
     info = read_dataset_info(dataset)
     manifest = read_manifest(dataset).set_index("example_id")
     path = run.checkpoint(checkpoint)
@@ -95,68 +152,18 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     batch_size = batch_size or int(config.get("batch_size", 16))
     ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
     ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
-    n_total = int((manifest["split"] == split).sum())
-
-    acc = SegmentationAccumulator()
-    spectrum = _Spectrum()
-    rows: list[dict[str, Any]] = []
-    examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
-    picked = {True: 0, False: 0}
-    predict_seconds, timed_images, first = 0.0, 0, True
-    with Progress(n_total, f"evaluate {run.path.name} on {split}", "img") as bar:
+    scan = _Pass(manifest)
+    with Progress(int((manifest["split"] == split).sum()), f"evaluate {run.path.name} on {split}", "img") as bar:
         for batch in ds:
             images = batch["image"].numpy()
-            t0 = time.perf_counter()
-            logits = model.predict_on_batch(images)
-            elapsed = time.perf_counter() - t0
-            if not first:  # the first batch pays for tracing/compilation
-                predict_seconds += elapsed
-                timed_images += len(images)
-            first = False
-            margins = logit_margin(logits)
-            prob = abnormal_probability(margins).astype(np.float32)
-            masks = batch["mask"].numpy()[..., 0]
-            kinds = [k.decode() for k in batch["kind"].numpy()]
-            stats = acc.update(prob, masks, margins, kinds)
-            for i, s in enumerate(stats):
-                example_id = batch["example_id"][i].numpy().decode()
-                meta = manifest.loc[example_id] if example_id in manifest.index else None
-                scores = map_scores(prob[i])
-                spectrum.add(prob[i], s.positive, s.normal)
-                rows.append({
-                    "example_id": example_id, "kind": kinds[i],
-                    "patient_id": "" if meta is None else meta["patient_id"],
-                    "positive_fraction": float(masks[i].mean()),
-                    **s.as_row(),
-                    "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
-                    "phase_mean_margin": phase_mean_score(margins[i]),
-                })
-                if not s.normal and picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
-                    picked[s.positive] += 1
-                    examples["example_id"].append(example_id)
-                    examples["kind"].append(rows[-1]["kind"])
-                    examples["image"].append(denormalize(images[i][..., 0]))
-                    examples["mask"].append((masks[i] > 0.5).astype(np.uint8))
-                    examples["prob"].append(prob[i].astype(np.float16))
+            scan.add(batch, images, scan.predict(model, images))
             bar.update(len(images))
-    if not rows:
+    if not scan.rows:
         raise InputError(dataset, f"the {split} split has no examples")
 
-    frame = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
-    metrics = acc.summary()
-    normal = frame["kind"] == "normal"
-    by_group = {"all": frame, "positives": frame[frame["tp"] + frame["fn"] > 0],
-                "negatives": frame[(frame["tp"] + frame["fn"] == 0) & ~normal]}
-    if normal.any():
-        by_group["normals"] = frame[normal]
-    metrics["checkerboard"] = {
-        f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
-        for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction", "phase_mean_margin")
-    }
-    metrics["checkerboard"]["convention"] = (
-        "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
-        "the map checkerboard_init.json scores before training"
-    )
+    frame = pd.DataFrame(scan.rows, columns=list(PER_IMAGE_COLUMNS))
+    metrics = scan.acc.summary()
+    metrics["checkerboard"] = _checkerboard_summary(frame)
     metrics[GATE_KEY] = learning_gate(
         _checkpoint_val_loss(run.read_history(), checkpoint),
         prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
@@ -167,32 +174,41 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     metrics.update({
         "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
         "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
-        "run_name": config.get("run_name"),
-        "inference": {
-            "images_per_second": timed_images / predict_seconds if predict_seconds > 0 else None,
-            "batch_size": batch_size, "timed_images": timed_images,
-            "note": "model.predict_on_batch time only, first batch (tracing) excluded",
-            "backend": keras.backend.backend(),
-        },
+        "run_name": config.get("run_name"), "inference": scan.inference(batch_size, keras.backend.backend()),
     })
-    out = run.path / "eval" / split
-    write_json(out / "metrics.json", _json_safe(metrics))
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    write_bytes(out / "per_image.csv", buf.getvalue().encode())
-    _write_npz(out / "examples.npz", {
-        "example_id": np.array(examples["example_id"]), "kind": np.array(examples["kind"]),
-        "image": _stack(examples["image"], (0, size, size), np.uint8),
-        "mask": _stack(examples["mask"], (0, size, size), np.uint8),
-        "prob": _stack(examples["prob"], (0, size, size), np.float16),
-    })
-    _write_npz(out / "spectrum.npz", spectrum.arrays())
+    run.write_evaluation(split, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays())
     logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f%s",
-                run.path, split, len(rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
+                run.path, split, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
                 metrics["negatives_fp_rate_author"],
                 f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
                 if "n_normal_images" in metrics else "")
     return metrics
+
+
+def _dataset_of(run: RunDir, config: dict[str, Any], data: str | Path | None) -> Path:
+    """The dataset to evaluate on: `--data`, else the one the run recorded."""
+    recorded = config.get("dataset")
+    if not data and not (isinstance(recorded, dict) and isinstance(recorded.get("path"), str)):
+        raise InputError(run.path / "config.json", "no dataset path recorded; give --data")
+    return Path(data) if data else Path(recorded["path"])
+
+
+def _checkerboard_summary(frame: Any) -> dict[str, Any]:
+    """Mean per-image map scores by image group (all, positives, negatives, normals where present)."""
+    normal = frame["kind"] == "normal"
+    by_group = {"all": frame, "positives": frame[frame["tp"] + frame["fn"] > 0],
+                "negatives": frame[(frame["tp"] + frame["fn"] == 0) & ~normal]}
+    if normal.any():
+        by_group["normals"] = frame[normal]
+    summary: dict[str, Any] = {
+        f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
+        for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction", "phase_mean_margin")
+    }
+    summary["convention"] = (
+        "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
+        "the map checkerboard_init.json scores before training"
+    )
+    return summary
 
 
 def prior_loss(positive_fraction: float, positive_weight: float, normalization: str = "pixels") -> float:
@@ -228,22 +244,3 @@ def _checkpoint_val_loss(history: list[dict[str, Any]], checkpoint: str) -> floa
 
 def _stack(items: list[np.ndarray], empty: tuple[int, ...], dtype: type) -> np.ndarray:
     return np.stack(items).astype(dtype) if items else np.zeros(empty, dtype)
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    write_bytes(path, buf.getvalue())
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf become null: metrics.json stays strict JSON for any reader."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj

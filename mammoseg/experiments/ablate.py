@@ -16,7 +16,7 @@ from typing import Any
 from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
-from mammoseg.runs.rundir import RunDir, RunLocked
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
 
 logger = logging.getLogger("mammoseg.ablate")
 
@@ -33,7 +33,7 @@ class PlannedRun:
 
     @property
     def name(self) -> str:
-        return f"{self.arm}-seed{self.seed}"
+        return run_name(self.arm, self.seed)
 
 
 @dataclass
@@ -60,7 +60,6 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list.
     """
     from mammoseg.analysis.report import check_primary
-    from mammoseg.training.config import runs_dir_default
 
     path = Path(config_path)
     doc = read_toml(path)
@@ -92,7 +91,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     runs = []
     for arm_name, overrides in arms.items():
         for seed in seed_list:
-            values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{arm_name}-seed{seed}"}
+            values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{run_name(arm_name, seed)}"}
             runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]")))
     primary = experiment.get("primary_metrics")
     if primary is not None and not (isinstance(primary, list) and all(isinstance(k, str) for k in primary)):
@@ -101,7 +100,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
         primary = check_primary(primary)
     except MammosegError as exc:
         raise InputError(path, str(exc)) from exc
-    root = Path(runs_dir or experiment.get("runs_dir") or runs_dir_default())
+    root = resolve_runs_dir(runs_dir, experiment.get("runs_dir"))
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
                 report_dir, experiment.get("baseline"), primary)
@@ -116,7 +115,7 @@ def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
     variants = experiment.get("variants", [])
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
         raise InputError(where, f"variants must be a list of variant names, got {variants!r}")
-    for key, choices in (("eval_split", SPLITS), ("eval_checkpoint", ("best", "last"))):
+    for key, choices in (("eval_split", SPLITS), ("eval_checkpoint", CHECKPOINTS)):
         if key in experiment and experiment[key] not in choices:
             raise InputError(where, f"{key} must be one of {', '.join(choices)}, got {experiment[key]!r}")
 
@@ -153,7 +152,7 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
             else:
                 action = "train"
                 logger.info("run %d of %d: training %s", index, total, item.name)
-            if action is None and _evaluated(run.path, plan.eval_split, plan.eval_checkpoint):
+            if action is None and run.is_evaluated(plan.eval_split, plan.eval_checkpoint):
                 logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
             else:
                 try:
@@ -181,13 +180,6 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
     return done
 
 
-def _evaluated(run_path: Path, split: str, checkpoint: str) -> bool:
-    """The run's metrics on `split` exist and are newer than the checkpoint they evaluate."""
-    metrics = run_path / "eval" / split / "metrics.json"
-    model = run_path / f"{checkpoint}.keras"
-    return metrics.is_file() and model.is_file() and metrics.stat().st_mtime >= model.stat().st_mtime
-
-
 def _wait_until_one_is_free(runs: list[RunDir], poll_seconds: float = 1.0) -> None:
     """Block while another live process holds every one of `runs`."""
     while all(run.holder() is not None for run in runs):
@@ -207,6 +199,6 @@ def _train_and_evaluate(config: TrainConfig, runs_dir: Path, run_path: Path, spl
             train(config, runs_dir)
         elif not (run.is_finished() and run.state().get("epochs_done", 0) >= config.epochs):
             resume(run_path, {"epochs": config.epochs})
-        if not _evaluated(run_path, split, checkpoint):
+        if not run.is_evaluated(split, checkpoint):
             logger.info("evaluating %s on %s", run_path.name, split)
             evaluate_run(run_path, split, checkpoint)

@@ -42,22 +42,19 @@ def get_layer(model: Any, name: str, run_dir: str | Path) -> Any:
     return model.get_layer(name)
 
 
-def _examples_npz(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "eval").glob("*/examples.npz"))
-
-
 def _from_examples(run_dir: Path, example_id: str | None) -> tuple[np.ndarray, str] | None:
     """An input image saved by evaluation: the given id, or (no id) the first positive example."""
-    for path in _examples_npz(run_dir):
-        with np.load(path, allow_pickle=False) as data:
-            ids = [str(i) for i in data["example_id"]]
-            if example_id is None:
-                masks = data["mask"].reshape(len(ids), -1)
-                index = next((i for i in range(len(ids)) if masks[i].any()), 0 if ids else None)
-            else:
-                index = ids.index(example_id) if example_id in ids else None
-            if index is not None:
-                return np.squeeze(data["image"][index]).astype(np.uint8), ids[index]
+    from mammoseg.runs.rundir import RunDir
+
+    for data in RunDir(run_dir).examples():
+        ids = [str(i) for i in data["example_id"]]
+        if example_id is None:
+            masks = data["mask"].reshape(len(ids), -1)
+            index = next((i for i in range(len(ids)) if masks[i].any()), 0 if ids else None)
+        else:
+            index = ids.index(example_id) if example_id in ids else None
+        if index is not None:
+            return np.squeeze(data["image"][index]).astype(np.uint8), ids[index]
     return None
 
 
@@ -144,12 +141,11 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
     """`mammoseg visualize-layer`: PNG (channels, mean map, spectrum) and JSON of scores; returns both paths."""
     from mammoseg.metrics.checkerboard import activation_map, radial_power_spectrum
     from mammoseg.analysis.figures import activation_figure
-    from mammoseg.analysis.runs import read_json
     from mammoseg.inference.predict import run_image_size
     from mammoseg.runs.rundir import RunDir
 
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    config = RunDir(run_dir).config(required=False)
     model = RunDir(run_dir).load_model(checkpoint)
     layer = get_layer(model, layer_name, run_dir)
     pixels, label = load_input(run_dir, config, image, run_image_size(run_dir, model))
@@ -163,7 +159,7 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
         text += f", kernel {scores['kernel']['score']:.3g}"
     title = f"{config.get('variant', run_dir.name)} / {layer_name} ({type(layer).__name__}) on {label}"
     png = activation_figure(channels, mean_map, freqs, power, ALIASING_FREQUENCIES, title, text)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "layers"
+    out_dir = Path(out_dir) if out_dir is not None else RunDir(run_dir).layers
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{layer_name}_{label}")
     png_path, json_path = out_dir / f"{stem}.png", out_dir / f"{stem}.json"
     write_bytes(png_path, png)

@@ -42,7 +42,7 @@ class Prediction:
 
 def run_image_size(run_dir: str | Path, model: Any) -> int:
     """The run's network input size, from config.json or else the model's input shape."""
-    size = (RunDir(run_dir).read_json("config.json") or {}).get("image_size")
+    size = RunDir(run_dir).config(required=False).get("image_size")
     if size is None:
         return int(model.inputs[0].shape[1])
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:

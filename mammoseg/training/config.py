@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,6 @@ LOSS_NORMALIZATIONS = ("pixels", "weights")
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 """Keras dtype policies, or `auto`: mixed_bfloat16 on a GPU, float32 otherwise."""
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
-DEFAULT_RUNS_DIR = "experiments/runs"
 
 
 @dataclass
@@ -73,10 +71,6 @@ class TrainConfig:
 
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 EXTRA_KEYS = ("runs_dir",)
-
-
-def runs_dir_default() -> str:
-    return os.environ.get("MAMMOSEG_RUNS_DIR", DEFAULT_RUNS_DIR)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
