@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mammoseg.runs.rundir import CHECKPOINTS
+from mammoseg.cli.backend import BackendCommand
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir, find_experiment_runs, resolve_runs_dir
 
 CHECKPOINT = click.Choice(CHECKPOINTS)
 
@@ -36,7 +37,6 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | Non
       mammoseg compare experiments/runs/a experiments/runs/b --baseline fcn_skips --out reports/ab
     """
     from mammoseg.analysis.report import write_report
-    from mammoseg.runs.rundir import find_experiment_runs, resolve_runs_dir
 
     if bool(runs) == bool(experiment):
         raise click.UsageError("give either RUN folders or --experiment NAME (not both)")
@@ -45,7 +45,7 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | Non
     click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split, primary=keys))
 
 
-@click.command("visualize-layer")
+@click.command("visualize-layer", cls=BackendCommand)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--layer", help="Layer name, e.g. up_conv2 or upsample_4 (see --list).")
 @click.option("--image", help="Example id from the run's evaluation examples or dataset, or an image file "
@@ -67,7 +67,6 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
       mammoseg visualize-layer RUN --layer upsample_1 --image scan.dcm --checkpoint last
     """
     from mammoseg.inference.activations import layer_table, visualize_layer as run_visualize
-    from mammoseg.runs.rundir import RunDir
 
     if list_layers:
         for name, kind, shape in layer_table(RunDir(run).load_model(checkpoint)):
@@ -80,7 +79,7 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
     click.echo(scores)
 
 
-@click.command("predict")
+@click.command("predict", cls=BackendCommand)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from mammoseg.cli.backend import BackendCommand
 from mammoseg.core.conventions import ARTICLE_ORDER, PRECISIONS
 
 VARIANT_CHOICES = ("all", "none", *ARTICLE_ORDER)
 
 
-@click.command("bench")
+@click.command("bench", cls=BackendCommand)
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="dilated_resize", show_default=True,
               help="Network to time; `all` for every variant, `none` to time only the pipeline and prepare.")
 @click.option("--image-size", "image_sizes", type=click.IntRange(min=8), multiple=True, default=(640,), show_default=True,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from mammoseg.cli.backend import BackendCommand
+
 COMMANDS: list[click.Command] = []
 
 
@@ -119,7 +121,7 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
         click.echo(f"  {split:5s} " + "  ".join(f"{kind} {n}" for kind, n in kinds.items()))
 
 
-@click.command("inspect")
+@click.command("inspect", cls=BackendCommand)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG grid of samples with mask overlays [default: DATASET/inspect.png].")

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from mammoseg.cli.backend import BackendCommand
 from mammoseg.core.conventions import SPLITS
-from mammoseg.runs.rundir import CHECKPOINTS
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir
 from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISION_CHOICES
 
 COMMANDS: list[click.Command] = []
@@ -26,7 +27,7 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
     return {n: ctx.params[n] for n in names if ctx.get_parameter_source(n) in sources}
 
 
-@click.command("train")
+@click.command("train", cls=BackendCommand)
 @click.option("--variant", help="Network variant: fcn_skips, fcn_bottleneck, fcn_resize_mid, dilated_transpose, "
                                 "dilated_resize.")
 @click.option("--data", help="Prepared dataset folder (from `mammoseg prepare`).")
@@ -95,7 +96,7 @@ def train_command(ctx: click.Context, config_file: Path | None, runs_dir: Path |
 COMMANDS.append(train_command)
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=BackendCommand)
 @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True)
@@ -115,7 +116,6 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
       mammoseg evaluate experiments/runs/dilated_resize-seed0 --split test
     """
     from mammoseg.evaluation.evaluate import evaluate_run
-    from mammoseg.runs.rundir import RunDir
 
     metrics = evaluate_run(run, split, checkpoint, batch_size=batch_size, data=data)
     click.echo(f"{run}: {split} split, {metrics['n_images']} images: dice per image (positives) "
@@ -133,7 +133,7 @@ def _fmt(value: object) -> str:
 COMMANDS.append(evaluate_command)
 
 
-@click.command("ablate")
+@click.command("ablate", cls=BackendCommand)
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Experiment TOML ([experiment], [train], [arms.NAME]).")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds 0..N-1 instead of the config's.")

@@ -167,7 +167,7 @@ VARIANTS: dict[str, VariantSpec] = {
 
 
 def variant_names() -> list[str]:
-    """Variant names in the article's order, from the first FCN to the final model (`VARIANTS` holds each one's spec)."""
+    """Variant names in the article's order, from the first FCN to the final model (specs in `VARIANTS`)."""
     return list(ARTICLE_ORDER)
 
 
