@@ -189,7 +189,7 @@ def _dataset_of(run: RunDir, config: dict[str, Any], data: str | Path | None) ->
     """The dataset to evaluate on: `--data`, else the one the run recorded."""
     recorded = config.get("dataset")
     if not data and not (isinstance(recorded, dict) and isinstance(recorded.get("path"), str)):
-        raise InputError(run.path / "config.json", "no dataset path recorded; give --data")
+        raise InputError(run.config_file, "no dataset path recorded; give --data")
     return Path(data) if data else Path(recorded["path"])
 
 

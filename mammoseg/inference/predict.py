@@ -42,11 +42,12 @@ class Prediction:
 
 def run_image_size(run_dir: str | Path, model: Any) -> int:
     """The run's network input size, from config.json or else the model's input shape."""
-    size = RunDir(run_dir).config(required=False).get("image_size")
+    run = RunDir(run_dir)
+    size = run.config(required=False).get("image_size")
     if size is None:
         return int(model.inputs[0].shape[1])
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise InputError(Path(run_dir) / "config.json", f"image_size must be a positive integer, got {size!r}")
+        raise InputError(run.config_file, f"image_size must be a positive integer, got {size!r}")
     return size
 
 

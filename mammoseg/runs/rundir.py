@@ -103,20 +103,24 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
     def exists(self) -> bool:
-        return (self.path / "config.json").is_file()
+        return self.config_file.is_file()
 
     # ------------------------------------------------------------------ training's files
 
     def config(self, required: bool = True) -> dict[str, Any]:
         """config.json, the resolved options; {} when absent and not `required`."""
-        config = read_json(self.path / "config.json", required=False)
+        config = read_json(self.config_file, required=False)
         if config is None and required:
             raise InputError(self.path, "not a run folder (no config.json); train it with `mammoseg train` first")
         return config or {}
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json(self.path / "config.json", config)
+        write_json(self.config_file, config)
 
     def state(self) -> dict[str, Any]:
         return read_json(self.path / "state.json", required=False) or {"status": "new", "epochs_done": 0}
@@ -170,8 +174,6 @@ class RunDir:
     @property
     def layers(self) -> Path:  # visualize-layer's default output folder
         return self.path / "layers"
-
-    # ------------------------------------------------------------------ checkpoints
 
     @property
     def last(self) -> Path:
@@ -231,8 +233,6 @@ class RunDir:
         """The saved example images and maps of every evaluated split, split by split in name order."""
         for path in sorted((self.path / "eval").glob("*/examples.npz")):
             yield _read_npz(path)
-
-    # ------------------------------------------------------------------ the lock
 
     def holder(self) -> str | None:
         """The live process that holds this folder's lock, or None."""

@@ -109,7 +109,7 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
         logger.info("%s: stopped before its first epoch; starting it again", run.path)
         return _start(run, fresh, stop_after_epoch)
     saved = {"loss_normalization": "weights", **run.config()}  # runs from before the key kept Σ w·CE / Σ w
-    config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.path / "config.json")
+    config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.config_file)
     for key, value in (overrides or {}).items():
         if value is None or key not in TRAIN_KEYS or value == getattr(config, key):
             continue
