@@ -38,9 +38,9 @@ def main() -> None:
     import cv2
     import pydicom
 
-    from mammoseg.data.prepare import PrepareOptions, prepare
-    from mammoseg.data.synthetic import generate
-    from mammoseg.runtime import package_versions
+    from mammoseg.dataset.prepare import PrepareOptions, prepare
+    from mammoseg.dataset.synthetic import generate
+    from mammoseg.core.runtime import package_versions
 
     cv2.setNumThreads(1)  # the same single-threaded OpenCV a worker process uses
     root = args.work / "cbis"

@@ -2,7 +2,7 @@
 
 Each simulated experiment has two arms, `seeds` runs each, evaluated on `images` test images, and
 compares them the way the report does: one number per run, a two-sample t interval of the difference of
-the arms' means (`mammoseg.analysis.stats.difference`). It is repeated many times with a true
+the arms' means (`mammoseg.metrics.stats.difference`). It is repeated many times with a true
 difference of 0 (how often is a difference claimed? nominal 5%) and with a known difference (how often
 does the interval hold it? nominal 95%).
 
@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mammoseg.analysis import stats  # noqa: E402
+from mammoseg.metrics import stats  # noqa: E402
 
 IMAGE_SD = 0.1
 EFFECT = 0.05

@@ -8,7 +8,7 @@ std / |mean| over the phases (unbounded, cancels opposite channels). Figures in 
 
 import numpy as np
 
-from mammoseg.analysis.checkerboard import crop_border, kernel_checkerboard_score, period_scores, resize_conv_kernel
+from mammoseg.metrics.checkerboard import crop_border, kernel_checkerboard_score, period_scores, resize_conv_kernel
 
 
 def former(kernel: np.ndarray, s: int = 2) -> float:

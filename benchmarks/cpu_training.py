@@ -82,7 +82,7 @@ def keras_worker(config: str, variant: str, image_size: int, width: float, batch
 
     from mammoseg.experiments.bench.models import BENCH_POSITIVE_WEIGHT
     from mammoseg.models import build_model, count_flops
-    from mammoseg.runtime import package_versions
+    from mammoseg.core.runtime import package_versions
     from mammoseg.training.loss import WeightedPixelCrossEntropy
 
     keras.utils.set_random_seed(0)

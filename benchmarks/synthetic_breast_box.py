@@ -1,7 +1,7 @@
 """Breast detection on the synthetic film scans against their truth.
 
 The scans are rendered in memory from `mammoseg synth`'s plan (same seeds, same pixels as the files
-it writes) and analysed with `mammoseg.data.preprocess.analyse`. Per scan:
+it writes) and analysed with `mammoseg.dataset.preprocess.analyse`. Per scan:
 
   box IoU   the detected crop box (un-mirrored) against the truth's breast box;
   covered   share of the truth's breast (outside the scanner bands) the detection holds;
@@ -21,9 +21,9 @@ import time
 import cv2
 import numpy as np
 
-from mammoseg.data import preprocess
-from mammoseg.data.synthetic.plan import make_plan
-from mammoseg.data.synthetic.render import render_case
+from mammoseg.dataset import preprocess
+from mammoseg.dataset.synthetic.plan import make_plan
+from mammoseg.dataset.synthetic.render import render_case
 
 
 def box_iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:

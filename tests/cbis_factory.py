@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammoseg.data.cbis import OFFICIAL_NAMES, RowProblem, read_description_csv
+from mammoseg.core.errors import Skip
+from mammoseg.dataset.cbis import OFFICIAL_NAMES, read_description_csv
 
 MASS_HEADER = [
     "patient_id", "breast_density", "left or right breast", "image view", "abnormality id", "abnormality type",
@@ -24,7 +25,7 @@ CALC_HEADER = [
 ]  # fmt: skip
 
 
-def read_table(csvs: dict[tuple[str, str], Path], problems: list[RowProblem] | None = None) -> pd.DataFrame:
+def read_table(csvs: dict[tuple[str, str], Path], problems: list[Skip] | None = None) -> pd.DataFrame:
     """Every row of the description CSVs as one table, as `prepare` reads them: one file at a time."""
     return pd.concat([read_description_csv(path, problems) for path in csvs.values()], ignore_index=True)
 

@@ -37,7 +37,7 @@ def synthetic_cbis(tmp_path_factory: pytest.TempPathFactory) -> Path:
     metadata.csv, every planted defect at least once, and synth_truth.json describing them.
     Treat it as read-only.
     """
-    from mammoseg.data.synthetic import generate
+    from mammoseg.dataset.synthetic import generate
 
     root = tmp_path_factory.mktemp("synthetic_cbis")
     generate(root, cases=8, seed=0, image_size=256, layout="nbia")
@@ -48,8 +48,8 @@ def synthetic_cbis(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared DATASET of 64x64 examples (whole breast, 2 positive and 2 negative tiles per
     mammogram) from 16 synthetic mammograms: train 8 images, val 2, test 6. Treat it as read-only."""
-    from mammoseg.data.prepare import PrepareOptions, prepare
-    from mammoseg.data.synthetic import generate
+    from mammoseg.dataset.prepare import PrepareOptions, prepare
+    from mammoseg.dataset.synthetic import generate
 
     root = tmp_path_factory.mktemp("tiny_cbis")
     generate(root, cases=16, seed=1, image_size=192, layout="nbia")
@@ -63,7 +63,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished and evaluated run folder (`dilated_resize`, 64x64, width 0.125, 2 epochs, deterministic)
     trained on an easy synthetic set where bright discs are abnormal: every training output plus
     eval/test/. Its config.json names the dataset it used. Treat it as read-only."""
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
     from mammoseg.training.config import build_config
     from mammoseg.training.train import train
     from train_data import write_easy_dataset

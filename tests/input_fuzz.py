@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.errors import MammosegError
+from mammoseg.core.errors import MammosegError
 
 OUTCOMES = ("tried", "accepted", "skipped", "refused", "traceback", "wrong")
 """accepted: read without complaint (only where the input may still be valid); skipped: recorded in
@@ -289,7 +289,7 @@ def _check_pixels(path: Path) -> Callable[[Any], str | None]:
 
 
 def case_dicom_truncated(fz: Fuzzer, assets: Assets, i: int) -> None:
-    from mammoseg.data.dicom import read_pixels
+    from mammoseg.dataset.dicom import read_pixels
 
     folder = fz.folder("dicom-truncated")
     if assets.real_scan is not None and i % 15 == 14:
@@ -352,7 +352,7 @@ def _header_mutations(rows: int, cols: int) -> list[tuple[str, Callable[[Any], N
 
 
 def case_dicom_header(fz: Fuzzer, assets: Assets, i: int) -> None:
-    from mammoseg.data.dicom import read_pixels
+    from mammoseg.dataset.dicom import read_pixels
 
     folder = fz.folder("dicom-header")
     rle, bits = fz.pick([(True, 16), (True, 8), (False, 16), (False, 8)])
@@ -421,7 +421,7 @@ def _rle_frame(data: bytes, fz: Fuzzer) -> tuple[str, bytes, str]:
 def case_dicom_rle(fz: Fuzzer, assets: Assets, i: int) -> None:
     from pydicom.encaps import generate_frames
 
-    from mammoseg.data.dicom import read_pixels
+    from mammoseg.dataset.dicom import read_pixels
 
     folder = fz.folder("dicom-rle")
     bits = fz.pick([8, 16])
@@ -440,7 +440,7 @@ def case_dicom_rle(fz: Fuzzer, assets: Assets, i: int) -> None:
 
 
 def case_dicom_frames_colour(fz: Fuzzer, assets: Assets, i: int) -> None:
-    from mammoseg.data.dicom import read_pixels
+    from mammoseg.dataset.dicom import read_pixels
 
     folder = fz.folder("dicom-frames-colour")
     rle = bool(i % 2)
@@ -533,7 +533,7 @@ def corrupt_csv(fz: Fuzzer, data: bytes, *, key_columns: tuple[str, ...]) -> tup
 
 
 def case_csv_description(fz: Fuzzer, assets: Assets, i: int) -> None:
-    from mammoseg.data import cbis
+    from mammoseg.dataset import cbis
 
     tree = assets.tree("csv-paths")
     key = fz.pick(list(cbis.OFFICIAL_NAMES))
@@ -562,7 +562,7 @@ def case_csv_description(fz: Fuzzer, assets: Assets, i: int) -> None:
 def case_csv_layout(fz: Fuzzer, assets: Assets, i: int) -> None:
     """NBIA's metadata.csv or the Kaggle copy's dicom_info.csv corrupted in place, then restored."""
     from cbis_factory import read_table
-    from mammoseg.data.layouts import open_layout
+    from mammoseg.dataset.layouts import open_layout
 
     layout = "nbia" if i % 2 == 0 else "kaggle-jpeg"
     tree = assets.tree(layout)
@@ -645,7 +645,7 @@ def _config_types_ok(config: Any) -> str | None:
 
 
 def case_toml(fz: Fuzzer, assets: Assets, i: int) -> None:
-    from mammoseg.training.ablate import EXPERIMENT_KEYS, load_plan
+    from mammoseg.experiments.ablate import EXPERIMENT_KEYS, load_plan
     from mammoseg.training.config import TrainConfig, build_config, merge_options
 
     folder = fz.folder("toml-config")
@@ -868,7 +868,7 @@ def _run_config(run: Path) -> bytes:
 
 def case_run_config(fz: Fuzzer, assets: Assets, i: int) -> None:
     """A run folder whose config.json is corrupted, read by each command that reads one."""
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
     from mammoseg.inference.predict import run_image_size
     from mammoseg.training.train import resume
 
@@ -1057,7 +1057,7 @@ def case_prepare(fz: Fuzzer, assets: Assets, *, planted: int) -> None:
     import pandas as pd
 
     from cbis_factory import Case, build_tree, default_cases
-    from mammoseg.data.prepare import PrepareOptions, prepare
+    from mammoseg.dataset.prepare import PrepareOptions, prepare
 
     folder = fz.folder("prepare")
     extra = [Case(fz.pick(["mass", "calc"]), "train", f"P_{100 + k:05d}", fz.pick(["LEFT", "RIGHT"]), fz.pick(["CC", "MLO"]))

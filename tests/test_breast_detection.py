@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cbis_factory import write_dicom
-from mammoseg.data import preprocess
-from mammoseg.data.dicom import read_pixels
+from mammoseg.dataset import preprocess
+from mammoseg.dataset.dicom import read_pixels
 
 H, W = 600, 380
 

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 
 from cbis_factory import read_table
-from mammoseg.data import cbis
-from mammoseg.data.split import assign_splits
-from mammoseg.errors import InputError
+from mammoseg.dataset import cbis
+from mammoseg.dataset.split import assign_splits
+from mammoseg.core.errors import InputError, Skip
 
 
 @pytest.fixture(scope="module")
 def real(shared_dir: Path) -> pd.DataFrame:
     csvs = cbis.find_description_csvs(shared_dir / "cbis-ddsm-csv")
     assert len(csvs) == 4
-    problems: list[cbis.RowProblem] = []
+    problems: list[Skip] = []
     table = read_table(csvs, problems)
     assert problems == []
     return table
@@ -96,7 +96,7 @@ def test_na_strings_other_than_n_a_are_values(tmp_path: Path) -> None:
     bad = f"P_2,2,MIDDLE,CC,1,mass,OVAL,NA,4,BENIGN,3,../../etc/{uid}/000000.dcm,S_1/{uid}/{uid}/000000.dcm,S_1/{uid}/{uid}/000001.dcm"
     escape = f"P_3,2,LEFT,CC,1,mass,OVAL,NA,4,BENIGN,3,../{uid}/{uid}/000000.dcm,S_1/{uid}/{uid}/000000.dcm,S_1/{uid}/{uid}/000001.dcm"
     path.write_bytes(("\r\n".join([header, row, bad, escape]) + "\r\n").encode())
-    problems: list[cbis.RowProblem] = []
+    problems: list[Skip] = []
     table = cbis.read_description_csv(path, problems)
     assert len(table) == 1
     assert table.loc[0, "mass_shape"] == "NA" and pd.isna(table.loc[0, "mass_margins"])

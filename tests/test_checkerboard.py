@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.analysis.checkerboard import (
+from mammoseg.metrics.checkerboard import (
     activation_scores,
     aliasing_energy_fraction,
     aliasing_peak_db,
@@ -15,14 +15,13 @@ from mammoseg.analysis.checkerboard import (
     kernel_overlap,
     kernel_phase_sums,
     map_scores,
-    model_kernel_overlap,
-    model_kernel_scores,
     period_scores,
     phase_mean_score,
     phase_means,
     radial_power_spectrum,
     resize_conv_kernel,
 )
+from mammoseg.models.kernels import model_kernel_overlap, model_kernel_scores
 
 N = 64
 YY, XX = np.mgrid[0:N, 0:N]
@@ -231,7 +230,8 @@ def test_model_kernel_scores():
 
 
 def test_at_init_study_and_cli(tmp_path):
-    from mammoseg.analysis.init_study import checkerboard_at_init, format_table, run_init_study
+    from mammoseg.evaluation.init_study import format_table, study_inputs, run_init_study
+    from mammoseg.training.previews import checkerboard_at_init, logit_margins
     from mammoseg.cli import cli
     from mammoseg.models import build_model
 
@@ -246,8 +246,10 @@ def test_at_init_study_and_cli(tmp_path):
     assert variant["probe_layer"] == "up_conv2_relu"
     assert "dilated_resize" in format_table(result)
 
-    init = checkerboard_at_init(build_model("dilated_resize", image_size=64, width=0.25))
-    assert set(init) == {"kernel", "overlap", "map"} and {"phase_mean", "aliasing_fraction"} <= set(init["map"])
+    model = build_model("dilated_resize", image_size=64, width=0.25)
+    init = checkerboard_at_init(model, logit_margins(model, study_inputs(64)["smooth"][None, :, :, None]))
+    assert {"kernel", "overlap", "map"} <= set(init) and {"phase_mean", "aliasing_fraction"} <= set(init["map"])
+    assert init["n_images"] == 1 and set(init["kernel"]) == {"upsample_4", "upsample_5"}
 
     out = tmp_path / "init.json"
     runner = CliRunner()

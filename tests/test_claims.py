@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammoseg.analysis import stats
-from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
-from mammoseg.analysis.metrics import brightness_correlation
-from mammoseg.analysis.runs import Run
+from mammoseg.metrics import stats
+from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
+from mammoseg.metrics.metrics import brightness_correlation
+from mammoseg.runs.rundir import Run
 from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.claims import CLAIMS, FAILS, HOLDS, OPEN, article_figure, claims_section, settle
@@ -72,7 +72,7 @@ def test_the_hard_map_scored_as_a_probability_map():
 def test_upsampling_checkerboard_sees_the_transpose_inside_the_decoder():
     import keras
 
-    from mammoseg.analysis.init_study import study_inputs, upsampling_checkerboard
+    from mammoseg.evaluation.init_study import study_inputs, upsampling_checkerboard
     from mammoseg.models import build_model
 
     smooth = study_inputs(128)["smooth"][None, :, :, None]

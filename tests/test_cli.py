@@ -10,3 +10,12 @@ def test_version_and_help():
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0
     assert "--verbose" in result.output and "--quiet" in result.output
+
+
+def test_commands_that_run_a_backend_say_so():
+    from mammoseg.cli.backend import BackendCommand
+
+    marked = {name for name, command in cli.commands.items() if isinstance(command, BackendCommand)}
+    assert marked == {"inspect", "variants", "checkerboard", "train", "evaluate", "ablate", "visualize-layer",
+                      "predict", "bench"}
+    assert {"synth", "prepare", "compare"} <= set(cli.commands) - marked

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.analysis import metrics as M
-from mammoseg.analysis.evaluate import PER_IMAGE_COLUMNS
+from mammoseg.metrics import metrics as M
+from mammoseg.evaluation.evaluate import PER_IMAGE_COLUMNS
 from mammoseg.cli import cli
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 
 def test_eval_outputs_and_consistency(tiny_run: Path) -> None:
@@ -61,7 +61,7 @@ def test_evaluate_command_and_errors(tiny_run: Path, tmp_path: Path) -> None:
 
 
 def test_ablate_skips_finished_runs_and_plans_the_grid(tiny_run: Path, tmp_path: Path) -> None:
-    from mammoseg.training.ablate import load_plan, run_ablation
+    from mammoseg.experiments.ablate import load_plan, run_ablation
 
     config = json.loads((tiny_run / "config.json").read_text())
     toml = tmp_path / "exp.toml"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from input_fuzz import ACCEPT, EITHER, REFUSE, WEIGHTS, Fuzzer, run_fuzz, settings_from_env
 
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 
 def test_corrupted_inputs_end_in_one_line_reasons(tmp_path: Path) -> None:
@@ -73,12 +73,12 @@ def _dicom(tmp_path: Path, *, rle: bool = False, **header: object) -> Path:
 
 def test_inputs_that_gave_tracebacks(tmp_path: Path) -> None:
     """One of each input the fuzzing found a traceback or a silent acceptance for, now refused."""
-    from mammoseg.data.dicom import read_pixels
-    from mammoseg.data.layouts import open_layout
+    from mammoseg.dataset.dicom import read_pixels
+    from mammoseg.dataset.layouts import open_layout
     from mammoseg.inference.predict import run_image_size
-    from mammoseg.training.ablate import load_plan
+    from mammoseg.experiments.ablate import load_plan
     from mammoseg.training.config import build_config, merge_options
-    from mammoseg.training.runs import RunDir
+    from mammoseg.runs.rundir import RunDir
 
     cut = tmp_path / "cut.dcm"
     cut.write_bytes(_dicom(tmp_path).read_bytes()[:143])  # inside a value of the file meta

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cbis_factory import build_tree, read_table
-from mammoseg.data import cbis
-from mammoseg.data.layouts import detect_layout, open_layout
-from mammoseg.errors import InputError
+from mammoseg.dataset import cbis
+from mammoseg.dataset.layouts import detect_layout, open_layout
+from mammoseg.core.errors import InputError
 
 
 def _check_resolves(tree, layout: str) -> None:

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from mammoseg.core.conventions import ARTICLE_ORDER
 from mammoseg.models import (
     VARIANTS,
     build_model,
@@ -16,7 +17,6 @@ from mammoseg.models import (
 )
 from mammoseg.models.blocks import Conv, Transpose
 
-ARTICLE_ORDER = ["fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize"]
 
 # Exact counts at 640, width 1 (BatchNorm moving statistics included, as Keras counts them).
 PARAMS_640 = {
@@ -59,7 +59,7 @@ def models_640():
 
 
 def test_registry_order_and_specs_share_the_encoder():
-    assert variant_names() == ARTICLE_ORDER
+    assert variant_names() == list(ARTICLE_ORDER)
     assert set(VARIANTS) == set(ARTICLE_ORDER)
     trunks = {name: VARIANTS[name].trunk[:15] for name in ARTICLE_ORDER}
     assert len(set(trunks.values())) == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mammoseg.training.runs import RunDir
+from mammoseg.runs.rundir import RunDir
 from train_data import write_easy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_two_workers_train_like_one_process_and_survive_a_lost_worker(data: Path
     chief_process, other_process = _workers([*args, "--run-name", "mw", "--distribute", "multi-worker"])
     run = RunDir(tmp_path / "mw")
     deadline = time.monotonic() + TIMEOUT
-    while (run.read_json("state.json") or {}).get("epochs_done", 0) < 1 and time.monotonic() < deadline:
+    while run.state().get("epochs_done", 0) < 1 and time.monotonic() < deadline:
         assert chief_process.poll() is None, chief_process.communicate()[1][-3000:]
         time.sleep(0.2)
     other_process.send_signal(signal.SIGKILL)

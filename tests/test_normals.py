@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from cbis_factory import breast_image, build_tree, write_dicom
-from mammoseg.data.prepare import PrepareOptions, prepare
-from mammoseg.errors import InputError
+from mammoseg.dataset.prepare import PrepareOptions, prepare
+from mammoseg.core.errors import InputError
 
 SMALL = PrepareOptions(image_size=32, positive_tiles=1, negative_tiles=1, images_per_shard=3)
 
@@ -61,9 +61,9 @@ def normals_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
 
 
 def test_prepare_round_trip_with_normals_in_several_formats(normals_tree, tmp_path: Path) -> None:
-    from mammoseg.data.dicom import read_pixels
-    from mammoseg.data.normals import find_normal_images
-    from mammoseg.data.preprocess import prepare_full_image
+    from mammoseg.dataset.dicom import read_pixels
+    from mammoseg.dataset.normals import find_normal_images
+    from mammoseg.dataset.preprocess import prepare_full_image
     from test_prepare import read_examples
 
     root, folder, expected = normals_tree
@@ -94,7 +94,7 @@ def test_prepare_round_trip_with_normals_in_several_formats(normals_tree, tmp_pa
 
 
 def test_a_corrupt_normal_is_one_line_in_the_skip_report(normals_tree, tmp_path: Path) -> None:
-    from mammoseg.errors import MammosegError
+    from mammoseg.core.errors import MammosegError
 
     root, folder, expected = normals_tree
     with pytest.raises(MammosegError, match="1 case"):
@@ -131,8 +131,8 @@ def test_normals_resume_and_are_part_of_the_options(normals_tree, tmp_path: Path
 
 
 def test_normals_are_split_by_patient_in_the_cbis_proportions(tmp_path: Path) -> None:
-    from mammoseg.data.normals import MAX_IMAGES_PER_PATIENT, find_normal_images, patient_from_name
-    from mammoseg.data.split import assign_by_fractions, split_fractions
+    from mammoseg.dataset.normals import MAX_IMAGES_PER_PATIENT, find_normal_images, patient_from_name
+    from mammoseg.dataset.split import assign_by_fractions, split_fractions
 
     assert split_fractions({"a": "train", "b": "train", "c": "val", "d": "test"}) == {"train": 0.5, "val": 0.25, "test": 0.25}
     patients = [f"w{i:02d}" for i in range(40) for _ in range(3)]
@@ -153,8 +153,8 @@ def test_normals_are_split_by_patient_in_the_cbis_proportions(tmp_path: Path) ->
 
 def test_synthetic_normals_prepare_into_one_split_per_woman(tmp_path: Path) -> None:
     from mammoseg.cli import cli
-    from mammoseg.data.dicom import read_pixels
-    from mammoseg.data.split import split_fractions
+    from mammoseg.dataset.dicom import read_pixels
+    from mammoseg.dataset.split import split_fractions
 
     out = tmp_path / "synth"
     result = CliRunner().invoke(cli, ["synth", str(out), "--cases", "16", "--seed", "1", "--image-size", "128",
@@ -181,7 +181,7 @@ def test_synthetic_normals_prepare_into_one_split_per_woman(tmp_path: Path) -> N
 
 
 def test_metrics_count_normal_images_apart() -> None:
-    from mammoseg.analysis.metrics import SegmentationAccumulator
+    from mammoseg.metrics.metrics import SegmentationAccumulator
 
     acc = SegmentationAccumulator()
     prob = np.zeros((4, 30, 30), np.float32)
@@ -201,7 +201,7 @@ def test_metrics_count_normal_images_apart() -> None:
 
 
 def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, tmp_path: Path) -> None:
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
     from mammoseg.reporting import write_report
     from train_data import write_easy_dataset
 
@@ -233,7 +233,7 @@ def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, t
 
 
 def test_synthetic_normals_repeat_for_a_seed_and_overwrite_only_their_own(tmp_path: Path) -> None:
-    from mammoseg.data.synthetic.normals import TRUTH_FILE, write_normals
+    from mammoseg.dataset.synthetic.normals import TRUTH_FILE, write_normals
 
     first = write_normals(tmp_path / "a", count=4, seed=3, image_size=128)
     write_normals(tmp_path / "b", count=4, seed=3, image_size=128)

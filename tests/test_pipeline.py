@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammoseg.data import pipeline, shards
-from mammoseg.errors import InputError
+from mammoseg.dataset import pipeline, shards
+from mammoseg.core.errors import InputError
 
 SIZE = 32
 THRESHOLD = 160

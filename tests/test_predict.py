@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from mammo_fakes import fake_mammogram, save_untrained_run, write_dicom
 
 from mammoseg.cli import cli
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 from mammoseg.inference.predict import predict
 
 SIZE = 64

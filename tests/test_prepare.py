@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cbis_factory import Case, build_tree, default_cases
-from mammoseg.data.prepare import PrepareOptions, prepare
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.dataset.prepare import PrepareOptions, prepare
+from mammoseg.core.errors import InputError, MammosegError
 
 SMALL = PrepareOptions(image_size=32, positive_tiles=2, negative_tiles=2, images_per_shard=3)
 
@@ -22,7 +22,7 @@ def read_examples(dataset: Path) -> dict[str, dict]:
     import cv2
     import tensorflow as tf
 
-    from mammoseg.data.shards import parse_example
+    from mammoseg.dataset.shards import parse_example
 
     out = {}
     for shard in sorted((dataset / "shards").glob("*.tfrecord")):
@@ -175,7 +175,7 @@ def test_cli_prepare_and_inspect(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("layout", ["csv-paths", "kaggle-jpeg"])
 def test_synthetic_layouts(tmp_path: Path, layout: str) -> None:
-    from mammoseg.data.synthetic import generate
+    from mammoseg.dataset.synthetic import generate
 
     generate(tmp_path / "cbis", cases=6, seed=2, image_size=160, layout=layout)
     result = prepare(tmp_path / "cbis", tmp_path / "ds", PrepareOptions(image_size=32, images_per_shard=4))
@@ -184,7 +184,7 @@ def test_synthetic_layouts(tmp_path: Path, layout: str) -> None:
 
 
 def test_tiny_dataset_feeds_the_pipeline(tiny_dataset: Path) -> None:
-    from mammoseg.data.pipeline import make_dataset, read_manifest
+    from mammoseg.dataset.pipeline import make_dataset, read_manifest
 
     manifest = read_manifest(tiny_dataset)
     assert {"train", "val", "test"} <= set(manifest["split"])

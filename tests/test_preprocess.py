@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cbis_factory import breast_image, write_dicom
-from mammoseg.data import preprocess, resize
-from mammoseg.data.dicom import read_pixels
+from mammoseg.dataset import preprocess, resize
+from mammoseg.dataset.dicom import read_pixels
 
 
 def smooth_breast(h: int, w: int, chest_left: bool) -> np.ndarray:
@@ -115,7 +115,7 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
 def test_large_pixel_data_is_mapped_and_checked(tmp_path: Path, dtype: type) -> None:
     import pydicom
 
-    from mammoseg.errors import InputError
+    from mammoseg.core.errors import InputError
 
     pixels = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (300, 250)).astype(dtype)  # > 64 kB
     write_dicom(tmp_path / "big.dcm", pixels, "1.2.3")

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammoseg.data import preprocess
-from mammoseg.data.dicom import read_pixels
+from mammoseg.dataset import preprocess
+from mammoseg.dataset.dicom import read_pixels
 
 REFERENCE = Path(__file__).parent / "data" / "real_breast_masks"
 NBIA_SERIES = "1.000000-full mammogram images-{:05d}"
@@ -135,16 +135,16 @@ def test_prepare_on_an_nbia_tree(real_scans: dict[str, Scan], shared_dir: Path, 
                                  caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     """Without ROI masks nothing can be prepared: one error, nothing written; every scan was matched
     to its CSV row (its ROI files are what is missing). With one ROI mask, that image is prepared."""
-    from mammoseg.data import cbis
-    from mammoseg.data.prepare import PrepareOptions, prepare
-    from mammoseg.errors import InputError
+    from mammoseg.dataset import cbis
+    from mammoseg.dataset.prepare import PrepareOptions, prepare
+    from mammoseg.core.errors import InputError
 
     from cbis_factory import write_dicom
 
     root = tmp_path / "cbis"
     _nbia_tree(root, real_scans, shared_dir)
     options = PrepareOptions(image_size=64, positive_tiles=1, negative_tiles=1)
-    with caplog.at_level(logging.WARNING, logger="mammoseg.data"), pytest.raises(InputError, match="nothing to prepare") as info:
+    with caplog.at_level(logging.WARNING, logger="mammoseg.dataset"), pytest.raises(InputError, match="nothing to prepare") as info:
         prepare(root, tmp_path / "ds", options)
     assert str(root) in str(info.value) and "8 of the" in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "ds").exists()

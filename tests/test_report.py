@@ -21,15 +21,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.analysis import stats
-from mammoseg.analysis.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
+from mammoseg.metrics import stats
+from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
 from mammoseg.reporting import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, summary_columns, write_report
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.verdict import rank, verdict
-from mammoseg.analysis.runs import Run, load_run
-from mammoseg.analysis.stats import Interval
+from mammoseg.runs.rundir import Run, load_run
+from mammoseg.metrics.stats import Interval
 from mammoseg.cli import cli
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.errors import InputError, MammosegError
 
 SIZE = 32
 ROOT = Path(__file__).resolve().parents[1]
@@ -339,7 +339,7 @@ def test_arms_follow_ablation_folder_names():
 
 
 def test_primary_metrics_in_the_experiment_config(tmp_path):
-    from mammoseg.training.ablate import load_plan
+    from mammoseg.experiments.ablate import load_plan
 
     config = tmp_path / "exp.toml"
     config.write_text('[experiment]\ndata = "d"\nvariants = ["dilated_resize"]\nprimary_metrics = ["dice_pooled"]\n')
@@ -371,7 +371,7 @@ class _Collector(HTMLParser):
 def evaluated_runs(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Runs that `train` and `evaluate` wrote: the session's tiny dilated_resize run and a one-epoch
     dilated_transpose run on its easy dataset."""
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
     from mammoseg.training.config import build_config
     from mammoseg.training.train import train
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mammoseg.data.pipeline import read_dataset_info
-from mammoseg.errors import InputError, MammosegError
-from mammoseg.runtime import run_in_fresh_process
+from mammoseg.dataset.pipeline import read_dataset_info
+from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.core.runtime import run_in_fresh_process
 
 
 def test_result_and_input_errors_cross_the_process_boundary(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from mammoseg.data import shards
+from mammoseg.dataset import shards
 
 
 def _example(rng: np.random.Generator, size: int, index: int) -> dict:
@@ -128,7 +128,7 @@ def test_writer_side_does_not_import_tensorflow(tmp_path) -> None:
 
     code = (
         "import sys, numpy as np\n"
-        "from mammoseg.data import shards\n"
+        "from mammoseg.dataset import shards\n"
         "z = np.zeros((8, 8), np.uint8)\n"
         f"with shards.ShardWriter({str(tmp_path / 'a.tfrecord')!r}) as w:\n"
         "    w.write(shards.serialize_example(z, z, example_id='a', kind='whole', patient_id='p',\n"

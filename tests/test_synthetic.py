@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.cli import cli
-from mammoseg.data.synthetic import generate
-from mammoseg.data.synthetic.plan import CSV_NAMES, image_shape
-from mammoseg.errors import InputError
+from mammoseg.dataset.synthetic import generate
+from mammoseg.dataset.synthetic.plan import CSV_NAMES, image_shape
+from mammoseg.core.errors import InputError
 
 CSVS = sorted(CSV_NAMES.values())
 

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.cli import cli
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 from mammoseg.training import train as T
 from mammoseg.training.config import build_config
-from mammoseg.training.runs import RunDir, RunLocked
+from mammoseg.runs.rundir import RunDir, RunLocked
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,9 +65,9 @@ def test_tiny_run_writes_every_output(tiny_run: Path) -> None:
                 "val_negative_fp_rate"):
         assert key in history[0], key
     assert history[1]["loss"] < history[0]["loss"]  # an easy set: the loss falls
-    timing = run.read_json("timing.json")
+    timing = run.timing()
     assert len(timing["seconds_per_epoch"]) == 2 and timing["train_images_per_second"] > 0
-    init = run.read_json("checkerboard_init.json")
+    init = run.checkerboard_init()
     assert set(init["kernel"]) == {"upsample_4", "upsample_5"} and {"phase_mean", "aliasing_fraction"} <= set(init["map"])
     for epoch in (0, 1, 2):
         for example_id in config["preview_ids"]:
@@ -148,6 +148,13 @@ def test_toml_and_command_line_precedence(tmp_path: Path, monkeypatch: pytest.Mo
     assert (config.epochs, config.width, config.seed, config.learning_rate) == (7, 0.5, 3, 0.001)
     assert config.positive_weight == 33.0 and config.data == "some/data" and config.batch_size == 16
     assert Path(seen["runs_dir"]) == Path("toml-runs")
+    # the environment sits below the TOML's runs_dir and above the default
+    monkeypatch.setenv("MAMMOSEG_RUNS_DIR", str(tmp_path / "env-runs"))
+    assert CliRunner().invoke(cli, ["train", "--config", str(flat)]).exit_code == 0
+    assert Path(seen["runs_dir"]) == Path("toml-runs")
+    assert CliRunner().invoke(cli, ["train", "--variant", "fcn_skips", "--data", "d"]).exit_code == 0
+    assert Path(seen["runs_dir"]) == tmp_path / "env-runs"
+    monkeypatch.delenv("MAMMOSEG_RUNS_DIR")
     # an experiment file: its [train] table and [experiment] data; the CLI still wins
     experiment = _write_toml(tmp_path / "exp.toml", """
         [experiment]

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from mammo_fakes import fake_mammogram, save_untrained_run
 
-from mammoseg.analysis.activations import visualize_layer
+from mammoseg.inference.activations import visualize_layer
 from mammoseg.cli import cli
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 
 # variant -> (image size, layers to look at: the article's up_conv2 where it is transposed, the
 # first stride-2 transpose of the dilated control, and a resize-path conv of the final model)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammoseg.data import shards
+from mammoseg.dataset import shards
 
 
 def _example(rng: np.random.Generator, size: int, positive: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,9 @@ import click
 
 from mammoseg import __version__
 from mammoseg.cli import analysis, bench, data, models, training
-from mammoseg.errors import MammosegError
-from mammoseg.runtime import configure_logging, start_backend_quietly
-
-# Commands that run a Keras backend; the others (synth, prepare, compare) never start one.
-BACKEND_COMMANDS = {"inspect", "variants", "checkerboard", "train", "evaluate", "ablate", "visualize-layer", "predict", "bench"}
+from mammoseg.cli.backend import BackendCommand
+from mammoseg.core.errors import MammosegError
+from mammoseg.core.runtime import configure_logging, start_backend_quietly
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,7 +35,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """
     configure_logging(-1 if quiet else verbose)
     asks_help = any(arg in ("-h", "--help") for arg in sys.argv[1:])
-    if not verbose and ctx.invoked_subcommand in BACKEND_COMMANDS and not asks_help:
+    command = cli.commands.get(ctx.invoked_subcommand or "")
+    if not verbose and isinstance(command, BackendCommand) and not asks_help:
         start_backend_quietly()
 
 

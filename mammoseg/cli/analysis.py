@@ -6,20 +6,23 @@ from pathlib import Path
 
 import click
 
-CHECKPOINT = click.Choice(["best", "last"])
+from mammoseg.cli.backend import BackendCommand
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir, find_experiment_runs, resolve_runs_dir
+
+CHECKPOINT = click.Choice(CHECKPOINTS)
 
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--experiment", help="Compare every run of this ablation (RUNS_DIR/EXPERIMENT/*).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default="experiments/runs", show_default=True,
-              envvar="MAMMOSEG_RUNS_DIR", help="Where runs live (env MAMMOSEG_RUNS_DIR).")
+@click.option("--runs-dir", type=click.Path(path_type=Path),
+              help="Where runs live.  [default: env MAMMOSEG_RUNS_DIR, else experiments/runs]")
 @click.option("--baseline", help="Arm the paired differences are taken against [default: dilated_resize if present].")
 @click.option("--split", default="test", show_default=True, help="Evaluated split to compare on.")
 @click.option("--primary", "primary", help="Comma-separated metrics the verdict makes claims on "
               "[default: neg_fp_rate,dice_per_image,phase_mean_trained].")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Report folder.")
-def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, baseline: str | None, split: str,
+def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | None, baseline: str | None, split: str,
             primary: str | None, out_dir: Path) -> None:
     """Compare evaluated runs: report.html (self-contained), report.md and summary.csv.
 
@@ -33,17 +36,16 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path, base
       mammoseg compare --experiment demo --out reports/demo
       mammoseg compare experiments/runs/a experiments/runs/b --baseline fcn_skips --out reports/ab
     """
-    from mammoseg.analysis.runs import find_experiment_runs
     from mammoseg.reporting import write_report
 
     if bool(runs) == bool(experiment):
         raise click.UsageError("give either RUN folders or --experiment NAME (not both)")
-    run_dirs = list(runs) if runs else find_experiment_runs(runs_dir, experiment)  # type: ignore[arg-type]
+    run_dirs = list(runs) or find_experiment_runs(resolve_runs_dir(runs_dir), experiment)  # type: ignore[arg-type]
     keys = [k.strip() for k in primary.split(",") if k.strip()] if primary is not None else None
     click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split, primary=keys))
 
 
-@click.command("visualize-layer")
+@click.command("visualize-layer", cls=BackendCommand)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--layer", help="Layer name, e.g. up_conv2 or upsample_4 (see --list).")
 @click.option("--image", help="Example id from the run's evaluation examples or dataset, or an image file "
@@ -64,8 +66,7 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
       mammoseg visualize-layer experiments/runs/demo/fcn_skips-seed1 --layer up_conv2
       mammoseg visualize-layer RUN --layer upsample_1 --image scan.dcm --checkpoint last
     """
-    from mammoseg.analysis.activations import layer_table, visualize_layer as run_visualize
-    from mammoseg.training.runs import RunDir
+    from mammoseg.inference.activations import layer_table, visualize_layer as run_visualize
 
     if list_layers:
         for name, kind, shape in layer_table(RunDir(run).load_model(checkpoint)):
@@ -78,7 +79,7 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
     click.echo(scores)
 
 
-@click.command("predict")
+@click.command("predict", cls=BackendCommand)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")

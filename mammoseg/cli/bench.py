@@ -6,17 +6,20 @@ from pathlib import Path
 
 import click
 
-VARIANT_CHOICES = ("all", "none", "fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
+from mammoseg.cli.backend import BackendCommand
+from mammoseg.core.conventions import ARTICLE_ORDER, PRECISIONS
+
+VARIANT_CHOICES = ("all", "none", *ARTICLE_ORDER)
 
 
-@click.command("bench")
+@click.command("bench", cls=BackendCommand)
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="dilated_resize", show_default=True,
               help="Network to time; `all` for every variant, `none` to time only the pipeline and prepare.")
 @click.option("--image-size", "image_sizes", type=click.IntRange(min=8), multiple=True, default=(640,), show_default=True,
               help="Model input size; repeat it (320, 640, 1280) to time every variant at each and summarise the scaling.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Batch of the model timings and of the input pipeline.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]), default="float32",
+@click.option("--precision", type=click.Choice(PRECISIONS), default="float32",
               show_default=True, help="Keras dtype policy of the model timings.")
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Filter-count multiplier.")

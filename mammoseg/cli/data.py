@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from mammoseg.cli.backend import BackendCommand
+
 COMMANDS: list[click.Command] = []
 
 
@@ -53,14 +55,14 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
       mammoseg synth data/synth-kaggle --cases 20 --layout kaggle-jpeg
       mammoseg synth data/synth --cases 60 --normals 20
     """
-    from mammoseg.data.synthetic import generate
+    from mammoseg.dataset.synthetic import generate
 
     summary = generate(out, cases=cases, seed=seed, image_size=image_size, full_size=full_size, layout=layout,
                        workers=workers, overwrite=overwrite)
     click.echo(f"wrote {summary.cases} mammograms with {summary.abnormalities} abnormalities ({summary.files} files, "
                f"{summary.bytes / 1e6:.1f} MB) to {summary.root} in {summary.seconds:.1f} s")
     if normals:
-        from mammoseg.data.synthetic.normals import NORMALS_DIR, write_normals
+        from mammoseg.dataset.synthetic.normals import NORMALS_DIR, write_normals
 
         written = write_normals(out / NORMALS_DIR, count=normals, seed=seed,
                                 image_size=4800 if full_size else image_size)
@@ -107,7 +109,7 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --image-size 640 --workers 4
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --normals ~/data/all-mias
     """
-    from mammoseg.data.prepare import PrepareOptions, prepare
+    from mammoseg.dataset.prepare import PrepareOptions, prepare
 
     options = PrepareOptions(image_size=image_size, positive_tiles=positive_tiles, negative_tiles=negative_tiles,
                              val_fraction=val_fraction, seed=seed, layout=layout, images_per_shard=images_per_shard)
@@ -119,7 +121,7 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
         click.echo(f"  {split:5s} " + "  ".join(f"{kind} {n}" for kind, n in kinds.items()))
 
 
-@click.command("inspect")
+@click.command("inspect", cls=BackendCommand)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG grid of samples with mask overlays [default: DATASET/inspect.png].")
@@ -131,7 +133,7 @@ def inspect_command(dataset: Path, out: Path | None, per_cell: int) -> None:
     Example:
       mammoseg inspect data/prepared --out reports/dataset.png
     """
-    from mammoseg.data.inspect import count_table, draw_samples
+    from mammoseg.dataset.inspect import count_table, draw_samples
 
     click.echo(count_table(dataset))
     png = draw_samples(dataset, out or dataset / "inspect.png", per_cell=per_cell)

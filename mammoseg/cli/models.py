@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.cli.backend import BackendCommand
+from mammoseg.core.errors import MammosegError
 
 
-@click.command("variants")
+@click.command("variants", cls=BackendCommand)
 @click.option("--image-size", default=640, show_default=True, type=int,
               help="Input side: dilated variants take multiples of 32, FCN variants multiples of 128.")
 @click.option("--width", default=1.0, show_default=True, type=float, help="Multiplier on every filter count.")
@@ -27,35 +28,24 @@ def variants(image_size: int, width: float, transpose_kernel: int) -> None:
       mammoseg variants
       mammoseg variants --image-size 256 --width 0.25
     """
-    from mammoseg.models import (
-        build_model,
-        check_image_size,
-        count_flops,
-        decoder_input_shape,
-        transposed_layer_names,
-        variant_names,
-    )
+    from mammoseg.models.flops import variant_costs
 
     if width <= 0:
         raise click.BadParameter("must be positive", param_hint="--width")
     click.echo(f"image size {image_size}, width {width}")
     click.echo(f"{'variant':<18} {'params':>12} {'GFLOP/img':>10} {'transposed':>10}  decoder input")
-    for name in variant_names():
-        try:
-            check_image_size(name, image_size)
-        except ValueError as exc:
-            click.echo(f"{name:<18} {'-':>12} {'-':>10} {'-':>10}  n/a: {str(exc).split(': ', 2)[-1]}")
-            continue
-        try:
-            model = build_model(name, image_size=image_size, width=width, transpose_kernel=transpose_kernel)
-        except ValueError as exc:
-            raise MammosegError(str(exc)) from None
-        shape = "x".join(str(d) for d in decoder_input_shape(model))
-        click.echo(f"{name:<18} {model.count_params():>12,} {count_flops(model) / 1e9:>10.2f} "
-                   f"{len(transposed_layer_names(model)):>10}  {shape}")
+    try:
+        for cost in variant_costs(image_size, width, transpose_kernel):
+            if cost.unsupported:
+                click.echo(f"{cost.name:<18} {'-':>12} {'-':>10} {'-':>10}  n/a: {cost.unsupported}")
+                continue
+            shape = "x".join(str(d) for d in cost.decoder_input)
+            click.echo(f"{cost.name:<18} {cost.params:>12,} {cost.flops / 1e9:>10.2f} {cost.transposed:>10}  {shape}")
+    except ValueError as exc:
+        raise MammosegError(str(exc)) from None
 
 
-@click.command("checkerboard")
+@click.command("checkerboard", cls=BackendCommand)
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--at-init", is_flag=True, help="Score every variant at random initialisation instead of saved models.")
 @click.option("--variant", "only", multiple=True, help="With --at-init: only this variant (repeatable).")
@@ -84,13 +74,13 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
       mammoseg checkerboard --at-init --width 1 --variant dilated_transpose --transpose-kernel 3
       mammoseg checkerboard experiments/runs/demo/dilated_resize-seed0/best.keras
     """
-    from mammoseg.atomic import write_json
+    from mammoseg.core.atomic import write_json
 
     if at_init == bool(models):
         raise click.UsageError("give either --at-init or saved MODELS (.keras files), not both")
     if at_init:
-        from mammoseg.analysis.init_study import format_table, run_init_study
-        from mammoseg.runtime import environment
+        from mammoseg.evaluation.init_study import format_table, run_init_study
+        from mammoseg.core.runtime import environment
 
         try:
             result = run_init_study(list(only) or None, image_size=image_size, width=width, seeds=seeds,
@@ -100,18 +90,12 @@ def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...],
         result["environment"] = environment()
         click.echo(format_table(result))
     else:
-        import keras
-
-        from mammoseg.analysis.checkerboard import model_kernel_overlap, model_kernel_scores
+        from mammoseg.models.kernels import model_kernel_overlap, model_kernel_scores
+        from mammoseg.models.saving import load_model
 
         result = {}
         for path in models:
-            if not path.is_file():
-                raise InputError(path, "no such model file")
-            try:
-                model = keras.saving.load_model(path, compile=False)
-            except Exception as exc:
-                raise InputError(path, f"cannot load as a Keras model ({exc})") from None
+            model = load_model(path)
             result[str(path)] = model_kernel_scores(model)
             overlap = model_kernel_overlap(model)
             click.echo(str(path))

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from mammoseg.data.split import SPLITS
-from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISIONS
+from mammoseg.cli.backend import BackendCommand
+from mammoseg.core.conventions import SPLITS
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir
+from mammoseg.training.config import DISTRIBUTIONS, LOSS_NORMALIZATIONS, PRECISION_CHOICES
 
 COMMANDS: list[click.Command] = []
 
@@ -25,7 +27,7 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
     return {n: ctx.params[n] for n in names if ctx.get_parameter_source(n) in sources}
 
 
-@click.command("train")
+@click.command("train", cls=BackendCommand)
 @click.option("--variant", help="Network variant: fcn_skips, fcn_bottleneck, fcn_resize_mid, dilated_transpose, "
                                 "dilated_resize.")
 @click.option("--data", help="Prepared dataset folder (from `mammoseg prepare`).")
@@ -50,7 +52,7 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
               help="Copy conv1 ... conv5.1 (and their BatchNorms) from this run folder or .keras file.")
 @click.option("--freeze-encoder", is_flag=True, default=None,
               help="Train only the layers after the copied encoder (the article's five-epoch step).")
-@click.option("--precision", type=click.Choice(PRECISIONS),
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES),
               help="Keras dtype policy.  [default: auto = mixed_bfloat16 on a GPU, else float32]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA compilation.  [default: Keras' auto; config.json records what it resolved to]")
@@ -58,8 +60,9 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
               help="Data parallelism over devices.  [default: none]")
 @click.option("--deterministic", is_flag=True, default=None,
               help="Op determinism and an ordered input pipeline: same seed, same numbers (slower).")
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar="MAMMOSEG_RUNS_DIR",
-              help="Where run folders go (env MAMMOSEG_RUNS_DIR).  [default: experiments/runs]")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where run folders go.  [default: runs_dir of the TOML, else env MAMMOSEG_RUNS_DIR, else "
+                   "experiments/runs]")
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
               help="Continue an interrupted run: RUN_DIR, or the run named by --run-name.")
 @click.pass_context
@@ -79,36 +82,24 @@ def train_command(ctx: click.Context, config_file: Path | None, runs_dir: Path |
           --init-encoder-from experiments/runs/fcn_skips-seed0 --freeze-encoder --epochs 5
       mammoseg train --resume experiments/runs/dilated_resize-seed0
     """
-    from mammoseg.training.config import build_config, merge_options, runs_dir_default
-    from mammoseg.training.train import default_run_name, resume as resume_run, train
+    from mammoseg.training.config import merge_options
+    from mammoseg.training.train import train_or_resume
 
-    values = merge_options(config_file, _given(ctx, TRAIN_OPTIONS))
-    root = Path(runs_dir or values.pop("runs_dir", None) or runs_dir_default())
-    values.pop("runs_dir", None)
-    if resume is not None:
-        if resume:
-            run_path = Path(resume)
-        else:
-            name = values.get("run_name") or (default_run_name(build_config(values)) if values.get("variant") else None)
-            if not name:
-                raise click.UsageError("--resume needs a run folder or --run-name")
-            run_path = root / name
-        started = (run_path / "config.json").is_file() or not (values.get("variant") and values.get("data"))
-        fresh = None if started else build_config(values | {"run_name": values.get("run_name") or run_path.name},
-                                                config_file or "command line")
-        run = resume_run(run_path, _given(ctx, TRAIN_OPTIONS), fresh=fresh)
-    else:
-        run = train(build_config(values, config_file or "command line"), root)
+    given = _given(ctx, TRAIN_OPTIONS)
+    values = merge_options(config_file, given)
+    if resume == "" and not (values.get("run_name") or values.get("variant")):
+        raise click.UsageError("--resume needs a run folder or --run-name")
+    run = train_or_resume(values, config_file or "command line", runs_dir=runs_dir, resume_from=resume, given=given)
     click.echo(f"run folder: {run.path}")
 
 
 COMMANDS.append(train_command)
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=BackendCommand)
 @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
-@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Inference batch.  [default: the run's]")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder, if it moved since training.  [default: the run's]")
@@ -124,7 +115,7 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
     Example:
       mammoseg evaluate experiments/runs/dilated_resize-seed0 --split test
     """
-    from mammoseg.analysis.evaluate import evaluate_run
+    from mammoseg.evaluation.evaluate import evaluate_run
 
     metrics = evaluate_run(run, split, checkpoint, batch_size=batch_size, data=data)
     click.echo(f"{run}: {split} split, {metrics['n_images']} images: dice per image (positives) "
@@ -132,7 +123,7 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
                f"FP rate on negatives {_fmt(metrics['negatives_fp_rate_author'])}"
                + (f", on {metrics['n_normal_images']} normal images {_fmt(metrics['normals_fp_rate_author'])}"
                   if "n_normal_images" in metrics else "")
-               + f"; written to {run / 'eval' / split}")
+               + f"; written to {RunDir(run).eval_dir(split)}")
 
 
 def _fmt(value: object) -> str:
@@ -142,13 +133,14 @@ def _fmt(value: object) -> str:
 COMMANDS.append(evaluate_command)
 
 
-@click.command("ablate")
+@click.command("ablate", cls=BackendCommand)
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Experiment TOML ([experiment], [train], [arms.NAME]).")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds 0..N-1 instead of the config's.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Dataset instead of the config's.")
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar="MAMMOSEG_RUNS_DIR",
-              help="Where run folders go (env MAMMOSEG_RUNS_DIR).  [default: experiments/runs]")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where run folders go.  [default: runs_dir of the TOML, else env MAMMOSEG_RUNS_DIR, else "
+                   "experiments/runs]")
 def ablate_command(config_file: Path, seeds: int | None, data: Path | None, runs_dir: Path | None) -> None:
     """Train and evaluate every arm x seed of an experiment, then write the comparison report.
 
@@ -160,7 +152,7 @@ def ablate_command(config_file: Path, seeds: int | None, data: Path | None, runs
       mammoseg ablate --config experiments/demo.toml
       mammoseg ablate --config experiments/ablation.toml --seeds 5
     """
-    from mammoseg.training.ablate import run_ablation
+    from mammoseg.experiments.ablate import run_ablation
 
     done = run_ablation(config_file, seeds=seeds, runs_dir=runs_dir, data=data)
     click.echo(f"{len(done)} runs trained and evaluated")

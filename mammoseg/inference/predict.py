@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
-from mammoseg.atomic import write_bytes, write_json
-from mammoseg.errors import InputError
-from mammoseg.training.runs import RunDir
+from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, abnormal_probability, logit_margin, predicted_positive
+from mammoseg.core.atomic import write_bytes, write_json
+from mammoseg.core.errors import InputError
+from mammoseg.runs.rundir import RunDir
 
 
 MIN_SIDE = 64
@@ -42,11 +42,12 @@ class Prediction:
 
 def run_image_size(run_dir: str | Path, model: Any) -> int:
     """The run's network input size, from config.json or else the model's input shape."""
-    size = (RunDir(run_dir).read_json("config.json") or {}).get("image_size")
+    run = RunDir(run_dir)
+    size = run.config(required=False).get("image_size")
     if size is None:
         return int(model.inputs[0].shape[1])
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise InputError(Path(run_dir) / "config.json", f"image_size must be a positive integer, got {size!r}")
+        raise InputError(run.config_file, f"image_size must be a positive integer, got {size!r}")
     return size
 
 
@@ -88,7 +89,7 @@ def check_mammogram(pixels: np.ndarray, path: str | Path) -> None:
 
 def read_mammogram(path: str | Path) -> np.ndarray:
     """Grayscale pixels of a DICOM, PNG or JPEG mammogram, checked for plausibility."""
-    from mammoseg.data.dicom import RASTER_SUFFIXES, read_pixels
+    from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_pixels
 
     path = Path(path)
     if not path.is_file():
@@ -104,19 +105,18 @@ def read_mammogram(path: str | Path) -> np.ndarray:
 
 def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
     """P(abnormal) [B, S, S] float32: softmax channel 1 of the model's logits."""
-    from mammoseg.data.pipeline import normalize
+    from mammoseg.dataset.pipeline import normalize
 
     x = normalize(images_uint8)[..., None]
     import keras
 
-    logits = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float32)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (exp[..., 1] / exp.sum(axis=-1)).astype(np.float32)
+    logits = keras.ops.convert_to_numpy(model(x, training=False))
+    return abnormal_probability(logit_margin(logits)).astype(np.float32)
 
 
 def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Prediction:
     """Preprocess, predict and map back one mammogram's pixels."""
-    from mammoseg.data.preprocess import prepare_full_image
+    from mammoseg.dataset.preprocess import prepare_full_image
 
     small, geometry = prepare_full_image(pixels, image_size)
     prob_small = probabilities(model, small[None])[0]
@@ -128,7 +128,7 @@ def _display(pixels: np.ndarray, prob: np.ndarray, long_side: int = 1400) -> tup
     """Area-downsampled copies for the overlay figure: full-size mammograms would only be resampled by
     the renderer anyway, at a far higher memory cost. Resized first, windowed after: no full-size
     float copy of a 12-megapixel scan (0.9 s of the figure's time before)."""
-    from mammoseg.data.preprocess import area_resize
+    from mammoseg.dataset.resize import area_resize
 
     h, w = pixels.shape
     scale = min(1.0, long_side / max(h, w))
@@ -150,7 +150,7 @@ def _png(array: np.ndarray) -> bytes:
 def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, source: str | Path, run_dir: str | Path,
                      checkpoint: str) -> dict[str, Path]:
     """Write the overlay, 16-bit and .npy probability maps, hard mask and a summary, each atomically."""
-    from mammoseg.reporting.figures import probability_overlay
+    from mammoseg.inference.plots import probability_overlay
 
     out_dir = Path(out_dir)
     prob = prediction.prob
@@ -164,7 +164,7 @@ def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, sou
     image, heat = _display(prediction.pixels, prob)
     size = prediction.network_input.shape[0]
     above = int(np.count_nonzero(prediction.prob_network > 0.5))
-    positive = above > author_pixel_threshold(size, size)
+    positive = predicted_positive(above, size, size)
     title = (f"{Path(source).name}: P(abnormal), max {prob.max():.2f}; "
              f"{'abnormal' if positive else 'no abnormality'} by the S²/{AUTHOR_PIXEL_DIVISOR} rule")
     write_bytes(paths["overlay"], probability_overlay(image, heat, title))

@@ -11,8 +11,18 @@ of these networks' total, and are not counted.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import keras
+
+from mammoseg.models.variants import (
+    build_model,
+    check_image_size,
+    decoder_input_shape,
+    transposed_layer_names,
+    variant_names,
+)
 
 
 def layer_macs(layer: keras.layers.Layer) -> int:
@@ -40,3 +50,29 @@ def count_activations(model: keras.Model) -> int:
     """Elements per image of every layer's output, the input included: what a training step keeps
     for the backward pass before any fusion, so its memory per image grows with this."""
     return sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
+
+
+@dataclass(frozen=True)
+class VariantCost:
+    """One variant built at one size: what it costs, or why the size does not fit it."""
+
+    name: str
+    params: int = 0
+    flops: int = 0
+    transposed: int = 0
+    decoder_input: tuple[int, ...] = ()
+    unsupported: str = ""
+
+
+def variant_costs(image_size: int, width: float = 1.0, transpose_kernel: int = 4) -> Iterator[VariantCost]:
+    """Every variant in the article's order, built one at a time (at width 1 each takes seconds): parameters,
+    forward FLOPs per image, transposed layers and the shape the decoder starts from."""
+    for name in variant_names():
+        try:
+            check_image_size(name, image_size)
+        except ValueError as exc:
+            yield VariantCost(name, unsupported=str(exc).split(": ", 2)[-1])
+            continue
+        model = build_model(name, image_size=image_size, width=width, transpose_kernel=transpose_kernel)
+        yield VariantCost(name, model.count_params(), count_flops(model), len(transposed_layer_names(model)),
+                          decoder_input_shape(model))

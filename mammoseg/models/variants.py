@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import keras
 
+from mammoseg.core.conventions import ARTICLE_ORDER
 from mammoseg.models.blocks import (
     FC_SCALE,
     L2_LAMBDA,
@@ -166,8 +167,8 @@ VARIANTS: dict[str, VariantSpec] = {
 
 
 def variant_names() -> list[str]:
-    """Variant names in the article's order, from the first FCN to the final model."""
-    return list(VARIANTS)
+    """Variant names in the article's order, from the first FCN to the final model (specs in `VARIANTS`)."""
+    return list(ARTICLE_ORDER)
 
 
 def get_spec(variant: str) -> VariantSpec:

@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mammoseg.analysis.evaluate import GATE_KEY
-from mammoseg.analysis.metrics import author_pixel_threshold
-from mammoseg.analysis.runs import Run
-from mammoseg.analysis.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
+from mammoseg.evaluation.evaluate import GATE_KEY
+from mammoseg.core.conventions import ARTICLE_ORDER, predicted_positive
+from mammoseg.runs.rundir import Run
+from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
                                      seed_interval)
-from mammoseg.errors import MammosegError
+from mammoseg.core.errors import MammosegError
 from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, Metric, compared_keys
 
 DEFAULT_BASELINE = "dilated_resize"
-ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
 ALPHA = 1.0 - CONFIDENCE
 
 
@@ -37,7 +36,7 @@ def _predicted_positive(table: pd.DataFrame, image_size: int | None) -> np.ndarr
         return table["predicted_positive"].to_numpy(float)
     if image_size is None:
         return np.full(len(table), np.nan)
-    return ((table["tp"] + table["fp"]) > author_pixel_threshold(image_size, image_size)).to_numpy(float)
+    return predicted_positive((table["tp"] + table["fp"]).to_numpy(), image_size, image_size).astype(float)
 
 
 def run_learned(run: Run) -> bool | None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mammoseg.analysis import stats
-from mammoseg.analysis.stats import NAN_INTERVAL, Interval
+from mammoseg.metrics import stats
+from mammoseg.metrics.stats import NAN_INTERVAL, Interval
 from mammoseg.reporting.aggregate import ALPHA, Arm
 from mammoseg.reporting.document import Block, Bullets, Figure, Paragraph, Section, Table
 from mammoseg.reporting.registry import METRIC_BY_KEY

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
-from mammoseg.analysis.evaluate import GATE_RULE
-from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR
+from mammoseg.evaluation.evaluate import GATE_RULE
+from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR
 from mammoseg.reporting.aggregate import DEFAULT_BASELINE, Arm, claimed, run_learned, subset_mask
 from mammoseg.reporting.registry import METRIC_BY_KEY, METRICS, Metric, compared_keys
 from mammoseg.reporting.verdict import Verdict, fmt, fmt_interval, fmt_p, rank_arms

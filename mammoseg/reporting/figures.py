@@ -1,13 +1,8 @@
-"""Report and layer figures, rendered to PNG bytes with matplotlib's object API (no pyplot state).
-
-Using `matplotlib.figure.Figure` directly draws with the Agg canvas regardless of the process's
-backend, keeps figures from leaking between calls, and lets callers embed or write the bytes
-atomically themselves.
-"""
+"""The report's figures, as PNG bytes the caller embeds or writes atomically (rendered as
+`inference.plots.figure_png` renders every figure of the package)."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 
@@ -15,16 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mammoseg.analysis.stats import Interval
-
-DPI = 100
-
-
-def _png(fig: Figure, tight: bool = True) -> bytes:
-    """PNG bytes; `tight=False` skips the extra layout pass for figures laid out by hand."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
-    return buffer.getvalue()
+from mammoseg.inference.plots import figure_png, mark_aliasing
+from mammoseg.metrics.stats import Interval
 
 
 def _colours(names: Sequence[str]) -> dict[str, tuple]:
@@ -45,7 +32,7 @@ def learning_curves(curves: dict[str, pd.DataFrame]) -> bytes:
         ax.set(title=title, xlabel="epoch", ylabel="loss")
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def metric_bars(panels: list[tuple[str, str, dict[str, Interval]]]) -> bytes:
@@ -70,7 +57,7 @@ def metric_bars(panels: list[tuple[str, str, dict[str, Interval]]]) -> bytes:
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def example_grid(examples: list[dict]) -> bytes:
@@ -105,13 +92,7 @@ def example_grid(examples: list[dict]) -> bytes:
         ax.set_yticks([])
     if soft_image is not None:
         fig.colorbar(soft_image, cax=fig.add_axes((0.92, 0.3, 0.015, 0.4)), label="P(abnormal)")
-    return _png(fig, tight=False)
-
-
-def _mark_aliasing(ax, frequencies: Sequence[float]) -> None:
-    for f in frequencies:
-        ax.axvline(f, color="grey", linestyle="--" if f >= 0.5 else ":", linewidth=1)
-        ax.text(f, 1.0, f" {f:g}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
+    return figure_png(fig, tight=False)
 
 
 def power_spectra(spectra: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], frequencies: Sequence[float]) -> bytes:
@@ -124,12 +105,12 @@ def power_spectra(spectra: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
         for name, (freqs, power) in curves.items():
             keep = (freqs > 0) & (power > 0)
             ax.semilogy(freqs[keep], power[keep], color=colours[name], label=name)
-        _mark_aliasing(ax, frequencies)
+        mark_aliasing(ax, frequencies)
         ax.set(xlabel="spatial frequency (cycles / pixel)", ylabel="power",
                title=f"Output P(abnormal), {titles.get(group, group)}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def checkerboard_bars(pairs: list[tuple[str, dict[str, tuple[Interval, Interval]]]]) -> bytes:
@@ -148,61 +129,7 @@ def checkerboard_bars(pairs: list[tuple[str, dict[str, tuple[Interval, Interval]
         ax.set_title(label, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def activation_figure(
-    channels: np.ndarray,
-    mean_map: np.ndarray,
-    freqs: np.ndarray,
-    power: np.ndarray,
-    frequencies: Sequence[float],
-    title: str,
-    scores_text: str,
-) -> bytes:
-    """A layer's activations: a channel grid, the mean map, and the mean map's spectrum."""
-    n = channels.shape[-1]
-    grid = math.ceil(math.sqrt(n))
-    fig = Figure(figsize=(15, 7.5), layout="constrained")
-    left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.0])
-    left.suptitle(f"{title}: {n} channel{'s' if n != 1 else ''}", fontsize=10)
-    axes = np.atleast_1d(left.subplots(grid, grid)).ravel()
-    for i, ax in enumerate(axes):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i < n:
-            ax.imshow(channels[..., i], cmap="viridis")
-            ax.set_title(str(i), fontsize=6, pad=1)
-        else:
-            ax.set_visible(False)
-    top, bottom = right.subplots(2, 1, height_ratios=[1.3, 1.0])
-    image = top.imshow(mean_map, cmap="viridis")
-    top.set_title(f"mean activation\n{scores_text}", fontsize=9)
-    top.set_xticks([])
-    top.set_yticks([])
-    right.colorbar(image, ax=top, shrink=0.8)
-    keep = (freqs > 0) & (power > 0)
-    bottom.semilogy(freqs[keep], power[keep], color="black")
-    _mark_aliasing(bottom, frequencies)
-    bottom.set(xlabel="spatial frequency (cycles / pixel)", ylabel="power", title="radially averaged spectrum")
-    bottom.grid(alpha=0.3, which="both")
-    return _png(fig)
-
-
-def probability_overlay(image: np.ndarray, prob: np.ndarray, title: str) -> bytes:
-    """The soft heatmap over the mammogram with a colour bar: what a radiologist would read."""
-    height, width = image.shape[:2]
-    scale = 9.0 / max(height, width)
-    fig = Figure(figsize=(max(width * scale, 2.5) + 1.5, max(height * scale, 2.5)))
-    ax = fig.subplots()
-    ax.imshow(image, cmap="gray")
-    alpha = np.clip(prob * 1.5, 0.0, 0.75)
-    heat = ax.imshow(prob, cmap="inferno", vmin=0.0, vmax=1.0, alpha=alpha)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(heat, ax=ax, shrink=0.8, label="P(abnormal)")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def article_grid(panels: list[tuple[str, np.ndarray, int, int]], positive: dict, negative: dict) -> bytes:
@@ -224,4 +151,4 @@ def article_grid(panels: list[tuple[str, np.ndarray, int, int]], positive: dict,
         ax.set_yticks([])
         if not ax.images:
             ax.set_visible(False)
-    return _png(fig)
+    return figure_png(fig)

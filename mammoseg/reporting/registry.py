@@ -7,9 +7,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mammoseg.analysis.runs import Run, flat_metrics, lookup
-from mammoseg.analysis.stats import POSITIVE, UNBOUNDED, UNIT, Bounds
-from mammoseg.errors import MammosegError
+from mammoseg.runs.rundir import Run, flat_metrics, lookup
+from mammoseg.metrics.stats import POSITIVE, UNBOUNDED, UNIT, Bounds
+from mammoseg.core.errors import MammosegError
 
 
 @dataclass(frozen=True)

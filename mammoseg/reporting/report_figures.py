@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from mammoseg.analysis.checkerboard import ALIASING_FREQUENCIES
+from mammoseg.core.conventions import ALIASING_FREQUENCIES
 from mammoseg.reporting import figures
 from mammoseg.reporting.aggregate import Arm
 from mammoseg.reporting.document import Figure

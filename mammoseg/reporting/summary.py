@@ -7,7 +7,7 @@ import io
 import math
 from collections.abc import Sequence
 
-from mammoseg.analysis.stats import NAN_INTERVAL
+from mammoseg.metrics.stats import NAN_INTERVAL
 from mammoseg.reporting.aggregate import Arm
 from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRICS, compared_keys
 

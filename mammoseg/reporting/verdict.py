@@ -10,8 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mammoseg.analysis.evaluate import GATE_RULE
-from mammoseg.analysis.stats import NAN_INTERVAL, Interval
+from mammoseg.evaluation.evaluate import GATE_RULE
+from mammoseg.metrics.stats import NAN_INTERVAL, Interval
 from mammoseg.reporting.aggregate import Arm, claimed
 from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, VERDICT_KEYS, Metric
 

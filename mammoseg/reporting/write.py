@@ -7,9 +7,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mammoseg.analysis.runs import load_run
-from mammoseg.atomic import write_bytes, write_text
-from mammoseg.errors import MammosegError
+from mammoseg.runs.rundir import load_run
+from mammoseg.core.atomic import write_bytes, write_text
+from mammoseg.core.errors import MammosegError
 from mammoseg.reporting import html, markdown
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.claims import claims_section

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammoseg.errors import InputError
+from mammoseg.core.conventions import PRECISIONS
+from mammoseg.core.errors import InputError
 
 AUTHOR_POSITIVE_WEIGHTS = {
     "fcn_skips": 33.0,
@@ -28,9 +28,9 @@ AUTHOR_POSITIVE_WEIGHTS = {
 LOSS_NORMALIZATIONS = ("pixels", "weights")
 """What the weighted cross-entropy sum is divided by: the pixel count (the author's) or the sum of the weights."""
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+"""Keras dtype policies, or `auto`: mixed_bfloat16 on a GPU, float32 otherwise."""
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
-DEFAULT_RUNS_DIR = "experiments/runs"
 
 
 @dataclass
@@ -71,10 +71,6 @@ class TrainConfig:
 
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 EXTRA_KEYS = ("runs_dir",)
-
-
-def runs_dir_default() -> str:
-    return os.environ.get("MAMMOSEG_RUNS_DIR", DEFAULT_RUNS_DIR)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -175,8 +171,8 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
                         f"got {config.loss_normalization!r}")
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         problems.append(f"seed must be a non-negative integer, got {config.seed!r}")
-    if config.precision not in PRECISIONS:
-        problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.precision not in PRECISION_CHOICES:
+        problems.append(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {config.precision!r}")
     if config.distribute not in DISTRIBUTIONS:
         problems.append(f"distribute must be one of {', '.join(DISTRIBUTIONS)}, got {config.distribute!r}")
     if not (isinstance(config.jit_compile, bool) or config.jit_compile == "auto"):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mammoseg.errors import MammosegError
+from mammoseg.core.errors import MammosegError
 
 logger = logging.getLogger("mammoseg.training")
 

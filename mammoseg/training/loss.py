@@ -13,7 +13,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mammoseg.analysis.metrics import AUTHOR_PIXEL_DIVISOR
+from mammoseg.core.conventions import author_pixel_threshold
 from mammoseg.training.config import LOSS_NORMALIZATIONS
 
 
@@ -153,7 +153,7 @@ class NegativeImageFalsePositiveRate(keras.metrics.Metric):
         pred = _predicted_abnormal(y_pred)
         height, width = pred.shape[1], pred.shape[2]
         negative = ops.cast(ops.sum(y, axis=(1, 2)) == 0.0, "float32")
-        flagged = ops.cast(ops.sum(pred, axis=(1, 2)) > height * width / AUTHOR_PIXEL_DIVISOR, "float32")
+        flagged = ops.cast(ops.sum(pred, axis=(1, 2)) > author_pixel_threshold(height, width), "float32")
         self.negatives.assign_add(ops.sum(negative))
         self.false_positives.assign_add(ops.sum(negative * flagged))
 

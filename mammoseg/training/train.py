@@ -19,21 +19,22 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mammoseg.errors import InputError, MammosegError
+from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.runs.rundir import RunDir, resolve_run_dir, resolve_runs_dir, run_name
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config
-from mammoseg.training.runs import RunDir, resolve_run_dir
+from mammoseg.training.previews import checkerboard_at_init, select_previews, write_preview_inputs, write_previews
 
 logger = logging.getLogger("mammoseg.training")
 
 STOP_ENV = "MAMMOSEG_STOP_AFTER_EPOCH"
 """Test hook: stop (as if killed) right after this many epochs are finished and saved."""
 
-PREVIEWS_PER_KIND = 2
 RESUMABLE_KEYS = ("epochs",)
 """Options a resumed run may change: only extending it; anything else would make it a different run."""
 
@@ -55,14 +56,26 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
 
 
-def default_run_name(config: TrainConfig) -> str:
-    return f"{config.variant}-seed{config.seed}"
-
-
 def train(config: TrainConfig, runs_dir: str | Path, *, stop_after_epoch: int | None = None) -> RunDir:
     """Start a new run; refuses a folder that already holds one (use `resume`)."""
-    config.run_name = config.run_name or default_run_name(config)
+    config.run_name = config.run_name or run_name(config.variant, config.seed)
     return _start(resolve_run_dir(runs_dir, config.run_name), config, stop_after_epoch)
+
+
+def train_or_resume(values: dict[str, Any], source: str | Path, *, runs_dir: str | Path | None = None,
+                    resume_from: str | None = None, given: dict[str, Any] | None = None) -> RunDir:
+    """`mammoseg train`: a new run from the merged options `values`, or with `resume_from` ("" for the run
+    named by the options) the continuation of one; `given` are the options typed on the command line."""
+    root = resolve_runs_dir(runs_dir, values.pop("runs_dir", None))
+    if resume_from is None:
+        return train(build_config(values, source), root)
+    if resume_from:
+        run_path = Path(resume_from)
+    else:
+        run_path = root / (values.get("run_name") or run_name(values["variant"], build_config(values).seed))
+    started = RunDir(run_path).exists() or not (values.get("variant") and values.get("data"))
+    fresh = None if started else build_config(values | {"run_name": values.get("run_name") or run_path.name}, source)
+    return resume(run_path, given, fresh=fresh)
 
 
 def _start(run: RunDir, config: TrainConfig, stop_after_epoch: int | None) -> RunDir:
@@ -96,7 +109,7 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
         logger.info("%s: stopped before its first epoch; starting it again", run.path)
         return _start(run, fresh, stop_after_epoch)
     saved = {"loss_normalization": "weights", **run.config()}  # runs from before the key kept Σ w·CE / Σ w
-    config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.path / "config.json")
+    config = build_config({k: saved.get(k) for k in TRAIN_KEYS}, run.config_file)
     for key, value in (overrides or {}).items():
         if value is None or key not in TRAIN_KEYS or value == getattr(config, key):
             continue
@@ -122,7 +135,7 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
 def _resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
-    from mammoseg.runtime import list_devices
+    from mammoseg.core.runtime import list_devices
 
     return "mixed_bfloat16" if any(d.lower().startswith("gpu") for d in list_devices()) else "float32"
 
@@ -142,22 +155,18 @@ def _encoder_source(ref: str, runs_dir: Path) -> Path:
     for candidate in (Path(ref), runs_dir / ref):
         if candidate.is_file() and candidate.suffix == ".keras":
             return candidate
-        for name in ("best.keras", "last.keras"):
-            if (candidate / name).is_file():
-                return candidate / name
+        found = RunDir(candidate).any_checkpoint()
+        if found is not None:
+            return found
     raise InputError(ref, "no run with a checkpoint (best.keras or last.keras) and no .keras file here")
 
 
 def transfer_encoder(model: Any, source: Path, freeze: bool) -> list[str]:
     """Copy the encoder's layers (conv1 … conv5.1 and their BN) by name from `source`; optionally freeze them."""
-    import keras
-
     from mammoseg.models import encoder_layer_names
+    from mammoseg.models.saving import load_model
 
-    try:
-        donor = keras.saving.load_model(source, compile=False)
-    except Exception as exc:  # a corrupt or foreign file: say which
-        raise InputError(source, f"cannot load the model ({exc})") from exc
+    donor = load_model(source)
     names = encoder_layer_names(model)
     donor_names = {layer.name for layer in donor.layers}
     missing = [n for n in names if n not in donor_names]
@@ -193,172 +202,112 @@ def _compile(model: Any, config: TrainConfig, optimizer: Any = None) -> None:
         model.optimizer.build(model.trainable_variables)
 
 
-def _select_previews(dataset: str, size: int, dataset_size: int) -> dict[str, np.ndarray]:
-    """The fixed validation images shown every epoch: the first positives and negatives in shard order."""
-    from mammoseg.data.pipeline import make_dataset, resize_batches
-
-    ds = make_dataset(dataset, "val", batch_size=8, with_metadata=True, deterministic=True)
-    ds = resize_batches(ds, size, dataset_size, with_metadata=True)
-    picked: dict[str, list] = {"positive": [], "negative": []}
-    rows: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for batch in ds:
-        for i in range(len(batch["example_id"])):
-            mask = batch["mask"][i].numpy()
-            group = "positive" if mask.any() else "negative"
-            if len(picked[group]) < PREVIEWS_PER_KIND:
-                picked[group].append(i)
-                rows.append((batch["example_id"][i].numpy().decode(), batch["image"][i].numpy(), mask))
-        if all(len(v) >= PREVIEWS_PER_KIND for v in picked.values()):
-            break
-    return {
-        "example_id": np.array([r[0] for r in rows]),
-        "image": np.stack([r[1] for r in rows]) if rows else np.zeros((0, size, size, 1), np.float32),
-        "mask": np.stack([r[2] for r in rows]) if rows else np.zeros((0, size, size, 1), np.float32),
-    }
+# --------------------------------------------------------------------------- the run
 
 
-def _logit_margin(model: Any, images: np.ndarray) -> np.ndarray:
-    """l1 − l0 [N, S, S] in float64: P(abnormal) = sigmoid(margin), without float32's rounding near 0.5."""
-    if len(images) == 0:
-        return np.zeros((0,) + images.shape[1:3], np.float64)
-    logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
-    return logits[..., 1] - logits[..., 0]
+@dataclass
+class _Data:
+    """What a run needs to know of its dataset before it builds anything."""
+
+    info: dict[str, Any]
+    dataset_size: int
+    n_train: int
+    n_val: int
+    steps_per_epoch: int
 
 
-def _png(path: Path, array: np.ndarray) -> None:
-    import cv2
+def _read_data(config: TrainConfig) -> _Data:
+    """The dataset's size and split counts; resolves the run's image size and precision from them."""
+    from mammoseg.dataset.pipeline import read_dataset_info, read_manifest
 
-    from mammoseg.atomic import write_bytes
-
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise MammosegError(f"{path}: PNG encoding failed")
-    write_bytes(path, data.tobytes())
-
-
-def write_previews(run: RunDir, model: Any, previews: dict[str, np.ndarray], epoch: int) -> np.ndarray:
-    """previews/epoch_NNN/<id>_soft.png (P(abnormal) x 255) and _hard.png (argmax); returns the logit margins."""
-    margin = _logit_margin(model, previews["image"])
-    prob = 1.0 / (1.0 + np.exp(-margin))
-    folder = run.path / "previews" / f"epoch_{epoch:03d}"
-    for example_id, p in zip(previews["example_id"], prob):
-        _png(folder / f"{example_id}_soft.png", np.clip(np.rint(p * 255), 0, 255).astype(np.uint8))
-        _png(folder / f"{example_id}_hard.png", np.where(p > 0.5, 255, 0).astype(np.uint8))
-    return margin
+    info = read_dataset_info(config.data)
+    config.image_size = config.image_size or info["image_size"]
+    config.precision = _resolve_precision(config.precision)
+    manifest = read_manifest(config.data)
+    n_train = int((manifest["split"] == "train").sum())
+    n_val = int((manifest["split"] == "val").sum())
+    if n_train == 0 or n_val == 0:
+        raise InputError(Path(config.data) / "manifest.csv",
+                         f"needs train and val examples (has {n_train} and {n_val})")
+    return _Data(info, info["image_size"], n_train, n_val, math.ceil(n_train / config.batch_size))
 
 
-def write_preview_inputs(run: RunDir, previews: dict[str, np.ndarray]) -> None:
-    from mammoseg.data.pipeline import denormalize
-
-    folder = run.path / "previews" / "inputs"
-    for example_id, image, mask in zip(previews["example_id"], previews["image"], previews["mask"]):
-        _png(folder / f"{example_id}_image.png", denormalize(image[..., 0]))
-        _png(folder / f"{example_id}_mask.png", np.where(mask[..., 0] > 0.5, 255, 0).astype(np.uint8))
-
-
-def checkerboard_at_init(model: Any, margin: np.ndarray) -> dict[str, Any]:
-    """Kernel scores of the transposed layers and the output maps' scores, before any training.
-
-    The maps measured are the logit margins l1 − l0, not P(abnormal): at initialisation a narrow network's
-    logits can be ~1e-9, where float32 probabilities are all exactly 0.5 and would score a false zero.
-    Near P = 0.5 the sigmoid is linear and both measures are scale-free, so the two agree wherever the
-    probabilities are resolvable.
-    """
-    from mammoseg.analysis import checkerboard
-
-    # The measures are scale-free; normalising keeps tiny margins above their absolute flatness cut-offs.
-    maps = [checkerboard.map_scores(m / max(float(np.abs(m).max()), 1e-300)) for m in margin]
-    return {
-        "kernel": checkerboard.model_kernel_scores(model),
-        "overlap": checkerboard.model_kernel_overlap(model),
-        "map": {key: float(np.mean([m[key] for m in maps])) for key in (maps[0] if maps else {})},
-        "map_of": "logit margin l1 - l0 of the preview images (a monotone map of P(abnormal))",
-        "n_images": len(maps),
-    }
-
-
-# --------------------------------------------------------------------------- the epoch recorder
-
-
-def _recorder_class() -> type:
+def _model(run: RunDir, config: TrainConfig, dist: Any, checkpoint: Path | None,
+           steps_per_epoch: int) -> tuple[Any, int]:
+    """The compiled network and the epochs it holds: restored from `checkpoint` when one is given and
+    exists, else built new (with a transferred encoder if asked)."""
     import keras
 
-    class EpochRecorder(keras.callbacks.Callback):
-        """Writes everything an epoch produces, in the crash-safe order described in the module docstring."""
+    from mammoseg.models import build_model
+    from mammoseg.models.saving import load_model
 
-        def __init__(self, run: RunDir, config: TrainConfig, history: list[dict], timing: dict,
-                     previews: dict[str, np.ndarray], train_images: int) -> None:
-            super().__init__()
-            self.run, self.config, self.history, self.timing = run, config, history, timing
-            self.previews, self.train_images = previews, train_images
-            self.diverged_epoch: int | None = None
-            finite = [r["val_loss"] for r in history
-                      if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
-            self.best = min(finite) if finite else math.inf
-            self.best_epoch = next((r["epoch"] for r in history if r.get("val_loss") == self.best), 0)
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.t0 = time.perf_counter()
-            self.t_train = None
-            _rekey_dropout(self.model, self.config.seed, epoch)
-
-        def on_test_begin(self, logs: dict | None = None) -> None:
-            if self.t_train is None and hasattr(self, "t0"):
-                self.t_train = time.perf_counter() - self.t0
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = dict(logs or {})
-            seconds = time.perf_counter() - self.t0
-            train_seconds = self.t_train if self.t_train is not None else seconds
-            if not math.isfinite(float(logs.get("loss", math.nan))) or self.model.stop_training:
-                self.diverged_epoch = epoch + 1
-                self.model.stop_training = True
-                return
-            row = {"epoch": epoch + 1, "loss": float(logs.pop("loss")),
-                   "val_loss": float(logs.pop("val_loss", math.nan)), "lr": self.config.learning_rate_at(epoch),
-                   "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)}
-            row.update({k: float(v) for k, v in sorted(logs.items()) if k != "learning_rate"})
-            self.history.append(row)
-            self.timing.setdefault("seconds_per_epoch", []).append(round(seconds, 3))
-            self.timing.setdefault("train_seconds_per_epoch", []).append(round(train_seconds, 3))
-            self.run.write_history(self.history)
-            self.run.write_json("timing.json", _timing_summary(self.timing, self.train_images))
-            write_previews(self.run, self.model, self.previews, epoch + 1)
-            if math.isfinite(row["val_loss"]) and row["val_loss"] < self.best:
-                self.best, self.best_epoch = row["val_loss"], epoch + 1
-                self.run.save_model(self.model, self.run.best)
-            self.run.write_state(status="running", epochs_done=epoch + 1, best_epoch=self.best_epoch,
-                                 best_val_loss=self.best if math.isfinite(self.best) else None)
-            self.run.save_model(self.model, self.run.last)
-            logger.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_pixel_f1 %.3f  val_negative_fp_rate %.3f  %.1fs",
-                        epoch + 1, self.config.epochs, row["loss"], row["val_loss"], row.get("val_pixel_f1", math.nan),
-                        row.get("val_negative_fp_rate", math.nan), seconds)
-
-    return EpochRecorder
+    with dist.scope():
+        if checkpoint is not None and checkpoint.is_file():
+            model = load_model(checkpoint, compile=True)
+            optimizer = model.optimizer
+            _compile(model, config, optimizer)
+            epochs_done = int(keras.ops.convert_to_numpy(optimizer.iterations)) // steps_per_epoch
+        else:
+            try:
+                model = build_model(config.variant, image_size=config.image_size, width=config.width,
+                                    transpose_kernel=config.transpose_kernel, dropout=config.dropout, l2=config.l2)
+            except ValueError as exc:
+                raise InputError(config.data, str(exc)) from exc
+            if config.init_encoder_from:
+                transfer_encoder(model, _encoder_source(config.init_encoder_from, run.path.parent),
+                                 config.freeze_encoder)
+            _compile(model, config)
+            epochs_done = 0
+        dist.adapt_model(model)
+    return model, epochs_done
 
 
-def _rekey_dropout(model: Any, seed: int, epoch: int) -> None:
-    """Set every random-seed state (dropout) from (seed, epoch): checkpoints don't carry it, resumes must match."""
-    for i, variable in enumerate(v for v in model.variables if v.name == "seed_generator_state"):
-        value = np.array([(seed * 7919 + 104729 * i) % (2**31 - 1), epoch << 20], dtype=variable.dtype)
-        variable.assign(value)
+def _record_start(run: RunDir, config: TrainConfig, model: Any, dist: Any, data: _Data,
+                  previews: dict[str, np.ndarray]) -> None:
+    """A new run's first files: the previews and checkerboard scores at initialisation, then config.json."""
+    from mammoseg.core import runtime
+    from mammoseg.models import count_flops
+
+    margin = write_previews(run, model, previews, 0)
+    write_preview_inputs(run, previews)
+    run.write_checkerboard_init(checkerboard_at_init(model, margin))
+    run.write_config({
+        **config.to_dict(),
+        "jit_compile": bool(model.jit_compile),
+        "jit_compile_requested": config.jit_compile,
+        "format_version": 1,
+        "run_name": config.run_name,
+        "dataset": {"path": str(Path(config.data).resolve()), "image_size": data.dataset_size,
+                    "train_images": data.n_train, "val_images": data.n_val, "counts": data.info.get("counts", {})},
+        "steps_per_epoch": data.steps_per_epoch,
+        "preview_ids": previews["example_id"].tolist(),
+        "distribution": dist.describe(),
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        "flops": int(count_flops(model)),
+        "environment": runtime.environment(),
+        "command": " ".join(sys.argv),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
 
 
-def _timing_summary(timing: dict, train_images: int) -> dict[str, Any]:
-    """Seconds per epoch and training throughput; the first epoch (tracing, compilation) is left out of
-    the throughput when later epochs exist."""
-    train_seconds = timing.get("train_seconds_per_epoch", [])
-    steady = train_seconds[1:] or train_seconds
-    out = dict(timing)
-    seconds = timing.get("seconds_per_epoch", [])
-    out["mean_seconds_per_epoch"] = float(np.mean(seconds)) if seconds else None
-    out["train_images_per_epoch"] = train_images
-    out["train_images_per_second"] = train_images / float(np.mean(steady)) if steady else None
-    out["throughput_excludes_first_epoch"] = len(train_seconds) > 1
-    return out
+def _restored_log(run: RunDir, config: TrainConfig, model: Any, dist: Any, resume: bool,
+                  epochs_done: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """History rows and per-epoch timings of the epochs the checkpoint holds (none for a new run)."""
+    import keras
 
+    from mammoseg.core.runtime import list_devices
 
-# --------------------------------------------------------------------------- the run
+    history = [r for r in run.read_history() if r.get("epoch", 0) <= epochs_done] if resume else []
+    saved = run.timing()
+    timing: dict[str, Any] = {k: list(saved.get(k, []))[:epochs_done]
+                              for k in ("seconds_per_epoch", "train_seconds_per_epoch")}
+    timing.update(backend=keras.backend.backend(), precision=config.precision, jit_compile=bool(model.jit_compile),
+                  batch_size=config.batch_size, replicas=dist.replicas, devices=list_devices())
+    if resume:
+        logger.info("%s: resuming after epoch %d of %d", run.path, epochs_done, config.epochs)
+        run.write_history(history)
+    return history, timing
 
 
 def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: int | None,
@@ -366,10 +315,9 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     """Train into `run`; on resume start from `checkpoint` (the run's last.keras; the chief's for a worker)."""
     import keras
 
-    from mammoseg import runtime
-    from mammoseg.data.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
-    from mammoseg.models import build_model, count_flops
+    from mammoseg.dataset.pipeline import make_dataset, resize_batches
     from mammoseg.training import loss  # noqa: F401  registers the loss and metrics a checkpoint names, for resume
+    from mammoseg.training.callbacks import EpochRecorder
     from mammoseg.training.distribute import make_distribution
 
     if stop_after_epoch is None and os.environ.get(STOP_ENV):
@@ -379,91 +327,29 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
     # (listing logical devices, as precision "auto" does, starts it).
     dist = make_distribution(config.distribute)
     try:
-        info = read_dataset_info(config.data)
-        dataset_size = info["image_size"]
-        config.image_size = config.image_size or dataset_size
-        config.precision = _resolve_precision(config.precision)
-        manifest = read_manifest(config.data)
-        n_train = int((manifest["split"] == "train").sum())
-        n_val = int((manifest["split"] == "val").sum())
-        if n_train == 0 or n_val == 0:
-            raise InputError(Path(config.data) / "manifest.csv",
-                             f"needs train and val examples (has {n_train} and {n_val})")
-        steps_per_epoch = math.ceil(n_train / config.batch_size)
-
+        data = _read_data(config)
         keras.mixed_precision.set_dtype_policy(config.precision)
         _seed_everything(config)
-        with dist.scope():
-            epochs_done = 0
-            checkpoint = checkpoint or run.last
-            if resume and checkpoint.is_file():
-                model = keras.saving.load_model(checkpoint, compile=True)
-                optimizer = model.optimizer
-                _compile(model, config, optimizer)
-                epochs_done = int(keras.ops.convert_to_numpy(optimizer.iterations)) // steps_per_epoch
-            else:
-                try:
-                    model = build_model(config.variant, image_size=config.image_size, width=config.width,
-                                        transpose_kernel=config.transpose_kernel, dropout=config.dropout, l2=config.l2)
-                except ValueError as exc:
-                    raise InputError(config.data, str(exc)) from exc
-                if config.init_encoder_from:
-                    transfer_encoder(model, _encoder_source(config.init_encoder_from, run.path.parent),
-                                     config.freeze_encoder)
-                _compile(model, config)
-            dist.adapt_model(model)
-
-        previews = _select_previews(config.data, config.image_size, dataset_size)
-        resolved = config.to_dict() | {"jit_compile": bool(model.jit_compile),
-                                       "jit_compile_requested": config.jit_compile}
-        if not resume or not (run.path / "config.json").is_file():
-            margin = write_previews(run, model, previews, 0)
-            write_preview_inputs(run, previews)
-            run.write_json("checkerboard_init.json", checkerboard_at_init(model, margin))
-            run.write_json("config.json", {
-                **resolved,
-                "format_version": 1,
-                "run_name": config.run_name,
-                "dataset": {"path": str(Path(config.data).resolve()), "image_size": dataset_size,
-                            "train_images": n_train, "val_images": n_val, "counts": info.get("counts", {})},
-                "steps_per_epoch": steps_per_epoch,
-                "preview_ids": previews["example_id"].tolist(),
-                "distribution": dist.describe(),
-                "params": int(model.count_params()),
-                "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-                "flops": int(count_flops(model)),
-                "environment": runtime.environment(),
-                "command": " ".join(sys.argv),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            })
+        model, epochs_done = _model(run, config, dist, (checkpoint or run.last) if resume else None,
+                                    data.steps_per_epoch)
+        previews = select_previews(config.data, config.image_size, data.dataset_size)
+        if not resume or not run.exists():
+            _record_start(run, config, model, dist, data, previews)
         elif config.epochs != run.config().get("epochs"):
-            run.write_json("config.json", run.config() | {"epochs": config.epochs})
-
-        history = [r for r in run.read_history() if r.get("epoch", 0) <= epochs_done] if resume else []
-        timing_file = run.read_json("timing.json") or {}
-        timing = {k: list(timing_file.get(k, []))[:epochs_done]
-                  for k in ("seconds_per_epoch", "train_seconds_per_epoch")}
-        timing.update(backend=keras.backend.backend(), precision=config.precision, jit_compile=bool(model.jit_compile),
-                      batch_size=config.batch_size, replicas=dist.replicas, devices=runtime.list_devices())
-        if resume:
-            logger.info("%s: resuming after epoch %d of %d", run.path, epochs_done, config.epochs)
-            run.write_history(history)
+            run.write_config(run.config() | {"epochs": config.epochs})
+        history, timing = _restored_log(run, config, model, dist, resume, epochs_done)
         run.write_state(status="running", epochs_done=epochs_done, epochs=config.epochs, pid=os.getpid())
 
-        recorder = _recorder_class()(run, config, history, timing, previews, n_train)
-        callbacks = [
-            keras.callbacks.LearningRateScheduler(config.learning_rate_at),
-            keras.callbacks.TerminateOnNaN(),
-            recorder,
-            *_tensorboard(run),
-        ]
+        recorder = EpochRecorder(run, config, history, timing, previews, data.n_train)
+        callbacks = [keras.callbacks.LearningRateScheduler(config.learning_rate_at), keras.callbacks.TerminateOnNaN(),
+                     recorder, *_tensorboard(run)]
         val_ds = dist.shard_by_data(resize_batches(
             make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
-                         cache=n_val * dataset_size**2 * 2 < 2**30),
-            config.image_size, dataset_size))
+                         cache=data.n_val * data.dataset_size**2 * 2 < 2**30),
+            config.image_size, data.dataset_size))
         try:
-            _fit_epochs(model, config, run, dist, recorder, callbacks, val_ds, epochs_done, dataset_size,
-                        steps_per_epoch, stop_after_epoch)
+            _fit_epochs(model, config, run, dist, recorder, callbacks, val_ds, epochs_done, data.dataset_size,
+                        data.steps_per_epoch, stop_after_epoch)
         except Exception as exc:
             lost = dist.lost_peer(exc)
             if lost is None:
@@ -482,7 +368,7 @@ def _fit_epochs(model: Any, config: TrainConfig, run: RunDir, dist: Any, recorde
                 val_ds: Any, epochs_done: int, dataset_size: int, steps_per_epoch: int,
                 stop_after_epoch: int | None) -> None:
     """One `model.fit` per remaining epoch, on that epoch's seeded dataset (see the module docstring)."""
-    from mammoseg.data.pipeline import Augmentation, make_dataset, resize_batches
+    from mammoseg.dataset.pipeline import Augmentation, make_dataset, resize_batches
 
     augment = Augmentation(flips=config.flips)
     for epoch in range(epochs_done, config.epochs):
@@ -515,4 +401,4 @@ def _tensorboard(run: RunDir) -> list[Any]:
     if importlib.util.find_spec("tensorflow") is None:
         logger.warning("no TensorBoard logs: TensorFlow is not installed")
         return []
-    return [keras.callbacks.TensorBoard(log_dir=str(run.path / "tb"), write_graph=False, profile_batch=0)]
+    return [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), write_graph=False, profile_batch=0)]

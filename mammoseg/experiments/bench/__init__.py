@@ -31,7 +31,7 @@ SPEED_VARIABLES = (
 
 def run(options: BenchOptions) -> dict[str, Any]:
     """Run every requested measurement and return the results record (see `write`)."""
-    from mammoseg.runtime import environment
+    from mammoseg.core.runtime import environment
 
     models = [bench_or_skip(v, size, options) for v in options.variants for size in sorted(set(options.image_sizes))]
     result: dict[str, Any] = {
@@ -50,6 +50,6 @@ def run(options: BenchOptions) -> dict[str, Any]:
 
 def write(path: str | Path, result: dict[str, Any]) -> None:
     """The results record as JSON, atomically."""
-    from mammoseg.atomic import write_json
+    from mammoseg.core.atomic import write_json
 
     write_json(path, result)

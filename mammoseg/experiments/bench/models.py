@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.errors import MammosegError
+from mammoseg.core.errors import MammosegError
 from mammoseg.experiments.bench.options import BenchOptions
 from mammoseg.experiments.bench.timing import measure, reset_peak_memory
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammoseg.errors import MammosegError
+from mammoseg.core.errors import MammosegError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 

@@ -15,7 +15,7 @@ logger = logging.getLogger("mammoseg.bench")
 
 def pipeline_augmentations() -> dict[str, Any]:
     """The configurations measured: decoding alone, the training's flips, and every augmentation."""
-    from mammoseg.data.pipeline import Augmentation
+    from mammoseg.dataset.pipeline import Augmentation
 
     return {
         "none": None,
@@ -28,7 +28,7 @@ def bench_pipeline(options: BenchOptions) -> dict[str, Any]:
     """Images per second delivered by `make_dataset` on the train split, as training reads it
     (shuffled, repeated), at the dataset's own image size: total, per core of this process's CPU
     affinity, and per CPU-second this process used (which other load on the machine affects less)."""
-    from mammoseg.data.pipeline import make_dataset, read_dataset_info
+    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info
 
     assert options.data is not None
     info = read_dataset_info(options.data)

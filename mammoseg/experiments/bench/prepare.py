@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.errors import InputError
+from mammoseg.core.errors import InputError
 from mammoseg.experiments.bench.options import BenchOptions
 
 
@@ -16,9 +16,9 @@ def bench_prepare(options: BenchOptions) -> dict[str, Any]:
     encode a record) against a bare pydicom read and decode of the same files."""
     import pydicom
 
-    from mammoseg.data import preprocess
-    from mammoseg.data.dicom import read_pixels
-    from mammoseg.data.shards import serialize_example
+    from mammoseg.dataset import preprocess
+    from mammoseg.dataset.dicom import read_pixels
+    from mammoseg.dataset.shards import serialize_example
 
     assert options.dicom_dir is not None
     if not options.dicom_dir.is_dir():

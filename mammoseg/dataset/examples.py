@@ -1,0 +1,249 @@
+"""The examples of one mammogram, as `prepare` writes them: the whole breast, positive tiles around
+its abnormalities and negative tiles on breast tissue clear of them, each with its mask.
+
+An image is skipped whole when the image or any of its masks cannot be used: a missing mask would
+turn an abnormality into 'normal' pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mammoseg.dataset import preprocess
+from mammoseg.dataset.dicom import read_pixels
+from mammoseg.dataset.resize import Box, foreground_box
+from mammoseg.dataset.shards import serialize_example
+from mammoseg.core.errors import InputError, MammosegError, Skip
+
+logger = logging.getLogger("mammoseg.dataset")
+
+PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NONE": 3}
+NEGATIVE_MIN_BREAST = 0.75
+"""A negative tile must lie at least this much on breast tissue (background-only tiles teach nothing)."""
+NEGATIVE_ATTEMPTS = 200
+OUTSIDE_BREAST_WARNING = 0.01
+"""An abnormality with more than this fraction of its pixels outside the detected breast is reported
+(`prepare_report.csv`, reason starting 'warning:'): the breast detection or the ROI mask is wrong."""
+
+Example = tuple[bytes, dict[str, Any]]
+"""A serialized record and its manifest fields."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Everything that changes the prepared examples; recorded in dataset.json and checked on resume."""
+
+    image_size: int = 640
+    positive_tiles: int = 2
+    negative_tiles: int = 2
+    val_fraction: float = 0.1
+    seed: int = 0
+    layout: str = "auto"
+    images_per_shard: int = 16
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise MammosegError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.positive_tiles < 0 or self.negative_tiles < 0:
+            raise MammosegError("--positive-tiles and --negative-tiles cannot be negative")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise MammosegError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.images_per_shard < 1:
+            raise MammosegError("images per shard must be at least 1")
+
+
+@dataclass(frozen=True)
+class Abnormality:
+    abnormality_id: int
+    kind: str  # mass | calc
+    pathology: str
+    roi_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """A full mammogram and its abnormalities: the picklable input of one worker step."""
+
+    image_key: str
+    patient_id: str
+    side: str
+    split: str
+    image_file: str
+    abnormalities: tuple[Abnormality, ...]
+
+    @property
+    def normal(self) -> bool:
+        """A mammogram without abnormalities: a normal image (`--normals`); every CBIS-DDSM image has one or more."""
+        return not self.abnormalities
+
+
+def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) -> list[Example]:
+    """All examples of one mammogram as (serialized record, manifest fields). Raises InputError when
+    the image or any of its masks cannot be used: the image is then skipped whole. A normal image
+    gives one example, the whole breast (kind `normal`, empty mask). Abnormalities that lie partly
+    outside the detected breast are appended to `warnings`."""
+    pixels = read_pixels(job.image_file)
+    size = options.image_size
+    empty = np.zeros((size, size), np.uint8)
+    if job.normal:
+        image, _ = preprocess.prepare_full_image(pixels, size, side=job.side)
+        return [_example(job, "normal", "whole", image, empty, [])]
+    analysis = preprocess.analyse(pixels, job.side)
+    union, boxes = _abnormality_union(job, pixels.shape, analysis, warnings)
+    # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
+    within = _enclosing(boxes)
+    rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
+
+    image, geometry = preprocess.prepare_full_image(pixels, size, analysis=analysis)
+    examples = [_example(job, "whole", "whole", image, geometry.apply(union, binary=True, within=within), list(job.abnormalities))]
+    for k, (top, left, tile) in enumerate(_positive_tiles(pixels.shape, boxes, rng, options.positive_tiles)):
+        tile_image, tile_mask = preprocess.extract_tile(pixels, union, analysis, (top, left), tile, size, within=within)
+        if not tile_mask.any():  # an abnormality too small to cover half an output pixel
+            continue
+        involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, (top, top + tile, left, left + tile))]
+        examples.append(_example(job, "positive", f"pos{k}", tile_image, tile_mask, involved))
+    for k, (top, left, tile) in enumerate(_negative_tiles(pixels.shape, boxes, analysis, rng, options.negative_tiles)):
+        tile_image, _ = preprocess.extract_tile(pixels, None, analysis, (top, left), tile, size)
+        examples.append(_example(job, "negative", f"neg{k}", tile_image, empty, []))
+    return examples
+
+
+def _example(job: ImageJob, kind: str, suffix: str, image: np.ndarray, mask: np.ndarray, involved: list[Abnormality]) -> Example:
+    """One example's record and manifest fields; its type and pathology are those of the
+    abnormalities it shows (the worst pathology), `none`/`NONE` for none."""
+    example_id = f"{job.image_key}-{suffix}"
+    types = "+".join(sorted({a.kind for a in involved})) or "none"
+    pathology = min((a.pathology for a in involved), key=PATHOLOGY_RANK.__getitem__, default="NONE")
+    fraction = float(np.count_nonzero(mask)) / mask.size
+    record = serialize_example(
+        image, mask, example_id=example_id, kind=kind, patient_id=job.patient_id,
+        abnormality_type=types, pathology=pathology, positive_fraction=fraction,
+    )  # fmt: skip
+    return record, {
+        "example_id": example_id, "patient_id": job.patient_id, "source_image": job.image_key, "kind": kind,
+        "abnormality_type": types, "pathology": pathology, "positive_fraction": round(fraction, 6),
+    }  # fmt: skip
+
+
+def _abnormality_union(
+    job: ImageJob, shape: tuple[int, int], analysis: preprocess.Analysis, warnings: list[Skip]
+) -> tuple[np.ndarray, list[Box]]:
+    """The full-size union (uint8 0/255) of the image's abnormality masks and each one's bounding
+    box; abnormalities partly outside the detected breast are appended to `warnings`."""
+    union = np.zeros(shape, np.uint8)  # pages are only allocated where abnormalities are pasted
+    boxes = []
+    for abn in job.abnormalities:
+        box, part = _abnormality_mask(abn, shape)
+        _paste_max(union, box, part)
+        boxes.append(box)
+        outside = preprocess.outside_breast(analysis, box, part)
+        if outside > OUTSIDE_BREAST_WARNING:
+            warning = Skip(job.image_key, abn.roi_files[0], f"warning: {outside:.1%} of abnormality {abn.abnormality_id}'s pixels lie outside the detected breast (breast detection or ROI mask wrong); image kept")
+            logger.warning("%s: %s", warning.source, warning.reason)
+            warnings.append(warning)
+    return union, boxes
+
+
+def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> tuple[Box, np.ndarray]:
+    """The ROI mask among an abnormality's files, told from the crop by its pixels, fitted to the
+    image: as its bounding box (y0, y1, x0, x1) and the uint8 0/255 mask inside it. Only the box is
+    ever copied out of a full-size mask, which is otherwise read once (a memory map, no copy)."""
+    import cv2
+
+    found = []
+    sizes = []
+    for path in abn.roi_files:
+        roi = read_pixels(path)
+        sizes.append(f"{roi.shape[0]}x{roi.shape[1]} {roi.dtype}")
+        if preprocess.classify_roi(roi, image_shape) == "mask":
+            found.append((path, roi))
+    if not found:
+        raise InputError(abn.roi_files[0], f"no ROI mask among the {len(abn.roi_files)} file(s) of abnormality {abn.abnormality_id} ({', '.join(sizes)}; image {image_shape[0]}x{image_shape[1]})")
+    parts = []
+    for path, roi in found:
+        if roi.shape != image_shape:
+            try:
+                roi = preprocess.fit_mask(roi, image_shape)
+            except ValueError as exc:
+                raise InputError(path, f"{exc} (abnormality {abn.abnormality_id})") from exc
+        box = foreground_box(roi, threshold=127)
+        if box is not None:
+            y0, y1, x0, x1 = box
+            parts.append((box, cv2.threshold(roi[y0:y1, x0:x1], 127, 255, cv2.THRESH_BINARY)[1]))
+    if not parts:
+        raise InputError(found[0][0], f"ROI mask of abnormality {abn.abnormality_id} is empty")
+    box = _enclosing([b for b, _ in parts])
+    mask = np.zeros((box[1] - box[0], box[3] - box[2]), np.uint8)
+    for (y0, y1, x0, x1), part in parts:
+        _paste_max(mask, (y0 - box[0], y1 - box[0], x0 - box[2], x1 - box[2]), part)
+    return box, mask
+
+
+def _enclosing(boxes: list[Box]) -> Box:
+    """The smallest box (y0, y1, x0, x1) holding all of `boxes`."""
+    return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+def _paste_max(target: np.ndarray, box: Box, part: np.ndarray) -> None:
+    """Union `part` into `target` at `box` (y0, y1, x0, x1), in place."""
+    region = target[box[0] : box[1], box[2] : box[3]]
+    np.maximum(region, part, out=region)
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _positive_tiles(
+    shape: tuple[int, int], boxes: list[Box], rng: np.random.Generator, count: int
+) -> list[tuple[int, int, int]]:
+    """`count` tiles (top, left, side) around the abnormalities in turn (`boxes`, their bounding
+    boxes): centred on one, shifted at random by up to 80% of the room the tile leaves around it."""
+    h, w = shape
+    tiles = []
+    for k in range(count):
+        tile = preprocess.tile_side(shape, rng)
+        y0, y1, x0, x1 = boxes[k % len(boxes)]
+        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+        slack_y, slack_x = max(0.0, (tile - (y1 - y0)) / 2), max(0.0, (tile - (x1 - x0)) / 2)
+        cy += rng.uniform(-0.8, 0.8) * slack_y
+        cx += rng.uniform(-0.8, 0.8) * slack_x
+        top = int(np.clip(round(cy - tile / 2), 0, h - tile))
+        left = int(np.clip(round(cx - tile / 2), 0, w - tile))
+        tiles.append((top, left, tile))
+    return tiles
+
+
+def _negative_tiles(
+    shape: tuple[int, int], boxes: list[Box], analysis: preprocess.Analysis, rng: np.random.Generator, count: int
+) -> list[tuple[int, int, int]]:
+    """Up to `count` tiles (top, left, side) on breast tissue with no abnormal pixel in them or in a
+    margin of 1/8 tile around them (abnormal pixels lie only inside `boxes`, the abnormalities'
+    bounding boxes); fewer when the breast leaves no such room."""
+    h, w = shape
+    y0, y1, x0, x1 = analysis.box
+    if analysis.flip:
+        x0, x1 = w - x1, w - x0
+    chosen: list[tuple[int, int, int]] = []
+    for _ in range(NEGATIVE_ATTEMPTS if count else 0):
+        if len(chosen) == count:
+            break
+        tile = preprocess.tile_side(shape, rng)
+        if y1 - y0 < tile or x1 - x0 < tile:
+            continue
+        top, left = int(rng.integers(y0, y1 - tile + 1)), int(rng.integers(x0, x1 - tile + 1))
+        if preprocess.breast_fraction(analysis, (top, left), tile) < NEGATIVE_MIN_BREAST:
+            continue
+        m = tile // 8
+        around = (top - m, top + tile + m, left - m, left + tile + m)
+        if any(_overlaps(around, box) for box in boxes):
+            continue
+        if any(_overlaps((top, top + tile, left, left + tile), (t, t + side, l, l + side)) for t, l, side in chosen):
+            continue
+        chosen.append((top, left, tile))
+    return chosen

@@ -1,0 +1,270 @@
+"""`mammoseg evaluate`: a trained run's checkpoint on one split, streamed batch by batch.
+
+Only per-image rows, fixed-size histograms, a running spectrum sum and a handful of figure examples are
+kept, never the probability maps of the whole split. Outputs (docs/design.md §5 conventions, named in the keys):
+
+    RUN/eval/<split>/metrics.json    summary metrics, output-map checkerboard scores, throughput, learning gate
+    RUN/eval/<split>/per_image.csv   one row per image
+    RUN/eval/<split>/examples.npz    the first EXAMPLES_PER_GROUP positive and negative images with their maps
+    RUN/eval/<split>/spectrum.npz    mean radial power spectrum of the probability maps
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammoseg.core.conventions import abnormal_probability, logit_margin
+from mammoseg.core.errors import InputError
+from mammoseg.core.progress import Progress
+from mammoseg.metrics.metrics import SegmentationAccumulator, brightness_correlation
+from mammoseg.runs.rundir import PER_IMAGE_COLUMNS, SPECTRUM_GROUPS, RunDir
+
+logger = logging.getLogger("mammoseg.evaluate")
+
+EXAMPLES_PER_GROUP = 4
+PROBE_IMAGES = 16  # the first images of the split, scored for the first upsampling's checkerboard
+GATE_KEY = "learning_gate"
+GATE_RULE = (
+    "a run learned when the validation loss of its evaluated checkpoint is below the loss of always predicting "
+    "the best constant (the class prior of the validation masks, weighted as the loss weighs abnormal pixels, on "
+    "the loss's own scale; the validation loss includes the L2 penalty, which makes the rule stricter) and "
+    "at least one abnormal pixel of the positive images is predicted abnormal (P > 0.5)"
+)
+
+
+class _Spectrum:
+    """Running sums of radially averaged power spectra, overall and by positive/negative image
+    (normal images count in the overall sum only)."""
+
+    def __init__(self) -> None:
+        self.freqs: np.ndarray | None = None
+        self.sums: dict[str, np.ndarray | None] = {group: None for group in SPECTRUM_GROUPS}
+        self.counts = {group: 0 for group in SPECTRUM_GROUPS}
+
+    def add(self, prob: np.ndarray, positive: bool, normal: bool = False) -> None:
+        from mammoseg.metrics.checkerboard import radial_power_spectrum
+
+        freqs, power = radial_power_spectrum(prob)
+        self.freqs = freqs
+        for group in ("all",) if normal else ("all", "positives" if positive else "negatives"):
+            self.sums[group] = power.astype(np.float64) if self.sums[group] is None else self.sums[group] + power
+            self.counts[group] += 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        n = 0 if self.freqs is None else len(self.freqs)
+        out = {"freqs": self.freqs if self.freqs is not None else np.zeros(0)}
+        for group, total in self.sums.items():
+            out[SPECTRUM_GROUPS[group]] = total / self.counts[group] if total is not None else np.full(n, np.nan)
+            out[f"n_{group}"] = np.array(self.counts[group])
+        return out
+
+
+class _Pass:
+    """One streaming pass over a split: per-image rows, the metric accumulators, the running spectrum and
+    the figure examples; the probability maps of a batch are dropped once it is counted."""
+
+    def __init__(self, manifest: Any) -> None:
+        self.manifest = manifest
+        self.acc = SegmentationAccumulator()
+        self.spectrum = _Spectrum()
+        self.rows: list[dict[str, Any]] = []
+        self.examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
+        self.picked = {True: 0, False: 0}
+        self.probe_images: list[np.ndarray] = []
+        self.predict_seconds, self.timed_images, self.first = 0.0, 0, True
+
+    def predict(self, model: Any, images: np.ndarray) -> np.ndarray:
+        """The model's logits, timed; the first batch pays for tracing/compilation and is not counted."""
+        t0 = time.perf_counter()
+        logits = model.predict_on_batch(images)
+        if not self.first:
+            self.predict_seconds += time.perf_counter() - t0
+            self.timed_images += len(images)
+        self.first = False
+        return logits
+
+    def add(self, batch: dict[str, Any], images: np.ndarray, logits: np.ndarray) -> None:
+        from mammoseg.dataset.pipeline import denormalize
+        from mammoseg.metrics.checkerboard import map_scores, phase_mean_score
+
+        margins = logit_margin(logits)
+        prob = abnormal_probability(margins).astype(np.float32)
+        masks = batch["mask"].numpy()[..., 0]
+        kinds = [k.decode() for k in batch["kind"].numpy()]
+        for i, s in enumerate(self.acc.update(prob, masks, margins, kinds)):
+            example_id = batch["example_id"][i].numpy().decode()
+            meta = self.manifest.loc[example_id] if example_id in self.manifest.index else None
+            scores = map_scores(prob[i])
+            self.spectrum.add(prob[i], s.positive, s.normal)
+            self.rows.append({
+                "example_id": example_id, "kind": kinds[i],
+                "patient_id": "" if meta is None else meta["patient_id"],
+                "positive_fraction": float(masks[i].mean()),
+                **s.as_row(),
+                "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
+                "phase_mean_margin": phase_mean_score(margins[i]),
+                "bright_corr": brightness_correlation(images[i][..., 0], prob[i]),
+            })
+            if len(self.probe_images) < PROBE_IMAGES:
+                self.probe_images.append(images[i])
+            if not s.normal and self.picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
+                self.picked[s.positive] += 1
+                self.examples["example_id"].append(example_id)
+                self.examples["kind"].append(kinds[i])
+                self.examples["image"].append(denormalize(images[i][..., 0]))
+                self.examples["mask"].append((masks[i] > 0.5).astype(np.uint8))
+                self.examples["prob"].append(prob[i].astype(np.float16))
+
+    def example_arrays(self, size: int) -> dict[str, np.ndarray]:
+        ex = self.examples
+        return {
+            "example_id": np.array(ex["example_id"]), "kind": np.array(ex["kind"]),
+            "image": _stack(ex["image"], (0, size, size), np.uint8),
+            "mask": _stack(ex["mask"], (0, size, size), np.uint8),
+            "prob": _stack(ex["prob"], (0, size, size), np.float16),
+        }
+
+    def inference(self, batch_size: int, backend: str) -> dict[str, Any]:
+        return {
+            "images_per_second": self.timed_images / self.predict_seconds if self.predict_seconds > 0 else None,
+            "batch_size": batch_size, "timed_images": self.timed_images,
+            "note": "model.predict_on_batch time only, first batch (tracing) excluded", "backend": backend,
+        }
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
+                 batch_size: int | None = None, data: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate RUN's checkpoint on `split`; writes RUN/eval/<split>/ and returns the metrics."""
+    import keras
+    import pandas as pd
+
+    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
+
+    run = RunDir(run_dir)
+    config = run.config()
+    dataset = _dataset_of(run, config, data)
+    info = read_dataset_info(dataset)
+    manifest = read_manifest(dataset).set_index("example_id")
+    path = run.checkpoint(checkpoint)
+    model = run.load_model(checkpoint)
+    size = int(model.input_shape[1])
+    batch_size = batch_size or int(config.get("batch_size", 16))
+    ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
+    ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
+    scan = _Pass(manifest)
+    with Progress(int((manifest["split"] == split).sum()), f"evaluate {run.path.name} on {split}", "img") as bar:
+        for batch in ds:
+            images = batch["image"].numpy()
+            scan.add(batch, images, scan.predict(model, images))
+            bar.update(len(images))
+    if not scan.rows:
+        raise InputError(dataset, f"the {split} split has no examples")
+
+    frame = pd.DataFrame(scan.rows, columns=list(PER_IMAGE_COLUMNS))
+    metrics = scan.acc.summary()
+    metrics["checkerboard"] = _checkerboard_summary(frame)
+    metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, np.stack(scan.probe_images))
+    metrics[GATE_KEY] = learning_gate(
+        _checkpoint_val_loss(run.read_history(), checkpoint),
+        prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
+                   float(config.get("positive_weight") or 1.0),
+                   config.get("loss_normalization", "weights")),  # runs from before the key: weighted mean
+        int(frame.loc[frame["tp"] + frame["fn"] > 0, "tp"].sum()),
+    )
+    metrics.update({
+        "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
+        "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
+        "run_name": config.get("run_name"), "inference": scan.inference(batch_size, keras.backend.backend()),
+    })
+    run.write_evaluation(split, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays())
+    logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f%s",
+                run.path, split, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
+                metrics["negatives_fp_rate_author"],
+                f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
+                if "n_normal_images" in metrics else "")
+    return metrics
+
+
+def _dataset_of(run: RunDir, config: dict[str, Any], data: str | Path | None) -> Path:
+    """The dataset to evaluate on: `--data`, else the one the run recorded."""
+    recorded = config.get("dataset")
+    if not data and not (isinstance(recorded, dict) and isinstance(recorded.get("path"), str)):
+        raise InputError(run.config_file, "no dataset path recorded; give --data")
+    return Path(data) if data else Path(recorded["path"])
+
+
+def _checkerboard_summary(frame: Any) -> dict[str, Any]:
+    """Mean per-image map scores by image group (all, positives, negatives, normals where present)."""
+    normal = frame["kind"] == "normal"
+    by_group = {"all": frame, "positives": frame[frame["tp"] + frame["fn"] > 0],
+                "negatives": frame[(frame["tp"] + frame["fn"] == 0) & ~normal]}
+    if normal.any():
+        by_group["normals"] = frame[normal]
+    summary: dict[str, Any] = {
+        f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
+        for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction", "phase_mean_margin")
+    }
+    summary["convention"] = (
+        "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
+        "the map checkerboard_init.json scores before training"
+    )
+    return summary
+
+
+def _upsampling_checkerboard(model: Any, config: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
+    """The first upsampling's checkerboard on the same images, trained and at initialisation (the
+    network built again from the run's seed and options, as training built it)."""
+    import keras
+
+    from mammoseg.evaluation.init_study import upsampling_checkerboard
+    from mammoseg.models import build_model
+
+    trained = upsampling_checkerboard(model, images)
+    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    fresh = build_model(str(config["variant"]), image_size=int(images.shape[1]), width=float(config.get("width", 1.0)),
+                        transpose_kernel=int(config.get("transpose_kernel", 4)))
+    initial = upsampling_checkerboard(fresh, images)
+    return {"trained": trained, "init": initial,
+            "convention": "decoder: median per-channel phase-mean after up_conv2; output: the logit margin's score at "
+                          "the period that step leaves in the output; means over the first images of the split"}
+
+
+def prior_loss(positive_fraction: float, positive_weight: float, normalization: str = "pixels") -> float:
+    """The training loss of the best constant prediction, p = wπ / (wπ + 1 − π): what a network that
+    learned nothing about the images reaches. On the loss's own scale: Σ w·CE per pixel (the author's
+    `pixels` normalisation), or per unit of weight (`weights`). NaN without a prior."""
+    if not math.isfinite(positive_fraction):
+        return math.nan
+    weighted_pos, weighted_neg = positive_weight * positive_fraction, 1.0 - positive_fraction
+    if weighted_pos <= 0.0 or weighted_neg <= 0.0:
+        return 0.0
+    p = weighted_pos / (weighted_pos + weighted_neg)
+    per_pixel = -(weighted_pos * math.log(p) + weighted_neg * math.log(1.0 - p))
+    return per_pixel if normalization == "pixels" else per_pixel / (weighted_pos + weighted_neg)
+
+
+def learning_gate(val_loss: float, prior: float, abnormal_pixels_found: int) -> dict[str, Any]:
+    """Whether a run learned at all (GATE_RULE), with the numbers the rule looked at: a run that did not is
+    left out of every comparison instead of winning on false positives by predicting nothing."""
+    learned = math.isfinite(val_loss) and math.isfinite(prior) and val_loss < prior and abnormal_pixels_found > 0
+    return {"learned": bool(learned), "val_loss": val_loss, "prior_loss": prior,
+            "abnormal_pixels_found": abnormal_pixels_found, "rule": GATE_RULE}
+
+
+def _checkpoint_val_loss(history: list[dict[str, Any]], checkpoint: str) -> float:
+    """Validation loss of the evaluated checkpoint: the lowest for `best`, the last epoch's for `last`."""
+    losses = [float(row["val_loss"]) for row in history
+              if isinstance(row.get("val_loss"), (int, float)) and math.isfinite(row["val_loss"])]
+    if not losses:
+        return math.nan
+    return min(losses) if checkpoint == "best" else losses[-1]
+
+
+def _stack(items: list[np.ndarray], empty: tuple[int, ...], dtype: type) -> np.ndarray:
+    return np.stack(items).astype(dtype) if items else np.zeros(empty, dtype)

@@ -1,0 +1,204 @@
+"""`mammoseg ablate`: the arm × seed grid of an experiment config, trained, evaluated and compared.
+
+Idempotent: finished runs are skipped, interrupted ones resumed, evaluations redone only when missing
+or older than their checkpoint. So an ablation killed at any point is continued by running the same
+command again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammoseg.core.conventions import SPLITS
+from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
+
+logger = logging.getLogger("mammoseg.ablate")
+
+EXPERIMENT_KEYS = ("name", "data", "seeds", "variants", "eval_split", "eval_checkpoint", "runs_dir", "report_dir",
+                   "baseline", "primary_metrics")
+ARM_KEYS = tuple(k for k in TRAIN_KEYS if k not in ("data", "seed", "run_name"))
+
+
+@dataclass
+class PlannedRun:
+    arm: str
+    seed: int
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return run_name(self.arm, self.seed)
+
+
+@dataclass
+class Plan:
+    experiment: str
+    runs: list[PlannedRun]
+    runs_dir: Path
+    eval_split: str
+    eval_checkpoint: str
+    report_dir: Path
+    baseline: str | None
+    primary_metrics: tuple[str, ...]
+
+    @property
+    def folder(self) -> Path:
+        return self.runs_dir / self.experiment
+
+
+def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: str | Path | None = None,
+              data: str | Path | None = None) -> Plan:
+    """Read an experiment TOML: [experiment], shared [train] options, optional [arms.NAME] overrides.
+
+    Arms are the `variants` listed (named after the variant) plus each `[arms.NAME]` table, whose
+    `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list.
+    """
+    from mammoseg.reporting import check_primary
+
+    path = Path(config_path)
+    doc = read_toml(path)
+    check_keys(doc, path, ("experiment", "train", "arms"))
+    experiment = sub_table(doc, "experiment", path)
+    check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
+    _check_experiment(experiment, path)
+    shared = sub_table(doc, "train", path)
+    check_keys(shared, f"{path} [train]", ARM_KEYS)
+    name = experiment.get("name") or path.stem
+    data = str(data or experiment.get("data") or "")
+    if not data:
+        raise InputError(path, "no dataset: set data in [experiment] or pass --data")
+    seed_spec = seeds if seeds is not None else experiment.get("seeds", 1)
+    seed_list = list(range(seed_spec)) if isinstance(seed_spec, int) else list(seed_spec) if isinstance(seed_spec, list) else []
+    if isinstance(seed_spec, bool) or not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
+        raise InputError(path, f"seeds must be a positive count or a list of non-negative integers, got {seed_spec!r}")
+
+    arms: dict[str, dict[str, Any]] = {v: {"variant": v} for v in experiment.get("variants", [])}
+    for arm_name in sub_table(doc, "arms", path):
+        table = sub_table(doc["arms"], arm_name, path, f"arms.{arm_name}")
+        check_keys(table, f"{path} [arms.{arm_name}]", ARM_KEYS)
+        if "variant" not in table:
+            raise InputError(path, f"[arms.{arm_name}] needs a variant")
+        arms[arm_name] = dict(table)
+    if not arms:
+        raise InputError(path, "no arms: list variants in [experiment] or add [arms.NAME] tables")
+
+    runs = []  # seed-major: an ablation stopped part-way still has every arm at the seeds it reached
+    for seed in seed_list:
+        for arm_name, overrides in arms.items():
+            values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{run_name(arm_name, seed)}"}
+            runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]")))
+    primary = experiment.get("primary_metrics")
+    if primary is not None and not (isinstance(primary, list) and all(isinstance(k, str) for k in primary)):
+        raise InputError(path, f"primary_metrics must be a list of metric names, got {primary!r}")
+    try:
+        primary = check_primary(primary)
+    except MammosegError as exc:
+        raise InputError(path, str(exc)) from exc
+    root = resolve_runs_dir(runs_dir, experiment.get("runs_dir"))
+    report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
+    return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
+                report_dir, experiment.get("baseline"), primary)
+
+
+def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
+    """Types and choices of the [experiment] values, before they reach paths and the runs."""
+    where = f"{path} [experiment]"
+    for key in ("name", "data", "runs_dir", "report_dir", "baseline"):
+        if not isinstance(experiment.get(key, ""), str):
+            raise InputError(where, f"{key} must be a string, got {experiment[key]!r}")
+    variants = experiment.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise InputError(where, f"variants must be a list of variant names, got {variants!r}")
+    for key, choices in (("eval_split", SPLITS), ("eval_checkpoint", CHECKPOINTS)):
+        if key in experiment and experiment[key] not in choices:
+            raise InputError(where, f"{key} must be one of {', '.join(choices)}, got {experiment[key]!r}")
+
+
+def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir: str | Path | None = None,
+                 data: str | Path | None = None) -> list[Path]:
+    """Train, evaluate and compare every planned run; returns the evaluated run folders.
+
+    Each run is trained and evaluated in a process of its own (`run_in_fresh_process`), so memory
+    that TensorFlow keeps after one run cannot add up over a long ablation."""
+    from mammoseg.reporting import write_report
+    from mammoseg.core.runtime import run_in_fresh_process
+    plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
+    total = len(plan.runs)
+    logger.info("experiment %s: %d runs into %s", plan.experiment, total, plan.folder)
+    done: list[Path] = []
+    pending = list(enumerate(plan.runs, 1))
+    while pending:
+        held: list[tuple[int, PlannedRun]] = []
+        for index, item in pending:
+            run = RunDir(plan.folder / item.name)
+            state = run.state() if run.exists() else {"status": "new"}
+            action: str | None = None
+            if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
+                logger.info("run %d of %d: %s already finished", index, total, item.name)
+            elif state["status"] == "failed":
+                logger.warning("run %d of %d: %s failed earlier (%s); skipped — delete the folder to retry",
+                               index, total, item.name, state.get("error", "no message"))
+                continue
+            elif run.exists():
+                action = "resume"
+                logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
+                            state.get("epochs_done", 0))
+            else:
+                action = "train"
+                logger.info("run %d of %d: training %s", index, total, item.name)
+            if action is None and run.is_evaluated(plan.eval_split, plan.eval_checkpoint):
+                logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
+            else:
+                try:
+                    run_in_fresh_process(_train_and_evaluate, item.config, plan.runs_dir, run.path,
+                                         plan.eval_split, plan.eval_checkpoint, what=f"run {run.path}")
+                except RunLocked as exc:
+                    logger.info("run %d of %d: %s; coming back to it when it is free", index, total, exc)
+                    held.append((index, item))
+                    continue
+            done.append(run.path)
+        if held:
+            _wait_until_one_is_free([RunDir(plan.folder / item.name) for _, item in held])
+        pending = held
+    order = {plan.folder / item.name: i for i, item in enumerate(plan.runs)}
+    done.sort(key=order.__getitem__)
+
+    if done:
+        try:
+            out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
+                               primary=plan.primary_metrics)
+        except MammosegError as exc:
+            logger.warning("comparison report not written: %s", exc)
+        else:
+            logger.info("report: %s", out)
+    return done
+
+
+def _wait_until_one_is_free(runs: list[RunDir], poll_seconds: float = 1.0) -> None:
+    """Block while another live process holds every one of `runs`."""
+    while all(run.holder() is not None for run in runs):
+        time.sleep(poll_seconds)
+
+
+def _train_and_evaluate(config: TrainConfig, runs_dir: Path, run_path: Path, split: str, checkpoint: str) -> None:
+    """One run's work in its own process, holding the run's lock throughout (another `ablate` on the same
+    experiment skips the run meanwhile): train it new, resume it or leave it finished, as its folder
+    says once locked, then evaluate it unless its evaluation is current."""
+    from mammoseg.evaluation.evaluate import evaluate_run
+    from mammoseg.training.train import resume, train
+
+    run = RunDir(run_path)
+    with run.lock():
+        if not run.exists():
+            train(config, runs_dir)
+        elif not (run.is_finished() and run.state().get("epochs_done", 0) >= config.epochs):
+            resume(run_path, {"epochs": config.epochs})
+        if not run.is_evaluated(split, checkpoint):
+            logger.info("evaluating %s on %s", run_path.name, split)
+            evaluate_run(run_path, split, checkpoint)
