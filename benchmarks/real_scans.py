@@ -8,7 +8,7 @@ breast), and `predict` end to end (read, model load, network, outputs at the ori
 fresh process each: its wall time and peak resident memory, and the resident memory before the call
 (Python, TensorFlow and the modules loaded). The model is an untrained `--variant` at `--image-size`
 and `--width`: weights do not change the time. `--compare-with REV` also scores the breast detection
-of the `preprocess.py` of git revision REV.
+of git revision REV (its whole package, imported beside today's).
 
     PYTHONPATH=. python benchmarks/real_scans.py --repeats 5 --compare-with e8d4484~1
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import resource
 import statistics
 import subprocess
@@ -47,17 +48,23 @@ def _agreement(breast: np.ndarray, name: str) -> tuple[float, float]:
     return (found & reference).sum() / reference.sum(), (found & ~reference).sum() / max(1, found.sum())
 
 
-def _module_at(rev: str, file: str = "mammoseg/data/preprocess.py") -> object:
-    """A module of the package as it was at git revision `rev` (its imports resolve to today's)."""
-    source = subprocess.run(["git", "show", f"{rev}:{file}"], check=True, capture_output=True, text=True).stdout
-    name = Path(file).stem + "_then"
-    path = Path(tempfile.mkdtemp()) / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+def _module_at(rev: str, *candidates: str) -> object:
+    """A module of the package as it was at git revision `rev`, imported beside today's as `mammoseg_then`
+    (the revision's whole package, its imports rewritten to point into it). `candidates`: the module's
+    dotted names under the layouts the package has had; the first that exists at `rev` is taken."""
+    root = Path(tempfile.mkdtemp(prefix="mammoseg-then-"))
+    archive = subprocess.run(["git", "archive", rev, "mammoseg"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    (root / "mammoseg").rename(root / "mammoseg_then")
+    for source in (root / "mammoseg_then").rglob("*.py"):
+        source.write_text(re.sub(r"\bmammoseg(?=[.\s])", "mammoseg_then", source.read_text()))
+    sys.path.insert(0, str(root))
+    for loaded in [k for k in sys.modules if k.split(".")[0] == "mammoseg_then"]:
+        del sys.modules[loaded]  # an earlier revision's
+    for name in candidates:
+        if (root / "mammoseg_then" / Path(*name.split("."))).with_suffix(".py").is_file():
+            return importlib.import_module(f"mammoseg_then.{name}")
+    raise SystemExit(f"{rev}: none of {', '.join(candidates)} in the package at that revision")
 
 
 def _display_vs(rev: str, path: Path, repeats: int) -> None:
@@ -66,7 +73,7 @@ def _display_vs(rev: str, path: Path, repeats: int) -> None:
 
     from mammoseg.inference.predict import _display
 
-    then = _module_at(rev, "mammoseg/inference/predict.py")._display  # type: ignore[attr-defined]
+    then = _module_at(rev, "inference.predict")._display  # type: ignore[attr-defined]
     pixels = pydicom.dcmread(path).pixel_array
     prob = np.random.default_rng(0).random(pixels.shape, dtype=np.float32)
     times: dict[str, list[float]] = {rev: [], "now": []}
@@ -143,7 +150,7 @@ def main() -> None:
     from mammoseg.dataset import preprocess
     from mammoseg.dataset.dicom import read_pixels
 
-    then = _module_at(args.compare_with) if args.compare_with else None
+    then = _module_at(args.compare_with, "dataset.preprocess", "data.preprocess") if args.compare_with else None
     work = Path(tempfile.mkdtemp(prefix="mammoseg-real-"))
     run = _make_run(work, args.variant, args.image_size, args.width)
     rows = []
