@@ -117,12 +117,18 @@ def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float],
     dof = a.size + b.size - 2
     pooled = (float(a.var(ddof=1)) * (a.size - 1) + float(b.var(ddof=1)) * (b.size - 1)) / dof
     se = math.sqrt(pooled * (1.0 / a.size + 1.0 / b.size))
-    if se == 0.0:  # every run of both arms agrees: no spread to judge a gap by, so no p-value unless there is no gap
-        return Interval(diff, diff, diff, 1.0) if diff == 0.0 else Interval(diff, math.nan, math.nan)
-    half = _t_quantile(confidence, dof) * se
     span = bounds[1] - bounds[0]
-    p_value = min(1.0, 2.0 * (1.0 - _t_cdf(abs(diff) / se, dof)))
-    return Interval(diff, float(max(diff - half, -span)), float(min(diff + half, span)), p_value)
+    return _t_test(diff, se, dof, confidence, span)
+
+
+def _t_test(estimate: float, se: float, dof: int, confidence: float, span: float = math.inf) -> Interval:
+    """`estimate` ± the Student-t half-width, cut to ±`span`, with the two-sided p-value of zero. With no
+    spread at all (se 0) there is nothing to judge a non-zero estimate by: no bounds and no p-value."""
+    if se == 0.0:
+        return Interval(estimate, estimate, estimate, 1.0) if estimate == 0.0 else Interval(estimate, math.nan, math.nan)
+    half = _t_quantile(confidence, dof) * se
+    p_value = min(1.0, 2.0 * (1.0 - _t_cdf(abs(estimate) / se, dof)))
+    return Interval(estimate, float(max(estimate - half, -span)), float(min(estimate + half, span)), p_value)
 
 
 def paired(differences: np.ndarray | Sequence[float], *, confidence: float = CONFIDENCE) -> Interval:
@@ -134,12 +140,7 @@ def paired(differences: np.ndarray | Sequence[float], *, confidence: float = CON
     mean = float(values.mean())
     if values.size < 2:
         return Interval(mean, math.nan, math.nan)
-    se = float(values.std(ddof=1)) / math.sqrt(values.size)
-    if se == 0.0:
-        return Interval(mean, mean, mean, 1.0) if mean == 0.0 else Interval(mean, math.nan, math.nan)
-    half = _t_quantile(confidence, values.size - 1) * se
-    p_value = min(1.0, 2.0 * (1.0 - _t_cdf(abs(mean) / se, values.size - 1)))
-    return Interval(mean, mean - half, mean + half, p_value)
+    return _t_test(mean, float(values.std(ddof=1)) / math.sqrt(values.size), values.size - 1, confidence)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
