@@ -18,6 +18,7 @@ import numpy as np
 
 from mammoseg.metrics import stats
 from mammoseg.metrics.stats import NAN_INTERVAL, Interval
+from mammoseg.reporting import figures
 from mammoseg.reporting.aggregate import ALPHA, Arm
 from mammoseg.reporting.document import Block, Bullets, Figure, Paragraph, Section, Table
 from mammoseg.reporting.registry import METRIC_BY_KEY
@@ -189,8 +190,6 @@ def claims_section(arms: Sequence[Arm]) -> Section | None:
 def article_figure(arms: Sequence[Arm]) -> bytes | None:
     """The article's Figures 1-9 remade from the first seed of each arm, on one shared image with and one
     without an abnormality; None unless every arm the figures need is there."""
-    from mammoseg.reporting import figures
-
     needed = [a for a in arms if a.name in {arm for _, arm, _, _ in ARTICLE_FIGURES}]
     if len(needed) < len({arm for _, arm, _, _ in ARTICLE_FIGURES}):
         return None
