@@ -219,7 +219,8 @@ def _checkerboard_summary(frame: Any) -> dict[str, Any]:
 
 def _upsampling_checkerboard(model: Any, config: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
     """The first upsampling's checkerboard on the same images, trained and at initialisation (the
-    network built again from the run's seed and options, as training built it)."""
+    network built again from the run's seed and options, as training built it; with an encoder copied
+    from another run, training started from that encoder instead, so "init" is the random network)."""
     import keras
 
     from mammoseg.evaluation.init_study import upsampling_checkerboard
