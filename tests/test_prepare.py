@@ -17,9 +17,8 @@ from mammoseg.core.errors import InputError, MammosegError
 SMALL = PrepareOptions(image_size=32, positive_tiles=2, negative_tiles=2, images_per_shard=3)
 
 
-def read_examples(dataset: Path) -> dict[str, dict]:
-    """Every stored example, decoded with TensorFlow's own TFRecord reader."""
-    import cv2
+def read_records(dataset: Path) -> dict[str, dict]:
+    """Every stored record by its whole example's id, read with TensorFlow's own TFRecord reader."""
     import tensorflow as tf
 
     from mammoseg.dataset.shards import parse_example
@@ -28,9 +27,23 @@ def read_examples(dataset: Path) -> dict[str, dict]:
     for shard in sorted((dataset / "shards").glob("*.tfrecord")):
         for record in tf.data.TFRecordDataset(str(shard)):
             ex = {k: v.numpy() for k, v in parse_example(record).items()}
-            ex["image"] = cv2.imdecode(np.frombuffer(ex["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
-            ex["mask"] = cv2.imdecode(np.frombuffer(ex["mask"], np.uint8), cv2.IMREAD_GRAYSCALE)
             out[ex["example_id"].decode()] = ex
+    return out
+
+
+def read_examples(dataset: Path) -> dict[str, dict]:
+    """Every example the pipeline cuts from the records, with the fixed evaluation tiles: image
+    uint8, mask 0/1, kind."""
+    from mammoseg.dataset.pipeline import denormalize, make_dataset
+
+    out = {}
+    for split in ("train", "val", "test"):
+        if not list((dataset / "shards").glob(f"{split}-*.tfrecord")):
+            continue
+        for batch in make_dataset(dataset, split, batch_size=8, with_metadata=True, deterministic=True).as_numpy_iterator():
+            for i, example_id in enumerate(batch["example_id"]):
+                out[example_id.decode()] = {"image": denormalize(batch["image"][i, ..., 0]),
+                                            "mask": batch["mask"][i, ..., 0].astype(np.uint8), "kind": batch["kind"][i]}
     return out
 
 
@@ -40,11 +53,13 @@ def test_prepare_outputs_follow_the_contract(tmp_path: Path) -> None:
     ds = tmp_path / "ds"
     manifest = pd.read_csv(ds / "manifest.csv", keep_default_na=False)
     info = json.loads((ds / "dataset.json").read_text())
-    assert info["format_version"] == 1 and info["image_size"] == 32 and info["options"]["positive_tiles"] == 2
+    assert info["format_version"] == 2 and info["image_size"] == 32 and info["options"]["positive_tiles"] == 2
     assert info["counts"] == result.counts
     assert sum(sum(k.values()) for k in info["counts"].values()) == len(manifest)
     assert pd.read_csv(ds / "prepare_report.csv").empty
     assert result.images == 11  # all, including the swapped crop/mask and the split ROI series
+    records = read_records(ds)  # one per mammogram
+    assert sorted(records) == sorted(manifest.loc[manifest["kind"] == "whole", "example_id"])
     examples = read_examples(ds)
     assert set(examples) == set(manifest["example_id"])
     for row in manifest.itertuples():
@@ -52,7 +67,9 @@ def test_prepare_outputs_follow_the_contract(tmp_path: Path) -> None:
         assert ex["image"].shape == ex["mask"].shape == (32, 32) and (row.height, row.width) == (32, 32)
         assert ex["kind"].decode() == row.kind and row.shard.startswith(f"shards/{row.split}-")
         positives = np.count_nonzero(ex["mask"])
-        assert abs(positives / 32**2 - row.positive_fraction) < 1e-5
+        # a whole breast's fraction is its mask's; a tile's, the abnormal area of its box at working
+        # resolution, which the 32x32 cut samples
+        assert abs(positives / 32**2 - row.positive_fraction) < (1e-5 if row.kind == "whole" else 0.05)
         if row.kind == "negative":
             assert positives == 0 and row.abnormality_type == "none" and row.pathology == "NONE"
         else:

@@ -1,5 +1,6 @@
-"""The examples of one mammogram, as `prepare` writes them: the whole breast, positive tiles around
-its abnormalities and negative tiles on breast tissue clear of them, each with its mask.
+"""The record of one mammogram, as `prepare` writes it: the whole breast, and the breast at working
+resolution from which the pipeline cuts positive tiles around its abnormalities and negative tiles on
+breast tissue clear of them (random ones for training, a fixed seeded list for evaluation).
 
 An image is skipped whole when the image or any of its masks cannot be used: a missing mask would
 turn an abnormality into 'normal' pixels.
@@ -17,7 +18,7 @@ import numpy as np
 from mammoseg.dataset import preprocess
 from mammoseg.dataset.dicom import read_pixels
 from mammoseg.dataset.resize import Box, foreground_box
-from mammoseg.dataset.shards import serialize_example
+from mammoseg.dataset.shards import BreastView, serialize_example
 from mammoseg.core.errors import InputError, MammosegError, Skip
 
 logger = logging.getLogger("mammoseg.dataset")
@@ -26,12 +27,15 @@ PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NO
 NEGATIVE_MIN_BREAST = 0.75
 """A negative tile must lie at least this much on breast tissue (background-only tiles teach nothing)."""
 NEGATIVE_ATTEMPTS = 200
+NEGATIVE_POOL = 8
+"""Negative tiles stored per image: training draws its negative tiles from this pool (jittered), the
+first `negative_tiles` are the fixed evaluation tiles."""
 OUTSIDE_BREAST_WARNING = 0.01
 """An abnormality with more than this fraction of its pixels outside the detected breast is reported
 (`prepare_report.csv`, reason starting 'warning:'): the breast detection or the ROI mask is wrong."""
 
-Example = tuple[bytes, dict[str, Any]]
-"""A serialized record and its manifest fields."""
+Prepared = tuple[bytes, list[dict[str, Any]]]
+"""A mammogram's serialized record and the manifest rows of the examples the pipeline cuts from it."""
 
 
 @dataclass(frozen=True)
@@ -82,51 +86,92 @@ class ImageJob:
         return not self.abnormalities
 
 
-def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) -> list[Example]:
-    """All examples of one mammogram as (serialized record, manifest fields). Raises InputError when
-    the image or any of its masks cannot be used: the image is then skipped whole. A normal image
-    gives one example, the whole breast (kind `normal`, empty mask). Abnormalities that lie partly
-    outside the detected breast are appended to `warnings`."""
+def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) -> Prepared:
+    """The one record of a mammogram and its manifest rows, one per example the pipeline cuts from it.
+    Raises InputError when the image or any of its masks cannot be used: the image is then skipped
+    whole. A normal image gives one example, the whole breast (kind `normal`, empty mask).
+    Abnormalities that lie partly outside the detected breast are appended to `warnings`.
+
+    An abnormal image's record holds the whole breast at the network's size, the breast again at
+    working resolution (`preprocess.working_side`) with its mask, the abnormalities' boxes, a pool of
+    negative tiles, and the fixed evaluation tiles (seeded by the run's seed and the image key):
+    `options.positive_tiles` around the abnormalities and `options.negative_tiles` from the pool.
+    """
     pixels = read_pixels(job.image_file)
     size = options.image_size
-    empty = np.zeros((size, size), np.uint8)
     if job.normal:
         image, _ = preprocess.prepare_full_image(pixels, size, side=job.side)
-        return [_example(job, "normal", "whole", image, empty, [])]
+        record, row = _record(job, "normal", image, np.zeros((size, size), np.uint8), [], None)
+        return record, [row]
     analysis = preprocess.analyse(pixels, job.side)
     union, boxes = _abnormality_union(job, pixels.shape, analysis, warnings)
     # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
     within = _enclosing(boxes)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
-
     image, geometry = preprocess.prepare_full_image(pixels, size, analysis=analysis)
-    examples = [_example(job, "whole", "whole", image, geometry.apply(union, binary=True, within=within), list(job.abnormalities))]
-    for k, (top, left, tile) in enumerate(_positive_tiles(pixels.shape, boxes, rng, options.positive_tiles)):
-        tile_image, tile_mask = preprocess.extract_tile(pixels, union, analysis, (top, left), tile, size, within=within)
-        if not tile_mask.any():  # an abnormality too small to cover half an output pixel
-            continue
-        involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, (top, top + tile, left, left + tile))]
-        examples.append(_example(job, "positive", f"pos{k}", tile_image, tile_mask, involved))
-    for k, (top, left, tile) in enumerate(_negative_tiles(pixels.shape, boxes, analysis, rng, options.negative_tiles)):
-        tile_image, _ = preprocess.extract_tile(pixels, None, analysis, (top, left), tile, size)
-        examples.append(_example(job, "negative", f"neg{k}", tile_image, empty, []))
-    return examples
+    whole_mask = geometry.apply(union, binary=True, within=within)
+    breast, working = preprocess.prepare_full_image(
+        pixels, preprocess.working_side(pixels.shape, analysis.box, size), analysis=analysis, pad=False)
+    breast_mask = working.resize(union, binary=True, within=within)
+
+    tiles: list[Tile] = []
+    for k, box in enumerate(_positive_tiles(pixels.shape, boxes, rng, options.positive_tiles)):
+        tile = working.map_box(box)
+        fraction = _abnormal_fraction(breast_mask, tile)
+        if fraction > 0:  # else an abnormality too small to cover half a working pixel
+            involved = [a for a, b in zip(job.abnormalities, boxes) if _overlaps(b, box)]
+            tiles.append(Tile(f"pos{k}", "positive", tile, involved, fraction))
+    pool = [working.map_box(box) for box in _negative_tiles(pixels.shape, boxes, analysis, rng, max(options.negative_tiles, NEGATIVE_POOL))]
+    tiles += [Tile(f"neg{k}", "negative", box, [], 0.0) for k, box in enumerate(pool[: options.negative_tiles])]
+    view = BreastView(
+        image=breast, mask=breast_mask, abnormality_boxes=[working.map_box(b) for b in boxes], negative_pool=pool,
+        tile_ids=[f"{job.image_key}-{t.suffix}" for t in tiles], tile_kinds=[t.kind for t in tiles],
+        tile_boxes=[t.box for t in tiles],
+    )  # fmt: skip
+    record, whole = _record(job, "whole", image, whole_mask, list(job.abnormalities), view)
+    return record, [whole, *(_row(job, t.suffix, t.kind, t.involved, t.fraction) for t in tiles)]
 
 
-def _example(job: ImageJob, kind: str, suffix: str, image: np.ndarray, mask: np.ndarray, involved: list[Abnormality]) -> Example:
-    """One example's record and manifest fields; its type and pathology are those of the
-    abnormalities it shows (the worst pathology), `none`/`NONE` for none."""
-    example_id = f"{job.image_key}-{suffix}"
+@dataclass(frozen=True)
+class Tile:
+    """A fixed evaluation tile: its id suffix, kind, box (y0, y1, x0, x1) in working-resolution
+    pixels, the abnormalities it shows and its abnormal fraction."""
+
+    suffix: str
+    kind: str
+    box: tuple[float, float, float, float]
+    involved: list[Abnormality]
+    fraction: float
+
+
+def _abnormal_fraction(mask: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """Fraction of a tile's area (pixels outside the stored breast count as normal) that is abnormal
+    at working resolution: the manifest's `positive_fraction` of a tile."""
+    y0, y1, x0, x1 = (max(0, round(v)) for v in box)
+    area = max(1.0, (box[1] - box[0]) * (box[3] - box[2]))
+    return float(np.count_nonzero(mask[y0:y1, x0:x1])) / area
+
+
+def _record(job: ImageJob, kind: str, image: np.ndarray, mask: np.ndarray, involved: list[Abnormality],
+            view: BreastView | None) -> tuple[bytes, dict[str, Any]]:
+    """The record of one mammogram and the manifest row of its whole-breast example."""
+    row = _row(job, "whole", kind, involved, float(np.count_nonzero(mask)) / mask.size)
+    record = serialize_example(
+        image, mask, example_id=row["example_id"], kind=kind, patient_id=job.patient_id,
+        abnormality_type=row["abnormality_type"], pathology=row["pathology"],
+        positive_fraction=row["positive_fraction"], breast=view,
+    )  # fmt: skip
+    return record, row
+
+
+def _row(job: ImageJob, suffix: str, kind: str, involved: list[Abnormality], fraction: float) -> dict[str, Any]:
+    """One example's manifest fields; its type and pathology are those of the abnormalities it shows
+    (the worst pathology), `none`/`NONE` for none."""
     types = "+".join(sorted({a.kind for a in involved})) or "none"
     pathology = min((a.pathology for a in involved), key=PATHOLOGY_RANK.__getitem__, default="NONE")
-    fraction = float(np.count_nonzero(mask)) / mask.size
-    record = serialize_example(
-        image, mask, example_id=example_id, kind=kind, patient_id=job.patient_id,
-        abnormality_type=types, pathology=pathology, positive_fraction=fraction,
-    )  # fmt: skip
-    return record, {
-        "example_id": example_id, "patient_id": job.patient_id, "source_image": job.image_key, "kind": kind,
-        "abnormality_type": types, "pathology": pathology, "positive_fraction": round(fraction, 6),
+    return {
+        "example_id": f"{job.image_key}-{suffix}", "patient_id": job.patient_id, "source_image": job.image_key,
+        "kind": kind, "abnormality_type": types, "pathology": pathology, "positive_fraction": round(fraction, 6),
     }  # fmt: skip
 
 
@@ -201,8 +246,8 @@ def _overlaps(a: Box, b: Box) -> bool:
 
 def _positive_tiles(
     shape: tuple[int, int], boxes: list[Box], rng: np.random.Generator, count: int
-) -> list[tuple[int, int, int]]:
-    """`count` tiles (top, left, side) around the abnormalities in turn (`boxes`, their bounding
+) -> list[Box]:
+    """`count` square tiles (y0, y1, x0, x1) around the abnormalities in turn (`boxes`, their bounding
     boxes): centred on one, shifted at random by up to 80% of the room the tile leaves around it."""
     h, w = shape
     tiles = []
@@ -215,21 +260,21 @@ def _positive_tiles(
         cx += rng.uniform(-0.8, 0.8) * slack_x
         top = int(np.clip(round(cy - tile / 2), 0, h - tile))
         left = int(np.clip(round(cx - tile / 2), 0, w - tile))
-        tiles.append((top, left, tile))
+        tiles.append((top, top + tile, left, left + tile))
     return tiles
 
 
 def _negative_tiles(
     shape: tuple[int, int], boxes: list[Box], analysis: preprocess.Analysis, rng: np.random.Generator, count: int
-) -> list[tuple[int, int, int]]:
-    """Up to `count` tiles (top, left, side) on breast tissue with no abnormal pixel in them or in a
+) -> list[Box]:
+    """Up to `count` square tiles (y0, y1, x0, x1) on breast tissue with no abnormal pixel in them or in a
     margin of 1/8 tile around them (abnormal pixels lie only inside `boxes`, the abnormalities'
     bounding boxes); fewer when the breast leaves no such room."""
     h, w = shape
     y0, y1, x0, x1 = analysis.box
     if analysis.flip:
         x0, x1 = w - x1, w - x0
-    chosen: list[tuple[int, int, int]] = []
+    chosen: list[Box] = []
     for _ in range(NEGATIVE_ATTEMPTS if count else 0):
         if len(chosen) == count:
             break
@@ -243,7 +288,8 @@ def _negative_tiles(
         around = (top - m, top + tile + m, left - m, left + tile + m)
         if any(_overlaps(around, box) for box in boxes):
             continue
-        if any(_overlaps((top, top + tile, left, left + tile), (t, t + side, l, l + side)) for t, l, side in chosen):
+        box = (top, top + tile, left, left + tile)
+        if any(_overlaps(box, other) for other in chosen):
             continue
-        chosen.append((top, left, tile))
+        chosen.append(box)
     return chosen

@@ -73,22 +73,23 @@ def draw_samples(dataset: str | Path, out: str | Path, *, per_cell: int = 3, see
 
 
 def _load(dataset: Path, wanted: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Decode the wanted examples, reading only the shards that hold them."""
-    import cv2
+    """Decode the wanted examples (whole breasts and fixed tiles), reading only the shards that hold them."""
     import tensorflow as tf
 
+    from mammoseg.dataset.pipeline import read_dataset_info
     from mammoseg.dataset.shards import parse_example
+    from mammoseg.dataset.tiles import decode_record, record_examples
 
+    size = read_dataset_info(dataset)["image_size"]
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ids = set(wanted["example_id"])
     for shard in sorted(set(wanted["shard"])):
-        for record in tf.data.TFRecordDataset(str(dataset / shard)):
-            ex = parse_example(record)
-            example_id = ex["example_id"].numpy().decode()
+        examples = tf.data.TFRecordDataset(str(dataset / shard)).map(
+            lambda record: record_examples(decode_record(parse_example(record), size), size, tiles=True)).unbatch()
+        for ex in examples.as_numpy_iterator():
+            example_id = ex["example_id"].decode()
             if example_id in ids:
-                image = cv2.imdecode(np.frombuffer(ex["image"].numpy(), np.uint8), cv2.IMREAD_GRAYSCALE)
-                mask = cv2.imdecode(np.frombuffer(ex["mask"].numpy(), np.uint8), cv2.IMREAD_GRAYSCALE)
-                found[example_id] = (image, mask)
+                found[example_id] = (ex["image"][..., 0], ex["mask"][..., 0])
     missing = ids - set(found)
     if missing:
         from mammoseg.core.errors import InputError

@@ -1,8 +1,8 @@
 """The tf.data input pipeline from prepared shards to normalised (image, mask) batches.
 
-Built to keep an accelerator busy: shards are read in parallel, metadata is parsed and filtered before
-any PNG is decoded, examples stay uint8 until they are batched (so a cache holds a quarter of the
-bytes), and normalisation and augmentation run once per batch as vectorised ops.
+Built to keep an accelerator busy: shards are read in parallel, each record becomes its whole breast and
+the tiles cut from it (`mammoseg.dataset.tiles`), examples stay uint8 until they are batched, and
+normalisation and augmentation run once per batch as vectorised ops.
 Augmentation with a seed is stateless, keyed by (seed, a per-batch random key), so the same seed gives
 the same order and the same augmentations on every run, and still new ones in every epoch.
 """
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mammoseg.core.conventions import KINDS, SPLITS
+from mammoseg.dataset import tiles
 from mammoseg.dataset.shards import MANIFEST_COLUMNS, parse_example
 from mammoseg.core.errors import InputError
 
@@ -267,6 +268,7 @@ def make_dataset(
     augment: Augmentation | None = None,
     repeat: bool = False,
     cache: bool = False,
+    random_tiles: bool = False,
     seed: int | None = None,
     deterministic: bool = False,
     with_metadata: bool = False,
@@ -276,7 +278,8 @@ def make_dataset(
     or with_metadata dicts {"image", "mask", "example_id", "kind"} without augmentation.
 
     kinds: keep only these example kinds (of `shards.KINDS`); None keeps all.
-    cache: keep the decoded uint8 examples in memory after the first pass.
+    cache: keep the decoded records in memory after the first pass (tiles are still cut anew).
+    random_tiles: cut new tiles from every record each pass, as training does; else the fixed ones.
     seed + deterministic=True: the same order and augmentations on every run (parallel stages keep
     their order; costs some throughput). deterministic without a seed uses seed 0.
     """
@@ -295,9 +298,8 @@ def make_dataset(
     if deterministic and seed is None:
         seed = 0
     autotune = tf.data.AUTOTUNE
-    ds = _read_examples(files, size, kinds, shuffle=shuffle, seed=seed, deterministic=deterministic, with_metadata=with_metadata)
-    if cache:
-        ds = ds.cache()
+    ds = _read_examples(files, size, kinds, shuffle=shuffle, seed=seed, deterministic=deterministic,
+                        with_metadata=with_metadata, random_tiles=random_tiles, cache=cache)
     if shuffle:
         buffer = int(np.clip(SHUFFLE_BUFFER_BYTES // (2 * size * size), 4 * batch_size, 4096))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -314,11 +316,13 @@ def make_dataset(
 
 
 def _read_examples(
-    files: list[Path], size: int, kinds: list[str] | tuple[str, ...] | None, *,
-    shuffle: bool, seed: int | None, deterministic: bool, with_metadata: bool,
+    files: list[Path], size: int, kinds: list[str] | tuple[str, ...] | None, *, shuffle: bool, seed: int | None,
+    deterministic: bool, with_metadata: bool, random_tiles: bool, cache: bool,
 ) -> tf.data.Dataset:
     """The shards' examples as uint8 {"image", "mask"} [S,S,1] (and "example_id", "kind" with
-    metadata), read in parallel; other kinds than `kinds` are dropped before any PNG is decoded."""
+    metadata), read in parallel: each record's whole breast and the tiles cut from it
+    (`mammoseg.dataset.tiles`), random ones with `random_tiles`; kinds other than `kinds` are
+    dropped, and tiles are not cut when no tile kind is wanted. `cache` keeps the decoded records."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
@@ -330,20 +334,27 @@ def _read_examples(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
-    ds = ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(lambda record: tiles.decode_record(parse_example(record), size),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if cache:
+        ds = ds.cache()
+    cut = kinds is None or bool({"positive", "negative"} & set(kinds))
+    if random_tiles and cut:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        base = tf.constant(0 if seed is None else seed, tf.int64)
+        ds = tf.data.Dataset.zip((ds, keys)).map(
+            lambda record, key: tiles.record_examples(record, size, tiles=True, seed=tf.stack([base, key])),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    else:
+        ds = ds.map(lambda record: tiles.record_examples(record, size, tiles=cut),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.unbatch()
     if kinds is not None and set(kinds) != set(KINDS):
         wanted = tf.constant(list(kinds))
         ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["kind"], wanted)))
-
-    def decode(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image = tf.ensure_shape(tf.io.decode_png(ex["image"], channels=1), [size, size, 1])
-        mask = tf.ensure_shape(tf.io.decode_png(ex["mask"], channels=1), [size, size, 1])
-        out = {"image": image, "mask": mask}
-        if with_metadata:
-            out.update(example_id=ex["example_id"], kind=ex["kind"])
-        return out
-
-    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if with_metadata:
+        return ds
+    return ds.map(lambda ex: {"image": ex["image"], "mask": ex["mask"]})
 
 
 def _to_float(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

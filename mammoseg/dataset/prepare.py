@@ -1,10 +1,11 @@
-"""`mammoseg prepare`: CBIS-DDSM files -> TFRecord shards of whole breasts and tiles, with manifest.
+"""`mammoseg prepare`: CBIS-DDSM files -> TFRecord shards, one record per mammogram, with manifest.
 
 Work is cut into units (a chunk of full mammograms of one split -> one shard file plus a sidecar
 manifest part). A unit is written atomically and marked done last, so an interrupted run loses at
 most the units in flight, and re-running skips every finished unit. The final manifest and report
-are rebuilt from the parts. Each image draws its random tiles from a generator seeded by the run's
-seed and the image key, so results do not depend on the number of workers or on resuming.
+are rebuilt from the parts. Each image draws its evaluation tiles and negative pool from a generator
+seeded by the run's seed and the image key, so results do not depend on the number of workers or on
+resuming. The manifest has one row per example the pipeline cuts: the whole breast and those tiles.
 
 Normal mammograms from another collection (`normals`, see `mammoseg.dataset.normals`) become whole
 images of kind `normal` with an empty mask, preprocessed like the CBIS-DDSM images, in units of
@@ -36,7 +37,8 @@ from mammoseg.core.errors import InputError, MammosegError
 
 logger = logging.getLogger("mammoseg.dataset")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: one record per mammogram, tiles cut by the pipeline from the breast at working resolution."""
 REPORT_COLUMNS = ["source", "file", "reason"]
 
 
@@ -76,7 +78,7 @@ def prepare(
     data_root, out = Path(data_root), Path(out)
     if not data_root.is_dir():
         raise InputError(data_root, "data root is not a folder")
-    recorded = {**asdict(options), "data_root": str(data_root.resolve())}
+    recorded = {**asdict(options), "format_version": FORMAT_VERSION, "data_root": str(data_root.resolve())}
     skips: list[Skip] = []
     jobs, patient_split, layout = _plan_cbis_jobs(data_root, options, skips)
     units = _plan_units(jobs, options.images_per_shard)
@@ -338,12 +340,12 @@ def run_unit(
             if i + 1 < len(queue):
                 prefetch(_job_files(queue[i + 1]))
             try:
-                examples = process_image(job, options, warnings)
+                record, examples = process_image(job, options, warnings)
             except InputError as exc:
                 skips.append(Skip(job.image_key, _relative(exc.path, root), exc.problem))
                 continue
-            for record, row in examples:
-                writer.write(record)
+            writer.write(record)
+            for row in examples:
                 rows.append({**row, "split": unit.split, "shard": shard_rel, "height": options.image_size, "width": options.image_size})
     # one sidecar, written atomically after the shard: its presence marks the unit done
     part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips],

@@ -33,6 +33,10 @@ MASK_SIZE_TOLERANCE = 0.01
 """A mask whose height or width differs from its image by at most this fraction (and at least 4 px)
 is resized onto the image with nearest-neighbour; a larger mismatch means the mask belongs elsewhere."""
 
+TILE_FRACTION = 969 / 4000
+"""A tile's side as a fraction of the mammogram's long side: the author's ~969 px crops of ~4000
+px-long mammograms."""
+
 WINDOW_PERCENTILES = (0.5, 99.5)
 """Intensity window: these percentiles of the breast's pixels map to 0 and 255."""
 
@@ -69,7 +73,9 @@ class Geometry:
         y0, y1, x0, x1 = self.box
         return (y0, y1, self.width - x1, self.width - x0) if self.flip else self.box
 
-    def _resize(self, array: np.ndarray, binary: bool = False, within: Box | None = None) -> np.ndarray:
+    def resize(self, array: np.ndarray, *, binary: bool = False, within: Box | None = None) -> np.ndarray:
+        """Map an H x W array onto the content part of the frame (`content_shape`, no padding);
+        `binary` and `within` as for `apply`."""
         if array.shape[:2] != (self.height, self.width):
             raise ValueError(f"array of shape {array.shape} does not match the geometry's {self.height}x{self.width}")
         y0, y1, x0, x1 = self.original_box()
@@ -90,7 +96,15 @@ class Geometry:
         """Map an H x W array onto the S x S frame. `binary=True` for masks (any non-zero = abnormal):
         the result is uint8 0/255, thresholded at half coverage; `within` is a box outside which the
         mask is known to be zero (see `mask_resize`). Images keep their dtype."""
-        return self._pad(self._resize(np.asarray(array), binary=binary, within=within))
+        return self._pad(self.resize(np.asarray(array), binary=binary, within=within))
+
+    def map_box(self, box: Box) -> tuple[float, float, float, float]:
+        """A box (y0, y1, x0, x1) of the original H x W array in the output frame's pixel units."""
+        y0, y1, x0, x1 = box
+        if self.flip:
+            x0, x1 = self.width - x1, self.width - x0
+        s = self.scale
+        return (y0 - self.box[0]) * s, (y1 - self.box[0]) * s, (x0 - self.box[2]) * s, (x1 - self.box[2]) * s
 
     def restore(self, map_sxs: np.ndarray, *, fill: float = 0) -> np.ndarray:
         """Map an S x S map (e.g. probabilities) back onto the original H x W mammogram: drop the
@@ -195,9 +209,11 @@ def to_uint8(array: np.ndarray, window: tuple[float, float]) -> np.ndarray:
 
 
 def prepare_full_image(
-    pixels: np.ndarray, image_size: int, *, side: str | None = None, analysis: Analysis | None = None
+    pixels: np.ndarray, image_size: int, *, side: str | None = None, analysis: Analysis | None = None, pad: bool = True
 ) -> tuple[np.ndarray, Geometry]:
-    """The whole breast as a uint8 `image_size` x `image_size` network input, and its Geometry.
+    """The whole breast as a uint8 `image_size` x `image_size` network input, and its Geometry; with
+    `pad=False` only its content (long side `image_size`), as `prepare` stores the breast at its
+    working resolution.
 
     Pixels outside the (slightly dilated) breast region, such as film labels inside the crop box,
     are set to background.
@@ -207,11 +223,19 @@ def prepare_full_image(
     a = analysis if analysis is not None else analyse(pixels, side)
     h, w = pixels.shape
     geometry = Geometry(height=h, width=w, flip=a.flip, box=snap_box(a.box, (h, w), image_size), size=image_size)
-    small = to_uint8(geometry._resize(pixels), a.window)
+    small = to_uint8(geometry.resize(pixels), a.window)
     region = cv2.dilate(a.breast, np.ones((5, 5), np.uint8))
     region_full = _low_to_geometry(region, a.step, geometry, small.shape)
     small[region_full == 0] = 0
-    return geometry._pad(small), geometry
+    return (geometry._pad(small) if pad else small), geometry
+
+
+def working_side(image_shape: tuple[int, int], breast_box: Box, image_size: int) -> int:
+    """Long side, in pixels, of the breast stored at working resolution: the resolution at which the
+    author's ~969 px crops of a ~4000 px-long mammogram (`tile_side` without jitter) are
+    `image_size` pixels, so that tiles cut from it are resampled by about 1 (the scale jitter)."""
+    y0, y1, x0, x1 = breast_box
+    return max(1, round(max(y1 - y0, x1 - x0) * image_size / (max(image_shape) * TILE_FRACTION)))
 
 
 def _low_to_geometry(low: np.ndarray, step: int, geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
@@ -222,31 +246,6 @@ def _low_to_geometry(low: np.ndarray, step: int, geometry: Geometry, shape: tupl
     cols = (x0 + (np.arange(shape[1]) + 0.5) * (x1 - x0) / shape[1]).astype(np.int64) // step
     out = low[np.ix_(np.minimum(rows, low.shape[0] - 1), np.minimum(cols, low.shape[1] - 1))]
     return out[:, ::-1] if geometry.flip else out
-
-
-def extract_tile(
-    pixels: np.ndarray,
-    mask: np.ndarray | None,
-    analysis: Analysis,
-    top_left: tuple[int, int],
-    tile: int,
-    image_size: int,
-    *,
-    within: Box | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A square `tile` x `tile` region (top-left in original coordinates, inside the image) resized to
-    `image_size`, windowed like the whole image and mirrored like it; the mask area-thresholded
-    (`within` as for `mask_resize`, in original coordinates)."""
-    y, x = top_left
-    image = to_uint8(area_resize(pixels[y : y + tile, x : x + tile], image_size, image_size), analysis.window)
-    out_mask = None
-    if mask is not None:
-        region = mask[y : y + tile, x : x + tile]
-        out_mask = mask_resize(region, image_size, image_size, within=None if within is None else shift_box(within, y, x))
-    if analysis.flip:
-        image = image[:, ::-1].copy()
-        out_mask = None if out_mask is None else out_mask[:, ::-1].copy()
-    return image, out_mask
 
 
 def classify_roi(pixels: np.ndarray, image_shape: tuple[int, int]) -> str:
@@ -283,9 +282,8 @@ def fit_mask(mask: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
 
 
 def tile_side(image_shape: tuple[int, int], rng: np.random.Generator, jitter: float = 0.025) -> int:
-    """Side of a training tile: the author's ~969 px crops of ~4000 px-long mammograms, as a fraction
-    of this image's long side, times N(1, jitter)."""
-    side = max(image_shape) * (969 / 4000) * rng.normal(1.0, jitter)
+    """Side of a tile in the original image: `TILE_FRACTION` of its long side, times N(1, jitter)."""
+    side = max(image_shape) * TILE_FRACTION * rng.normal(1.0, jitter)
     return int(max(8, min(min(image_shape), round(side))))
 
 

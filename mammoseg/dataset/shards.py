@@ -1,4 +1,8 @@
-"""TFRecord shards of prepared examples: the one schema that `prepare` writes and the pipeline reads.
+"""TFRecord shards of prepared mammograms: the one schema that `prepare` writes and the pipeline reads.
+
+One record per mammogram: the whole breast at the network's size, and for an image with
+abnormalities the breast again at working resolution (`BreastView`), from which the pipeline cuts
+its tiles.
 
 The writer side needs no TensorFlow: `prepare` runs in worker processes where importing TF would cost
 seconds and hundreds of MB each. So records are framed here (length, masked CRC32C, data, masked
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -20,6 +25,7 @@ import numpy as np
 
 from mammoseg.core.atomic import atomic_path
 from mammoseg.core.conventions import KINDS
+from mammoseg.dataset.resize import foreground_box
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -31,9 +37,8 @@ MANIFEST_COLUMNS = (
     "example_id", "patient_id", "source_image", "kind", "abnormality_type", "pathology", "split",
     "positive_fraction", "shard", "height", "width",
 )  # fmt: skip
-"""Columns of `manifest.csv`, one row per record: what the pipeline finds without reading a shard."""
-"""Whole CBIS-DDSM breasts, tiles around abnormalities, tiles of normal tissue, and whole normal
-mammograms from another collection (`prepare --normals`)."""
+"""Columns of `manifest.csv`, one row per example (a record's whole breast and its fixed evaluation
+tiles): what the pipeline finds without reading a shard."""
 
 PNG_COMPRESSION = 1
 """zlib level for the stored PNGs. With the "up" row filter and zlib's run-length strategy (below) a
@@ -116,6 +121,57 @@ def _empty_mask_png(size: int) -> bytes:
     return encode_png(np.zeros((size, size), dtype=np.uint8))
 
 
+@dataclass(frozen=True)
+class BreastView:
+    """The breast at working resolution and the tiles the pipeline cuts from it.
+
+    Boxes are (y0, y1, x0, x1) in the image's pixels (floats; they may reach past its edges, which
+    read as background). The mask is stored as the part inside its bounding box only.
+    """
+
+    image: np.ndarray  # uint8 [h, w]
+    mask: np.ndarray  # [h, w], non-zero = abnormal
+    abnormality_boxes: list[tuple[float, float, float, float]]  # random positive tiles are centred near these
+    negative_pool: list[tuple[float, float, float, float]]  # random negative tiles are drawn from these
+    tile_ids: list[str]  # the fixed evaluation tiles: example ids, kinds, boxes
+    tile_kinds: list[str]
+    tile_boxes: list[tuple[float, float, float, float]]
+
+    def features(self) -> dict[str, bytes]:
+        image = np.ascontiguousarray(self.image, dtype=np.uint8)
+        if image.ndim != 2 or self.mask.shape != image.shape:
+            raise ValueError(f"breast image {image.shape} and mask {self.mask.shape} must be equal 2-D shapes")
+        if not len(self.tile_ids) == len(self.tile_kinds) == len(self.tile_boxes):
+            raise ValueError("tile_ids, tile_kinds and tile_boxes must have equal lengths")
+        box = foreground_box(self.mask)
+        y0, y1, x0, x1 = box if box is not None else (0, 0, 0, 0)
+        mask = np.where(self.mask[y0:y1, x0:x1] > 0, 255, 0).astype(np.uint8)
+
+        def raw(values: object, dtype: type) -> bytes:
+            return _bytes_feature(np.asarray(values, dtype=dtype).tobytes())
+
+        return {
+            "breast": _bytes_feature(image.tobytes()),
+            "breast_shape": raw(image.shape, "<i4"),
+            "breast_mask": _bytes_feature(mask.tobytes()),
+            "breast_mask_box": raw((y0, y1, x0, x1), "<i4"),
+            "abnormality_boxes": raw(self.abnormality_boxes, "<f4"),
+            "negative_pool": raw(self.negative_pool, "<f4"),
+            "tile_ids": _bytes_feature(TILE_SEPARATOR.join(self.tile_ids).encode("utf-8")),
+            "tile_kinds": _bytes_feature(TILE_SEPARATOR.join(self.tile_kinds).encode("utf-8")),
+            "tile_boxes": raw(self.tile_boxes, "<f4"),
+        }
+
+
+TILE_SEPARATOR = "\n"
+"""Joins a record's tile ids and kinds into one string feature each."""
+
+BREAST_FEATURES = ("breast", "breast_shape", "breast_mask", "breast_mask_box", "abnormality_boxes",
+                   "negative_pool", "tile_ids", "tile_kinds", "tile_boxes")
+"""The `BreastView` fields of a record: raw little-endian arrays and joined strings, empty in a record
+without tiles (a normal image)."""
+
+
 def serialize_example(
     image: np.ndarray,
     mask: np.ndarray,
@@ -126,9 +182,11 @@ def serialize_example(
     abnormality_type: str,
     pathology: str,
     positive_fraction: float,
+    breast: BreastView | None = None,
 ) -> bytes:
-    """A `tf.train.Example` of one prepared image: uint8 SxS image and binary mask (0/1 or 0/255,
-    stored as 0/255 so the PNG is viewable), with its metadata."""
+    """A `tf.train.Example` of one prepared mammogram: the uint8 SxS whole image and binary mask
+    (0/1 or 0/255, stored as 0/255 so the PNG is viewable), with its metadata, and the breast at
+    working resolution when tiles are to be cut from it."""
     image = np.asarray(image)
     mask = np.asarray(mask)
     if image.dtype != np.uint8 or image.ndim != 2 or image.shape[0] != image.shape[1]:
@@ -151,6 +209,8 @@ def serialize_example(
         "pathology": _bytes_feature(pathology.encode("utf-8")),
         "positive_fraction": _float_feature(float(positive_fraction)),
     }
+    if breast is not None:
+        features.update(breast.features())
     entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, value)) for key, value in features.items())
     return _field(1, entries)  # Example.features { feature: map<string, Feature> }
 
@@ -211,6 +271,7 @@ def feature_spec() -> dict[str, Any]:
         "positive_fraction": tf.io.FixedLenFeature([], tf.float32),
     }
     spec.update({name: tf.io.FixedLenFeature([], tf.string) for name in STRING_FEATURES})
+    spec.update({name: tf.io.FixedLenFeature([], tf.string, default_value=b"") for name in BREAST_FEATURES})
     return spec
 
 

@@ -372,7 +372,7 @@ def _fit_epochs(model: Any, config: TrainConfig, run: RunDir, dist: Any, recorde
 
     augment = Augmentation(flips=config.flips)
     for epoch in range(epochs_done, config.epochs):
-        train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment,
+        train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment, random_tiles=True,
                                 seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
         train_ds = dist.shard_by_data(resize_batches(train_ds, config.image_size, dataset_size))
         with warnings.catch_warnings():

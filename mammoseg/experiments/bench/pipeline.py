@@ -35,7 +35,7 @@ def bench_pipeline(options: BenchOptions) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0))
     configs = []
     for name, augment in pipeline_augmentations().items():
-        ds = make_dataset(options.data, "train", batch_size=options.batch_size, shuffle=True, repeat=True, augment=augment)
+        ds = make_dataset(options.data, "train", batch_size=options.batch_size, shuffle=True, repeat=True, augment=augment, random_tiles=True)
         iterator = iter(ds)
         for _ in range(3):  # fill the prefetch buffers and tune AUTOTUNE a little
             next(iterator)
