@@ -37,6 +37,9 @@ TILE_FRACTION = 969 / 4000
 """A tile's side as a fraction of the mammogram's long side: the author's ~969 px crops of ~4000
 px-long mammograms."""
 
+TILE_SCALE_JITTER = 0.025
+"""Standard deviation of the factor N(1, ·) on a tile's side: the author's scale jitter."""
+
 WINDOW_PERCENTILES = (0.5, 99.5)
 """Intensity window: these percentiles of the breast's pixels map to 0 and 255."""
 
@@ -281,9 +284,9 @@ def fit_mask(mask: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
     return binary
 
 
-def tile_side(image_shape: tuple[int, int], rng: np.random.Generator, jitter: float = 0.025) -> int:
-    """Side of a tile in the original image: `TILE_FRACTION` of its long side, times N(1, jitter)."""
-    side = max(image_shape) * TILE_FRACTION * rng.normal(1.0, jitter)
+def tile_side(image_shape: tuple[int, int], rng: np.random.Generator) -> int:
+    """Side of a tile in the original image: `TILE_FRACTION` of its long side, times N(1, TILE_SCALE_JITTER)."""
+    side = max(image_shape) * TILE_FRACTION * rng.normal(1.0, TILE_SCALE_JITTER)
     return int(max(8, min(min(image_shape), round(side))))
 
 

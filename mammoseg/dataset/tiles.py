@@ -6,7 +6,8 @@ across runs. Training cuts new ones every epoch, as many of each kind as the fix
 positives centred on the abnormalities in turn, from a random one, shifted at random by up to 80% of
 the room the tile leaves around it (as `prepare` places the fixed ones); negatives drawn without
 replacement from the record's pool of tiles clear of every abnormality, shifted by up to
-`NEGATIVE_SHIFT` of their side. Every training tile's side is scaled by N(1, TILE_SCALE_JITTER).
+`NEGATIVE_SHIFT` of their side. Every training tile's side is scaled by N(1, TILE_SCALE_JITTER),
+the author's jitter.
 A tile is resampled to S x S at its pixel centres, bilinearly (the mask nearest, so it stays
 binary): its scale is 1 give or take the jitter, so no area averaging is needed. What lies past the
 stored breast reads as background.
@@ -16,13 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mammoseg.dataset.preprocess import TILE_SCALE_JITTER
 from mammoseg.dataset.shards import TILE_SEPARATOR
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-TILE_SCALE_JITTER = 0.1
-"""Standard deviation of the factor on a training tile's side."""
 
 NEGATIVE_SHIFT = 0.125
 """A training negative moves from its pool tile by up to this fraction of its side in each direction
@@ -84,7 +83,7 @@ def random_tiles(record: dict[str, tf.Tensor], seed: tf.Tensor, size: int) -> tf
     the same order (positives first)."""
     import tensorflow as tf
 
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=6)
     kinds = record["tile_kinds"]
     n_pos = tf.reduce_sum(tf.cast(tf.equal(kinds, "positive"), tf.int32))
     n_neg = tf.shape(kinds)[0] - n_pos
@@ -116,7 +115,7 @@ def random_tiles(record: dict[str, tf.Tensor], seed: tf.Tensor, size: int) -> tf
     order = tf.argsort(tf.random.stateless_uniform([tf.shape(pool)[0]], seeds[3]))
     chosen = tf.gather(pool, tf.gather(order, tf.range(n_neg) % n_pool))
     side = (chosen[:, 1] - chosen[:, 0]) * jittered(n_neg, seeds[4])
-    move = tf.random.stateless_uniform([n_neg, 2], seeds[4], minval=-NEGATIVE_SHIFT, maxval=NEGATIVE_SHIFT) * side[:, None]
+    move = tf.random.stateless_uniform([n_neg, 2], seeds[5], minval=-NEGATIVE_SHIFT, maxval=NEGATIVE_SHIFT) * side[:, None]
     centre_y, centre_x = (chosen[:, 0] + chosen[:, 1]) / 2, (chosen[:, 2] + chosen[:, 3]) / 2
     negatives = square(centre_y + move[:, 0] - side / 2, centre_x + move[:, 1] - side / 2, side)
     return tf.concat([positives, negatives], 0)
