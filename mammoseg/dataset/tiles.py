@@ -137,7 +137,7 @@ def cut_tiles(image: tf.Tensor, mask: tf.Tensor, boxes: tf.Tensor, size: int) ->
     index = tf.zeros([tf.shape(boxes)[0]], tf.int32)
 
     def resample(plane: tf.Tensor, method: str) -> tf.Tensor:
-        out = tf.image.crop_and_resize(tf.cast(plane, tf.float32)[None, :, :, None], crop, index, [size, size],
+        out = tf.image.crop_and_resize(plane[None, :, :, None], crop, index, [size, size],  # uint8 in, float32 out
                                        method=method, extrapolation_value=0.0)
         return tf.cast(tf.round(out), tf.uint8)
 
