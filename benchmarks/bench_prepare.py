@@ -15,8 +15,8 @@ machine shared with other work the CPU ratio is the steadier one.
     python benchmarks/bench_prepare.py --cases 10 --work /tmp/bench-prepare
     python benchmarks/bench_prepare.py --real --work /tmp/bench-prepare   # needs ../shared/cbis-ddsm-csv
 
-`--real` keeps the rows of the official CSVs (read from ../shared, never copied into the checkout)
-that describe the 8 scans, and gives each abnormality an ROI mask: a disc inside the scan's
+`--real` writes into the work folder the rows of the official CSVs (read from ../shared, never
+copied into the checkout) that describe the 8 scans, and gives each abnormality an ROI mask: a disc inside the scan's
 reference breast (tests/data/real_breast_masks), an uncompressed 8-bit DICOM like CBIS-DDSM's.
 `--profile N` runs prepare once more under cProfile and prints the N functions of most own time.
 """
@@ -77,6 +77,7 @@ def main() -> None:
         images, what = args.cases, "synthetic full-size mammograms"
     files = sorted(root.rglob("*.dcm"))
     size = sum(p.stat().st_size for p in files)
+
     def warm() -> None:
         """Read the files into the page cache: warm runs read from memory, cold runs evict first."""
         for path in files:
