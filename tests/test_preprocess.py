@@ -137,9 +137,12 @@ def test_mask_resize_reads_only_the_foreground_and_matches_the_full_resize() -> 
     import cv2
 
     rng = np.random.default_rng(3)
-    for _ in range(40):
+    for trial in range(40):
         h, w = (int(v) for v in rng.integers(30, 400, 2))
-        rows, cols = (int(v) for v in rng.integers(8, 120, 2))
+        if trial % 2:
+            rows, cols = (int(v) for v in rng.integers(8, 120, 2))
+        else:  # reductions by less than 2: no block average, only the sparse fractional resize
+            rows, cols = int(rng.integers(h // 2 + 1, h + 1)), int(rng.integers(w // 2 + 1, w + 1))
         mask = np.zeros((h, w), np.uint8)
         for _ in range(int(rng.integers(0, 3))):
             cv2.circle(mask, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(1, 30)), int(rng.integers(1, 256)), -1)
@@ -153,3 +156,14 @@ def test_mask_resize_reads_only_the_foreground_and_matches_the_full_resize() -> 
         assert mask[y0:y1, x0:x1].sum() == mask.sum() and mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any()
         within = (y0 - 5, y1 + 3, x0 - 2, x1 + 7)  # any box that holds every non-zero pixel will do
         assert np.array_equal(resize.mask_resize(mask, rows, cols, within=within), expected)
+
+
+def test_breast_fraction_counts_the_low_resolution_pixels_a_tile_touches() -> None:
+    pixels = smooth_breast(400, 300, True)
+    analysis = preprocess.analyse(pixels)
+    s = analysis.step
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        top, left, tile = int(rng.integers(0, 420)), int(rng.integers(0, 320)), int(rng.integers(1, 200))
+        part = analysis.breast[top // s : -(-(top + tile) // s), left // s : -(-(left + tile) // s)]
+        assert preprocess.breast_fraction(analysis, (top, left), tile) == (float(part.mean()) if part.size else 0.0)

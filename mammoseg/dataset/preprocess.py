@@ -18,6 +18,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -154,6 +155,13 @@ class Analysis:
     window: tuple[float, float]  # input values mapped to 0 and 255
     breast: np.ndarray  # low-resolution breast mask (uint8 0/1), original (un-mirrored) orientation
     step: int  # full-resolution pixels per low-resolution pixel
+
+    @functools.cached_property
+    def breast_integral(self) -> np.ndarray:
+        """Summed-area table of `breast`, (rows + 1) x (cols + 1)."""
+        import cv2
+
+        return cv2.integral(self.breast, sdepth=cv2.CV_32S)
 
 
 def analyse(pixels: np.ndarray, side: str | None = None) -> Analysis:
@@ -302,11 +310,19 @@ def tile_side(image_shape: tuple[int, int], rng: np.random.Generator) -> int:
 
 
 def breast_fraction(analysis: Analysis, top_left: tuple[int, int], tile: int) -> float:
-    """Fraction of a full-resolution tile that the low-resolution breast mask covers."""
+    """Fraction of a full-resolution tile that the low-resolution breast mask covers (of the
+    low-resolution pixels the tile touches, counted on the mask's integral image: a negative tile
+    takes up to 200 tries)."""
     y, x = top_left
     s = analysis.step
-    part = analysis.breast[y // s : -(-(y + tile) // s), x // s : -(-(x + tile) // s)]
-    return float(part.mean()) if part.size else 0.0
+    rows, cols = analysis.breast.shape
+    y0, y1 = min(y // s, rows), min(-(-(y + tile) // s), rows)
+    x0, x1 = min(x // s, cols), min(-(-(x + tile) // s), cols)
+    size = max(0, y1 - y0) * max(0, x1 - x0)
+    if not size:
+        return 0.0
+    total = analysis.breast_integral
+    return float(total[y1, x1] - total[y0, x1] - total[y1, x0] + total[y0, x0]) / size
 
 
 def outside_breast(analysis: Analysis, box: Box, mask: np.ndarray) -> float:

@@ -72,10 +72,41 @@ def mask_resize(mask: np.ndarray, rows: int, cols: int, *, within: Box | None = 
     part = cv2.threshold(part.view(np.uint8) if part.dtype == bool else part, 0, 255, cv2.THRESH_BINARY)[1]
     if k > 1:
         part = cv2.resize(part, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
-    small = np.zeros((h // k, w // k), np.uint8)
-    small[y0 // k : y1 // k, x0 // k : x1 // k] = part
-    covered = _fractional_resize(small, rows, cols, binary=True)
+    covered = _sparse_binary_resize(part, (y0 // k, y1 // k, x0 // k, x1 // k), (h // k, w // k), rows, cols)
     return np.where(covered >= 128, 255, 0).astype(np.uint8)
+
+
+def _sparse_binary_resize(part: np.ndarray, box: Box, shape: tuple[int, int], rows: int, cols: int) -> np.ndarray:
+    """`_fractional_resize(binary=True)` of a `shape` array that holds `part` at `box` and zeros
+    elsewhere, without building that array: when reducing, only the output pixels whose 2 x 2 fine
+    samples reach the box are computed, with OpenCV's own nearest-neighbour mapping (read off the
+    resize of an index column and row), so the result is the same to the bit."""
+    import cv2
+
+    h, w = shape
+    if not (h > rows or w > cols):
+        small = np.zeros(shape, np.uint8)
+        small[box[0] : box[1], box[2] : box[3]] = part
+        return _fractional_resize(small, rows, cols, binary=True)
+    y0, y1, x0, x1 = box
+
+    def span(sources: np.ndarray, low: int, high: int) -> tuple[int, int]:
+        """The output range [a, b) whose fine samples (2a .. 2b-1) take any source in [low, high)."""
+        hit = np.flatnonzero((sources >= low) & (sources < high))
+        return (int(hit[0]) // 2, int(hit[-1]) // 2 + 1) if hit.size else (0, 0)
+
+    source_rows = cv2.resize(np.arange(h, dtype=np.int32)[:, None], (1, 2 * rows), interpolation=cv2.INTER_NEAREST).ravel()
+    source_cols = cv2.resize(np.arange(w, dtype=np.int32)[None, :], (2 * cols, 1), interpolation=cv2.INTER_NEAREST).ravel()
+    (r0, r1), (c0, c1) = span(source_rows, y0, y1), span(source_cols, x0, x1)
+    out = np.zeros((rows, cols), np.uint8)
+    if r1 > r0 and c1 > c0:
+        fine_rows, fine_cols = source_rows[2 * r0 : 2 * r1] - y0, source_cols[2 * c0 : 2 * c1] - x0
+        inside_rows = (fine_rows >= 0) & (fine_rows < y1 - y0)
+        inside_cols = (fine_cols >= 0) & (fine_cols < x1 - x0)
+        fine = part[np.clip(fine_rows, 0, y1 - y0 - 1)][:, np.clip(fine_cols, 0, x1 - x0 - 1)]
+        fine *= inside_rows[:, None] & inside_cols[None, :]
+        out[r0:r1, c0:c1] = cv2.resize(fine, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def shift_box(box: Box, dy: int, dx: int) -> Box:
