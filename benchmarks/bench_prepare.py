@@ -167,8 +167,10 @@ def real_tree(root: Path, csvs: Path) -> int:
     once; returns the number of scans."""
     import cv2
     import pydicom
+    from pydicom.uid import generate_uid
 
     from mammoseg.dataset.cbis import OFFICIAL_NAMES, read_description_csv
+    from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom
 
     done = root / "tree.json"
     if done.is_file():
@@ -211,30 +213,11 @@ def real_tree(root: Path, csvs: Path) -> int:
         mask = np.zeros(shape, np.uint8)
         cv2.circle(mask, (cx, cy), DISC_RADIUS, 255, -1)
         folder = root / "CBIS-DDSM" / f"{name}_{row['abnormality_id']}" / f"07-21-2016-DDSM-NA-{i:05d}" / f"1.000000-ROI mask images-{i:05d}"
-        write_mask(folder / "1-1.dcm", mask, row["roi_series_uid"])
+        # an 8-bit Secondary Capture ROI mask as CBIS-DDSM stores it, written by the synthetic generator's writer
+        write_dicom(folder / "1-1.dcm", ImageFile("mask", f"{name}_{row['abnormality_id']}", row["roi_study_uid"],
+                                                  row["roi_series_uid"], generate_uid(), 0, "ROI mask images", mask))
     done.write_text(json.dumps({"scans": len(scans)}))
     return len(scans)
-
-
-def write_mask(path: Path, mask: np.ndarray, series_uid: str) -> None:
-    """An ROI mask as CBIS-DDSM stores it: Secondary Capture, Implicit VR Little Endian, 8-bit."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID, series_uid
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = mask.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = mask.tobytes()
-    path.parent.mkdir(parents=True)
-    ds.save_as(path, enforce_file_format=True)
 
 
 if __name__ == "__main__":
