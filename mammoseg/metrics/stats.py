@@ -75,6 +75,16 @@ def _finite(values: np.ndarray | Sequence[float]) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def _sample(values: np.ndarray | Sequence[float]) -> tuple[np.ndarray, float, Interval | None]:
+    """The finite values and their mean, and the interval to return as it is when they are too few
+    for a spread: none (all NaN) or one (its value, NaN bounds)."""
+    values = _finite(values)
+    if values.size == 0:
+        return values, math.nan, NAN_INTERVAL
+    mean = float(values.mean())
+    return values, mean, Interval(mean, math.nan, math.nan) if values.size < 2 else None
+
+
 def seed_interval(values: np.ndarray | Sequence[float], bounds: Bounds = UNBOUNDED, *,
                   confidence: float = CONFIDENCE) -> Interval:
     """Student-t interval of the mean of per-run values (df = runs − 1), cut to `bounds`.
@@ -85,12 +95,9 @@ def seed_interval(values: np.ndarray | Sequence[float], bounds: Bounds = UNBOUND
     runs spread across decades the plain mean can fall outside it.) Undefined with fewer than two
     runs — a single run says nothing about the spread.
     """
-    values = _finite(values)
-    if values.size == 0:
-        return NAN_INTERVAL
-    mean = float(values.mean())
-    if values.size < 2:
-        return Interval(mean, math.nan, math.nan)
+    values, mean, too_few = _sample(values)
+    if too_few is not None:
+        return too_few
     half = _t_quantile(confidence, values.size - 1) * float(values.std(ddof=1)) / math.sqrt(values.size)
     return Interval(mean, max(mean - half, bounds[0]), min(mean + half, bounds[1]))
 
@@ -134,12 +141,9 @@ def _t_test(estimate: float, se: float, dof: int, confidence: float, span: float
 def paired(differences: np.ndarray | Sequence[float], *, confidence: float = CONFIDENCE) -> Interval:
     """Mean of within-run differences (two measures of the same runs) with its one-sample Student t
     interval (df = runs − 1) and the two-sided p-value of a zero mean; NaN bounds under two runs."""
-    values = _finite(differences)
-    if values.size == 0:
-        return NAN_INTERVAL
-    mean = float(values.mean())
-    if values.size < 2:
-        return Interval(mean, math.nan, math.nan)
+    values, mean, too_few = _sample(differences)
+    if too_few is not None:
+        return too_few
     return _t_test(mean, float(values.std(ddof=1)) / math.sqrt(values.size), values.size - 1, confidence)
 
 
