@@ -80,7 +80,7 @@ def keras_worker(config: str, variant: str, image_size: int, width: float, batch
     os.environ["KERAS_BACKEND"] = "jax" if config == "keras-jax" else "tensorflow"
     import keras
 
-    from mammoseg.experiments.bench.models import BENCH_POSITIVE_WEIGHT
+    from mammoseg.workflows.bench.models import BENCH_POSITIVE_WEIGHT
     from mammoseg.models import build_model, count_flops
     from mammoseg.core.runtime import package_versions
     from mammoseg.training.loss import WeightedPixelCrossEntropy

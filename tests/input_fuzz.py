@@ -645,7 +645,7 @@ def _config_types_ok(config: Any) -> str | None:
 
 
 def case_toml(fz: Fuzzer, assets: Assets, i: int) -> None:
-    from mammoseg.experiments.ablate import EXPERIMENT_KEYS, load_plan
+    from mammoseg.workflows.ablate import EXPERIMENT_KEYS, load_plan
     from mammoseg.training.config import TrainConfig, build_config, merge_options
 
     folder = fz.folder("toml-config")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.experiments.bench.models import scaling
+from mammoseg.workflows.bench.models import scaling
 from mammoseg.cli import cli
 
 
@@ -53,8 +53,8 @@ def test_memory_is_reported_where_the_allocator_counts_and_absent_elsewhere(
         counts: tuple[int, int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whether TensorFlow's CPU allocator keeps statistics depends on the machine (oneDNN builds do):
     both answers of the probe are simulated here."""
-    from mammoseg.experiments import bench
-    from mammoseg.experiments.bench import timing
+    from mammoseg.workflows import bench
+    from mammoseg.workflows.bench import timing
 
     source = "TensorFlow allocator, CPU:0, peak of this measurement"
     monkeypatch.setattr(timing, "_memory_in_use", lambda: counts and (*counts, source))

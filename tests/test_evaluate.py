@@ -61,7 +61,7 @@ def test_evaluate_command_and_errors(tiny_run: Path, tmp_path: Path) -> None:
 
 
 def test_ablate_skips_finished_runs_and_plans_the_grid(tiny_run: Path, tmp_path: Path) -> None:
-    from mammoseg.experiments.ablate import load_plan, run_ablation
+    from mammoseg.workflows.ablate import load_plan, run_ablation
 
     config = json.loads((tiny_run / "config.json").read_text())
     toml = tmp_path / "exp.toml"

@@ -76,7 +76,7 @@ def test_inputs_that_gave_tracebacks(tmp_path: Path) -> None:
     from mammoseg.dataset.dicom import read_pixels
     from mammoseg.dataset.layouts import open_layout
     from mammoseg.inference.predict import run_image_size
-    from mammoseg.experiments.ablate import load_plan
+    from mammoseg.workflows.ablate import load_plan
     from mammoseg.training.config import build_config, merge_options
     from mammoseg.runs.rundir import RunDir
 

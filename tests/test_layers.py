@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mammoseg"
 
 LAYERS = ("core", "metrics", "dataset", "models", "runs", "training", "inference", "evaluation", "reporting",
-          "experiments", "cli")
+          "workflows", "cli")
 """Low to high (docs/design.md, Code layout)."""
 
 LAYER_OF = {
@@ -28,7 +28,7 @@ LAYER_OF = {
     "mammoseg.inference": "inference",
     "mammoseg.evaluation": "evaluation",
     "mammoseg.reporting": "reporting",
-    "mammoseg.experiments": "experiments",
+    "mammoseg.workflows": "workflows",
     "mammoseg.cli": "cli",
     "mammoseg.__main__": "cli",  # `python -m mammoseg` is the command line
 }

@@ -339,7 +339,7 @@ def test_arms_follow_ablation_folder_names():
 
 
 def test_primary_metrics_in_the_experiment_config(tmp_path):
-    from mammoseg.experiments.ablate import load_plan
+    from mammoseg.workflows.ablate import load_plan
 
     config = tmp_path / "exp.toml"
     config.write_text('[experiment]\ndata = "d"\nvariants = ["dilated_resize"]\nprimary_metrics = ["dice_pooled"]\n')

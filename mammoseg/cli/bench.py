@@ -58,7 +58,7 @@ def bench(variant: str, image_sizes: tuple[int, ...], batch_size: int, precision
     Input pipeline only, per CPU core:
       mammoseg bench --variant none --data data/prepared --out bench-pipeline.json
     """
-    from mammoseg.experiments import bench as impl
+    from mammoseg.workflows import bench as impl
     from mammoseg.models import variant_names
 
     variants = tuple(variant_names()) if variant == "all" else () if variant == "none" else (variant,)

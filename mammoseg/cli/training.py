@@ -152,7 +152,7 @@ def ablate_command(config_file: Path, seeds: int | None, data: Path | None, runs
       mammoseg ablate --config experiments/demo.toml
       mammoseg ablate --config experiments/ablation.toml --seeds 5
     """
-    from mammoseg.experiments.ablate import run_ablation
+    from mammoseg.workflows.ablate import run_ablation
 
     done = run_ablation(config_file, seeds=seeds, runs_dir=runs_dir, data=data)
     click.echo(f"{len(done)} runs trained and evaluated")

@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mammoseg.experiments.bench.models import bench_or_skip, scaling
-from mammoseg.experiments.bench.options import BenchOptions
-from mammoseg.experiments.bench.pipeline import bench_pipeline
-from mammoseg.experiments.bench.prepare import bench_prepare
-from mammoseg.experiments.bench.table import format_table
+from mammoseg.workflows.bench.models import bench_or_skip, scaling
+from mammoseg.workflows.bench.options import BenchOptions
+from mammoseg.workflows.bench.pipeline import bench_pipeline
+from mammoseg.workflows.bench.prepare import bench_prepare
+from mammoseg.workflows.bench.table import format_table
 
 __all__ = ["BenchOptions", "format_table", "run", "write"]
 

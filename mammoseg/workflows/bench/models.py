@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from mammoseg.core.errors import MammosegError
-from mammoseg.experiments.bench.options import BenchOptions
-from mammoseg.experiments.bench.timing import measure, reset_peak_memory
+from mammoseg.workflows.bench.options import BenchOptions
+from mammoseg.workflows.bench.timing import measure, reset_peak_memory
 
 logger = logging.getLogger("mammoseg.bench")
 

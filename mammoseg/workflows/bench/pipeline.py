@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from mammoseg.experiments.bench.options import BenchOptions
+from mammoseg.workflows.bench.options import BenchOptions
 
 logger = logging.getLogger("mammoseg.bench")
 

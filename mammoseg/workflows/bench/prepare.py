@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mammoseg.core.errors import InputError
-from mammoseg.experiments.bench.options import BenchOptions
+from mammoseg.workflows.bench.options import BenchOptions
 
 
 def bench_prepare(options: BenchOptions) -> dict[str, Any]:
