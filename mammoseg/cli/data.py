@@ -25,13 +25,18 @@ COMMANDS: list[click.Command] = []
 @click.option("--normals", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also write this many normal mammograms (no abnormality) to OUT/normals/ in mixed formats.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier synthetic tree in OUT.")
+@click.option("--style", type=click.Choice(["film", "digital"]), default="film", show_default=True,
+              help="Digitised film (DDSM) or full-field digital mammograms (FFDM).")
 def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: bool, layout: str, workers: int,
-                  normals: int, overwrite: bool) -> None:
+                  normals: int, overwrite: bool, style: str) -> None:
     """Write synthetic mammograms in CBIS-DDSM's own on-disk format, for runs without the real data.
 
     Every full mammogram is a Secondary Capture DICOM (16-bit MONOCHROME2) with one to three masses
     or calcification clusters, each with a cropped image and a binary ROI mask, plus unlabelled
-    dense tissue, film labels and scanner bands, as on digitised film. The four official description CSVs are reproduced byte for byte
+    dense tissue, film labels and scanner bands, as on digitised film. With --style digital they are
+    full-field digital mammograms instead (aspect about 1.25:1, 12, 14 or 16 bits stored, often
+    MONOCHROME1): a black or a white padded background, burnt-in text and a view marker, a
+    compression paddle's edge and detector line artefacts. The four official description CSVs are reproduced byte for byte
     in format, and a few cases carry the real files' defects (crop and mask swapped, a mask a few
     pixels off in size, a MONOCHROME1 image, crop and mask in separate series).
 
@@ -54,11 +59,12 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
       mammoseg synth data/synth --cases 100 --seed 0
       mammoseg synth data/synth-kaggle --cases 20 --layout kaggle-jpeg
       mammoseg synth data/synth --cases 60 --normals 20
+      mammoseg synth data/synth-digital --cases 100 --style digital
     """
     from mammoseg.dataset.synthetic import generate
 
     summary = generate(out, cases=cases, seed=seed, image_size=image_size, full_size=full_size, layout=layout,
-                       workers=workers, overwrite=overwrite)
+                       workers=workers, overwrite=overwrite, style=style)
     click.echo(f"wrote {summary.cases} mammograms with {summary.abnormalities} abnormalities ({summary.files} files, "
                f"{summary.bytes / 1e6:.1f} MB) to {summary.root} in {summary.seconds:.1f} s")
     if normals:

@@ -52,6 +52,7 @@ class Rendered:
     dense_islands: list[tuple[int, int, int, int]] = field(default_factory=list)
     label_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     band_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    artefacts: dict[str, object] = field(default_factory=dict)  # a digital image's (see `digital.py`)
 
     @property
     def breast_box(self) -> tuple[int, int, int, int]:
@@ -199,16 +200,21 @@ def _film_labels(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndar
         else:  # bright print straight on the film
             ink = level
         text = "".join(rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789"), int(rng.integers(4, 9))))
-        print_ = np.zeros((bh, bw), np.uint8)  # putText draws on 8-bit images only
-        for j, line in enumerate([f"{case.side[0]}{case.view}", text]):
-            fs = bh / 2.6 / 22.0
-            cv2.putText(print_, line, (int(0.05 * bw), int((j + 0.85) * bh / 2.2)),
-                        cv2.FONT_HERSHEY_SIMPLEX, fs, 255, max(1, int(round(fs * 2))), cv2.LINE_AA)
-        alpha = print_.astype(np.float32) / 255
+        alpha = print_alpha([f"{case.side[0]}{case.view}", text], bh, bw)
         img[y0:y0 + bh, x0:x0 + bw] = img[y0:y0 + bh, x0:x0 + bw] * (1 - alpha) + ink * alpha
         taken[y0:y0 + bh, x0:x0 + bw] = True
         boxes.append((y0, y0 + bh, x0, x0 + bw))
     return boxes
+
+
+def print_alpha(lines: list[str], bh: int, bw: int) -> np.ndarray:
+    """Antialiased print of `lines` filling a `bh` x `bw` box, as coverage in [0, 1]."""
+    print_ = np.zeros((bh, bw), np.uint8)  # putText draws on 8-bit images only
+    fs = bh / (len(lines) + 0.6) / 22.0
+    for j, line in enumerate(lines):
+        cv2.putText(print_, line, (int(0.05 * bw), int((j + 0.85) * bh / (len(lines) + 0.2))),
+                    cv2.FONT_HERSHEY_SIMPLEX, fs, 255, max(1, int(round(fs * 2))), cv2.LINE_AA)
+    return print_.astype(np.float32) / 255
 
 
 def _scanner_bands(rng: np.random.Generator, h: int, w: int) -> list[tuple[int, int, int, int]]:
