@@ -7,6 +7,9 @@ kept, never the probability maps of the whole split. Outputs (docs/design.md §5
     RUN/eval/<split>/per_image.csv   one row per image
     RUN/eval/<split>/examples.npz    the first EXAMPLES_PER_GROUP positive and negative images with their maps
     RUN/eval/<split>/spectrum.npz    mean radial power spectrum of the probability maps
+
+On another prepared dataset than the run's own (external validation) the same files go to
+RUN/eval/<split>@<dataset>/ (`mammoseg.runs.external`), and metrics.json names the dataset external.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mammoseg.core.conventions import abnormal_probability, logit_margin
 from mammoseg.core.errors import InputError
 from mammoseg.core.progress import Progress
 from mammoseg.metrics.metrics import SegmentationAccumulator, brightness_correlation
+from mammoseg.runs.external import eval_name, external_name
 from mammoseg.runs.rundir import PER_IMAGE_COLUMNS, SPECTRUM_GROUPS, RunDir
 
 logger = logging.getLogger("mammoseg.evaluate")
@@ -138,9 +142,10 @@ class _Pass:
         }
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
-                 batch_size: int | None = None, data: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate RUN's checkpoint on `split`; writes RUN/eval/<split>/ and returns the metrics."""
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int | None = None,
+                 data: str | Path | None = None, data_name: str | None = None) -> dict[str, Any]:
+    """Evaluate RUN's checkpoint on `split` of its dataset, or of another one (`data`, named `data_name`
+    or after its folder); writes RUN/eval/<split>[@<dataset>]/ and returns the metrics."""
     import keras
     import pandas as pd
 
@@ -149,8 +154,13 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     run = RunDir(run_dir)
     config = run.config()
     dataset = _dataset_of(run, config, data)
+    external = external_name(config, dataset, data_name)
+    folder = eval_name(split, external)
+    if external is not None:
+        _check_same_dataset(run.eval_dir(folder) / "metrics.json", dataset)
     info = read_dataset_info(dataset)
     manifest = read_manifest(dataset).set_index("example_id")
+    own = manifest if external is None else _own_manifest(config, manifest)
     path = run.checkpoint(checkpoint)
     model = run.load_model(checkpoint)
     size = int(model.input_shape[1])
@@ -172,7 +182,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, np.stack(scan.probe_images))
     metrics[GATE_KEY] = learning_gate(
         _checkpoint_val_loss(run.read_history(), checkpoint),
-        prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
+        prior_loss(float(own.loc[own["split"] == "val", "positive_fraction"].mean()),
                    float(config.get("positive_weight") or 1.0),
                    config.get("loss_normalization", "weights")),  # runs from before the key: weighted mean
         int(frame.loc[frame["tp"] + frame["fn"] > 0, "tp"].sum()),
@@ -181,10 +191,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
         "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
         "run_name": config.get("run_name"), "inference": scan.inference(batch_size, keras.backend.backend()),
+        "external": external is not None, "dataset_name": external or Path(dataset).resolve().name,
     })
-    run.write_evaluation(split, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays())
+    run.write_evaluation(folder, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays())
     logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f%s",
-                run.path, split, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
+                run.path, folder, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
                 metrics["negatives_fp_rate_author"],
                 f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
                 if "n_normal_images" in metrics else "")
@@ -197,6 +208,29 @@ def _dataset_of(run: RunDir, config: dict[str, Any], data: str | Path | None) ->
     if not data and not (isinstance(recorded, dict) and isinstance(recorded.get("path"), str)):
         raise InputError(run.config_file, "no dataset path recorded; give --data")
     return Path(data) if data else Path(recorded["path"])
+
+
+def _check_same_dataset(metrics_file: Path, dataset: Path) -> None:
+    """Refuse to overwrite an external evaluation of another dataset that has the same name."""
+    import json
+
+    if metrics_file.is_file():
+        earlier = json.loads(metrics_file.read_text()).get("dataset")
+        if earlier and Path(earlier) != dataset.resolve():
+            raise InputError(metrics_file.parent, f"holds an evaluation on {earlier}, another dataset of that name; "
+                                                  "give --data-name")
+
+
+def _own_manifest(config: dict[str, Any], external: Any) -> Any:
+    """The manifest of the run's own dataset, whose validation prior its learning gate compares with;
+    the external one's where the run's is gone."""
+    from mammoseg.dataset.pipeline import read_manifest
+
+    recorded = Path(config["dataset"]["path"]) if isinstance(config.get("dataset"), dict) else None
+    if recorded is None or not (recorded / "manifest.csv").is_file():
+        logger.warning("the run's own dataset is gone: its learning gate uses the external dataset's prior")
+        return external
+    return read_manifest(recorded).set_index("example_id")
 
 
 def _checkerboard_summary(frame: Any) -> dict[str, Any]:
