@@ -71,8 +71,9 @@ LINE_LENGTH = 0.2
 
 def find_breast(low: np.ndarray) -> np.ndarray:
     """The breast (uint8 0/1) in a low-resolution mammogram whose tissue is bright (MONOCHROME2,
-    as `read_pixels` returns it, 8 or 16 bits): above-background pixels, without the scanner's
-    border bands, the largest connected region (labels and markers are separate), holes filled.
+    as `read_pixels` returns it, 8 or 16 bits): above-background pixels (a white padded background
+    taken for background), without the scanner's border bands and thin lines across the background,
+    the largest connected region (labels and markers are separate), holes filled.
 
     Border bands are thin, nearly full strips along an edge; they join everything that touches
     that edge into one region. They are cleared before the regions are told apart, and the breast

@@ -43,9 +43,9 @@ def render_digital_case(case: Case) -> Rendered:
     displayed (MONOCHROME2); deterministic per `case.render_seed`."""
     rng = np.random.default_rng(case.render_seed)
     drawn = draw_breast(rng, case, _no_borders)
-    img, breast, h, w = drawn.img, drawn.breast, case.rows, case.cols
+    img, breast = drawn.img, drawn.breast
     img += rng.uniform(*PERIPHERY_LIFT) * cv2.GaussianBlur(breast.astype(np.float32), (0, 0), 0.8)
-    paddle = _paddle_edge(rng, img, h)
+    paddle = _paddle_edge(rng, img, case.rows)
     img += rng.uniform(0.0, 0.02) + rng.normal(0, rng.uniform(0.0, 0.004), img.shape).astype(np.float32)
     lines = _line_artefacts(rng, img)
     np.clip(img, 0, BREAST_TOP, out=img)
