@@ -30,35 +30,15 @@ def read_table(csvs: dict[tuple[str, str], Path], problems: list[Skip] | None = 
     return pd.concat([read_description_csv(path, problems) for path in csvs.values()], ignore_index=True)
 
 
-def write_dicom(path: Path, pixels: np.ndarray, series_uid: str, *, monochrome1: bool = False, patient: str = "X") -> None:
-    """A Secondary Capture, Implicit VR Little Endian file like CBIS-DDSM's, with a fake personal field."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+def write_dicom(path: Path, pixels: np.ndarray, series_uid: str = "1.2.3", *, monochrome1: bool = False, patient: str = "X") -> Path:
+    """A CBIS-DDSM-like file through the project's one DICOM writer, with fake personal fields
+    that must never reach a shard, a log or a report."""
+    from mammoseg.dataset import dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = series_uid
-    ds.PatientID = patient
-    ds.PatientName = "Doe^Secret"
-    ds.InstitutionName = "Hidden Hospital"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    return dicom.write_dicom(path, pixels, {
+        "SeriesInstanceUID": series_uid, "PatientID": patient, "PatientName": "Doe^Secret",
+        "InstitutionName": "Hidden Hospital", "PhotometricInterpretation": "MONOCHROME1" if monochrome1 else "MONOCHROME2",
+    })  # fmt: skip
 
 
 def breast_image(h: int, w: int, rng: np.random.Generator, *, chest_left: bool = True) -> np.ndarray:

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from cbis_factory import build_tree, read_table
-from mammoseg.dataset import cbis
-from mammoseg.dataset.layouts import detect_layout, open_layout
+from mammoseg.dataset import cbis, layouts
+from mammoseg.dataset.layouts import open_layout
 from mammoseg.core.errors import InputError
 
 
 def _check_resolves(tree, layout: str) -> None:
     table = read_table(cbis.find_description_csvs(tree.root))
-    assert detect_layout(tree.root, table) == layout
+    assert layouts.detect(tree.root).name == layout
     resolver = open_layout(tree.root, "auto", table)
     assert resolver.layout == layout
     for _, row in table.iterrows():
@@ -57,5 +57,5 @@ def test_missing_file_and_escaping_symlink(tmp_path: Path) -> None:
 
 
 def test_no_images_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no CBIS-DDSM images found"):
-        detect_layout(tmp_path)
+    with pytest.raises(InputError, match="no known dataset layout found"):
+        layouts.detect(tmp_path)

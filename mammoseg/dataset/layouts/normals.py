@@ -1,5 +1,5 @@
-"""Normal mammograms from other collections (DDSM normals, MIAS, INbreast, ...): finding them and
-telling which images belong to one woman.
+"""A folder of normal mammograms from other collections (DDSM normals, MIAS, INbreast, ...), as
+`prepare --normals DIR` takes it: finding them and telling which images belong to one woman.
 
 CBIS-DDSM has no image without an abnormality, so the article's central failure, false positives on
 normal mammograms, can only be measured on images from elsewhere. They come as a folder of files in
@@ -28,9 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_patient_id
-from mammoseg.core.errors import InputError
+from typing import TYPE_CHECKING
+
+from mammoseg.core.errors import InputError, Skip
 from mammoseg.core.progress import track
+from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_patient_id
+from mammoseg.dataset.layouts import Layout, Plan
+
+if TYPE_CHECKING:
+    from mammoseg.dataset.examples import PrepareOptions
 
 logger = logging.getLogger("mammoseg.dataset")
 
@@ -109,3 +115,19 @@ def _keys(relatives: list[str]) -> list[str]:
     keys = [KEY_PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", rel) for rel in relatives]
     taken = Counter(keys)
     return [f"{key}-{zlib.crc32(rel.encode()):08x}" if taken[key] > 1 else key for key, rel in zip(keys, relatives)]
+
+
+def detect(root: Path) -> bool:
+    """Any candidate image below the folder: a weak sign, so this layout is only chosen by name."""
+    return any(p.is_file() and (p.suffix.lower() in NORMAL_SUFFIXES) for p in root.rglob("*"))
+
+
+def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
+    """Every image below `root` as a normal image (no abnormality), split left to `prepare`."""
+    from mammoseg.dataset.examples import ImageJob
+
+    return Plan([ImageJob(n.key, n.patient_id, "", "", str(n.file), ()) for n in find_normal_images(root)])
+
+
+LAYOUT = Layout("normals", "a folder of normal mammograms only (DICOM, PNG, JPEG, TIFF, PGM), as --normals takes it",
+                detect, plan, order=90, auto=False)
