@@ -97,7 +97,7 @@ def find_normal_images(folder: str | Path) -> list[NormalImage]:
     if shared:
         logger.warning("%s: %d PatientID value(s) shared by more than %d files ignored (not one woman each)",
                        folder, len(shared), MAX_IMAGES_PER_PATIENT)
-    keys = _keys([p.relative_to(folder).as_posix() for p in files])
+    keys = safe_keys([p.relative_to(folder).as_posix() for p in files])
     images = []
     for path, key in zip(files, keys):
         header = header_ids.get(path)
@@ -109,10 +109,10 @@ def find_normal_images(folder: str | Path) -> list[NormalImage]:
     return images
 
 
-def _keys(relatives: list[str]) -> list[str]:
+def safe_keys(relatives: list[str], prefix: str = KEY_PREFIX) -> list[str]:
     """Example keys from relative paths: characters other than letters, digits, '.', '-' and '_'
     become '_' (keys name preview files); a key two paths share gets a checksum of its path."""
-    keys = [KEY_PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", rel) for rel in relatives]
+    keys = [prefix + re.sub(r"[^A-Za-z0-9._-]", "_", rel) for rel in relatives]
     taken = Counter(keys)
     return [f"{key}-{zlib.crc32(rel.encode()):08x}" if taken[key] > 1 else key for key, rel in zip(keys, relatives)]
 
