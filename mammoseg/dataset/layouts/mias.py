@@ -118,9 +118,14 @@ def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
     films = {p.stem: p for p in sorted(info.parent.glob("mdb*.pgm")) if _FILM.match(p.name)}
     if not films and (info.parent / ARCHIVE).is_file():
         raise InputError(info.parent / ARCHIVE, f"unpack it first (tar xzf {ARCHIVE} -C {info.parent}): no mdbNNN.pgm beside it")
+    problems: list[Skip] = []
+    rows = parse_info(info, problems)
+    skips.extend(problems)
+    damaged = {p.source for p in problems}  # a film with a row not understood is left out whole
     by_film: dict[str, list[Row]] = {}
-    for row in parse_info(info, skips):
-        by_film.setdefault(row.reference, []).append(row)
+    for row in rows:
+        if row.reference not in damaged:
+            by_film.setdefault(row.reference, []).append(row)
     jobs = []
     for reference, rows in sorted(by_film.items()):
         try:
@@ -128,7 +133,7 @@ def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
         except InputError as exc:
             skips.append(Skip(reference, _name(exc.path, root), exc.problem))
             logger.warning("%s: %s (skipped %s)", _name(exc.path, root), exc.problem, reference)
-    for reference in sorted(set(films) - set(by_film)):
+    for reference in sorted(set(films) - set(by_film) - damaged):
         skips.append(Skip(reference, _name(films[reference], root), f"not listed in {INFO_FILE}: its truth is unknown; image left out"))
     if not jobs:
         raise InputError(root, f"nothing to prepare: none of the {len(by_film)} film(s) in {INFO_FILE} could be used")
@@ -143,7 +148,7 @@ def _job(reference: str, rows: list[Row], film: Path | None, info: Path) -> Imag
 
     where = f"{info.name}:{rows[0].line}"
     if film is None:
-        raise InputError(where, f"names {reference}.pgm, which is not in {info.parent}")
+        raise InputError(where, f"names {reference}.pgm, which is not beside {info.name}")
     height, width = pgm_size(film)
     abnormal = [r for r in rows if r.abnormality_class != NORMAL_CLASS]
     if abnormal and len(abnormal) != len(rows):
