@@ -148,3 +148,20 @@ def test_the_real_mini_mias(tmp_path: Path) -> None:
 
     assert len({patient_from_name(f"{f}.pgm") for f in films}) == 161
     assert len({j.patient_id for j in found.jobs}) == 161
+
+
+def test_a_film_damaged_later_is_reported_and_the_rest_kept(mias_folder: Path, tmp_path: Path) -> None:
+    from mammoseg.dataset.prepare import prepare
+
+    out = tmp_path / "prepared"
+    options = PrepareOptions(image_size=64, val_fraction=0.0)
+    first = prepare(mias_folder, out, options)
+    film = mias_folder / "mdb011.pgm"
+    film.write_bytes(film.read_bytes()[:100])
+    second = prepare(mias_folder, out, options)
+    assert (first.images, second.images) == (6, 5)
+    report = {r["source"]: r["reason"] for r in csv.DictReader(open(out / "prepare_report.csv"))}
+    assert report["mdb011"].startswith("truncated PGM")
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    assert {r["source_image"] for r in rows} == {"mdb001", "mdb002", "mdb003", "mdb004", "mdb012"}
+    assert json.loads((out / "dataset.json").read_text())["options"]["folds"] == 5
