@@ -90,38 +90,47 @@ def prepare(
     recorded = {**asdict(options), "format_version": FORMAT_VERSION, "data_root": str(data_root.resolve())}
     skips: list[Skip] = []
     plan = layout.plan(data_root, options, skips)
-    extra = layouts.get("normals").plan(Path(normals), options, skips).jobs if normals is not None else []
+    normal_jobs = layouts.get("normals").plan(Path(normals), options, skips).jobs if normals is not None else []
     if normals is not None:
         recorded["normals"] = str(Path(normals).resolve())  # only when given: datasets without keep their options
-    logger.info("layout: %s; %d images, %d normal images from --normals", layout.name, len(plan.jobs), len(extra))
-    if plan.patient_split:
-        if folds is not None:
-            raise MammosegError(f"--folds is for datasets without an official split; the {layout.name} layout has one")
-        fractions = split_fractions(plan.patient_split)
-        normal_split = assign_by_fractions([j.patient_id for j in extra], fractions, options.seed)
-        extra = [replace(j, split=normal_split[j.patient_id]) for j in extra]
-        return _prepare_one(out, data_root, plan.jobs, extra, normals, skips, options, recorded, layout.name, workers, overwrite, strict)
+    logger.info("layout: %s; %d images, %d normal images from --normals", layout.name, len(plan.jobs), len(normal_jobs))
+    if not plan.patient_split:
+        return _prepare_folds(out, data_root, plan.jobs, normal_jobs, normals, skips, options, recorded, layout.name,
+                              folds, workers, overwrite, strict)
+    if folds is not None:
+        raise MammosegError(f"--folds is for datasets without an official split; the {layout.name} layout has one")
+    normal_split = assign_by_fractions([j.patient_id for j in normal_jobs], split_fractions(plan.patient_split), options.seed)
+    normal_jobs = [replace(j, split=normal_split[j.patient_id]) for j in normal_jobs]
+    return _prepare_one(out, data_root, plan.jobs, normal_jobs, normals, skips, options, recorded, layout.name, workers,
+                        overwrite, strict)
+
+
+def _prepare_folds(
+    out: Path, data_root: Path, jobs: list[ImageJob], normal_jobs: list[ImageJob], normals: str | Path | None,
+    skips: list[Skip], options: PrepareOptions, recorded: dict[str, Any], layout: str, folds: int | None,
+    workers: int, overwrite: bool, strict: bool,
+) -> PrepareResult:
+    """Patients cut into folds (`folds`, else `DEFAULT_FOLDS`), and one dataset per fold written:
+    every fold's in `out/fold-k` with `folds`, only the first, in `out`, without. Every manifest
+    row carries its image's test fold (`fold`)."""
     if folds is not None and folds < 2:
         raise MammosegError(f"--folds must be at least 2, got {folds}")
     abnormal: dict[str, bool] = {}
-    for job in [*plan.jobs, *extra]:
+    for job in [*jobs, *normal_jobs]:
         abnormal[job.patient_id] = abnormal.get(job.patient_id, False) or not job.normal
     fold_of = assign_folds(abnormal, folds or DEFAULT_FOLDS, options.seed)
-    result = None
+    if folds:
+        write_json(out / FOLDS_FILE, {"folds": folds, "layout": layout, "datasets": [f"fold-{k}" for k in range(1, folds + 1)]})
+    results = []
     for fold in range(1, (folds or 1) + 1):
         split = fold_splits(fold_of, fold, options.val_fraction, options.seed)
-
-        def assign(jobs: list[ImageJob]) -> list[ImageJob]:
-            return [replace(j, split=split[j.patient_id], extra=(*j.extra, ("fold", str(fold_of[j.patient_id])))) for j in jobs]
-
-        target = out / f"fold-{fold}" if folds else out
-        fold_recorded = {**recorded, "fold": fold, "folds": folds or DEFAULT_FOLDS}
-        result = _prepare_one(target, data_root, assign(plan.jobs), assign(extra), normals, list(skips), options,
-                              fold_recorded, layout.name, workers, overwrite, strict)
-    if folds:
-        write_json(out / FOLDS_FILE, {"folds": folds, "layout": layout.name, "datasets": [f"fold-{k}" for k in range(1, folds + 1)]})
-    assert result is not None
-    return result
+        in_fold = [[replace(j, split=split[j.patient_id], extra=(*j.extra, ("fold", str(fold_of[j.patient_id])))) for j in group]
+                   for group in (jobs, normal_jobs)]  # fmt: skip
+        results.append(_prepare_one(
+            out / f"fold-{fold}" if folds else out, data_root, in_fold[0], in_fold[1], normals, list(skips), options,
+            {**recorded, "fold": fold, "folds": folds or DEFAULT_FOLDS}, layout, workers, overwrite, strict,
+        ))  # fmt: skip
+    return results[-1]
 
 
 def _prepare_one(
