@@ -36,16 +36,15 @@ class Plan:
 
 @dataclass(frozen=True)
 class Layout:
-    """One way a dataset lies on disk. `order`: detection order, lower first (specific signs before
-    generic ones); `auto` False: chosen by name only. `resolver`: for the CBIS-DDSM layouts, the
-    `Resolver` of CSV paths to files (`cbis_tree.open_layout`)."""
+    """One way a dataset lies on disk. `detect` None: never detected, only chosen by name. `order`:
+    detection order, lower first (specific signs before generic ones). `resolver`: for the CBIS-DDSM
+    layouts, the `Resolver` of CSV paths to files (`cbis_tree.open_layout`)."""
 
     name: str
     summary: str
-    detect: Callable[[Path], bool]
+    detect: Callable[[Path], bool] | None
     plan: Callable[[Path, PrepareOptions, list[Skip]], Plan]
     order: int
-    auto: bool = True
     resolver: Callable[[Path, Any], Any] | None = None
 
 
@@ -79,9 +78,9 @@ def detect(root: str | Path) -> Layout:
     if not root.is_dir():
         raise InputError(root, "data root is not a folder")
     for layout in registry().values():
-        if layout.auto and layout.detect(root):
+        if layout.detect is not None and layout.detect(root):
             return layout
-    looked = "; ".join(f"{l.name}: {l.summary}" for l in registry().values() if l.auto)
+    looked = "; ".join(f"{l.name}: {l.summary}" for l in registry().values() if l.detect is not None)
     raise InputError(root, f"no known dataset layout found (looked for {looked})")
 
 

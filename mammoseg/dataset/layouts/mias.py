@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from mammoseg.core.errors import InputError, Skip
 from mammoseg.dataset.layouts import Layout, Plan
-from mammoseg.dataset.layouts.cbis_tree import shallowest
 from mammoseg.dataset.layouts.normals import patient_from_name
 
 if TYPE_CHECKING:
@@ -102,9 +101,16 @@ def _parse_row(number: int, tokens: list[str]) -> Row:
     return Row(number, reference, tissue, abnormality_class, severity, (x, y, radius))
 
 
+def info_file(root: Path) -> Path | None:
+    """Info.txt in the folder or one below (as the archive unpacks into a folder of its own); not
+    searched deeper, so that detection stays cheap on a large tree of another layout."""
+    candidates = [root / INFO_FILE, *sorted(root.glob(f"*/{INFO_FILE}"))]
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def detect(root: Path) -> bool:
     """Info.txt beside mdbNNN.pgm films or the archive."""
-    info = shallowest(root, INFO_FILE)
+    info = info_file(root)
     if info is None:
         return False
     return next(info.parent.glob("mdb[0-9][0-9][0-9].pgm"), None) is not None or (info.parent / ARCHIVE).is_file()
@@ -112,9 +118,9 @@ def detect(root: Path) -> bool:
 
 def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
     """One job per film listed in Info.txt whose every row has its circle; split left to `prepare`."""
-    info = shallowest(root, INFO_FILE)
+    info = info_file(root)
     if info is None:
-        raise InputError(root, f"no {INFO_FILE} below this folder (is it mini-MIAS?)")
+        raise InputError(root, f"no {INFO_FILE} in this folder or one below (is it mini-MIAS?)")
     films = {p.stem: p for p in sorted(info.parent.glob("mdb*.pgm")) if _FILM.match(p.name)}
     if not films and (info.parent / ARCHIVE).is_file():
         raise InputError(info.parent / ARCHIVE, f"unpack it first (tar xzf {ARCHIVE} -C {info.parent}): no mdbNNN.pgm beside it")

@@ -117,11 +117,6 @@ def safe_keys(relatives: list[str], prefix: str = KEY_PREFIX) -> list[str]:
     return [f"{key}-{zlib.crc32(rel.encode()):08x}" if taken[key] > 1 else key for key, rel in zip(keys, relatives)]
 
 
-def detect(root: Path) -> bool:
-    """Any candidate image below the folder: a weak sign, so this layout is only chosen by name."""
-    return any(p.is_file() and (p.suffix.lower() in NORMAL_SUFFIXES) for p in root.rglob("*"))
-
-
 def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
     """Every image below `root` as a normal image (no abnormality), split left to `prepare`."""
     from mammoseg.dataset.examples import ImageJob
@@ -130,4 +125,4 @@ def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
 
 
 LAYOUT = Layout("normals", "a folder of normal mammograms only (DICOM, PNG, JPEG, TIFF, PGM), as --normals takes it",
-                detect, plan, order=90, auto=False)
+                None, plan, order=90)  # any folder of images would look like one: chosen by name only
