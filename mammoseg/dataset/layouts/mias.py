@@ -133,9 +133,9 @@ def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
         if row.reference not in damaged:
             by_film.setdefault(row.reference, []).append(row)
     jobs = []
-    for reference, rows in sorted(by_film.items()):
+    for reference, film_rows in sorted(by_film.items()):
         try:
-            jobs.append(_job(reference, rows, films.get(reference), info))
+            jobs.append(_job(reference, film_rows, films.get(reference), info))
         except InputError as exc:
             skips.append(Skip(reference, _name(exc.path, root), exc.problem))
             logger.warning("%s: %s (skipped %s)", _name(exc.path, root), exc.problem, reference)
@@ -159,8 +159,9 @@ def _job(reference: str, rows: list[Row], film: Path | None, info: Path) -> Imag
     abnormal = [r for r in rows if r.abnormality_class != NORMAL_CLASS]
     if abnormal and len(abnormal) != len(rows):
         raise InputError(where, f"{reference} is listed both as NORM and as abnormal")
-    if any(r.circle is None for r in abnormal):
-        raise InputError(where, f"{reference} is abnormal ({abnormal[0].abnormality_class}) but Info.txt gives no centre and radius: no pixel truth; left out, never counted as normal")
+    without = [r for r in abnormal if r.circle is None]
+    if without:
+        raise InputError(f"{info.name}:{without[0].line}", f"{reference} is abnormal ({without[0].abnormality_class}) but Info.txt gives no centre and radius: no pixel truth; left out, never counted as normal")
     abnormalities = tuple(_abnormality(k, r, height, width, info) for k, r in enumerate(abnormal, 1))
     number = int(reference[3:])
     extra = (
