@@ -21,15 +21,15 @@ from typing import Any
 
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.dataset.synthetic.formats import (ImageFile, case_images, description_csv, dicom_info, nbia_metadata,
-                                             write_dicom, write_jpeg)
+                                             write_dicom_file, write_jpeg)
 from mammoseg.dataset.synthetic.digital import render_digital_case
+from mammoseg.dataset.synthetic.layouts import SYNTH_LAYOUTS
 from mammoseg.dataset.synthetic.normals import NORMALS_DIR
 from mammoseg.dataset.synthetic.plan import CSV_NAMES, STYLES, Case, make_plan, quirks_of
 from mammoseg.dataset.synthetic.render import render_case
 from mammoseg.core.errors import InputError
 from mammoseg.core.progress import Progress
 
-LAYOUTS = ("nbia", "csv-paths", "kaggle-jpeg")
 TRUTH_FILE = "synth_truth.json"
 GENERATED = ("CBIS-DDSM", "csv", "jpeg", "metadata.csv", TRUTH_FILE, NORMALS_DIR, *CSV_NAMES.values())
 logger = logging.getLogger("mammoseg.synth")
@@ -51,8 +51,8 @@ def generate(out: str | Path, *, cases: int = 100, seed: int = 0, image_size: in
              layout: str = "nbia", workers: int = 1, overwrite: bool = False, style: str = "film") -> SynthSummary:
     """Write a synthetic CBIS-DDSM tree of `cases` full mammograms to `out`; same bytes for the same seed.
     `style` digital draws full-field digital mammograms (`digital.py`) in the same files."""
-    if layout not in LAYOUTS:
-        raise InputError(layout, f"unknown layout; choose one of {', '.join(LAYOUTS)}")
+    if layout not in SYNTH_LAYOUTS:
+        raise InputError(layout, f"unknown layout; choose one of {', '.join(SYNTH_LAYOUTS)}")
     if style not in STYLES:
         raise InputError(style, f"unknown style; choose one of {', '.join(STYLES)}")
     if cases < 1:
@@ -138,7 +138,7 @@ def _make_case(case: Case, root: Path, layout: str) -> tuple[dict[str, Any], lis
     masks = [lesion.mask for lesion in rendered.lesions]
     crops = [rendered.pixels[y0:y1, x0:x1].copy() for y0, y1, x0, x1 in (l.crop_box for l in rendered.lesions)]
     files = case_images(case, rendered.pixels, masks, crops)
-    write = write_jpeg if layout == "kaggle-jpeg" else write_dicom
+    write = write_jpeg if layout == "kaggle-jpeg" else write_dicom_file
     sizes = [write(root / f.path(layout), f) for f in files]
     by_content = {(f.subject, f.content): f.path(layout) for f in files}
     truth = {

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import SecondaryCaptureImageStorage
 
-from mammoseg.core.atomic import atomic_path, write_bytes
+from mammoseg.core.atomic import write_bytes
+from mammoseg.dataset.dicom import write_dicom
 from mammoseg.dataset.synthetic.plan import Abnormality, Case
 
 MASS_HEADER = ("patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,"
@@ -165,24 +165,10 @@ def header_fields(f: ImageFile) -> dict[str, object]:
     }
 
 
-def write_dicom(path: Path, f: ImageFile) -> int:
-    """Write a Secondary Capture DICOM (Implicit VR Little Endian) atomically; returns its size in bytes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = f.sop_uid
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
-    meta.ImplementationVersionName = "MAMMOSEG_SYNTH"
-    with atomic_path(path) as tmp:
-        ds = FileDataset(str(tmp), {}, file_meta=meta, preamble=b"\0" * 128)
-        for key, value in header_fields(f).items():
-            setattr(ds, key, value)
-        assert f.pixels is not None
-        data = np.ascontiguousarray(f.pixels, dtype="<u2" if f.bits == 16 else np.uint8).tobytes()
-        ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
-        ds.save_as(tmp, enforce_file_format=True)
-        size = tmp.stat().st_size
-    return size
+def write_dicom_file(path: Path, f: ImageFile) -> int:
+    """Write a stored image as CBIS-DDSM's Secondary Capture DICOM; returns its size in bytes."""
+    assert f.pixels is not None
+    return write_dicom(path, f.pixels, header_fields(f)).stat().st_size
 
 
 def write_jpeg(path: Path, f: ImageFile) -> int:
