@@ -5,7 +5,7 @@ warning), never a traceback, and never at the cost of what an earlier run wrote.
 Most cases call the readers in-process (DICOM, description CSVs, layout indexes, TOML configs, run
 folders); a few go through the command line in-process as `mammoseg` runs it (`mammoseg.cli.main`:
 exit status 2 and `error: <file>: <problem>`); the prepare cases share one run over one tree.
-Count, seed and time budget are the caller's: the test and `benchmarks/fuzz_inputs.py` take them
+Count, seed and time budget are the caller's: the test and `benchmarks/studies/fuzz_inputs.py` take them
 from MAMMOSEG_FUZZ_CASES, MAMMOSEG_FUZZ_SEED and MAMMOSEG_FUZZ_SECONDS.
 """
 

@@ -161,7 +161,7 @@ def test_early_stopping_replay_stops_where_the_rule_says_and_keeps_the_best_seen
     import importlib.util
     import sys
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "early_stopping.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "studies" / "early_stopping.py"
     spec = importlib.util.spec_from_file_location("early_stopping", path)
     replay = importlib.util.module_from_spec(spec)
     sys.modules["early_stopping"] = replay

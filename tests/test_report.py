@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _calibration():
-    spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "calibration.py")
+    spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "studies" / "calibration.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["calibration"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -499,7 +499,7 @@ def test_both_renderers_write_one_document_and_html_puts_the_answer_first():
 def test_html_report_fits_a_1400_px_browser_window(tmp_path):
     """Headless Chromium lays the report out at 1400 px: nothing runs off the window, the wide tables
     scroll inside their wrappers; the same check flags the page when the wrappers stop scrolling."""
-    spec = importlib.util.spec_from_file_location("report_screenshot", ROOT / "benchmarks" / "report_screenshot.py")
+    spec = importlib.util.spec_from_file_location("report_screenshot", ROOT / "benchmarks" / "studies" / "report_screenshot.py")
     shot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shot)  # type: ignore[union-attr]
     browser = shot.find_browser()

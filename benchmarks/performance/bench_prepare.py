@@ -12,8 +12,8 @@ cache (warm) and evicted from it (cold, as with a collection too large for memor
 The target is prepare(1 worker) <= 1.5 x the bare read. Wall and CPU seconds are both shown: on a
 machine shared with other work the CPU ratio is the steadier one.
 
-    python benchmarks/bench_prepare.py --cases 10 --work /tmp/bench-prepare
-    python benchmarks/bench_prepare.py --real --work /tmp/bench-prepare   # needs ../shared/cbis-ddsm-csv
+    python benchmarks/performance/bench_prepare.py --cases 10 --work /tmp/bench-prepare
+    python benchmarks/performance/bench_prepare.py --real --work /tmp/bench-prepare   # needs ../shared/cbis-ddsm-csv
 
 `--real` writes into the work folder the rows of the official CSVs (read from ../shared, never
 copied into the checkout) that describe the 8 scans, and gives each abnormality an ROI mask: a disc inside the scan's
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 REFERENCE_BREASTS = CHECKOUT / "tests" / "data" / "real_breast_masks"
 DISC_RADIUS = 150  # pixels of the full-size scan
 

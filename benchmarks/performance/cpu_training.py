@@ -9,7 +9,7 @@ rounds. Configurations:
     keras-tf       Keras on TensorFlow, jit_compile False (mammoseg's default on a CPU)
     keras-tf-xla   Keras on TensorFlow, jit_compile True
     keras-jax      Keras on JAX (always XLA)
-    torch-eager    plain PyTorch (benchmarks/torch_dilated_resize.py, torch_fcn_skips.py), channels_last
+    torch-eager    plain PyTorch (benchmarks/performance/torch_dilated_resize.py, torch_fcn_skips.py), channels_last
     torch-compile  the same under torch.compile
 
 A training step is Keras' `train_on_batch` / PyTorch's zero_grad-forward-loss-backward-Adam on random
@@ -19,9 +19,9 @@ training image = 3 x the forward count of `mammoseg.models.count_flops`.
 PyTorch and JAX are not mammoseg dependencies: give the interpreters of environments that have them
 (each needs numpy; the JAX one keras too, and reaches mammoseg through PYTHONPATH):
 
-    python benchmarks/cpu_training.py --torch-python /work/torchenv/bin/python \\
+    python benchmarks/performance/cpu_training.py --torch-python /work/torchenv/bin/python \\
         --jax-python /work/jaxenv/bin/python --out cpu-training.json
-    python benchmarks/cpu_training.py --variant dilated_resize --width 0.25 --rounds 2 --turn-seconds 2 ...
+    python benchmarks/performance/cpu_training.py --variant dilated_resize --width 0.25 --rounds 2 --turn-seconds 2 ...
 
 The same file is the worker: `--worker CONFIG` reads `run SECONDS` lines on stdin and answers each
 with one JSON line.
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = HERE.parents[1]
 CONFIGS = ("keras-tf", "keras-tf-xla", "keras-jax", "torch-eager", "torch-compile")
 TORCH_CONFIGS = ("torch-eager", "torch-compile")
 MARK = "@cpu_training "

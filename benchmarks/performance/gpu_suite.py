@@ -3,20 +3,20 @@
 On a machine with one GPU and an environment holding mammoseg, a Keras backend (JAX by default)
 and PyTorch:
 
-    python benchmarks/gpu_suite.py --out gpu-results
-    python benchmarks/gpu_suite.py --out gpu-results --parts scaling --variants dilated_resize,fcn_skips
+    python benchmarks/performance/gpu_suite.py --out gpu-results
+    python benchmarks/performance/gpu_suite.py --out gpu-results --parts scaling --variants dilated_resize,fcn_skips
 
 Parts (each measurement in a process of its own: JAX cannot reset its memory peak, and a fresh
 process also keeps one measurement's allocations out of the next):
   main     every variant at 640, batch 64, mixed_bfloat16 under `mammoseg bench`, and the plain
-           PyTorch `dilated_resize` (benchmarks/torch_dilated_resize.py, compiled) at the same settings;
+           PyTorch `dilated_resize` (benchmarks/performance/torch_dilated_resize.py, compiled) at the same settings;
   batch16  `dilated_resize` and its PyTorch twin at batch 16;
   scaling  every variant at 320 (FCNs: 384), 640 and 1280, batch 16, one process per variant.
 Writes every JSON and `summary.md` (images/s, TFLOP/s, peak memory, the Keras / PyTorch ratio, the
 scaling table) into --out, and prints the summary. A measurement that fails (out of memory, say) is
 listed with its error and the rest go on. A toy run on a CPU checks the plumbing:
 
-    python benchmarks/gpu_suite.py --out /tmp/suite --image-size 64 --width 0.125 --steps 2 --warmup 1 \
+    python benchmarks/performance/gpu_suite.py --out /tmp/suite --image-size 64 --width 0.125 --steps 2 --warmup 1 \
         --scaling-sizes 64 128 --batch-size 2 --small-batch 2 --scaling-batch 2
 """
 

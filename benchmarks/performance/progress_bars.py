@@ -1,6 +1,6 @@
 """`mammoseg.core.progress` against `click.progressbar`: cost per update and what a log file sees.
 
-    PYTHONPATH=. python benchmarks/progress_bars.py
+    PYTHONPATH=. python benchmarks/performance/progress_bars.py
 
 On a terminal (a pseudo-terminal here, drained by a thread) and off one (/dev/null), N updates of one bar,
 median of 5 repeats; then the lines each leaves in a non-terminal stream over 1,000 updates.

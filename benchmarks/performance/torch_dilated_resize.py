@@ -10,8 +10,8 @@ are random tensors already on the device, so only the network's speed is measure
 Standalone on purpose: PyTorch is not a dependency of mammoseg, and nothing in the package or the
 tests imports this file. Usage:
 
-    python benchmarks/torch_dilated_resize.py --batch-size 64 --compile
-    python benchmarks/torch_dilated_resize.py --device cpu --image-size 64 --width 0.125 --steps 2
+    python benchmarks/performance/torch_dilated_resize.py --batch-size 64 --compile
+    python benchmarks/performance/torch_dilated_resize.py --device cpu --image-size 64 --width 0.125 --steps 2
 """
 
 from __future__ import annotations

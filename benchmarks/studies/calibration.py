@@ -18,7 +18,7 @@ b_as + u_i + e_asi (clipped to [0.02, 0.98]) and false-positive pixels, and repo
 the summed confusion counts; its true difference (conditional on the images, which is what the
 comparison is about) is estimated from `truth_runs` extra runs per arm on the same images.
 
-    PYTHONPATH=. python benchmarks/calibration.py --experiments 1000
+    PYTHONPATH=. python benchmarks/studies/calibration.py --experiments 1000
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mammoseg.metrics import stats  # noqa: E402
 

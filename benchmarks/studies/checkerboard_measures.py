@@ -1,6 +1,6 @@
 """Distributions of the kernel checkerboard score on random kernels, and the period scores under a border.
 
-    PYTHONPATH=. python benchmarks/checkerboard_measures.py
+    PYTHONPATH=. python benchmarks/studies/checkerboard_measures.py
 
 "former" is the score this project used before: phase sums over all input and output channels,
 std / |mean| over the phases (unbounded, cancels opposite channels). Figures in benchmarks/RESULTS.md.

@@ -5,7 +5,7 @@ validation loss" and reports, per run, where training would have stopped, the ep
 whether the checkpoint evaluated ("best": the epoch of the lowest validation loss) would have been
 the same one. Nothing is retrained: the answer rests only on the histories the study wrote.
 
-    python benchmarks/early_stopping.py experiments/runs/study --patience 2 3 4
+    python benchmarks/studies/early_stopping.py experiments/runs/study --patience 2 3 4
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Same cases as tests/test_fuzz.py (tests/input_fuzz.py), at any count and seed; exits 1 when any
 case ended in a traceback or a wrong outcome, and prints those.
 
-    python benchmarks/fuzz_inputs.py --cases 1000 --seed 3 --seconds 600
+    python benchmarks/studies/fuzz_inputs.py --cases 1000 --seed 3 --seconds 600
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 

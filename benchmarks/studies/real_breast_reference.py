@@ -10,7 +10,7 @@ Procedure (see tests/data/real_breast_masks/README.md):
    where a bright scanner band runs along the top or bottom edge, its rows are breast only below
    (or above) breast tissue, such as a pectoral muscle reaching the edge.
 
-Usage: PYTHONPATH=. python benchmarks/real_breast_reference.py [--overlays /tmp/overlays]
+Usage: PYTHONPATH=. python benchmarks/studies/real_breast_reference.py [--overlays /tmp/overlays]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mammoseg.dataset.dicom import read_pixels
 REFERENCE_ROWS = 512
 LEVEL = 0.01
 TRIM = 0.02
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_breast_masks"
+OUT = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_breast_masks"
 
 # per image: the chest-wall side, and the depth in reference rows of the scanner band on each edge
 # (measured on the row profiles: rows at least 90% above threshold, plus the fading fringe)

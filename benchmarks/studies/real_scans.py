@@ -10,7 +10,7 @@ fresh process each: its wall time and peak resident memory, and the resident mem
 and `--width`: weights do not change the time. `--compare-with REV` also scores the breast detection
 of git revision REV (its whole package, imported beside today's).
 
-    PYTHONPATH=. python benchmarks/real_scans.py --repeats 5 --compare-with e8d4484~1
+    PYTHONPATH=. python benchmarks/studies/real_scans.py --repeats 5 --compare-with e8d4484~1
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_breast_masks"
+REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_breast_masks"
 
 
 def _scans() -> dict[str, Path]:

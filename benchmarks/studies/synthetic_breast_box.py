@@ -10,7 +10,7 @@ it writes) and analysed with `mammoseg.dataset.preprocess.analyse`. Per scan:
 
 Goals: median box IoU >= 0.95, every scan >= 0.85, covered >= 98%.
 
-    PYTHONPATH=. python benchmarks/synthetic_breast_box.py --cases 20 --seeds 3 7
+    PYTHONPATH=. python benchmarks/studies/synthetic_breast_box.py --cases 20 --seeds 3 7
 """
 
 from __future__ import annotations
