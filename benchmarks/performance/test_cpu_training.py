@@ -1,4 +1,4 @@
-"""`benchmarks/performance/cpu_training.py` end to end at a toy size with the TensorFlow configuration only (PyTorch
+"""`cpu_training.py` end to end at a toy size with the TensorFlow configuration only (PyTorch
 and JAX are not mammoseg dependencies): workers start, alternate, and the record and table are
 consistent with the model (no speed is asserted)."""
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).with_name("cpu_training.py")
 
 
 def test_cpu_training_alternates_and_reports(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_cpu_training_alternates_and_reports(tmp_path: Path) -> None:
 
     out = tmp_path / "cpu.json"
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "performance" / "cpu_training.py"), "--variant", "dilated_resize", "--width", "0.125",
+        sys.executable, str(SCRIPT), "--variant", "dilated_resize", "--width", "0.125",
         "--image-size", "32", "--batch-size", "2", "--config", "keras-tf",
         "--extra", "keras-tf/inter1:TF_NUM_INTEROP_THREADS=1", "--rounds", "2", "--turn-seconds", "0.05",
         "--peak-seconds", "0.05", "--matmul-size", "256", "--warmup", "1", "--pause", "0", "--out", str(out),
