@@ -44,7 +44,7 @@ def table(columns: list[str], rows: list[list[Any]]) -> Table:
 
 def record(figures: dict[str, Any], tables: dict[str, Table] | None = None) -> dict[str, Any]:
     """A measurement made now by this process's command line."""
-    command = shlex.join([f"python {Path(sys.argv[0]).as_posix()}", *sys.argv[1:]])
+    command = "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return {"command": command, "machine": machine(), "date": date, "source": "measured",
             "figures": figures, "tables": tables or {}}
