@@ -14,7 +14,7 @@ breast mask, windowed by the breast's 99th percentile) and the table shows:
 Goals: synthetic median beta within +-0.3 of the real median; synthetic histogram distances within
 the spread of the real scans' distances among themselves (at most the largest real one).
 
-    python benchmarks/studies/realism.py --synthetic 24 --cache /tmp/mammoseg-realism
+    python benchmarks/studies/realism.py --synthetic 24 --cache /tmp/mammoseg-realism --json benchmarks/results/realism.json
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import table, write_record  # noqa: E402
 
 
 def real_scans(cache: Path) -> list[tuple[str, np.ndarray]]:
@@ -69,6 +72,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=1024, help="rows of the synthetic mammograms")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mammoseg-realism"), help="decoded real scans")
     parser.add_argument("--per-image", action="store_true", help="also print one line per image")
+    parser.add_argument("--json", type=Path, help="write the figures and the RESULTS table here")
     args = parser.parse_args()
 
     from mammoseg.dataset.synthetic.realism import jensen_shannon, measure, wasserstein1
@@ -99,12 +103,12 @@ def main() -> None:
         v = np.asarray(values, float)
         return f"{np.nanmedian(v):.3f} [{np.nanmin(v):.3f}-{np.nanmax(v):.3f}]"
 
-    print("| set | n | beta median [min-max] | W1 to real median [min-max] | JS to real median [min-max] "
-          "| breast share median [min-max] |")
-    print("|---|---|---|---|---|---|")
-    for key, items in rows.items():
-        print(f"| {key} | {len(items)} | {stat([m.beta for m, _, _ in items])} | {stat([w for _, w, _ in items])} "
-              f"| {stat([j for _, _, j in items])} | {stat([m.breast_share for m, _, _ in items])} |")
+    columns = ["set", "n", "beta median [min-max]", "W1 to real median [min-max]", "JS to real median [min-max]",
+               "breast share median [min-max]"]
+    table_rows = [[key, len(items), stat([m.beta for m, _, _ in items]), stat([w for _, w, _ in items]),
+                   stat([j for _, _, j in items]), stat([m.breast_share for m, _, _ in items])]
+                  for key, items in rows.items()]
+    print("\n".join(" | ".join(map(str, row)) for row in [columns, *table_rows]))
     real_beta = float(np.nanmedian([m.beta for m, _, _ in rows["real"]]))
     synth_beta = float(np.nanmedian([m.beta for m, _, _ in rows["synthetic"]]))
     w1_real_max = max(w for _, w, _ in rows["real"])
@@ -119,6 +123,11 @@ def main() -> None:
         print(f"{label}: synthetic median {np.median(synth_d):.4f} vs largest real-vs-real {top:.4f}: "
               f"{'met' if np.median(synth_d) <= top else 'NOT met'} ({inside}/{len(synth_d)} synthetic images within)")
     print(f"measured in {t_real:.1f} s (real, cached decode) + {t_synth:.1f} s (render and measure synthetic)")
+    per_image = {key: [{"beta": m.beta, "w1": w, "js": j, "breast_share": m.breast_share} for m, w, j in items]
+                 for key, items in rows.items()}
+    write_record(args.json, {"synthetic": args.synthetic, "seed": args.seed, "image_size": args.image_size,
+                             "real_beta_median": real_beta, "synthetic_beta_median": synth_beta,
+                             "per_image": per_image}, {"realism": table(columns, table_rows)})
 
 
 if __name__ == "__main__":
