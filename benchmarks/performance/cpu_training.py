@@ -20,7 +20,7 @@ PyTorch and JAX are not mammoseg dependencies: give the interpreters of environm
 (each needs numpy; the JAX one keras too, and reaches mammoseg through PYTHONPATH):
 
     python benchmarks/performance/cpu_training.py --torch-python /work/torchenv/bin/python \\
-        --jax-python /work/jaxenv/bin/python --out cpu-training.json
+        --jax-python /work/jaxenv/bin/python --json cpu-training.json
     python benchmarks/performance/cpu_training.py --variant dilated_resize --width 0.25 --rounds 2 --turn-seconds 2 ...
 
 The same file is the worker: `--worker CONFIG` reads `run SECONDS` lines on stdin and answers each
@@ -38,6 +38,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import table, write_record  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -110,7 +113,8 @@ def torch_worker(config: str, variant: str, image_size: int, width: float, batch
     sys.path.insert(0, str(HERE))
     import torch
     from torch import nn
-    from torch_dilated_resize import L2, DilatedResize, conv_flops, keras_style_param_count, weighted_cross_entropy
+    from torch_blocks import conv_flops, kernels, keras_style_param_count, training_loss
+    from torch_dilated_resize import DilatedResize
 
     torch.manual_seed(0)
     if variant == "dilated_resize":
@@ -126,14 +130,14 @@ def torch_worker(config: str, variant: str, image_size: int, width: float, batch
     model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config == "torch-compile" else model
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    model_kernels = kernels(model)
     b, s = batch_size, image_size
     x = (torch.rand(b, 1, s, s) - 0.5).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(b, s, s) > 0.9).float()
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = weighted_cross_entropy(step_model(x), y) + L2 * sum((k**2).sum() for k in kernels)
+        loss = training_loss(step_model(x), y, model_kernels)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -282,8 +286,13 @@ def measure_group(args: argparse.Namespace, variant: str, width: float, configs:
     }
 
 
-def report(result: dict[str, Any]) -> str:
-    """A Markdown table: images/s (median over rounds, range), ratio to the best PyTorch, GFLOP/s, % of peak."""
+COLUMNS = ["network", "width", "configuration", "images/s median (min-max)", "vs PyTorch best", "GFLOP/s",
+           "% of peak", "warm-up s"]
+
+
+def report(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The matmul peak lines and the table rows: images/s (median over rounds, range), ratio to the best
+    PyTorch, GFLOP/s, % of peak (COLUMNS)."""
     n = result["matmul_size"]
     peak_rates = [r for g in result["groups"] for p in g["peak"].values() for r in p["rates"]]
     peak = max(peak_rates) * 2 * n**3 / 1e9 if peak_rates else None
@@ -291,8 +300,7 @@ def report(result: dict[str, Any]) -> str:
     for name in dict.fromkeys(p for g in result["groups"] for p in g["peak"]):
         rates = [r for g in result["groups"] for r in g["peak"].get(name, {}).get("rates", [])]
         lines.append(f"- {name}: median {statistics.median(rates) * 2 * n**3 / 1e9:.0f} GFLOP/s over {len(rates)} turns")
-    lines += ["", "| network | width | configuration | images/s median (min-max) | vs PyTorch best | GFLOP/s "
-                  "| % of peak | warm-up s |", "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for g in result["groups"]:
         torch_best = max((c["rate_median"] for name, c in g["configs"].items() if name.split("/")[0] in TORCH_CONFIGS),
                          default=None)
@@ -300,17 +308,21 @@ def report(result: dict[str, Any]) -> str:
                             if name.startswith("keras")), None)
         for name, c in g["configs"].items():
             gflops = 3 * (keras_flops or c["meta"]["flops_forward_per_image"]) * c["rate_median"] / 1e9
-            ratio = f"{c['rate_median'] / torch_best:.2f}" if torch_best else "-"
-            share = f"{100 * gflops / peak:.0f}" if peak else "-"
-            lines.append(f"| {g['variant']} | {g['width']} | {name} | {c['rate_median']:.2f} "
-                         f"({c['rate_min']:.2f}-{c['rate_max']:.2f}) | {ratio} | {gflops:.1f} | {share} "
-                         f"| {c['meta']['warmup_seconds']:.0f} |")
-        for name, why in g["failed"].items():
-            lines.append(f"| {g['variant']} | {g['width']} | {name} | failed: {why} | | | | |")
+            rows.append([g["variant"], f"{g['width']}", name,
+                         f"{c['rate_median']:.2f} ({c['rate_min']:.2f}-{c['rate_max']:.2f})",
+                         f"{c['rate_median'] / torch_best:.2f}" if torch_best else "-", f"{gflops:.1f}",
+                         f"{100 * gflops / peak:.0f}" if peak else "-", f"{c['meta']['warmup_seconds']:.0f}"])
+        rows += [[g["variant"], f"{g['width']}", name, f"failed: {why}", "", "", "", ""] for name, why in g["failed"].items()]
         load = g["load_average_1min"]
         if load:
-            lines.append(f"| | | load average (1 min) during the rounds: {min(load):.2f}-{max(load):.2f} | | | | | |")
-    return "\n".join(lines)
+            rows.append(["", "", f"load average (1 min) during the rounds: {min(load):.2f}-{max(load):.2f}",
+                         "", "", "", "", ""])
+    return lines, rows
+
+
+def _write(path: Path | None, table_id: str, result: dict[str, Any]) -> None:
+    peak_lines, rows = report(result)
+    write_record(path, {**result, "peak_lines": peak_lines}, {table_id: table(COLUMNS, rows)})
 
 
 def main() -> None:
@@ -334,7 +346,8 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=1200.0, help="seconds a worker may take to warm up")
     parser.add_argument("--torch-python", help="interpreter with torch (default: skip the PyTorch configurations)")
     parser.add_argument("--jax-python", help="interpreter with jax and keras (default: skip keras-jax)")
-    parser.add_argument("--out", type=Path, help="write every figure as JSON here; the table goes beside it as .md")
+    parser.add_argument("--json", type=Path, help="write every figure and the table here (benchmarks/record.py)")
+    parser.add_argument("--table-id", default="cpu-training", help="the RESULTS.md block the table fills")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -351,7 +364,7 @@ def main() -> None:
     configs = [c for c in tuple(args.config or CONFIGS) + tuple(parse_extra(e)[0] for e in args.extra)
                if not (c.split("/")[0] in TORCH_CONFIGS and not args.torch_python)
                and not (c.split("/")[0] == "keras-jax" and not args.jax_python)]
-    log_dir = (args.out.parent if args.out else Path.cwd()) / "cpu-training-logs"
+    log_dir = (args.json.parent if args.json else Path.cwd()) / "cpu-training-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     peak_configs = ["matmul-numpy", "matmul-tf"] + (["matmul-torch"] if args.torch_python else [])
     peak = []
@@ -359,23 +372,20 @@ def main() -> None:
         command, env = worker_command(args, config)
         peak.append(Worker(config, command, env, log_dir / f"{config}.log", args.ready_timeout))
     result: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": len(os.sched_getaffinity(0)),
-                              "command": " ".join(sys.argv), "image_size": args.image_size, "matmul_size": args.matmul_size,
+                              "image_size": args.image_size, "matmul_size": args.matmul_size,
                               "batch_size": args.batch_size, "groups": []}
     try:
         for variant in args.variant or ["dilated_resize", "fcn_skips"]:
             for width in args.width or [0.25, 1.0]:
                 result["groups"].append(measure_group(args, variant, width, configs, peak, log_dir))
-                table = report(result)
-                if args.out:
-                    args.out.write_text(json.dumps(result, indent=1))
-                    args.out.with_suffix(".md").write_text(table + "\n")
+                _write(args.json, args.table_id, result)
     finally:
         for worker in peak:
             worker.close()
     result["peak_meta"] = {w.name: w.meta for w in peak}
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
-    print(report(result))
+    _write(args.json, args.table_id, result)
+    peak_lines, rows = report(result)
+    print("\n".join(peak_lines + [" | ".join(COLUMNS)] + [" | ".join(row) for row in rows]))
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def summarize(out: Path, failures: dict[str, str]) -> str:
     lines += rows
     torch_rows = []
     for path in sorted(out.glob("torch-b*.json")):
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text())["figures"]  # benchmarks/record.py
         ours = keras_speed.get((record.get("image_size"), record.get("batch_size")))
         ratio = "-" if ours is None else f"{ours / record['images_per_second']:.2f}"
         torch_rows.append(f"| {record.get('batch_size')} | {record['images_per_second']:.1f} | "

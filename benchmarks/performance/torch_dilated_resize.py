@@ -3,8 +3,8 @@ Keras model of `mammoseg bench` is compared with on the same GPU.
 
 Same layers, filter counts, kernels, strides, dilations, dropouts and parameter count as
 `mammoseg.models.build_model("dilated_resize")` (docs/design.md §1), trained with the same loss
-(two-class softmax cross-entropy, abnormal pixels weighted 18, weighted mean, plus L2 1e-5 on the
-conv kernels) and Adam. bf16 autocast, channels_last memory format, optional torch.compile; inputs
+(two-class softmax cross-entropy, abnormal pixels weighted 18, summed over the pixels and divided by
+their number as mammoseg's default loss, plus L2 1e-5 on the conv kernels; torch_blocks.py) and Adam. bf16 autocast, channels_last memory format, optional torch.compile; inputs
 are random tensors already on the device, so only the network's speed is measured.
 
 Standalone on purpose: PyTorch is not a dependency of mammoseg, and nothing in the package or the
@@ -17,34 +17,18 @@ tests imports this file. Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch_blocks import ConvBN, conv_flops, init_like_keras, kernels, keras_style_param_count, training_loss
 
-BN_EPSILON = 1e-8
-BN_MOMENTUM = 0.01  # PyTorch's momentum weighs the new batch: Keras' 0.99
-L2 = 1e-5
-POSITIVE_WEIGHT = 18.0
-KERAS_GFLOP_640 = 43.3  # forward GFLOP per 640x640 image, docs/design.md §7
-
-
-class ConvBN(nn.Sequential):
-    """3x3 conv (bias) -> BatchNorm -> [dropout] -> ReLU, as every encoder and decoder conv of the model."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1, dropout: float = 0.0) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=dilation, dilation=dilation),
-            nn.BatchNorm2d(c_out, eps=BN_EPSILON, momentum=BN_MOMENTUM),
-        ]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
 
 class DilatedResize(nn.Module):
     """Encoder conv1 ... conv5.1, dilated conv5.2/5.3, nearest-resize + conv decoder, two transposes, 1x1 logits."""
@@ -77,10 +61,7 @@ class DilatedResize(nn.Module):
         self.upsample_4 = nn.ConvTranspose2d(w(32), w(16), 4, stride=2, padding=1)
         self.upsample_5 = nn.ConvTranspose2d(w(16), w(8), 3, stride=1, padding=1)
         self.logits = nn.Conv2d(w(8), 2, 1)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.trunc_normal_(m.weight, std=0.05, a=-0.1, b=0.1)
-                nn.init.zeros_(m.bias)
+        init_like_keras(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.encoder(x)
@@ -94,43 +75,6 @@ class DilatedResize(nn.Module):
         return self.logits(x)
 
 
-def weighted_cross_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-pixel 2-class CE, abnormal pixels weighted POSITIVE_WEIGHT, weighted mean (the author's)."""
-    ce = F.cross_entropy(logits.float(), mask.long(), reduction="none")
-    weight = 1.0 + (POSITIVE_WEIGHT - 1.0) * mask
-    return (weight * ce).sum() / weight.sum()
-
-
-def keras_style_param_count(model: nn.Module) -> int:
-    """Parameters plus BatchNorm running statistics: what Keras' count_params() counts."""
-    stats = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
-    return sum(p.numel() for p in model.parameters()) + stats
-
-
-def conv_flops(model: nn.Module, image_size: int) -> int:
-    """Forward FLOPs per image (2 x multiply-adds of convs and transposed convs), mammoseg's convention."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        if isinstance(module, nn.ConvTranspose2d):
-            _, c_in, h, w = inputs[0].shape
-            total += 2 * h * w * kh * kw * c_in * module.out_channels
-        else:
-            _, c_out, h, w = output.shape
-            total += 2 * h * w * kh * kw * module.in_channels * c_out
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    with torch.no_grad():
-        model.eval()
-        model(torch.zeros(1, 1, image_size, image_size))
-        model.train()
-    for h in handles:
-        h.remove()
-    return total
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=16)
@@ -141,7 +85,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="bf16 autocast or plain float32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file (benchmarks/record.py)")
     args = parser.parse_args()
     if args.image_size % 32:
         parser.error("--image-size must be a multiple of 32 (the encoder downsamples by 32)")
@@ -156,7 +100,7 @@ def main() -> None:
     model = model.to(device, memory_format=torch.channels_last)
     step_model = torch.compile(model) if args.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=7e-4, fused=device.type == "cuda")
-    kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    model_kernels = kernels(model)
 
     b, s = args.batch_size, args.image_size
     generator = torch.Generator(device=device).manual_seed(0)
@@ -168,7 +112,7 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             logits = step_model(x)
-        loss = weighted_cross_entropy(logits, y) + L2 * sum((k.float() ** 2).sum() for k in kernels)
+        loss = training_loss(logits, y, model_kernels)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -211,9 +155,7 @@ def main() -> None:
           f"({result['params_trainable']:,} trainable + BatchNorm statistics), {flops / 1e9:.2f} GFLOP/image forward")
     print(f"batch {b} at {s}x{s}, {args.precision}, channels_last, compile={args.compile}: "
           f"{images_per_second:.1f} images/s training, {result['tflops_per_second']:.2f} TFLOP/s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_record(args.json, result)
 
 
 if __name__ == "__main__":

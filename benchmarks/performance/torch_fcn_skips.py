@@ -6,8 +6,8 @@ the FCN head (`pool5`, `fc_1` with kernel = stride = S/128, `fc_2`), and seven t
 additive skips from pool5 ... pool1 and conv1's BatchNorm output, ELU after each addition. Pooling pads
 symmetrically where TensorFlow's SAME pads at the end (same cost, windows shifted by one pixel).
 
-Standalone like `torch_dilated_resize.py`, whose building blocks and loss it shares: PyTorch is not a
-mammoseg dependency.
+Standalone like `torch_dilated_resize.py`; both take their blocks and loss from `torch_blocks.py`.
+PyTorch is not a mammoseg dependency.
 """
 
 from __future__ import annotations
@@ -15,19 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_dilated_resize import BN_EPSILON, BN_MOMENTUM, ConvBN
-
-
-def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
-            dropout: float = 0.0) -> nn.Sequential:
-    """Conv (bias) -> BatchNorm -> [dropout after BN], no activation: for taps before it and for ELU layers."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding),
-        nn.BatchNorm2d(c_out, eps=BN_EPSILON, momentum=BN_MOMENTUM),
-    ]
-    if dropout:
-        layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
+from torch_blocks import ConvBN, conv_bn, init_like_keras
 
 
 class FcnSkips(nn.Module):
@@ -62,10 +50,7 @@ class FcnSkips(nn.Module):
         self.up_conv8 = conv_bn(w(32), w(16), 3, padding=1)
         self.logits = nn.ConvTranspose2d(w(16), 2, 4, stride=2, padding=1)
         self.dropout = nn.Dropout(0.1)  # up_conv5's and up_conv7's, before their skip additions
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.trunc_normal_(m.weight, std=0.05, a=-0.1, b=0.1)
-                nn.init.zeros_(m.bias)
+        init_like_keras(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv1 = self.conv1(x)
