@@ -1,31 +1,15 @@
-"""Figures drawn at inference (a layer's activations, the probability overlay of a scan), and the PNG
-rendering every figure of the package shares: matplotlib's object API, no pyplot state, so figures
-draw with the Agg canvas whatever the process's backend and never leak between calls.
-"""
+"""The pictures inference draws: a layer's activations with their spectrum (`visualize-layer`) and the
+probability overlay of a scan (`predict`), as PNG bytes (`mammoseg.core.png`)."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-DPI = 100
-
-
-def figure_png(fig: Figure, tight: bool = True) -> bytes:
-    """PNG bytes; `tight=False` skips the extra layout pass for figures laid out by hand."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
-    return buffer.getvalue()
-
-
-def mark_aliasing(ax, frequencies: Sequence[float]) -> None:
-    for f in frequencies:
-        ax.axvline(f, color="grey", linestyle="--" if f >= 0.5 else ":", linewidth=1)
-        ax.text(f, 1.0, f" {f:g}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
+from mammoseg.core.png import figure_png, mark_aliasing
 
 
 def activation_figure(
