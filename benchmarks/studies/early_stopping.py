@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
 
 
 def stop_epoch(val_loss: list[float], patience: int) -> int:
@@ -51,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="an experiment's runs folder (<runs_dir>/<experiment>)")
     parser.add_argument("--patience", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--json", type=Path, help="write the figures here (benchmarks/record.py)")
     args = parser.parse_args()
     table = replay(args.folder, args.patience)
     if table.empty:
@@ -61,6 +66,8 @@ def main() -> None:
     summary["share_saved"] = (summary["epochs_saved"] / summary["epochs"]).round(3)
     print()
     print(summary.to_string())
+    write_record(args.json, {"folder": str(args.folder), "runs": table.to_dict("records"),
+                             "by_patience": summary.reset_index().to_dict("records")})
 
 
 if __name__ == "__main__":

@@ -16,12 +16,16 @@ Usage: PYTHONPATH=. python benchmarks/studies/real_breast_reference.py [--overla
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from mammoseg.dataset.dicom import read_pixels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
 
 REFERENCE_ROWS = 512
 LEVEL = 0.01
@@ -86,10 +90,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--overlays", type=Path, default=None, help="folder for PNG overlays to check by eye")
+    parser.add_argument("--json", type=Path, help="write the figures here (benchmarks/record.py)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     import pydicom
 
+    shares = {}
     for case in CASES:
         for path in case.values():
             name = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"]).PatientID)
@@ -100,6 +106,8 @@ def main() -> None:
                 args.overlays.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(args.overlays / f"{name}.png"), overlay(image, mask))
             print(f"{name}: {mask.shape[0]}x{mask.shape[1]}, breast {mask.mean():.1%} of the image")
+            shares[name] = {"shape": list(mask.shape), "breast_share": float(mask.mean())}
+    write_record(args.json, {"masks": shares})
 
 
 if __name__ == "__main__":

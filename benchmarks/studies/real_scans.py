@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
+
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_breast_masks"
 
 
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--decoders", action="store_true", help="only time the installed RLE decoder plugins")
     parser.add_argument("--display-vs", default=None, metavar="REV", help="only time predict's overlay display copies, now and at REV")
     parser.add_argument("--one", nargs=3, metavar=("RUN", "IMAGE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="write the figures here (benchmarks/record.py)")
     args = parser.parse_args()
     if args.one:
         _predict_one(*args.one)
@@ -186,6 +190,9 @@ def main() -> None:
         line += f" {m['seconds']:.2f} | {m['peak_mb']:.0f} | {m['rss_before_mb']:.0f} |"
         print(line)
     med = lambda i: statistics.median(r[i] for r in rows)  # noqa: E731
+    write_record(args.json, {"variant": args.variant, "image_size": args.image_size, "width": args.width, "scans": [
+        {"scan": name, "pixels": list(shape), "read_seconds": read, "analyse_seconds": analyse, "breast_covered": covered,
+         "not_breast": extra, "before": old, "predict": m} for name, shape, read, analyse, covered, extra, old, m in rows]})
     print(f"\nmedians: read {med(2):.3f} s, analyse {med(3) * 1000:.1f} ms, covered {med(4):.2%}, not breast {med(5):.2%}, "
           f"predict {statistics.median(r[7]['seconds'] for r in rows):.2f} s, peak {statistics.median(r[7]['peak_mb'] for r in rows):.0f} MB")
 

@@ -35,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS  # noqa: E402
 from mammoseg.reporting import write_report  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
+
 WIDTH, HEIGHT = 1400, 2200
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 VARIANTS = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
@@ -183,6 +186,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", type=Path, help="Evaluated run folders [default: a synthetic set].")
     parser.add_argument("--out", type=Path, required=True, help="Folder for the report and screenshot.png.")
+    parser.add_argument("--json", type=Path, help="write the figures here (benchmarks/record.py)")
     args = parser.parse_args()
     browser = find_browser()
     if browser is None:
@@ -202,6 +206,8 @@ def main() -> int:
               f"{table['right']:.0f} px ({state})")
     print(f"screenshot: {args.out / 'screenshot.png'}")
     print("\n".join(f"PROBLEM: {p}" for p in found) or "nothing runs off the window")
+    write_record(args.json, {"browser": browser, "runs": len(runs), "report_seconds": rendered - start,
+                             "browser_seconds": done - rendered, "layout": layout, "problems": found})
     return 1 if found else 0
 
 

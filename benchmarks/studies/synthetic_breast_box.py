@@ -16,7 +16,9 @@ Goals: median box IoU >= 0.95, every scan >= 0.85, covered >= 98%.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +26,9 @@ import numpy as np
 from mammoseg.dataset import preprocess
 from mammoseg.dataset.synthetic.plan import make_plan
 from mammoseg.dataset.synthetic.render import render_case
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
+from record import write_record  # noqa: E402
 
 
 def box_iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -39,6 +44,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 7])
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--worst", type=int, default=5, help="scans listed, lowest IoU first")
+    parser.add_argument("--json", type=Path, help="write the figures here (benchmarks/record.py)")
     args = parser.parse_args()
 
     rows = []
@@ -60,6 +66,9 @@ def main() -> None:
           f"{(iou < 0.9).sum()} below 0.9, {(iou < 0.95).sum()} below 0.95; covered median "
           f"{np.median(covered):.2%} min {covered.min():.2%}; extra median {np.median(extra):.2%} "
           f"max {extra.max():.2%}; analyse median {1000 * np.median(seconds):.1f} ms")
+    write_record(args.json, {"seeds": args.seeds, "cases": args.cases, "image_size": args.image_size, "scans": [
+        {"box_iou": r[0], "covered": r[1], "extra": r[2], "analyse_seconds": r[3], "seed": r[4], "subject": r[5]}
+        for r in rows]})
     for r in sorted(rows, key=lambda r: r[0])[: args.worst]:
         print(f"  IoU {r[0]:.3f} covered {r[1]:.2%} seed {r[4]} {r[5]}: truth {r[6]} detected {r[7]} bands {r[8]}")
 
