@@ -60,4 +60,5 @@ def write_record(path: str | Path | None, figures: dict[str, Any], tables: dict[
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(record(figures, tables), f, indent=1)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a shared results folder from other readers
     os.replace(tmp, path)
