@@ -49,7 +49,7 @@ def bench(variant: str, image_sizes: tuple[int, ...], batch_size: int, precision
     The GPU comparison with the plain PyTorch network:
       KERAS_BACKEND=jax mammoseg bench --variant dilated_resize --image-size 640 \\
           --batch-size 64 --precision mixed_bfloat16 --out bench-jax.json
-      python benchmarks/torch_dilated_resize.py --batch-size 64
+      python benchmarks/performance/torch_dilated_resize.py --batch-size 64
     \b
     Cost and memory per image as the size grows:
       mammoseg bench --variant all --image-size 320 --image-size 640 --image-size 1280 \\

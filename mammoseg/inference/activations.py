@@ -140,7 +140,7 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
                     out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """`mammoseg visualize-layer`: PNG (channels, mean map, spectrum) and JSON of scores; returns both paths."""
     from mammoseg.metrics.checkerboard import activation_map, radial_power_spectrum
-    from mammoseg.inference.plots import activation_figure
+    from mammoseg.inference.render import activation_figure
     from mammoseg.inference.predict import run_image_size
     from mammoseg.runs.rundir import RunDir
 
