@@ -208,8 +208,8 @@ def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, t
     data = write_easy_dataset(tmp_path / "data", counts={"train": 4, "val": 4, "test": 8}, normals=2)
     run = tmp_path / "dilated_resize-seed0"
     shutil.copytree(tiny_run, run)
-    metrics = evaluate_run(run, "test", data=data)
-    frame = pd.read_csv(run / "eval" / "test" / "per_image.csv")
+    metrics = evaluate_run(run, "test", data=data)  # another dataset than the run's: an external evaluation
+    frame = pd.read_csv(run / "eval" / "test@data" / "per_image.csv")
     normal = frame[frame["kind"] == "normal"]
     negative = frame[frame["kind"] == "negative"]
     assert len(normal) == 2 and len(negative) == 2 and metrics["n_normal_images"] == 2
@@ -220,7 +220,7 @@ def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, t
     assert metrics["n_negative_images"] == 2 and "phase_mean_normals" in metrics["checkerboard"]
     assert "n_normal_images" not in json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
 
-    write_report([run], tmp_path / "report")
+    write_report([run], tmp_path / "report", data_name="data")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "### Normal images" in md and "FP rate on normal images" in md
     summary = pd.read_csv(tmp_path / "report" / "summary.csv").iloc[0]
