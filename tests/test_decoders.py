@@ -177,3 +177,16 @@ def test_new_designs_save_and_load(tmp_path):
         model.save(tmp_path / f"{name}.keras")
         loaded = load_model(tmp_path / f"{name}.keras")
         np.testing.assert_array_equal(_run(loaded, x), _run(model, x))
+
+
+def test_the_decoder_study_has_every_design_on_the_final_networks_body():
+    from pathlib import Path
+
+    from mammoseg.workflows.ablate import load_plan
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "experiments" / "decoders.toml", runs_dir="unused")
+    arms = {run.arm: run.config for run in plan.runs}
+    assert len(plan.runs) == 21 and plan.baseline == "dilated_resize"
+    assert set(NEW_DESIGNS) | {"dilated_resize", "dilated_transpose", "dilated_transpose-k3"} == set(arms)
+    assert arms["dilated_transpose-k3"].transpose_kernel == 3
+    assert {(c.image_size, c.width, c.epochs, c.positive_weight) for c in arms.values()} == {(256, 0.25, 12, 18.0)}

@@ -77,7 +77,9 @@ def test_visualize_layer_and_checkerboard_take_every_design(trained_run, tmp_pat
         result = runner.invoke(cli, ["-q", "visualize-layer", str(run), "--layer", layer, "--out", str(tmp_path)])
         assert result.exit_code == 0, result.output
     scores = json.loads(next(tmp_path.glob("upsample_1_shuffle_*.json")).read_text())["scores"]
-    assert scores["map"]["phase_mean"] >= 0.0
+    assert scores["map"]["phase_mean"] >= 0.0 and "kernel" not in scores
+    conv = json.loads(next(tmp_path.glob("upsample_1_[!s]*.json")).read_text())["scores"]["kernel"]
+    assert conv["strides"] == [2, 2] and conv["kernel_size"] == [2, 2]  # the 1x1 sub-pixel conv as a 2x2/2 transpose
 
     result = runner.invoke(cli, ["-q", "checkerboard", str(run / "best.keras")])
     assert result.exit_code == 0 and "upsample_1" in result.output, result.output
