@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from mammoseg.models.steps import (
     AUTHOR_TRANSPOSE_KERNEL,
-    TRANSPOSE_KERNEL,
     BilinearAdditive,
     Bottleneck,
     Conv,
@@ -66,11 +65,6 @@ class VariantSpec:
             if isinstance(step, (Conv, Transpose, SubPixel)) and not step.regularized:
                 names.append(step.name)
         return tuple(names)
-
-    @property
-    def takes_transpose_kernel(self) -> bool:
-        """Whether a run's `transpose_kernel` changes this network (some step is sized by it)."""
-        return any(getattr(step, "kernel", None) == TRANSPOSE_KERNEL for step in self.steps)
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
