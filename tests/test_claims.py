@@ -72,16 +72,14 @@ def test_the_hard_map_scored_as_a_probability_map():
 def test_upsampling_checkerboard_sees_the_transpose_inside_the_decoder():
     import keras
 
-    from mammoseg.evaluation.init_study import study_inputs, upsampling_checkerboard
     from mammoseg.models import build_model
+    from mammoseg.models.probes import checkerboard_scores
 
-    smooth = study_inputs(128)["smooth"][None, :, :, None]
-    images = np.concatenate([smooth, smooth[:, ::-1]])
     scores = {}
     for variant in ("dilated_transpose", "dilated_resize"):
         keras.utils.set_random_seed(0)
         model = build_model(variant, image_size=128, width=0.125, transpose_kernel=3)
-        scores[variant] = upsampling_checkerboard(model, images)
+        scores[variant] = checkerboard_scores(model, "up_conv2")["upsampling"]
     assert scores["dilated_resize"]["probe_layer"] == "up_conv2_relu" and scores["dilated_resize"]["period"] == 32
     assert scores["dilated_transpose"]["decoder"] > 2 * scores["dilated_resize"]["decoder"]
 

@@ -83,8 +83,7 @@ def keras_worker(config: str, variant: str, image_size: int, width: float, batch
     os.environ["KERAS_BACKEND"] = "jax" if config == "keras-jax" else "tensorflow"
     import keras
 
-    from mammoseg.workflows.bench.models import BENCH_POSITIVE_WEIGHT
-    from mammoseg.models import build_model, count_flops
+    from mammoseg.models import build_model, count_flops, get_spec
     from mammoseg.core.runtime import package_versions
     from mammoseg.training.loss import WeightedPixelCrossEntropy
 
@@ -92,7 +91,7 @@ def keras_worker(config: str, variant: str, image_size: int, width: float, batch
     model = build_model(variant, image_size=image_size, width=width)
     jit = {"keras-tf": False, "keras-tf-xla": True, "keras-jax": "auto"}[config]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
-                  loss=WeightedPixelCrossEntropy(BENCH_POSITIVE_WEIGHT), jit_compile=jit)
+                  loss=WeightedPixelCrossEntropy(get_spec(variant).positive_weight), jit_compile=jit)
     model.optimizer.build(model.trainable_variables)
     b, s = batch_size, image_size
     x = keras.random.uniform((b, s, s, 1), minval=-0.5, maxval=0.5, seed=1)

@@ -30,7 +30,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("dilated_resize", "dilated_transpose", "fcn_skips", "fcn_bottleneck", "fcn_resize_mid")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mammoseg.models.registry import article_variant_names  # noqa: E402
+
+VARIANTS = tuple(reversed(article_variant_names()))  # the article's five, its final model first
 TORCH_SCRIPT = Path(__file__).with_name("torch_dilated_resize.py")
 
 

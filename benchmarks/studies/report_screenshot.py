@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS  # noqa: E402
+from mammoseg.models.registry import article_variant_names  # noqa: E402
 from mammoseg.reporting import write_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
@@ -40,7 +41,7 @@ from record import write_record  # noqa: E402
 
 WIDTH, HEIGHT = 1400, 2200
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-VARIANTS = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
+VARIANTS = tuple(article_variant_names())
 EDGE_PX = 8  # right-most screenshot columns that must be page background
 RESULT_ID = "layout-check"
 

@@ -25,7 +25,7 @@ SPECTRA = ("Radially averaged power spectrum of the output probability maps (mea
            "{groups}. Dashed and dotted lines: aliasing frequencies of stride-2 upsampling (0.5 cycles/pixel on the "
            "axes, 0.707 on the diagonal) and of stacked stride-2 transposes (0.25, 0.125).")
 CHECKERBOARD = ("Phase-mean checkerboard score of the output logit margin (l1 − l0, a monotone map of P(abnormal) "
-                "that does not saturate) before training (validation preview images, checkerboard_init.json) and "
+                "that does not saturate) before training (the constant and smooth probe images, checkerboard_init.json) and "
                 "after training (test images, mean over images); lower is better, 0 = no phase pattern.")
 
 
