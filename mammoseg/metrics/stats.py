@@ -227,18 +227,14 @@ def needed_units(interval: Interval, target: float, alpha: float = 1.0 - CONFIDE
 # ---------------------------------------------------------------- per image, runs crossed
 
 
-def _seed_component(runs: np.ndarray) -> tuple[float, list[tuple[float, float]]]:
-    """The variance that whole-run shifts add to the grand mean of a [seeds, images] table, from the two-way
-    mean squares (E[MS_seeds] = σ²_e + images·σ²_seed), as (value, [(coefficient × mean square, df)]);
-    0 when the seeds vary no more than the residual does."""
+def _mean_squares(runs: np.ndarray) -> tuple[float, float]:
+    """The seed and residual mean squares of a [seeds, images] table (two-way, one value a cell):
+    E[MS_seed] = σ²_e + images·σ²_seed, E[MS_error] = σ²_e."""
     seeds, images = runs.shape
     row, col, grand = runs.mean(1, keepdims=True), runs.mean(0, keepdims=True), runs.mean()
     ms_seed = images * float(((row - grand) ** 2).sum()) / (seeds - 1)
     ms_error = float(((runs - row - col + grand) ** 2).sum()) / ((seeds - 1) * (images - 1))
-    if ms_seed <= ms_error:
-        return 0.0, []
-    scale = 1.0 / (seeds * images)
-    return (ms_seed - ms_error) * scale, [(ms_seed * scale, seeds - 1), (-ms_error * scale, (seeds - 1) * (images - 1))]
+    return ms_seed, ms_error
 
 
 def _binary(*tables: np.ndarray) -> bool:
@@ -253,12 +249,17 @@ def sign_test(per_image: np.ndarray) -> float:
 
 def crossed_difference(a: np.ndarray, b: np.ndarray, bounds: Bounds = UNBOUNDED, *, paired_seeds: bool = False,
                        confidence: float = CONFIDENCE) -> Interval:
-    """Difference of two arms' grand means over per-image values [seeds, images] on the same images, with
-    seeds and images crossed random effects: var = the seed components (each arm's, or those of the
-    per-seed differences when `paired_seeds`: row k of both is seed k) + var over images of the per-image
-    mean differences / images, with Satterthwaite's degrees of freedom. For 0/1 outcomes the p-value is
-    never below the exact sign test's over the discordant images. Images any run lacks are left out;
-    NaN bounds with fewer than two seeds per arm or two images."""
+    """Difference of two arms' grand means over per-image values [seeds, images] on the same images, seeds
+    and images crossed random effects (the multi-reader multi-case analysis of Obuchowski-Rockette and
+    Hillis, with seeds as readers and images as cases).
+
+    Variance: each table's seed mean square / (seeds · images) — each arm's, or that of the per-seed
+    differences when `paired_seeds` (row k of both is seed k) — plus the variance over images of the
+    per-image mean differences / images less the residual mean squares' share, floored at 0 (Hillis's
+    choice: the seed part is never cut, so a seed effect is never lost to noise); Satterthwaite's degrees
+    of freedom over the seed and image parts. For 0/1 outcomes the p-value is never below the exact
+    sign test's over the discordant images. Images any run lacks are left out; NaN bounds with fewer
+    than two seeds per arm or two images."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(a).all(0) & np.isfinite(b).all(0)
     a, b = a[:, keep], b[:, keep]
@@ -269,14 +270,16 @@ def crossed_difference(a: np.ndarray, b: np.ndarray, bounds: Bounds = UNBOUNDED,
     if min(a.shape[0], b.shape[0]) < 2 or images < 2 or (paired_seeds and a.shape != b.shape):
         return Interval(estimate, math.nan, math.nan)
     per_image = a.mean(0) - b.mean(0)
-    pieces = [(float(per_image.var(ddof=1)) / images, images - 1)]
-    seed_var = 0.0
+    seed_parts, residual = [], 0.0
     for table in ([a - b] if paired_seeds else [a, b]):
-        value, terms = _seed_component(table)
-        seed_var, pieces = seed_var + value, pieces + terms
-    total = sum(c for c, _ in pieces)
-    dof = total ** 2 / sum(c * c / d for c, d in pieces) if total > 0 else images - 1
-    spread = Spread(min(a.shape[0], b.shape[0]), images, seed_var, pieces[0][0], dof)
+        ms_seed, ms_error = _mean_squares(table)
+        seed_parts.append((ms_seed / table.size, table.shape[0] - 1))
+        residual += ms_error / table.size
+    seed_var = sum(c for c, _ in seed_parts)
+    image_var = max(float(per_image.var(ddof=1)) / images - residual, 0.0)
+    spread_of_parts = sum(c * c / d for c, d in seed_parts) + image_var ** 2 / (images - 1)
+    dof = (seed_var + image_var) ** 2 / spread_of_parts if spread_of_parts > 0 else math.inf
+    spread = Spread(min(a.shape[0], b.shape[0]), images, seed_var, image_var, dof)
     floor = sign_test(per_image) if _binary(a, b) else 0.0
     return _t_test(estimate, spread, confidence, bounds[1] - bounds[0], floor)
 
