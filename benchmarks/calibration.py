@@ -150,6 +150,7 @@ class Crossed:
     rate: float = 0.5  # binary: the share of images flagged
     images: int = 40
     noise_sd: float = 1.0  # run × image noise; 0: every seed of an arm agrees on every image
+    interaction_sd: float = 0.0  # arm × image: how each arm treats each image, the same in every seed
 
 
 def crossed_tables(setting: Crossed, effect: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -160,10 +161,11 @@ def crossed_tables(setting: Crossed, effect: float, rng: np.random.Generator) ->
     tables = []
     for arm, sd in enumerate(setting.seed_sd):
         seed = sd * (math.sqrt(share) * common + math.sqrt(1 - share) * rng.normal(0.0, 1.0, (setting.seeds, 1)))
-        latent = image + seed + setting.noise_sd * rng.normal(0.0, 1.0, (setting.seeds, setting.images))
+        latent = (image + seed + setting.interaction_sd * rng.normal(0.0, 1.0, setting.images)
+                  + setting.noise_sd * rng.normal(0.0, 1.0, (setting.seeds, setting.images)))
         latent = latent + (effect if arm == 0 else 0.0)
         if setting.outcome == "binary":
-            spread = math.sqrt(1.0 + sd ** 2 + setting.noise_sd ** 2)
+            spread = math.sqrt(1.0 + sd ** 2 + setting.noise_sd ** 2 + setting.interaction_sd ** 2)
             latent = (latent > spread * float(scipy_stats.norm.ppf(1.0 - setting.rate))).astype(np.float64)
         tables.append(latent)
     return tables[0], tables[1]
@@ -192,7 +194,9 @@ CROSSED_SETTINGS: tuple[tuple[str, Crossed], ...] = (
     ("0/1 flags, no seed variance", Crossed("binary", 3, (0.0, 0.0), False)),
     ("0/1 flags at the bound: 2% flagged", Crossed("binary", 3, (0.3, 0.3), True, rate=0.02, images=100)),
     ("0/1 flags at the bound: 98% flagged", Crossed("binary", 3, (0.0, 0.0), False, rate=0.98, images=100)),
-    ("0/1 flags, every seed agrees", Crossed("binary", 3, (0.0, 0.0), False, noise_sd=0.0)),
+    ("0/1 flags, every seed agrees", Crossed("binary", 3, (0.0, 0.0), False, noise_sd=0.0, interaction_sd=1.0)),
+    ("0/1 flags, every seed agrees, 14 images", Crossed("binary", 3, (0.0, 0.0), False, images=14, noise_sd=0.0,
+                                                        interaction_sd=1.0)),
 )
 
 

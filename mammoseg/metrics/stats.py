@@ -257,8 +257,9 @@ def crossed_difference(a: np.ndarray, b: np.ndarray, bounds: Bounds = UNBOUNDED,
     differences when `paired_seeds` (row k of both is seed k) — plus the variance over images of the
     per-image mean differences / images less the residual mean squares' share, floored at 0 (Hillis's
     choice: the seed part is never cut, so a seed effect is never lost to noise); Satterthwaite's degrees
-    of freedom over the seed and image parts. For 0/1 outcomes the p-value is never below the exact
-    sign test's over the discordant images. Images any run lacks are left out; NaN bounds with fewer
+    of freedom over the seed and image parts. Where a 0/1 outcome is the same in every seed of each arm,
+    the images are the only replication left and the p-value is never below the exact sign test's over
+    the discordant images. Images any run lacks are left out; NaN bounds with fewer
     than two seeds per arm or two images."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(a).all(0) & np.isfinite(b).all(0)
@@ -280,7 +281,8 @@ def crossed_difference(a: np.ndarray, b: np.ndarray, bounds: Bounds = UNBOUNDED,
     spread_of_parts = sum(c * c / d for c, d in seed_parts) + image_var ** 2 / (images - 1)
     dof = (seed_var + image_var) ** 2 / spread_of_parts if spread_of_parts > 0 else math.inf
     spread = Spread(min(a.shape[0], b.shape[0]), images, seed_var, image_var, dof)
-    floor = sign_test(per_image) if _binary(a, b) else 0.0
+    agree = all(bool((t == t[:1]).all()) for t in (a, b))  # each image's outcome the same in every seed
+    floor = sign_test(per_image) if agree and _binary(a, b) else 0.0
     return _t_test(estimate, spread, confidence, bounds[1] - bounds[0], floor)
 
 
