@@ -238,9 +238,8 @@ def crossed_main(n: int) -> None:
         rates.append(rate)
         print(f"| {name} ({setting.seeds}, {setting.images}) | {rate:.3f} |")
     print(f"\nper image, runs crossed: false-claim rate {min(rates):.3f}-{max(rates):.3f}")
-    margin = 0.5
-    for index, setting in enumerate((Crossed("continuous", 3, (0.3, 0.3), True),
-                                     Crossed("continuous", 5, (0.1, 0.1), True, images=100))):
+    for index, (setting, margin) in enumerate(((Crossed("continuous", 3, (0.3, 0.3), True), 0.5),
+                                               (Crossed("continuous", 5, (0.1, 0.1), True, images=100), 0.25))):
         same = crossed_rates(setting, n, seed=200 + index, margin=margin)["equivalence_rate"]
         edge = crossed_rates(setting, n, seed=300 + index, effect=margin, margin=margin)["equivalence_rate"]
         print(f"equivalence within ±{margin} (paired by seed, {setting.seeds} seeds of sd {setting.seed_sd[0]}, "

@@ -152,6 +152,17 @@ def test_a_claim_the_runs_contradict_does_not_hold_and_identical_arms_claim_no_d
     assert set(between_arms) <= {OPEN, EQUIVALENT} and EQUIVALENT in between_arms
 
 
+def test_copies_of_one_design_on_other_seeds_claim_no_difference():
+    """Every arm one design; fcn_skips trained on seeds 3-5, the others on 0-2 (nothing to pair): the claims
+    between arms come out equivalent or not settled, never holding or failing."""
+    same = dict(fp_rate=0.5, bright=0.3, checker=0.3, speed=9.0)
+    runs = [_run(arm, seed, **same) for arm in ARMS for seed in ((3, 4, 5) if arm == "fcn_skips" else (0, 1, 2))]
+    arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
+    settled = {answer.claim.key: answer for answer in settle(arms)}
+    assert {settled[key].status for key in "abc"} <= {OPEN, EQUIVALENT}
+    assert all(o.difference.spread.images > 0 for o in settled["a"].outcomes)  # per image, runs crossed
+
+
 def test_a_claim_whose_arms_are_absent_gets_one_line_naming_them(tmp_path):
     runs = [_run(arm, seed, **AS_THE_ARTICLE[arm]) for arm in ARMS if arm != "fcn_bottleneck" for seed in range(3)]
     arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))

@@ -32,6 +32,12 @@ NOTE = ("Each comparison: the two sides' means over runs with their 95% Student-
         "confirmatory family. The last column reads each comparison alone at 5%, unadjusted: a description.")
 
 
+def _p_is(p: float) -> str:
+    """'= 0.012' or '< 0.001', to follow a p."""
+    text = fmt_p(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def _units(seeds: float, images: float) -> str:
     """'about N seeds per arm (these images) or M images (these seeds)', saying where one unit alone cannot."""
     def one(value: float, unit: str, fixed: str) -> str:
@@ -52,12 +58,12 @@ def _sentence(answer: Settled, family: int) -> str:
         return f"({claim.key}) Not settled: {claim.statement} (not compared: {'; '.join(missing)})."
     if claim.exploratory:
         reading = answer.test if answer.p_value < ALPHA else OPEN
-        return (f"({claim.key}) Exploratory, {reading} at an unadjusted p = {fmt_p(answer.p_value)}: "
+        return (f"({claim.key}) Exploratory, {reading} at an unadjusted p {_p_is(answer.p_value)}: "
                 f"{claim.statement} (outside the confirmatory family: {claim.exploratory}).")
     status = answer.status
     held = sum(o.reading() in ("as stated", EQUIVALENT) and o.as_stated for o in answer.outcomes)
-    detail = (f"{held} of {len(answer.outcomes)} comparisons settle as stated alone; Holm p = "
-              f"{fmt_p(answer.adjusted)} over {family} claims")
+    detail = (f"{held} of {len(answer.outcomes)} comparisons settle as stated alone; Holm p "
+              f"{_p_is(answer.adjusted)} over {family} claims")
     if status == OPEN:
         seeds, images = answer.needed()
         if not math.isnan(seeds):
