@@ -123,7 +123,7 @@ CONVENTIONS = [
     "the images both were evaluated on (matched by example id), with seeds and images crossed (a multi-reader "
     "multi-case analysis, seeds as readers): a signal that no seed varies still gets an interval, and a 0/1 "
     "outcome's p-value is never below the exact sign test's over the discordant images. Other metrics use one "
-    "number per run (two-sample t, pooled seed variance). Arms with the same seeds pair by seed (seed k gives "
+    "number per run (Welch's two-sample t). Arms with the same seeds pair by seed (seed k gives "
     "every arm the same data order). Equivalence within a metric's declared margin ±δ: two one-sided tests.",
     "**Checkerboard scores**: kernel score = std/|mean| of the per-phase sums of a transposed kernel's taps "
     "(0 = a constant input cannot produce a checkerboard); phase-mean score = std of the 2×2 sub-grid means over "
