@@ -117,8 +117,9 @@ CONVENTIONS = [
     "every run alike: the intervals are about the designs on this test set. With one seed the seed variation "
     "cannot be estimated: the interval shown (marked †) is a bootstrap over that run's test images, which "
     "describes the run's precision and supports no claim. Calibrated by simulation (benchmarks/calibration.py): "
-    "a claim where there is no difference 3-7% of the time at the nominal 5%, for 2-5 seeds, seed variation from "
-    "none to as large as the image noise, per-image and pooled metrics. The ± is the standard deviation over seeds.",
+    "where there is no difference, a claim 2.6-5.5% of the time at the nominal 5% by one number per run from 3 "
+    "seeds (1.6-2.9% with 2), 3.3-6.2% per image with the runs crossed (lower only where every seed agrees on "
+    "every image and few images are discordant). The ± is the standard deviation over seeds.",
     "**Differences between arms**: arm − other of the runs' means. A mean over images is compared per image on "
     "the images both were evaluated on (matched by example id), with seeds and images crossed (a multi-reader "
     "multi-case analysis, seeds as readers): a signal that no seed varies still gets an interval, and a 0/1 "
