@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from mammoseg.metrics import stats
 from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
@@ -17,7 +18,8 @@ from mammoseg.metrics.metrics import brightness_correlation
 from mammoseg.runs.rundir import Run
 from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
-from mammoseg.reporting.claims import CLAIMS, FAILS, HOLDS, OPEN, article_figure, claims_section, settle
+from mammoseg.reporting.claims import CLAIMS, EQUIVALENT, FAILS, HOLDS, OPEN, settle
+from mammoseg.reporting.findings import article_figure, claims_section
 from mammoseg.reporting.document import Document
 from mammoseg.reporting.registry import hard_map
 
@@ -42,7 +44,7 @@ def test_paired_difference_is_a_one_sample_t_over_the_runs():
     se = diffs.std(ddof=1) / 2.0
     assert result.estimate == pytest.approx(0.11)
     assert result.high - result.estimate == pytest.approx(3.182446 * se, rel=1e-4)  # t(0.975, 3)
-    assert result.p_value == pytest.approx(2 * (1 - stats._t_cdf(0.11 / se, 3)))
+    assert result.p_value == pytest.approx(2 * scipy_stats.t.sf(0.11 / se, 3))
     assert 0.0 < result.p_value < 0.01
     assert not stats.paired([0.1]).defined and math.isnan(stats.paired([]).estimate)
 
@@ -90,9 +92,9 @@ ARMS = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "d
 
 
 def _run(arm: str, seed: int, *, fp_rate: float, bright: float, checker: float, speed: float) -> Run:
-    """A run with evaluate's columns: 20 test images, half of them negatives, the same ids in every run."""
+    """A run with evaluate's columns: 160 test images, half of them negatives, the same ids in every run."""
     rng = np.random.default_rng(zlib.crc32(f"{arm}{seed}".encode()))
-    n, area = 20, SIZE * SIZE
+    n, area = 160, SIZE * SIZE
     negative = np.arange(n) % 2 == 1
     flagged = rng.uniform(size=n) < fp_rate
     tp = np.where(negative, 0, 30)
@@ -119,12 +121,12 @@ def _run(arm: str, seed: int, *, fp_rate: float, bright: float, checker: float, 
 def _settled(profile: dict[str, dict[str, float]], seeds: int = 4) -> dict[str, str]:
     runs = [_run(arm, seed, **profile[arm]) for arm in ARMS for seed in range(seeds)]
     arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
-    return {claim.key: status for claim, status, _ in settle(arms)}
+    return {answer.claim.key: answer.status for answer in settle(arms)}
 
 
 AS_THE_ARTICLE = {
-    "fcn_skips": dict(fp_rate=0.9, bright=0.6, checker=0.5, speed=10.0),
-    "fcn_bottleneck": dict(fp_rate=0.9, bright=0.6, checker=0.5, speed=9.0),
+    "fcn_skips": dict(fp_rate=0.98, bright=0.6, checker=0.5, speed=10.0),
+    "fcn_bottleneck": dict(fp_rate=0.98, bright=0.6, checker=0.5, speed=9.0),
     "fcn_resize_mid": dict(fp_rate=0.8, bright=0.5, checker=0.3, speed=15.0),
     "dilated_transpose": dict(fp_rate=0.5, bright=0.3, checker=0.6, speed=8.0),
     "dilated_transpose-k3": dict(fp_rate=0.5, bright=0.3, checker=0.7, speed=8.0),
@@ -132,24 +134,40 @@ AS_THE_ARTICLE = {
 }
 
 
-def test_runs_that_behave_as_the_article_says_settle_every_claim():
-    assert _settled(AS_THE_ARTICLE) == {"a": HOLDS, "b": HOLDS, "c": HOLDS, "d": HOLDS}
+def test_runs_that_behave_as_the_article_says_settle_every_confirmatory_claim():
+    """(a) needs fcn_bottleneck ≈ fcn_skips by equivalence; (c) rests on load-confounded timings, so it
+    stays exploratory and is never settled by the confirmatory family."""
+    assert _settled(AS_THE_ARTICLE, seeds=8) == {"a": HOLDS, "b": HOLDS, "c": OPEN, "d": HOLDS}
 
 
-def test_a_claim_the_runs_contradict_does_not_hold_and_identical_arms_settle_nothing():
+def test_a_claim_the_runs_contradict_does_not_hold_and_identical_arms_claim_no_difference():
     contradicting = {**AS_THE_ARTICLE, "dilated_resize": dict(fp_rate=1.0, bright=0.9, checker=0.9, speed=9.0)}
     settled = _settled(contradicting)
     assert settled["a"] == FAILS and settled["b"] == FAILS
     same = {arm: dict(fp_rate=0.5, bright=0.3, checker=0.3, speed=9.0) for arm in ARMS}
     settled = _settled(same)
-    assert settled["a"] == settled["b"] == settled["c"] == OPEN
+    between_arms = [settled[key] for key in "abc"]  # (d) compares two maps of the same runs, not arms
+    assert set(between_arms) <= {OPEN, EQUIVALENT} and EQUIVALENT in between_arms
 
 
-def test_findings_name_every_claim_with_a_missing_arm_left_open(tmp_path):
+def test_copies_of_one_design_on_other_seeds_claim_no_difference():
+    """Every arm one design; fcn_skips trained on seeds 3-5, the others on 0-2 (nothing to pair): the claims
+    between arms come out equivalent or not settled, never holding or failing."""
+    same = dict(fp_rate=0.5, bright=0.3, checker=0.3, speed=9.0)
+    runs = [_run(arm, seed, **same) for arm in ARMS for seed in ((3, 4, 5) if arm == "fcn_skips" else (0, 1, 2))]
+    arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
+    settled = {answer.claim.key: answer for answer in settle(arms)}
+    assert {settled[key].status for key in "abc"} <= {OPEN, EQUIVALENT}
+    assert all(o.difference.spread.images > 0 for o in settled["a"].outcomes)  # per image, runs crossed
+
+
+def test_a_claim_whose_arms_are_absent_gets_one_line_naming_them(tmp_path):
     runs = [_run(arm, seed, **AS_THE_ARTICLE[arm]) for arm in ARMS if arm != "fcn_bottleneck" for seed in range(3)]
     arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
     text = markdown.render(Document("Findings", (claims_section(arms),)))
     for claim in CLAIMS:
         assert f"({claim.key})" in text
-    assert "**(a) Not settled at this size**" in text and "not compared (no fcn_bottleneck arm)" in text
+    assert ("(a) Not tested: needs the arms dilated_resize, fcn_skips, fcn_bottleneck (fcn_bottleneck not in this "
+            "experiment)") in text
+    assert "| (a) |" not in text and "| (b) |" in text  # one line for an untested claim, no rows
     assert article_figure(arms) is None  # Figure 3 needs fcn_bottleneck

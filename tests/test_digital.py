@@ -18,7 +18,7 @@ from mammoseg.dataset import preprocess
 from mammoseg.dataset.dicom import read_pixels
 from mammoseg.dataset.synthetic import generate
 from mammoseg.dataset.synthetic.digital import render_digital_case
-from mammoseg.dataset.synthetic.formats import case_images, write_dicom
+from mammoseg.dataset.synthetic.formats import case_images, write_dicom_file
 from mammoseg.dataset.synthetic.plan import make_plan
 
 SEEDS = range(20)  # two images each
@@ -41,7 +41,7 @@ def test_breast_found_whole_and_no_lesion_blanked_over_many_seeds(tmp_path: Path
         for case in make_plan(2, seed, 256, False, "digital"):
             rendered = render_digital_case(case)
             full = case_images(case, rendered.pixels, [], [])[0]
-            write_dicom(tmp_path / "image.dcm", full)
+            write_dicom_file(tmp_path / "image.dcm", full)
             pixels = read_pixels(tmp_path / "image.dcm")
             analysis = preprocess.analyse(pixels, case.side)
             size = pixels.shape[::-1]

@@ -145,10 +145,6 @@ def test_two_sample_difference_known_case():
     assert not stats.difference([1.0, 1.0], [0.9, 0.9]).defined  # no spread: no claim either way
 
 
-def test_holm_adjusts_step_down_and_skips_missing():
-    adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
-    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
-    assert stats.holm([]) == []
 
 
 def test_image_bootstrap_of_one_run_matches_normal_theory():
@@ -191,13 +187,15 @@ def test_same_design_with_different_seeds_makes_no_claim():
         if rep == 0:
             assert not _claims(lines)
             assert "no difference from dilated_resize is claimed on the primary metrics" in lines[0]
-            assert all(line.startswith(("At a glance", "Primary", "Exploratory")) for line in lines)
+            assert all(line.startswith(("At a glance", "Primary", "Exploratory", "Not compared")) for line in lines)
     assert with_claims <= 4
 
 
 def test_a_real_difference_is_claimed_in_the_right_direction():
+    """Five seeds: per image with the runs crossed, the images are a sample too, so three seeds of this
+    noisy binary measure leave the gap unsettled."""
     runs = [make_run(arm, seed, quality=q) for arm, q in (("fcn_skips", 0.3), ("dilated_resize", 0.85))
-            for seed in (0, 1, 2)]
+            for seed in range(5)]
     lines = _lines(runs)
     fp = next(x for x in lines if x.startswith("Primary, FP rate on negative images"))
     assert "**fcn_skips has a higher FP rate on negative images than dilated_resize** (worse)" in fp

@@ -1,8 +1,9 @@
-"""Calibration of the comparison's intervals on simulated experiments with a known truth.
+"""Calibration of the comparison's intervals and of the whole procedure on simulated experiments with a
+known truth.
 
 Each simulated experiment has two arms, `seeds` runs each, evaluated on `images` test images, and
-compares them the way the report does: one number per run, a two-sample t interval of the difference of
-the arms' means (`mammoseg.metrics.stats.difference`). It is repeated many times with a true
+compares them the way the report does: one number per run, Welch's two-sample t interval of the
+difference of the arms' means (`mammoseg.metrics.stats.difference`). It is repeated many times with a true
 difference of 0 (how often is a difference claimed? nominal 5%) and with a known difference (how often
 does the interval hold it? nominal 95%).
 
@@ -18,6 +19,17 @@ b_as + u_i + e_asi (clipped to [0.02, 0.98]) and false-positive pixels, and repo
 the summed confusion counts; its true difference (conditional on the images, which is what the
 comparison is about) is estimated from `truth_runs` extra runs per arm on the same images.
 
+The per-image analysis with the runs crossed (`stats.crossed_difference`, what the report uses for a
+mean over images) is simulated apart (`Crossed`): seeds × images of two arms on the same images, a
+continuous value or a 0/1 flag (a latent value above the threshold that flags `rate` of the images;
+0.02 and 0.98 put the metric at its bounds), seed effects of a separate sd per arm (unequal
+variances), shared in part by both arms when they share their seeds (`paired`: seed k gives every
+arm the same data order) and analysed paired by seed then; `noise_sd` 0 leaves nothing that varies
+across seeds. Equivalence: how often two one-sided tests call the arms equivalent within a margin
+when they are the same (power) and when they differ by exactly the margin (false equivalence,
+nominal 5%). The claim family: claims of several comparisons of identical arms, each settled by the
+intersection–union test and Holm over the claims, as `reporting.claims` settles them.
+
     PYTHONPATH=. python benchmarks/studies/calibration.py --experiments 1000
 """
 
@@ -32,10 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mammoseg.metrics import stats  # noqa: E402
+from mammoseg.reporting.claims import EQUIVALENT, HOLDS, OPEN, Comparison, Outcome, claim_test  # noqa: E402
 
 IMAGE_SD = 0.1
 EFFECT = 0.05
@@ -124,12 +138,139 @@ def family_error(n_experiments: int, seed: int = 0, arms: int = 4, metrics: int 
     return any_raw / n_experiments, any_holm / n_experiments
 
 
+# ---------------------------------------------------------------- per image, runs crossed
+
+
+@dataclass(frozen=True)
+class Crossed:
+    outcome: str  # "continuous" | "binary"
+    seeds: int
+    seed_sd: tuple[float, float]  # per arm
+    paired: bool  # the arms share their seeds: half of each seed effect is common, analysed paired by seed
+    rate: float = 0.5  # binary: the share of images flagged
+    images: int = 40
+    noise_sd: float = 1.0  # run × image noise; 0: every seed of an arm agrees on every image
+    interaction_sd: float = 0.0  # arm × image: how each arm treats each image, the same in every seed
+
+
+def crossed_tables(setting: Crossed, effect: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image values [seeds, images] of two arms on the same images; arm 0 carries `effect`."""
+    image = rng.normal(0.0, 1.0, setting.images)
+    common = rng.normal(0.0, 1.0, (setting.seeds, 1))
+    share = 0.5 if setting.paired else 0.0
+    tables = []
+    for arm, sd in enumerate(setting.seed_sd):
+        seed = sd * (math.sqrt(share) * common + math.sqrt(1 - share) * rng.normal(0.0, 1.0, (setting.seeds, 1)))
+        latent = (image + seed + setting.interaction_sd * rng.normal(0.0, 1.0, setting.images)
+                  + setting.noise_sd * rng.normal(0.0, 1.0, (setting.seeds, setting.images)))
+        latent = latent + (effect if arm == 0 else 0.0)
+        if setting.outcome == "binary":
+            spread = math.sqrt(1.0 + sd ** 2 + setting.noise_sd ** 2 + setting.interaction_sd ** 2)
+            latent = (latent > spread * float(scipy_stats.norm.ppf(1.0 - setting.rate))).astype(np.float64)
+        tables.append(latent)
+    return tables[0], tables[1]
+
+
+def crossed_rates(setting: Crossed, n_experiments: int, seed: int = 0, effect: float = 0.0,
+                  margin: float = math.nan) -> dict[str, float]:
+    """Rates over experiments of a claimed difference (p < 5%) and of equivalence within `margin`."""
+    rng = np.random.default_rng(seed)
+    claims = equivalent = 0
+    for _ in range(n_experiments):
+        result = stats.crossed_difference(*crossed_tables(setting, effect, rng), stats.UNIT if setting.outcome ==
+                                          "binary" else stats.UNBOUNDED, paired_seeds=setting.paired)
+        claims += result.p_value < 0.05
+        equivalent += stats.equivalence_p(result, margin) < 0.05
+    return {"claim_rate": claims / n_experiments, "equivalence_rate": equivalent / n_experiments}
+
+
+CROSSED_SETTINGS: tuple[tuple[str, Crossed], ...] = (
+    ("continuous, seeds vary alike", Crossed("continuous", 3, (0.3, 0.3), False)),
+    ("continuous, paired by seed", Crossed("continuous", 3, (0.3, 0.3), True)),
+    ("continuous, unequal seed variances", Crossed("continuous", 3, (0.6, 0.0), True)),
+    ("continuous, no seed variance", Crossed("continuous", 3, (0.0, 0.0), False)),
+    ("continuous, 5 seeds, 100 images", Crossed("continuous", 5, (0.3, 0.1), True, images=100)),
+    ("0/1 flags, half flagged", Crossed("binary", 3, (0.3, 0.3), True)),
+    ("0/1 flags, no seed variance", Crossed("binary", 3, (0.0, 0.0), False)),
+    ("0/1 flags at the bound: 2% flagged", Crossed("binary", 3, (0.3, 0.3), True, rate=0.02, images=100)),
+    ("0/1 flags at the bound: 98% flagged", Crossed("binary", 3, (0.0, 0.0), False, rate=0.98, images=100)),
+    ("0/1 flags, every seed agrees", Crossed("binary", 3, (0.0, 0.0), False, noise_sd=0.0, interaction_sd=1.0)),
+    ("0/1 flags, every seed agrees, 14 images", Crossed("binary", 3, (0.0, 0.0), False, images=14, noise_sd=0.0,
+                                                        interaction_sd=1.0)),
+)
+
+
+# ---------------------------------------------------------------- the claim family
+
+
+CLAIM_SHAPES = ((False, False), (False,) * 4, (False, False, True))  # True: an equivalence comparison
+
+
+def claim_family_error(n_experiments: int, seed: int = 0, seeds: int = 3, seed_sd: float = 0.03) -> float:
+    """Share of experiments with a false claim: claims of comparisons between identical arms (the shapes of
+    the article's (a), (b) and (d)), each claim settled by its own test, Holm over the claims. False: a claim
+    that holds or does not hold (an equivalence is true of identical arms)."""
+    rng = np.random.default_rng(seed)
+    setting = Setting("per_image", seed_sd, seeds, "paired")
+    false = 0
+    for _ in range(n_experiments):
+        tests = []
+        for shape in CLAIM_SHAPES:
+            outcomes = []
+            for equivalent in shape:
+                runs = per_run_values(setting, 0.0, rng, 1)[0]
+                outcomes.append(Outcome(Comparison("neg_fp_rate", "a", "b", equivalent=equivalent),
+                                        difference=stats.difference(runs[0], runs[1], stats.UNIT)))
+            tests.append(claim_test(outcomes))
+        adjusted = stats.holm([p for p, _ in tests])
+        false += any(p < 0.05 and verdict not in (EQUIVALENT, OPEN) and not (verdict == HOLDS and all(shape))
+                     for (_, verdict), p, shape in zip(tests, adjusted, CLAIM_SHAPES))
+    return false / n_experiments
+
+
+def unequal_runs_rate(n_experiments: int, seeds: int, run_sd: tuple[float, float], seed: int = 0) -> float:
+    """False-claim rate of the per-run two-sample t (`stats.difference`, Welch's) when one arm's runs vary
+    and the other's hardly do."""
+    rng = np.random.default_rng(seed)
+    values = [rng.normal(0.5, sd, (n_experiments, seeds)) for sd in run_sd]
+    return float(np.mean([stats.difference(a, b).p_value < 0.05 for a, b in zip(*values)]))
+
+
+def crossed_main(n: int) -> None:
+    """The per-image, runs-crossed settings, equivalence and the claim family, as Markdown."""
+    print("\n| per-image setting (seeds, images) | false-claim rate (no difference) |")
+    print("|---|---|")
+    rates = []
+    for index, (name, setting) in enumerate(CROSSED_SETTINGS):
+        rate = crossed_rates(setting, n, seed=100 + index)["claim_rate"]
+        rates.append(rate)
+        print(f"| {name} ({setting.seeds}, {setting.images}) | {rate:.3f} |")
+    print(f"\nper image, runs crossed: false-claim rate {min(rates):.3f}-{max(rates):.3f}")
+    for index, seeds in enumerate((3, 5)):
+        print(f"one number per run, unequal seed variances (sd 0.05 against 0.005), {seeds} seeds: false-claim rate "
+              f"{unequal_runs_rate(n, seeds, (0.05, 0.005), seed=400 + index):.3f}")
+    for index, (setting, margin) in enumerate(((Crossed("continuous", 3, (0.3, 0.3), True), 0.5),
+                                               (Crossed("continuous", 5, (0.1, 0.1), True, images=100), 0.25))):
+        same = crossed_rates(setting, n, seed=200 + index, margin=margin)["equivalence_rate"]
+        edge = crossed_rates(setting, n, seed=300 + index, effect=margin, margin=margin)["equivalence_rate"]
+        print(f"equivalence within ±{margin} (paired by seed, {setting.seeds} seeds of sd {setting.seed_sd[0]}, "
+              f"{setting.images} images, image noise sd 1): power {same:.3f} when the arms are one design, false "
+              f"equivalence {edge:.3f} when they differ by the margin")
+    print(f"claim family (3 claims of 2, 4 and 3 comparisons of identical arms, IUT + Holm over the claims): "
+          f"any false claim in {claim_family_error(n):.3f} of experiments")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=1000, help="simulated experiments per setting")
     parser.add_argument("--truth-runs", type=int, default=200, help="extra runs per arm for a pooled metric's truth")
+    parser.add_argument("--only-procedure", action="store_true", help="only the per-image, equivalence and claim "
+                                                                       "settings")
     args = parser.parse_args()
     n = args.experiments
+    if args.only_procedure:
+        crossed_main(n)
+        return
     tolerance = 1.96 * math.sqrt(0.05 * 0.95 / n)
     print(f"{n} experiments per setting; {IMAGE_SD} image sd; known difference {EFFECT}; "
           f"binomial 95% band of a 5% rate: {0.05 - tolerance:.3f}-{0.05 + tolerance:.3f}")
@@ -150,6 +291,7 @@ def main() -> None:
     raw, holm = family_error(n)
     print(f"4 identical arms vs a baseline on 3 metrics (12 comparisons, 3 seeds, seed sd 0.03): any false claim "
           f"in {raw:.3f} of experiments at 5% each, {holm:.3f} with Holm")
+    crossed_main(n)
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -24,3 +24,17 @@ def test_null_false_claim_rate_is_calibrated():
     one_seed = calibration.per_run_values(calibration.Setting("per_image", 0.03, 1, "paired"), 0.0,
                                           np.random.default_rng(0), 50)
     assert not any(stats.difference(v[0], v[1]).excludes(0.0) for v in one_seed)  # one seed: never a claim
+
+
+def test_per_image_crossed_analysis_and_equivalence_are_calibrated():
+    """Per image with the runs crossed, paired by seed: unequal seed variances, and 0/1 flags. Two one-sided
+    tests call arms that differ by exactly the margin equivalent at most 5% of the time."""
+    n = 300
+    tolerance = 3 * math.sqrt(0.05 * 0.95 / n)
+    for setting in (calibration.Crossed("continuous", 3, (0.6, 0.0), True),
+                    calibration.Crossed("binary", 3, (0.3, 0.3), True)):
+        rate = calibration.crossed_rates(setting, n, seed=5)["claim_rate"]
+        assert abs(rate - 0.05) <= tolerance, (setting, rate)
+    edge = calibration.crossed_rates(calibration.Crossed("continuous", 5, (0.1, 0.1), True, images=100), n, seed=6,
+                                     effect=0.5, margin=0.5)["equivalence_rate"]
+    assert edge <= 0.05 + tolerance

@@ -115,7 +115,8 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
     with `compare RUNS --data-name <dataset>`.
 
     Metrics name their convention: per-image Dice/IoU (NaN when truth and prediction are empty,
-    nanmean) vs pooled; pixel ROC/PR-AUC from 10,000-bin histograms; ECE (15 bins); false positives on
+    nanmean) vs pooled; pixel ROC/PR-AUC of the logit margin from histograms whose bins follow the float32
+    number line (ties within 0.05% of a score); ECE (15 bins); false positives on
     negative images by the author's rule (> S²/750 pixels above 0.5); checkerboard scores of the maps.
 
     \b

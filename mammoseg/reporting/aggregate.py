@@ -1,12 +1,14 @@
 """Runs grouped into arms, and the numbers a comparison rests on.
 
 Runs are grouped into arms (variant + transpose kernel); seeds are repeated runs of an arm. Every
-number is the mean ± sd over seeds with a 95% Student-t interval over the runs, and arms are
-compared with the baseline by the difference of their runs' means (`stats.difference`). A run that
-did not learn (evaluate's learning gate) is shown but left out of every comparison. A difference is
-claimed only on the experiment's primary metrics, with Holm's correction over all of them and every
-arm, so the chance of any false claim stays at 5%; every other metric is exploratory. With one seed
-per arm the seed variation is unknown and nothing about designs is claimed.
+number is the mean ± sd over seeds with a 95% Student-t interval over the runs. Two arms are compared
+by `compare_arms`: per image with seeds and images crossed where the metric is a mean over images
+(`stats.crossed_difference`), else one number per run; runs pair by seed where both arms have the same
+seeds (seed k gives every arm the same data order). A run that did not learn (evaluate's learning
+gate) is shown but left out of every comparison. Differences against the baseline on the experiment's
+primary metrics are the report's confirmatory family (Holm's correction over all of them and every
+arm) unless the article's claims are (`exploratory_only`); every other metric is exploratory. With
+one seed per arm the seed variation is unknown and nothing about designs is claimed.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from mammoseg.evaluation.evaluate import GATE_KEY
 from mammoseg.core.conventions import predicted_positive
 from mammoseg.models.registry import variant_names
 from mammoseg.runs.rundir import Run
-from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
-                                     seed_interval)
+from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, crossed_difference, difference, holm,
+                                     nanmean_ci, paired, pooled_ci, seed_interval)
 from mammoseg.core.errors import MammosegError
 from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, Metric, compared_keys
 
@@ -173,20 +175,51 @@ def _arm_cells(arm: Arm) -> None:
         arm.cells[metric.key] = Cell(mean, _sd(per_run), interval, per_run, over)
 
 
+def _image_table(arm: Arm, metric: Metric, ids: list[str]) -> np.ndarray:
+    """The metric's per-image column of the arm's runs [runs, images] on `ids`, NaN off the metric's subset."""
+    position = {example: index for index, example in enumerate(arm.ids)}
+    columns = [position[i] for i in ids]
+    values = arm.table[metric.columns[0]][:, columns]
+    return np.where(subset_mask(arm.table, metric.subset)[columns], values, np.nan)
+
+
+def shared_seeds(arm: Arm, other: Arm) -> bool:
+    """Whether the arms' counted runs have the same seeds: seed k gives every arm the same data order,
+    so their runs pair by seed."""
+    seeds = [r.seed for r in arm.counted]
+    return None not in seeds and len(set(seeds)) == len(seeds) and sorted(seeds) == sorted(r.seed for r in other.counted)
+
+
+def compare_arms(arm: Arm, other: Arm, metric: Metric) -> Interval:
+    """arm − other on `metric`: a mean over images is compared per image on the images both were evaluated
+    on, seeds and images crossed; any other metric by one number per run; paired by seed where the arms
+    share their seeds. NaN when either arm did not learn."""
+    if not (arm.learned and other.learned):
+        return NAN_INTERVAL
+    pair = shared_seeds(arm, other)
+    if metric.source == "image" and not metric.pooled and set(metric.columns) <= set(arm.table) & set(other.table):
+        ids = sorted(set(arm.ids) & set(other.ids))
+        tables = [_image_table(a, metric, ids) for a in (arm, other)]
+        if pair:
+            order = [np.argsort([r.seed for r in a.counted]) for a in (arm, other)]
+            tables = [t[o] for t, o in zip(tables, order)]
+        return crossed_difference(*tables, metric.bounds, paired_seeds=pair)
+    if metric.source == "image":
+        common = set(arm.ids) & set(other.ids)
+        values = [_per_run_image_values(metric, a.table, np.array([i in common for i in a.ids], dtype=bool))
+                  for a in (arm, other)]
+    else:
+        values = [a.cells[metric.key].per_run for a in (arm, other)]
+    if pair:
+        by_seed = [dict(zip((r.seed for r in a.counted), v)) for a, v in zip((arm, other), values)]
+        return paired([by_seed[0][s] - by_seed[1][s] for s in by_seed[0]], metric.bounds)
+    return difference(*values, metric.bounds)
+
+
 def _paired(arm: Arm, baseline: Arm, keys: Sequence[str]) -> None:
-    """Differences arm − baseline of the runs' means, image metrics on the images both were evaluated on."""
-    common = set(arm.ids) & set(baseline.ids)
-    keep_a = np.array([i in common for i in arm.ids], dtype=bool)
-    keep_b = np.array([i in common for i in baseline.ids], dtype=bool)
+    """Differences arm − baseline, image metrics on the images both were evaluated on."""
     for key in keys:
-        metric = METRIC_BY_KEY[key]
-        if not (arm.learned and baseline.learned):
-            arm.paired[key] = NAN_INTERVAL
-        elif metric.source == "image":
-            arm.paired[key] = difference(_per_run_image_values(metric, arm.table, keep_a),
-                                               _per_run_image_values(metric, baseline.table, keep_b), metric.bounds)
-        else:
-            arm.paired[key] = difference(arm.cells[key].per_run, baseline.cells[key].per_run, metric.bounds)
+        arm.paired[key] = compare_arms(arm, baseline, METRIC_BY_KEY[key])
 
 
 def _group_runs(runs: list[Run]) -> dict[str, list[Run]]:
@@ -243,6 +276,12 @@ def _pick_baseline(arms: list[Arm], baseline: str | None) -> Arm | None:
                             "give the arm name")
     raise MammosegError(f"baseline {baseline!r} is not among the compared arms: {', '.join(a.name for a in arms)}")
 
+
+def exploratory_only(arms: Sequence[Arm]) -> None:
+    """Leave the differences against the baseline out of the confirmatory family (the article's claims
+    are the report's one family): no Holm-adjusted p-values, so nothing is claimed on them."""
+    for arm in arms:
+        arm.adjusted.clear()
 
 
 def claimed(arm: Arm, key: str) -> bool:

@@ -1,11 +1,20 @@
 """The article's four claims, each settled or left open by comparisons declared before any run.
 
 A claim is a handful of comparisons between arms (or between the soft and the hard map of the same
-runs). Each comparison is a Student-t difference over the runs (`stats.difference`; within-run pairs
-for soft against hard, `stats.paired`), and Holm's correction runs over every comparison of every
-claim, so the chance that any comparison is claimed falsely stays at 5%. A claim "holds" when every
-one of its comparisons is significant in the direction the article states, "does not hold" when one
-is significant in the opposite direction, and is "not settled at this size" otherwise.
+runs). A comparison states either a direction ("dilated_resize has a lower FP rate than fcn_skips")
+or an equivalence ("fcn_bottleneck ≈ fcn_skips", within the metric's declared margin). Each is a
+difference from `aggregate.compare_arms` (per image with the runs crossed where the metric is a mean
+over images, else one number per run; paired by seed where the arms share their seeds; within-run pairs
+for soft against hard), with the two-sided p-value of no difference and the equivalence test's
+(two one-sided tests, `stats.equivalence_p`).
+
+A claim holds only if all its comparisons do: an intersection–union test, at level α per claim, whose
+p-value is the largest of its comparisons'. When its comparisons do not all point the stated way, the
+claim's test is the other one: one comparison settled against it (opposite direction, or equivalent
+where a difference was stated), Bonferroni over its comparisons. Holm's correction then runs over the
+claims, the report's one confirmatory family. Verdicts: holds, does not hold, equivalent within ±δ
+(every difference the claim states is absent), not settled at this size. A claim whose evidence the
+study cannot give cleanly is shown as exploratory, outside the family, and says why.
 """
 
 from __future__ import annotations
@@ -18,61 +27,66 @@ import numpy as np
 
 from mammoseg.metrics import stats
 from mammoseg.metrics.stats import NAN_INTERVAL, Interval
-from mammoseg.reporting import figures
-from mammoseg.reporting.aggregate import ALPHA, Arm
-from mammoseg.reporting.document import Block, Bullets, Figure, Paragraph, Section, Table
+from mammoseg.reporting.aggregate import ALPHA, Arm, compare_arms
 from mammoseg.reporting.registry import METRIC_BY_KEY
-from mammoseg.reporting.report_figures import shared_examples
-from mammoseg.reporting.verdict import fmt_interval, fmt_p
 
-HOLDS, FAILS, OPEN = "holds", "does not hold", "not settled at this size"
-
-ARTICLE_FIGURES: tuple[tuple[int, str, str, bool], ...] = (
-    (1, "fcn_skips", "hard", True), (2, "fcn_skips", "hard", False), (3, "fcn_bottleneck", "hard", False),
-    (4, "fcn_resize_mid", "soft", True), (5, "fcn_resize_mid", "soft", False),
-    (6, "dilated_transpose", "soft", True), (7, "dilated_transpose", "soft", False),
-    (8, "dilated_resize", "soft", True), (9, "dilated_resize", "soft", False),
-)
-"""The article's Figures 1-9: (number, arm, output shown, image with an abnormality)."""
+HOLDS, FAILS, EQUIVALENT, OPEN = "holds", "does not hold", "equivalent within ±δ", "not settled at this size"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """`arm` is expected to be better than `other` on `metric`; with `against` (a metric of the same runs),
-    `metric` is expected to be better than `against` in every arm that learned (soft against hard)."""
+    """`arm` is expected to be better than `other` on `metric` (or, with `equivalent`, within the metric's
+    equivalence margin of it); with `against` (a metric of the same runs), `metric` is expected to be
+    better than `against` in every arm that learned (soft against hard)."""
 
     metric: str
     arm: str = ""
     other: str = ""
     against: str = ""
+    equivalent: bool = False
 
     @property
     def label(self) -> str:
         if self.against:
             return f"{METRIC_BY_KEY[self.metric].label} vs {METRIC_BY_KEY[self.against].label}, every run"
-        return f"{METRIC_BY_KEY[self.metric].label}: {self.arm} vs {self.other}"
+        return f"{METRIC_BY_KEY[self.metric].label}: {self.arm} {'≈' if self.equivalent else 'vs'} {self.other}"
+
+    @property
+    def margin(self) -> float:
+        return METRIC_BY_KEY[self.metric].equivalence_margin
 
 
 @dataclass(frozen=True)
 class Claim:
+    """A claim and its comparisons; `exploratory` says why a claim stays outside the confirmatory family."""
+
     key: str
     statement: str
     comparisons: tuple[Comparison, ...]
+    exploratory: str = ""
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arms the claim names, in order."""
+        return tuple(dict.fromkeys(n for c in self.comparisons for n in (c.arm, c.other) if n))
 
 
 CONTROLS = ("dilated_transpose", "dilated_transpose-k3")
 CLAIMS: tuple[Claim, ...] = (
     Claim("a", "false positives that follow bright tissue on images without an abnormality are fewer for "
                "dilated_resize than for fcn_skips, and the 1x1 bottleneck (fcn_bottleneck) does not remove them",
-          tuple(Comparison(m, "dilated_resize", o) for o in ("fcn_skips", "fcn_bottleneck")
-                for m in ("neg_fp_rate", "neg_bright_corr"))),
+          tuple(Comparison(m, "dilated_resize", "fcn_skips") for m in ("neg_fp_rate", "neg_bright_corr"))
+          + tuple(Comparison(m, "fcn_bottleneck", "fcn_skips", equivalent=True)
+                  for m in ("neg_fp_rate", "neg_bright_corr"))),
     Claim("b", "the transpose-first control shows checkerboard artifacts at initialisation and after training, "
                "and dilated_resize does not, inside the decoder and at the output",
           tuple(Comparison(m, "dilated_resize", c) for c in CONTROLS
                 for m in ("decoder_init", "decoder_trained", "output_upsampling_init", "output_upsampling_trained"))),
     Claim("c", "the resize variants train faster per epoch",
           (Comparison("train_img_per_s", "fcn_resize_mid", "fcn_skips"),
-           Comparison("train_img_per_s", "dilated_resize", "dilated_transpose"))),
+           Comparison("train_img_per_s", "dilated_resize", "dilated_transpose")),
+          exploratory="the study's own timings share the machine with whatever else ran, and the benchmark "
+                      "does not alternate the arms in blocks, so no interval on the speed ratio is free of load"),
     Claim("d", "soft probabilities are more useful than hard predictions: they rank abnormal pixels better "
                "(PR-AUC) and are better calibrated",
           (Comparison("pr_auc", against="hard_pr_auc"), Comparison("ece", against="hard_ece"))),
@@ -82,13 +96,12 @@ CLAIMS: tuple[Claim, ...] = (
 @dataclass
 class Outcome:
     """One comparison's numbers: the two sides' means with their intervals over seeds, the difference
-    (better side − other side on the metric's scale), its Holm-adjusted p-value and its result."""
+    (arm − other, or soft − hard) with its p-value of no difference, and the equivalence p-value."""
 
     comparison: Comparison
     side: Interval = NAN_INTERVAL
     other_side: Interval = NAN_INTERVAL
     difference: Interval = NAN_INTERVAL
-    adjusted: float = math.nan
     missing: str = ""
 
     @property
@@ -96,10 +109,43 @@ class Outcome:
         return 1.0 if METRIC_BY_KEY[self.comparison.metric].better == "higher" else -1.0
 
     @property
-    def result(self) -> str:
-        if self.missing or not self.adjusted < ALPHA:
-            return OPEN
-        return HOLDS if self.difference.estimate * self.expected_sign > 0 else FAILS
+    def equivalence_p(self) -> float:
+        return stats.equivalence_p(self.difference, self.comparison.margin)
+
+    @property
+    def as_stated(self) -> bool:
+        """Whether the estimate points the way the claim states (inside the margin for an equivalence)."""
+        estimate = self.difference.estimate
+        if self.comparison.equivalent:
+            return abs(estimate) < self.comparison.margin
+        return estimate * self.expected_sign > 0
+
+    @property
+    def support_p(self) -> float:
+        """The p-value of the test that would settle this comparison as stated."""
+        return self.equivalence_p if self.comparison.equivalent else self.difference.p_value
+
+    @property
+    def against(self) -> tuple[float, str]:
+        """The p-value of the test that would settle this comparison against the statement, and its verdict:
+        a difference where equivalence was stated, else the opposite direction or an equivalence."""
+        if self.comparison.equivalent:
+            return self.difference.p_value, FAILS
+        if self.as_stated:
+            return self.equivalence_p, EQUIVALENT
+        equivalent, different = self.equivalence_p, self.difference.p_value
+        return (equivalent, EQUIVALENT) if equivalent < different else (different, FAILS)
+
+    def reading(self, alpha: float = ALPHA) -> str:
+        """What this comparison alone says at `alpha`, unadjusted: a description, not a claim."""
+        if self.missing:
+            return f"not compared ({self.missing})"
+        if self.support_p < alpha:
+            return EQUIVALENT if self.comparison.equivalent else "as stated"
+        p, verdict = self.against
+        if p < alpha:
+            return "opposite" if verdict == FAILS and not self.comparison.equivalent else verdict
+        return "not settled"
 
 
 def _compare(comparison: Comparison, arms: dict[str, Arm]) -> Outcome:
@@ -111,97 +157,83 @@ def _compare(comparison: Comparison, arms: dict[str, Arm]) -> Outcome:
         soft = np.concatenate([a.cells[comparison.metric].per_run for a in learned])
         hard = np.concatenate([a.cells[comparison.against].per_run for a in learned])
         return Outcome(comparison, stats.seed_interval(soft, metric.bounds), stats.seed_interval(hard, metric.bounds),
-                       stats.paired(soft - hard))
-    absent = [n for n in (comparison.arm, comparison.other) if n not in arms]
-    if absent:
-        return Outcome(comparison, missing=f"no {' or '.join(absent)} arm")
+                       stats.paired(soft - hard, metric.bounds))
     arm, other = arms[comparison.arm], arms[comparison.other]
+    outcome = Outcome(comparison, arm.cells[metric.key].seed_interval, other.cells[metric.key].seed_interval,
+                      compare_arms(arm, other, metric))
     failed = [a.name for a in (arm, other) if not a.learned]
-    side, other_side = arm.cells[comparison.metric], other.cells[comparison.metric]
-    outcome = Outcome(comparison, side.seed_interval, other_side.seed_interval,
-                      stats.difference(side.per_run, other_side.per_run, metric.bounds))
     if failed:
         outcome.missing = f"{' and '.join(failed)} did not learn"
     return outcome
 
 
-def settle(arms: Sequence[Arm]) -> list[tuple[Claim, str, list[Outcome]]]:
-    """Every claim with its result and its comparisons, Holm-corrected over all of them."""
+@dataclass
+class Settled:
+    """One claim's answer: its comparisons, the arms it needs that the experiment lacks, the p-value of
+    the test its comparisons point to (`test`: the verdict that test would give), and that p-value
+    Holm-adjusted over the family (NaN for a claim outside it)."""
+
+    claim: Claim
+    outcomes: list[Outcome]
+    absent: tuple[str, ...] = ()
+    p_value: float = math.nan
+    test: str = OPEN
+    adjusted: float = math.nan
+
+    @property
+    def confirmatory(self) -> bool:
+        return not (self.absent or self.claim.exploratory)
+
+    @property
+    def status(self) -> str:
+        """The confirmatory answer: an exploratory claim is never settled, whatever it points to."""
+        return self.test if self.confirmatory and self.adjusted < ALPHA else OPEN
+
+    def needed(self) -> tuple[float, float]:
+        """Seeds per arm (images as they are) and images (seeds as they are) at which each comparison, at its
+        own difference or the room inside its margin, would be settled with 80% power; the largest over them."""
+        needs = [stats.needed_units(o.difference, abs(o.difference.estimate) if not o.comparison.equivalent
+                                    else o.comparison.margin - abs(o.difference.estimate),
+                                    alpha=2 * ALPHA if o.comparison.equivalent else ALPHA)
+                 for o in self.outcomes]
+        finite = [n for n in needs if not math.isnan(n[0])]
+        if not finite:
+            return math.nan, math.nan
+        images = [n[1] for n in finite]
+        return max(n[0] for n in finite), (math.nan if any(math.isnan(i) for i in images) else max(images))
+
+
+def claim_test(outcomes: Sequence[Outcome]) -> tuple[float, str]:
+    """The claim's p-value and the verdict its test gives: when every comparison points the stated way,
+    the intersection–union test (the largest p-value); otherwise the one comparison most clearly against
+    it, Bonferroni over the comparisons. NaN when a comparison could not be made."""
+    if not outcomes or any(o.missing for o in outcomes):
+        return math.nan, OPEN
+    if all(o.as_stated for o in outcomes):
+        return max(o.support_p for o in outcomes), HOLDS
+    p, verdict = min((o.against for o in outcomes), key=lambda pv: pv[0] if math.isfinite(pv[0]) else math.inf)
+    return min(1.0, len(outcomes) * p), verdict
+
+
+def claims_apply(arms: Sequence[Arm]) -> bool:
+    """Whether the experiment holds every arm of some confirmatory claim that names arms: the article's
+    claims are then the report's confirmatory family."""
+    names = {a.name for a in arms}
+    return any(claim.arms and not claim.exploratory and set(claim.arms) <= names for claim in CLAIMS)
+
+
+def settle(arms: Sequence[Arm]) -> list[Settled]:
+    """Every claim with its comparisons and its answer, Holm-corrected over the confirmatory claims."""
     by_name = {a.name: a for a in arms}
-    outcomes = [[_compare(c, by_name) for c in claim.comparisons] for claim in CLAIMS]
-    flat = [o for group in outcomes for o in group]
-    p_values = [o.difference.p_value if not o.missing else math.nan for o in flat]
-    for outcome, adjusted in zip(flat, stats.holm(p_values)):
-        outcome.adjusted = adjusted
     settled = []
-    for claim, group in zip(CLAIMS, outcomes):
-        results = {o.result for o in group}
-        status = FAILS if FAILS in results else HOLDS if results == {HOLDS} else OPEN
-        settled.append((claim, status, group))
+    for claim in CLAIMS:
+        absent = tuple(n for n in claim.arms if n not in by_name)
+        if absent:
+            settled.append(Settled(claim, [], absent))
+            continue
+        outcomes = [_compare(c, by_name) for c in claim.comparisons]
+        settled.append(Settled(claim, outcomes, (), *claim_test(outcomes)))
+    family = [s for s in settled if s.confirmatory]
+    for answer, adjusted in zip(family, stats.holm([s.p_value for s in family])):
+        answer.adjusted = adjusted
     return settled
-
-
-def _sentence(claim: Claim, status: str, group: list[Outcome]) -> str:
-    held = sum(o.result == HOLDS for o in group)
-    against = [o.comparison.label for o in group if o.result == FAILS]
-    missing = sorted({o.missing for o in group if o.missing})
-    detail = f"{held} of {len(group)} comparisons support it"
-    if against:
-        detail += f"; the data say the opposite on {'; '.join(against)}"
-    if missing:
-        detail += f"; not compared: {'; '.join(missing)}"
-    return f"**({claim.key}) {status.capitalize()}**: {claim.statement} ({detail})."
-
-
-def claims_section(arms: Sequence[Arm]) -> Section | None:
-    """The claims as a report section: one sentence per claim, the table of their comparisons, and the
-    article's figures remade; None when no arm a claim names was compared."""
-    named = {c.arm for claim in CLAIMS for c in claim.comparisons} | set(CONTROLS)
-    if not named & {a.name for a in arms}:
-        return None
-    settled = settle(arms)
-    n = sum(1 for _, _, group in settled for o in group if math.isfinite(o.adjusted))
-    note = (f"Each comparison: mean over runs with its 95% Student-t interval; the difference is the side the article "
-            f"expects to be better minus the other (within-run pairs for soft against hard), with its p-value "
-            f"Holm-adjusted over the {n} comparisons that could be made. A claim holds when all its comparisons do.")
-    rows, emphasis = [], []
-    for claim, _, group in settled:
-        for o in group:
-            metric = METRIC_BY_KEY[o.comparison.metric]
-            rows.append((f"({claim.key})", o.comparison.label, fmt_interval(metric, o.side),
-                         fmt_interval(metric, o.other_side), fmt_interval(metric, o.difference),
-                         fmt_p(o.adjusted) if math.isfinite(o.adjusted) else "–",
-                         f"not compared ({o.missing})" if o.missing else o.result))
-            emphasis.append((False,) * 6 + (o.result != OPEN,))
-    blocks: list[Block] = [
-        Bullets(tuple(_sentence(claim, status, group) for claim, status, group in settled), "verdict"),
-        Paragraph(note),
-        Table(("claim", "comparison", "expected better", "other", "difference", "Holm p", "result"),
-              tuple(rows), tuple(emphasis), "paired")]
-    grid = article_figure(arms)
-    if grid is not None:
-        blocks.append(Figure("article_figures", "The article's Figures 1-9 remade from the first seed of each arm "
-                                                "on one test image with and one without an abnormality: hard "
-                                                "(P > 0.5) where the article showed the hard max, else P(abnormal).",
-                             grid))
-    return Section("The article's claims", tuple(blocks))
-
-
-def article_figure(arms: Sequence[Arm]) -> bytes | None:
-    """The article's Figures 1-9 remade from the first seed of each arm, on one shared image with and one
-    without an abnormality; None unless every arm the figures need is there."""
-    needed = [a for a in arms if a.name in {arm for _, arm, _, _ in ARTICLE_FIGURES}]
-    if len(needed) < len({arm for _, arm, _, _ in ARTICLE_FIGURES}):
-        return None
-    examples = shared_examples(needed, per_kind=1)
-    positive = next((e for e in examples if np.asarray(e["mask"]).any()), None)
-    negative = next((e for e in examples if not np.asarray(e["mask"]).any()), None)
-    if positive is None or negative is None:
-        return None
-    rows = {arm: row for row, arm in enumerate(dict.fromkeys(arm for _, arm, _, _ in ARTICLE_FIGURES), start=1)}
-    panels = []
-    for number, arm, output, with_abnormality in ARTICLE_FIGURES:
-        prob = (positive if with_abnormality else negative)["probs"][arm]
-        shown = (prob > 0.5).astype(np.float32) if output == "hard" else prob
-        panels.append((f"Fig. {number}: {arm}, {output}", shown, rows[arm], 0 if with_abnormality else 1))
-    return figures.article_grid(panels, positive, negative)

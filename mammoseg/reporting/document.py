@@ -117,27 +117,35 @@ CONVENTIONS = [
     "every run alike: the intervals are about the designs on this test set. With one seed the seed variation "
     "cannot be estimated: the interval shown (marked †) is a bootstrap over that run's test images, which "
     "describes the run's precision and supports no claim. Calibrated by simulation (benchmarks/studies/calibration.py): "
-    "a claim where there is no difference 3-7% of the time at the nominal 5%, for 2-5 seeds, seed variation from "
-    "none to as large as the image noise, per-image and pooled metrics. The ± is the standard deviation over seeds.",
-    "**Differences against the baseline**: arm − baseline of the runs' means (on the images both were evaluated on, "
-    "matched by example id), with a two-sample Student t interval over the runs of both arms (pooled seed variance, "
-    "df = seeds of both − 2) and its p-value; the interval is cut to the range a difference can take.",
+    "where there is no difference, a claim 2.6-5.5% of the time at the nominal 5% by one number per run from 3 "
+    "seeds (1.6-2.9% with 2), 3.3-6.2% per image with the runs crossed (lower only where every seed agrees on "
+    "every image and few images are discordant). The ± is the standard deviation over seeds.",
+    "**Differences between arms**: arm − other of the runs' means. A mean over images is compared per image on "
+    "the images both were evaluated on (matched by example id), with seeds and images crossed (a multi-reader "
+    "multi-case analysis, seeds as readers): a signal that no seed varies still gets an interval, and a 0/1 "
+    "outcome's p-value is never below the exact sign test's over the discordant images. Other metrics use one "
+    "number per run (Welch's two-sample t). Arms with the same seeds pair by seed (seed k gives "
+    "every arm the same data order). Equivalence within a metric's declared margin ±δ: two one-sided tests.",
     "**Checkerboard scores**: kernel score = std/|mean| of the per-phase sums of a transposed kernel's taps "
     "(0 = a constant input cannot produce a checkerboard); phase-mean score = std of the 2×2 sub-grid means over "
     "the map's std, on the logit margin l1 − l0 (comparable before and after training: P(abnormal) saturates) "
     "and on P(abnormal) itself (what a reader sees); aliasing fraction = share of the map's AC spectral energy at "
     "the stride-2 aliasing bins.",
-    "**Verdict rule**: claims are made only on the experiment's primary metrics (by default the article's "
-    "questions: false-positive rate on negative images, Dice per image, phase-mean checkerboard score of the "
-    "trained P(abnormal); `primary_metrics` in the experiment config): a difference from the baseline is claimed "
-    "when its p-value, Holm-adjusted over every primary metric of every compared arm, is below 0.05, so the chance "
-    "of any false claim in the report stays at 5%. Every other metric is exploratory: a lead (95% intervals over "
-    "seeds that do not overlap) is something to check, not a claim. With one seed per arm nothing is claimed.",
+    "**Verdict rule**: a report has one confirmatory family. Where the experiment holds every arm of one of the "
+    "article's claims, the claims are that family (each holds only if all its comparisons do; Holm's correction "
+    "over the claims) and every other number is exploratory. Otherwise claims are made only on the experiment's "
+    "primary metrics (by default false-positive rate on negative images, Dice per image, phase-mean checkerboard "
+    "score of the trained P(abnormal); `primary_metrics` in the experiment config): a difference from the "
+    "baseline is claimed when its p-value, Holm-adjusted over every primary metric of every compared arm, is "
+    "below 0.05. Either way the chance of any false claim in the report stays at 5%. An exploratory lead (95% "
+    "intervals over seeds that do not overlap) is something to check, not a claim. With one seed per arm "
+    "nothing is claimed.",
     f"**Learning gate**: {GATE_RULE}. A run that fails it did not learn: it is shown, marked, and left out of every "
     "claim and every arm's numbers (an arm all of whose runs failed is shown with their numbers, never compared).",
 ]
-DIFFERENCES_NOTE = ("Arm − baseline, difference of the runs' means with its 95% Student-t interval over the runs of "
-                    "both arms; for a primary metric, the p-value Holm-adjusted over all primary comparisons "
+DIFFERENCES_NOTE = ("Arm − baseline, difference of the runs' means with its 95% interval (per image with the runs "
+                    "crossed for a mean over images, paired by seed where the arms share their seeds); for a primary "
+                    "metric in the confirmatory family, the p-value Holm-adjusted over all primary comparisons "
                     "(bold: claimed, adjusted p < 0.05). Exploratory columns make no claim.")
 
 

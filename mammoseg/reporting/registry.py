@@ -16,7 +16,8 @@ from mammoseg.core.errors import MammosegError
 class Metric:
     """One reported number. `image` metrics come from per-image rows (one value per run from them);
     `run` metrics exist only per run; `exact` ones do not vary (no interval). `bounds` is the range the
-    metric can take, which its intervals keep to."""
+    metric can take, which its intervals keep to. `equivalence_margin` is the difference between two arms
+small enough to call them equivalent on this metric (declared before any run; NaN: none declared)."""
 
     key: str
     label: str
@@ -29,6 +30,7 @@ class Metric:
     subset: str = "all"  # "all" | "positives" (truth not empty) | "negatives" (truth empty) | "normals" (kind normal)
     run_value: Callable[[Run], float] | None = None
     bounds: Bounds = UNBOUNDED
+    equivalence_margin: float = math.nan
 
 
 CORRELATION: Bounds = (-1.0, 1.0)
@@ -89,7 +91,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("dice_pooled_all", "Dice pooled (all images)", "Segmentation", "higher", "image",
            columns=("tp", "fp", "fn"), pooled="dice", bounds=UNIT),
     Metric("neg_fp_rate", "FP rate on negative images", "Negative images", "lower", "image",
-           columns=("predicted_positive",), subset="negatives", bounds=UNIT),
+           columns=("predicted_positive",), subset="negatives", bounds=UNIT, equivalence_margin=0.05),
     Metric("neg_mean_prob", "Mean P(abnormal) on negatives", "Negative images", "lower", "image",
            columns=("mean_prob",), subset="negatives", bounds=UNIT),
     Metric("neg_max_prob", "Max P(abnormal) on negatives", "Negative images", "lower", "image",
@@ -97,25 +99,27 @@ METRICS: tuple[Metric, ...] = (
     Metric("neg_frac_above_05", "Pixels > 0.5 on negatives", "Negative images", "lower", "image", "{:.4f}",
            columns=("frac_above_05",), subset="negatives", bounds=UNIT),
     Metric("normal_fp_rate", "FP rate on normal images", "Normal images", "lower", "image",
-           columns=("predicted_positive",), subset="normals", bounds=UNIT),
+           columns=("predicted_positive",), subset="normals", bounds=UNIT, equivalence_margin=0.05),
     Metric("normal_mean_prob", "Mean P(abnormal) on normal images", "Normal images", "lower", "image",
            columns=("mean_prob",), subset="normals", bounds=UNIT),
     Metric("normal_max_prob", "Max P(abnormal) on normal images", "Normal images", "lower", "image",
            columns=("max_prob",), subset="normals", bounds=UNIT),
     Metric("neg_bright_corr", "P(abnormal) ~ brightness on negatives", "Negative images", "lower", "image",
-           columns=("bright_corr",), subset="negatives", bounds=CORRELATION),
+           columns=("bright_corr",), subset="negatives", bounds=CORRELATION, equivalence_margin=0.1),
     Metric("normal_bright_corr", "P(abnormal) ~ brightness on normal images", "Normal images", "lower", "image",
            columns=("bright_corr",), subset="normals", bounds=CORRELATION),
     Metric("pr_auc", "Pixel PR-AUC", "Soft outputs", "higher", "run",
-           run_value=_run_metric("pixel_pr_auc", "pr_auc", "average_precision"), bounds=UNIT),
+           run_value=_run_metric("pixel_pr_auc", "pr_auc", "average_precision"), bounds=UNIT,
+           equivalence_margin=0.02),
     Metric("roc_auc", "Pixel ROC-AUC", "Soft outputs", "higher", "run",
            run_value=_run_metric("pixel_roc_auc", "roc_auc"), bounds=UNIT),
     Metric("ece", "Calibration error (ECE)", "Soft outputs", "lower", "run", "{:.4f}",
-           run_value=_run_metric("ece", "expected_calibration_error", "calibration_error"), bounds=UNIT),
+           run_value=_run_metric("ece", "expected_calibration_error", "calibration_error"), bounds=UNIT,
+           equivalence_margin=0.005),
     Metric("hard_pr_auc", "Pixel PR-AUC of the hard map", "Soft outputs", "higher", "run",
-           run_value=lambda run: hard_map(run, "ap"), bounds=UNIT),
+           run_value=lambda run: hard_map(run, "ap"), bounds=UNIT, equivalence_margin=0.02),
     Metric("hard_ece", "Calibration error of the hard map", "Soft outputs", "lower", "run", "{:.4f}",
-           run_value=lambda run: hard_map(run, "ece"), bounds=UNIT),
+           run_value=lambda run: hard_map(run, "ece"), bounds=UNIT, equivalence_margin=0.005),
     Metric("kernel_init", "Kernel score at init (worst layer)", "Checkerboard", "lower", "run",
            run_value=_kernel_init, bounds=UNIT),
     Metric("phase_mean_init", "Phase-mean of the logit margin at init", "Checkerboard", "lower", "run",
@@ -131,13 +135,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("aliasing_trained", "Aliasing fraction trained", "Checkerboard", "lower", "image", "{:.4f}",
            columns=("aliasing_fraction",), bounds=UNIT),
     Metric("decoder_init", "First upsampling, decoder, at init", "Checkerboard", "lower", "run",
-           run_value=_upsampling("init", "decoder"), bounds=UNIT),
+           run_value=_upsampling("init", "decoder"), bounds=UNIT, equivalence_margin=0.05),
     Metric("decoder_trained", "First upsampling, decoder, trained", "Checkerboard", "lower", "run",
-           run_value=_upsampling("trained", "decoder"), bounds=UNIT),
+           run_value=_upsampling("trained", "decoder"), bounds=UNIT, equivalence_margin=0.05),
     Metric("output_upsampling_init", "First upsampling, output, at init", "Checkerboard", "lower", "run",
-           run_value=_upsampling("init", "output"), bounds=UNIT),
+           run_value=_upsampling("init", "output"), bounds=UNIT, equivalence_margin=0.05),
     Metric("output_upsampling_trained", "First upsampling, output, trained", "Checkerboard", "lower", "run",
-           run_value=_upsampling("trained", "output"), bounds=UNIT),
+           run_value=_upsampling("trained", "output"), bounds=UNIT, equivalence_margin=0.05),
     Metric("params_m", "Parameters (M)", "Cost", "lower", "exact", "{:.2f}",
            run_value=lambda run: _number(run.config.get("params"), 1e6), bounds=POSITIVE),
     Metric("gflops", "GFLOPs / image", "Cost", "lower", "exact", "{:.2f}",

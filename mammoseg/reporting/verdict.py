@@ -1,7 +1,9 @@
 """The verdict in words: the at-a-glance answer, the primary comparisons, the exploratory leads.
 
-Only a primary comparison can be a claim (bold), and only when its Holm-adjusted p-value is below
-5%; every other metric is ranked by its intervals over seeds and called a lead to check at most.
+A report has one confirmatory family. Where the article's claims apply they are that family, and the
+differences from the baseline on the primary metrics are exploratory like everything else; otherwise
+a primary comparison can be a claim (bold), and only when its Holm-adjusted p-value is below 5%.
+Every other metric is ranked by its intervals over seeds and called a lead to check at most.
 """
 
 from __future__ import annotations
@@ -96,16 +98,23 @@ def _claim_words(metric: Metric, arm: str, baseline: str, diff: Interval) -> str
     return f"{arm} has a {'higher' if diff.estimate > 0 else 'lower'} {metric.label} than {baseline}"
 
 
-def primary_sentence(metric: Metric, arm: Arm, baseline: Arm, n_family: int) -> str:
-    """A primary comparison in words: a claim only when its Holm-adjusted p-value is below 5%."""
+CLAIMS_CONFIRM = "the article's claims are this report's confirmatory tests"
+
+
+def primary_sentence(metric: Metric, arm: Arm, baseline: Arm, n_family: int, confirmatory: bool = True) -> str:
+    """A primary comparison in words: a claim only when it is in the confirmatory family and its
+    Holm-adjusted p-value is below 5%; otherwise exploratory, with its unadjusted p-value."""
     diff = arm.paired.get(metric.key, NAN_INTERVAL)
-    text = f"Primary, {metric.label}: {arm.name} − {baseline.name}: {fmt_interval(metric, diff)}"
+    head = "Primary" if confirmatory else "Exploratory"
+    text = f"{head}, {metric.label}: {arm.name} − {baseline.name}: {fmt_interval(metric, diff)}"
     if not (arm.learned and baseline.learned):
         return f"{text} — not compared (a run that did not learn is left out of every claim)."
     if not diff.defined:
         one_seed = min(len(arm.counted), len(baseline.counted)) < 2
         why = "one seed: seed variation unknown" if one_seed else "every run of both arms agrees: no spread to judge by"
         return f"{text} — not estimable ({why})."
+    if not confirmatory:
+        return f"{text}, p = {fmt_p(diff.p_value)} unadjusted — no claim ({CLAIMS_CONFIRM})."
     p, adjusted = fmt_p(diff.p_value), fmt_p(arm.adjusted.get(metric.key, math.nan))
     stated = f"p = {p}, Holm-adjusted over {n_family} primary comparisons {adjusted}"
     if claimed(arm, metric.key):
@@ -115,7 +124,7 @@ def primary_sentence(metric: Metric, arm: Arm, baseline: Arm, n_family: int) -> 
     return f"{text}, {stated} — no claim."
 
 
-def at_a_glance(arms: list[Arm], base: Arm | None, primary: Sequence[str]) -> str:
+def at_a_glance(arms: list[Arm], base: Arm | None, primary: Sequence[str], confirmatory: bool = True) -> str:
     """One sentence: what is claimed on the primary metrics, and why nothing is where nothing is."""
     failed = [a.name for a in arms if not a.learned]
     parts = []
@@ -125,6 +134,8 @@ def at_a_glance(arms: list[Arm], base: Arm | None, primary: Sequence[str]) -> st
     learned = [a for a in arms if a.learned]
     if learned and all(len(a.counted) == 1 for a in learned):
         parts.append("one seed per arm: seed variation cannot be estimated, so no claim about designs is made")
+    elif not confirmatory:
+        parts.append(f"{CLAIMS_CONFIRM} (below); the differences from the baseline are exploratory")
     elif base is None:
         parts.append("no baseline arm: no comparison is made")
     elif not base.learned:
@@ -151,8 +162,10 @@ class Verdict:
         return [self.glance, *self.findings, *self.exploratory]
 
 
-def verdict(arms: list[Arm], base: Arm | None, primary: Sequence[str] = DEFAULT_PRIMARY) -> Verdict:
-    """Everything the report says about the comparison, in words."""
+def verdict(arms: list[Arm], base: Arm | None, primary: Sequence[str] = DEFAULT_PRIMARY,
+            confirmatory: bool = True) -> Verdict:
+    """Everything the report says about the comparison, in words; `confirmatory`: the primary comparisons
+    are the report's confirmatory family (False where the article's claims are)."""
     findings = []
     for arm in arms:
         if arm.failed:
@@ -164,6 +177,12 @@ def verdict(arms: list[Arm], base: Arm | None, primary: Sequence[str] = DEFAULT_
     if base is not None:
         family = sum(math.isfinite(a.paired.get(k, NAN_INTERVAL).p_value) for a in arms if a is not base for k in primary)
         for key in primary:
-            findings += [primary_sentence(METRIC_BY_KEY[key], arm, base, family) for arm in arms if arm is not base]
-    exploratory = [rank_arms(METRIC_BY_KEY[key], arms).sentence for key in VERDICT_KEYS if key not in primary]
-    return Verdict(at_a_glance(arms, base, primary), tuple(findings), tuple(exploratory))
+            findings += [primary_sentence(METRIC_BY_KEY[key], arm, base, family, confirmatory)
+                         for arm in arms if arm is not base]
+    rankings = [rank_arms(METRIC_BY_KEY[key], arms) for key in VERDICT_KEYS if key not in primary]
+    exploratory = [r.sentence for r in rankings if r.status != "none"]
+    uncompared = [METRIC_BY_KEY[key].label for key, r in zip((k for k in VERDICT_KEYS if k not in primary), rankings)
+                  if r.status == "none"]
+    if uncompared:
+        exploratory.append(f"Not compared (fewer than two arms that learned have the number): {', '.join(uncompared)}.")
+    return Verdict(at_a_glance(arms, base, primary, confirmatory), tuple(findings), tuple(exploratory))

@@ -12,9 +12,10 @@ from mammoseg.runs.rundir import load_run
 from mammoseg.core.atomic import write_bytes, write_text
 from mammoseg.core.errors import MammosegError
 from mammoseg.reporting import html, markdown
-from mammoseg.reporting.aggregate import build_arms
-from mammoseg.reporting.claims import claims_section
+from mammoseg.reporting.aggregate import build_arms, exploratory_only
+from mammoseg.reporting.claims import claims_apply
 from mammoseg.reporting.document import Document, build_document
+from mammoseg.reporting.findings import claims_section
 from mammoseg.reporting.registry import check_primary
 from mammoseg.reporting.report_figures import report_figures
 from mammoseg.reporting.summary import summary_csv
@@ -34,8 +35,12 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
     start = time.perf_counter()
     runs = [load_run(path, split, data_name) for path in run_dirs]
     arms, base = build_arms(runs, baseline, primary)
+    confirm_claims = claims_apply(arms)  # one confirmatory family: the article's claims, else the primary metrics
+    if confirm_claims:
+        exploratory_only(arms)
     claims = claims_section(arms)
-    document = build_document(arms, base, split_label(split, data_name), primary, verdict(arms, base, primary), report_figures(arms), claims)
+    document = build_document(arms, base, split_label(split, data_name), primary,
+                              verdict(arms, base, primary, not confirm_claims), report_figures(arms), claims)
     out_dir = Path(out_dir)
     for figure in document.figures:
         write_bytes(out_dir / figure.path, figure.png)
