@@ -31,7 +31,8 @@ def _parse_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, 
               help="Time variants A and B interleaved in one process (repeatable) and report their speed ratio with "
                    "an interval.")
 @click.option("--blocks", type=click.IntRange(min=2), default=10, show_default=True,
-              help="With --compare: timed blocks of --steps training steps per variant, alternating ABBA.")
+              help="With --compare: timed blocks of --steps training steps per variant, alternating ABBA (an even "
+                   "number runs each arm first equally often).")
 @click.option("--image-size", "image_sizes", type=click.IntRange(min=8), multiple=True, default=(640,), show_default=True,
               help="Model input size; repeat it (320, 640, 1280) to time every variant at each and summarise the scaling.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
@@ -55,12 +56,12 @@ def _parse_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 @click.option("--prepare-images", type=click.IntRange(min=1), default=16, show_default=True,
               help="How many of the largest DICOMs to time.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Results JSON to write.")
-def bench(variant: str | None, pairs: tuple[tuple[str, str], ...], blocks: int, image_sizes: tuple[int, ...], batch_size: int, precision: str, width: float, steps: int, warmup: int,
-          jit_compile: str, no_inference: bool, data: Path | None, pipeline_seconds: float, dicom_dir: Path | None,
-          prepare_images: int, out: Path) -> None:
+def bench(variant: str | None, pairs: tuple[tuple[str, str], ...], blocks: int, image_sizes: tuple[int, ...],
+          batch_size: int, precision: str, width: float, steps: int, warmup: int, jit_compile: str, no_inference: bool,
+          data: Path | None, pipeline_seconds: float, dicom_dir: Path | None, prepare_images: int, out: Path) -> None:
     """Measure training and inference speed under the active Keras backend (KERAS_BACKEND), and
-    optionally the input pipeline (--data) and prepare (--dicom-dir). Prints a table and writes
-    every figure with the environment to --out.
+    optionally the input pipeline (--data), prepare (--dicom-dir) and, interleaved, the speed ratio of
+    pairs of variants (--compare). Prints a table and writes every figure with the environment to --out.
 
     \b
     The GPU comparison with the plain PyTorch network:
