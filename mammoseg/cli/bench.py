@@ -13,10 +13,27 @@ from mammoseg.models.registry import article_variant_names, variant_names
 VARIANT_CHOICES = ("all", "article", "none", *variant_names())
 
 
+def _parse_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`A:B` into (A, B); the workflow checks the names, against the variant registry."""
+    pairs = []
+    for value in values:
+        a, sep, b = value.partition(":")
+        if not (sep and a and b) or ":" in b:
+            raise click.BadParameter(f"{value!r} is not two variants as A:B")
+        pairs.append((a, b))
+    return tuple(pairs)
+
+
 @click.command("bench", cls=BackendCommand)
-@click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="dilated_resize", show_default=True,
+@click.option("--variant", type=click.Choice(VARIANT_CHOICES),
               help="Network to time; `all` for every registered variant, `article` for the article's five, `none` to "
-                   "time only the pipeline and prepare.")
+                   "time only the pipeline and prepare [default: dilated_resize, or none with --compare].")
+@click.option("--compare", "pairs", multiple=True, callback=_parse_pairs, metavar="A:B",
+              help="Time variants A and B interleaved in one process (repeatable) and report their speed ratio with "
+                   "an interval.")
+@click.option("--blocks", type=click.IntRange(min=2), default=10, show_default=True,
+              help="With --compare: timed blocks of --steps training steps per variant, alternating ABBA (an even "
+                   "number runs each arm first equally often).")
 @click.option("--image-size", "image_sizes", type=click.IntRange(min=8), multiple=True, default=(640,), show_default=True,
               help="Model input size; repeat it (320, 640, 1280) to time every variant at each and summarise the scaling.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
@@ -40,12 +57,12 @@ VARIANT_CHOICES = ("all", "article", "none", *variant_names())
 @click.option("--prepare-images", type=click.IntRange(min=1), default=16, show_default=True,
               help="How many of the largest DICOMs to time.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Results JSON to write.")
-def bench(variant: str, image_sizes: tuple[int, ...], batch_size: int, precision: str, width: float, steps: int, warmup: int,
-          jit_compile: str, no_inference: bool, data: Path | None, pipeline_seconds: float, dicom_dir: Path | None,
-          prepare_images: int, out: Path) -> None:
+def bench(variant: str | None, pairs: tuple[tuple[str, str], ...], blocks: int, image_sizes: tuple[int, ...],
+          batch_size: int, precision: str, width: float, steps: int, warmup: int, jit_compile: str, no_inference: bool,
+          data: Path | None, pipeline_seconds: float, dicom_dir: Path | None, prepare_images: int, out: Path) -> None:
     """Measure training and inference speed under the active Keras backend (KERAS_BACKEND), and
-    optionally the input pipeline (--data) and prepare (--dicom-dir). Prints a table and writes
-    every figure with the environment to --out.
+    optionally the input pipeline (--data), prepare (--dicom-dir) and, interleaved, the speed ratio of
+    pairs of variants (--compare). Prints a table and writes every figure with the environment to --out.
 
     \b
     The GPU comparison with the plain PyTorch network:
@@ -57,18 +74,23 @@ def bench(variant: str, image_sizes: tuple[int, ...], batch_size: int, precision
       mammoseg bench --variant article --image-size 320 --image-size 640 --image-size 1280 \\
           --batch-size 4 --out bench-scaling.json
     \b
+    Which of two networks trains faster, timed interleaved so both meet the same load:
+      mammoseg bench --compare fcn_resize_mid:fcn_skips --compare dilated_resize:dilated_transpose \\
+          --image-size 256 --width 0.25 --batch-size 4 --blocks 10 --steps 5 --out bench-compare.json
+    \b
     Input pipeline only, per CPU core:
       mammoseg bench --variant none --data data/prepared --out bench-pipeline.json
     """
     from mammoseg.workflows import bench as impl
 
+    variant = variant or ("none" if pairs else "dilated_resize")
     groups = {"all": tuple(variant_names()), "article": tuple(article_variant_names()), "none": ()}
     variants = groups.get(variant, (variant,))
     options = impl.BenchOptions(
         variants=variants, image_sizes=image_sizes, batch_size=batch_size, precision=precision, steps=steps,
         warmup=warmup, width=width, jit_compile={"auto": "auto", "true": True, "false": False}[jit_compile],
         inference=not no_inference, data=data, pipeline_seconds=pipeline_seconds, dicom_dir=dicom_dir,
-        prepare_images=prepare_images,
+        prepare_images=prepare_images, compare=pairs, blocks=blocks,
     )  # fmt: skip
     result = impl.run(options)
     impl.write(out, result)

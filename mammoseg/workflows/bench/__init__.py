@@ -3,7 +3,8 @@
 Every figure is recorded with the backend, devices, versions, precision and the resolved
 jit_compile setting, because a timing without them cannot be compared with another one.
 Model timings use random tensors created on the accelerator, so they show the network's own speed,
-not the input pipeline's; the pipeline is measured separately, on real shards, per CPU core.
+not the input pipeline's; the pipeline is measured separately, on real shards, per CPU core. A speed
+comparison of two networks is timed interleaved (`interleaved.py`), so both meet the same machine load.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mammoseg.workflows.bench.interleaved import compare_pairs
 from mammoseg.workflows.bench.models import bench_or_skip, scaling
 from mammoseg.workflows.bench.options import BenchOptions
 from mammoseg.workflows.bench.pipeline import bench_pipeline
@@ -42,6 +44,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
         "environment_variables": {k: os.environ[k] for k in SPEED_VARIABLES if k in os.environ},
         "models": models,
         "scaling": scaling(models),
+        "comparisons": compare_pairs(options) if options.compare else {"skipped": "no --compare given"},
         "pipeline": bench_pipeline(options) if options.data else {"skipped": "no --data given"},
         "prepare": bench_prepare(options) if options.dicom_dir else {"skipped": "no --dicom-dir given"},
     }

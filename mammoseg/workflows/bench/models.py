@@ -4,7 +4,9 @@ input pipeline's), and how the cost grows with the size."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -40,39 +42,35 @@ def bench_model(variant: str, image_size: int, options: BenchOptions) -> dict[st
     """Training-step and inference throughput and peak memory of one variant at one size, on random
     device-resident tensors. The model lives in its own frame, gone when the session is cleared, so
     the backend can free it before the next one (TensorFlow keeps part: see benchmarks/RESULTS.md)."""
+    with model_session(options.precision):
+        reset_peak_memory()  # TensorFlow's CPU allocator counts from its first statistics call: include the weights
+        return _measure_model(variant, image_size, options)
+
+
+@contextlib.contextmanager
+def model_session(precision: str) -> Iterator[None]:
+    """A fresh Keras session under `precision`'s dtype policy, cleared on leaving so the backend can free
+    the models built in it, and the previous policy restored."""
     import keras
 
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.backend.clear_session()
-    keras.mixed_precision.set_dtype_policy(options.precision)
-    reset_peak_memory()  # TensorFlow's CPU allocator counts from its first statistics call: include the weights
+    keras.mixed_precision.set_dtype_policy(precision)
     try:
-        return _measure_model(variant, image_size, options)
+        yield
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
         keras.backend.clear_session()
 
 
 def _measure_model(variant: str, image_size: int, options: BenchOptions) -> dict[str, Any]:
-    import keras
+    from mammoseg.models import count_activations, count_flops, get_spec
 
-    from mammoseg.models import build_model, count_activations, count_flops, get_spec
-    from mammoseg.training.loss import WeightedPixelCrossEntropy
-
-    try:
-        model = build_model(variant, image_size=image_size, width=options.width)
-    except ValueError as exc:
-        raise MammosegError(str(exc)) from None
-    weight = get_spec(variant).positive_weight  # the variant's own; the weight does not change a step's cost
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=7e-4),
-        loss=WeightedPixelCrossEntropy(weight),
-        jit_compile=options.jit_compile,
-    )
+    weight = get_spec(variant).positive_weight
+    model = compiled_model(variant, image_size, options)
     flops = count_flops(model)
     b, s = options.batch_size, image_size
-    x = keras.random.uniform((b, s, s, 1), minval=-0.5, maxval=0.5, seed=1)
-    y = keras.ops.cast(keras.random.uniform((b, s, s, 1), seed=2) > 0.9, "float32")
+    x, y = random_batch(image_size, options)
     logger.info("%s at %d: %d parameters, %.2f GFLOP/image forward; compiling", variant, s, model.count_params(), flops / 1e9)
 
     train = measure(lambda: model.train_on_batch(x, y), options.warmup, options.steps, b)
@@ -98,6 +96,36 @@ def _measure_model(variant: str, image_size: int, options: BenchOptions) -> dict
         infer.update(tflops_per_second=flops * infer["images_per_second"] / 1e12, method=INFERENCE_METHOD)
         record["inference"] = infer
     return record
+
+
+def compiled_model(variant: str, image_size: int, options: BenchOptions) -> Any:
+    """The variant built at the options' width and compiled as training compiles it (loss, Adam, jit)."""
+    import keras
+
+    from mammoseg.models import build_model, get_spec
+    from mammoseg.training.loss import WeightedPixelCrossEntropy
+
+    try:
+        model = build_model(variant, image_size=image_size, width=options.width)
+    except ValueError as exc:
+        raise MammosegError(str(exc)) from None
+    weight = get_spec(variant).positive_weight  # the variant's own; the weight does not change a step's cost
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=7e-4),
+        loss=WeightedPixelCrossEntropy(weight),
+        jit_compile=options.jit_compile,
+    )
+    return model
+
+
+def random_batch(image_size: int, options: BenchOptions) -> tuple[Any, Any]:
+    """A fixed batch of random images and masks (10% positive) created on the device."""
+    import keras
+
+    b, s = options.batch_size, image_size
+    x = keras.random.uniform((b, s, s, 1), minval=-0.5, maxval=0.5, seed=1)
+    y = keras.ops.cast(keras.random.uniform((b, s, s, 1), seed=2) > 0.9, "float32")
+    return x, y
 
 
 def _dtype_bytes(dtype: str) -> int:

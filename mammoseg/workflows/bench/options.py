@@ -12,7 +12,9 @@ from mammoseg.core.errors import MammosegError
 @dataclass(frozen=True)
 class BenchOptions:
     """What to measure. `variants` empty: no model timings (pipeline and prepare only). Several
-    `image_sizes` time every variant at each and add a scaling summary; prepare uses the first."""
+    `image_sizes` time every variant at each and add a scaling summary; prepare uses the first.
+    `compare`: pairs (A, B) timed in `blocks` interleaved blocks of `steps` training steps each, at the
+    one image size, for an interval on their speed ratio."""
 
     variants: tuple[str, ...] = ("dilated_resize",)
     image_sizes: tuple[int, ...] = (640,)
@@ -27,6 +29,8 @@ class BenchOptions:
     pipeline_seconds: float = 15.0
     dicom_dir: Path | None = None
     prepare_images: int = 16
+    compare: tuple[tuple[str, str], ...] = ()
+    blocks: int = 10
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -37,6 +41,17 @@ class BenchOptions:
             raise MammosegError("--pipeline-seconds must be positive")
         if not self.image_sizes or min(self.image_sizes) < 8:
             raise MammosegError("--image-size must be given at least once, each at least 8")
+        if self.compare:
+            self._check_comparisons()
+
+    def _check_comparisons(self) -> None:
+        if self.blocks < 2:
+            raise MammosegError(f"--blocks must be at least 2 (an interval needs two block pairs), got {self.blocks}")
+        if len(set(self.image_sizes)) > 1:
+            raise MammosegError("--compare times at one --image-size; give it once")
+        for a, b in self.compare:
+            if a == b:
+                raise MammosegError(f"--compare {a}:{b} compares a variant with itself")
 
     @property
     def image_size(self) -> int:

@@ -13,6 +13,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines += _model_lines(result["models"])
     if result.get("scaling"):
         lines += _scaling_lines(result["scaling"])
+    if "pairs" in result.get("comparisons", {}):
+        lines += _comparison_lines(result["comparisons"])
     lines += _pipeline_lines(result["pipeline"])
     lines.append(_prepare_line(result["prepare"]))
     return "\n".join(lines)
@@ -56,6 +58,25 @@ def _scaling_lines(scaling: list[dict[str, Any]]) -> list[str]:
             f"  {row['variant']:<18} {row['image_size']:>5} {row['train_seconds_per_image']:>8.4f} {row['cost_ratio']:>7.2f} "
             f"{row['pixel_ratio']:>8.1f} {row['cost_vs_pixels']:>11.2f} {'-' if memory is None else f'{memory:.2f}':>8}"
         )
+    return lines
+
+
+def _comparison_lines(comparisons: dict[str, Any]) -> list[str]:
+    c = comparisons
+    lines = [
+        f"interleaved ({c['order']}): {c['blocks']} blocks of {c['steps_per_block']} steps per arm, batch {c['batch_size']}, "
+        f"size {c['image_size']}, width {c['width']:g}; load average {c['load_average_before'][0]:.1f} -> "
+        f"{c['load_average_after'][0]:.1f}",
+        f"  {'A':<18} {'B':<18} {'A img/s':>8} {'B img/s':>8} {'speed A/B':>9} {'interval':>13} {'p':>8}",
+    ]
+    for p in c["pairs"]:
+        interval = f"{p['speed_ratio_low']:.3f}-{p['speed_ratio_high']:.3f}"
+        lines.append(
+            f"  {p['a']:<18} {p['b']:<18} {p['a_images_per_second_median']:>8.2f} {p['b_images_per_second_median']:>8.2f} "
+            f"{p['speed_ratio']:>9.3f} {interval:>13} {p['p_value']:>8.2g}"
+        )
+    lines.append(f"  (img/s: median over blocks; speed A/B: geometric mean of the block pairs' ratios, > 1: A faster; "
+                 f"{c['confidence']:.0%} t interval)")
     return lines
 
 
