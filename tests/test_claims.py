@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from mammoseg.metrics import stats
-from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
-from mammoseg.metrics.metrics import brightness_correlation
+from mammoseg.evaluation.evaluate import GATE_KEY, learning_gate
+from mammoseg.metrics.segmentation import brightness_correlation
 from mammoseg.runs.rundir import Run
 from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
@@ -106,7 +106,7 @@ def _run(arm: str, seed: int, *, fp_rate: float, bright: float, checker: float, 
                           "tn": area - tp - fp - fn, "max_prob": 0.9, "mean_prob": 0.1, "frac_above_05": 0.01,
                           "predicted_positive": (tp + fp > area / 750).astype(int), "phase_mean": 0.1,
                           "aliasing_fraction": 0.01, "phase_mean_margin": 0.1,
-                          "bright_corr": np.clip(bright + 0.05 * rng.standard_normal(n), -1, 1)})[list(PER_IMAGE_COLUMNS)]
+                          "bright_corr": np.clip(bright + 0.05 * rng.standard_normal(n), -1, 1)})
     noise = 0.01 * rng.standard_normal(4)
     upsampling = {stage: {"decoder": checker + noise[i], "output": checker / 2 + noise[i + 2]}
                   for i, stage in enumerate(("init", "trained"))}

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.metrics import metrics as M
-from mammoseg.evaluation.evaluate import PER_IMAGE_COLUMNS
+from mammoseg.metrics import segmentation as M
+from mammoseg.runs.rundir import per_image_columns
 from mammoseg.cli import cli
 from mammoseg.core.errors import InputError
 
@@ -32,7 +32,7 @@ def test_eval_outputs_and_consistency(tiny_run: Path) -> None:
     assert metrics["inference"]["images_per_second"] > 0
     assert 0.0 <= metrics["pixel_roc_auc"] <= 1.0
     frame = pd.read_csv(out / "per_image.csv")
-    assert tuple(frame.columns) == PER_IMAGE_COLUMNS and len(frame) == 8
+    assert tuple(frame.columns) == per_image_columns() and len(frame) == 8
     positives = frame[frame["tp"] + frame["fn"] > 0]
     tp, fp, fn = positives[["tp", "fp", "fn"]].sum()
     pooled = M.dice_iou(tp, fp, fn)[0]

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from mammoseg.metrics import metrics as M
+from mammoseg.metrics import segmentation as M
 
 
 def brute_auc(scores, labels):

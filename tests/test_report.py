@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.metrics import stats
-from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
+from mammoseg.evaluation.evaluate import GATE_KEY, learning_gate, prior_loss
 from mammoseg.reporting import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, summary_columns, write_report
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.verdict import rank, verdict
@@ -74,7 +74,7 @@ def make_run(arm: str, seed: int, *, quality: float, variant: str = "dilated_res
         "aliasing_fraction": np.clip(0.01 + 0.002 * rng.standard_normal(n_images), 0, 1),
         "phase_mean_margin": np.clip(0.3 + 0.05 * rng.standard_normal(n_images), 0, None),
         "bright_corr": np.clip(0.3 + 0.1 * rng.standard_normal(n_images), -1, 1),
-    })[list(PER_IMAGE_COLUMNS)]
+    })
     gate = learning_gate(0.3 if learned else 0.9, 0.6, int(tp.sum()) if learned else 0)
     metrics = {"pixel_pr_auc": float(np.clip(quality * 0.8 + 0.02 * rng.standard_normal(), 0, 1)),
                "pixel_roc_auc": 0.9, "ece": float(abs(0.05 * (1.2 - quality) + 0.01 * rng.standard_normal())),

@@ -4,8 +4,8 @@ registry (the metrics) → aggregate (arms, intervals, differences) → verdict 
 (one tree of blocks) → markdown / html renderers; summary.csv beside them; figures draws the PNGs.
 """
 
-from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, check_primary
+from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, metrics
 from mammoseg.reporting.summary import summary_columns
 from mammoseg.reporting.write import write_report
 
-__all__ = ["DEFAULT_PRIMARY", "METRICS", "METRIC_BY_KEY", "check_primary", "summary_columns", "write_report"]
+__all__ = ["DEFAULT_PRIMARY", "METRIC_BY_KEY", "check_primary", "metrics", "summary_columns", "write_report"]

@@ -24,7 +24,8 @@ from mammoseg.runs.rundir import Run
 from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
                                      seed_interval)
 from mammoseg.core.errors import MammosegError
-from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, Metric, compared_keys
+from mammoseg.metrics.declaration import NORMAL_KIND, in_subset
+from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, Metric, compared_keys, metrics, run_value
 
 DEFAULT_BASELINE = "dilated_resize"
 ALPHA = 1.0 - CONFIDENCE
@@ -103,7 +104,7 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
     for run in runs:
         frame = run.per_image.drop_duplicates("example_id").set_index("example_id")
         frame["predicted_positive"] = _predicted_positive(frame, run.image_size)
-        frame["normal"] = (frame["kind"] == "normal").astype(float) if "kind" in frame.columns else 0.0
+        frame["normal"] = (frame["kind"] == NORMAL_KIND).astype(float) if "kind" in frame.columns else 0.0
         frames.append(frame)
     ids = sorted(set().union(*(f.index for f in frames)))
     columns = set.intersection(*(set(c for c in f.columns if pd.api.types.is_numeric_dtype(f[c])) for f in frames))
@@ -111,24 +112,22 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
 
 
 def subset_mask(table: dict[str, np.ndarray], subset: str) -> np.ndarray:
-    """Images of a subset: negatives have an empty truth mask (the article's failure is what a model says
-    about them), positives a non-empty one; normals are the normal mammograms (kind normal), counted
-    apart from the negatives; all keeps every image."""
+    """Images of a subset (`declaration.in_subset`) over the union of the runs' images."""
     empty = np.all(np.nan_to_num(table["tp"] + table["fn"]) <= 0, axis=0)
     normal = np.any(np.nan_to_num(table["normal"]) > 0, axis=0) if "normal" in table else np.zeros_like(empty)
-    return {"all": np.ones_like(empty), "negatives": empty & ~normal, "positives": ~empty, "normals": normal}[subset]
+    return np.asarray(in_subset(subset, ~empty, normal))
 
 
 def _per_run_image_values(metric: Metric, table: dict[str, np.ndarray], keep: np.ndarray | None = None) -> np.ndarray:
     """An image metric of each run (rows of the [runs, images] columns), on the metric's subset of the images
     selected by `keep`."""
     n_runs = next(iter(table.values())).shape[0]
-    if not set(metric.columns) <= set(table):
+    if not set(metric.reads) <= set(table):
         return np.full(n_runs, np.nan)
     mask = subset_mask(table, metric.subset) & (True if keep is None else keep)
     if not mask.any():
         return np.full(n_runs, np.nan)
-    cols = [table[c][:, mask] for c in metric.columns]
+    cols = [table[c][:, mask] for c in metric.reads]
     if metric.pooled:
         return np.array([pooled_ci(*(c[r] for c in cols), metric.pooled, resample=False).estimate
                          for r in range(n_runs)])
@@ -137,10 +136,10 @@ def _per_run_image_values(metric: Metric, table: dict[str, np.ndarray], keep: np
 
 def _one_run_image_interval(metric: Metric, table: dict[str, np.ndarray]) -> Interval:
     """A single run's image metric with its bootstrap interval over its test images (descriptive)."""
-    if not set(metric.columns) <= set(table):
+    if not set(metric.reads) <= set(table):
         return NAN_INTERVAL
     keep = subset_mask(table, metric.subset)
-    cols = [table[c][0, keep] for c in metric.columns]
+    cols = [table[c][0, keep] for c in metric.reads]
     if cols[0].size == 0:
         return NAN_INTERVAL
     if metric.pooled:
@@ -156,11 +155,11 @@ def _sd(values: np.ndarray) -> float:
 def _arm_cells(arm: Arm) -> None:
     runs = arm.counted
     arm.ids, arm.table = _image_matrices(runs)
-    for metric in METRICS:
+    for metric in metrics():
         if metric.source == "image":
             per_run = _per_run_image_values(metric, arm.table)
         else:
-            per_run = np.array([metric.run_value(run) for run in runs])  # type: ignore[misc]
+            per_run = np.array([run_value(metric, run) for run in runs])
         finite = per_run[np.isfinite(per_run)]
         mean = float(finite.mean()) if finite.size else math.nan
         if metric.source == "exact":

@@ -11,7 +11,7 @@ from typing import Union
 from mammoseg.evaluation.evaluate import GATE_RULE
 from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR
 from mammoseg.reporting.aggregate import DEFAULT_BASELINE, Arm, claimed, run_learned, subset_mask
-from mammoseg.reporting.registry import METRIC_BY_KEY, METRICS, Metric, compared_keys
+from mammoseg.reporting.registry import METRIC_BY_KEY, Metric, compared_keys, metrics
 from mammoseg.reporting.verdict import Verdict, fmt, fmt_interval, fmt_p, rank_arms
 
 TITLE = "Upsampling comparison"
@@ -212,7 +212,7 @@ def _groups(arms: list[Arm]) -> list[tuple[str, list[Metric]]]:
     """Metric tables by group; the normal-image rows only when some arm was evaluated on normal images."""
     with_normals = any(subset_mask(arm.table, "normals").any() for arm in arms)
     groups: dict[str, list[Metric]] = {}
-    for metric in METRICS:
+    for metric in metrics():
         if metric.subset != "normals" or with_normals:
             groups.setdefault(metric.group, []).append(metric)
     return list(groups.items())
