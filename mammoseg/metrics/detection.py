@@ -58,18 +58,21 @@ def find_candidates(score: np.ndarray, radius: int | None = None) -> tuple[np.nd
     low = ndimage.minimum_filter(score, size=window, mode="constant", cval=np.inf)
     rows, cols = np.nonzero((score >= high) & (high > low))
     order = np.argsort(-score[rows, cols], kind="stable")
-    kept: list[int] = []
-    cut = -math.inf
-    for index in order:
-        r, c = rows[index], cols[index]
-        if any(abs(r - rows[k]) <= radius and abs(c - cols[k]) <= radius for k in kept):
-            continue
-        if len(kept) == MAX_CANDIDATES:
-            cut = float(score[r, c])
-            break
-        kept.append(int(index))
-    positions = np.stack([rows[kept], cols[kept]], axis=1) if kept else np.zeros((0, 2), np.int64)
-    return positions, score[rows[kept], cols[kept]], cut
+    rows, cols = rows[order], cols[order]
+    values = score[rows, cols]
+    keep = np.ones(len(values), dtype=bool)
+    # Two window maxima within the radius of each other hold the same value: only a plateau needs suppressing.
+    for i in np.nonzero(values[1:] == values[:-1])[0] + 1:
+        j = i - 1
+        while j >= 0 and values[j] == values[i]:
+            if keep[j] and abs(rows[i] - rows[j]) <= radius and abs(cols[i] - cols[j]) <= radius:
+                keep[i] = False
+                break
+            j -= 1
+    rows, cols, values = rows[keep], cols[keep], values[keep]
+    cut = float(values[MAX_CANDIDATES]) if len(values) > MAX_CANDIDATES else -math.inf
+    rows, cols, values = rows[:MAX_CANDIDATES], cols[:MAX_CANDIDATES], values[:MAX_CANDIDATES]
+    return np.stack([rows, cols], axis=1).astype(np.int64), values, cut
 
 
 def match_candidates(positions: np.ndarray, mask: np.ndarray, circle: bool = False) -> tuple[np.ndarray, int]:
@@ -116,14 +119,15 @@ def detect(margin: np.ndarray, mask: np.ndarray, circle: bool = False) -> ImageD
 def hard_detect(margin: np.ndarray, mask: np.ndarray, circle: bool = False) -> ImageDetections:
     """The hard map (margin > 0) as a detector: each connected region one candidate at its peak, all tied."""
     margin = np.asarray(margin, dtype=np.float64)
-    labels, n = label_components(margin > 0)
-    pixels = np.flatnonzero(labels)
-    order = pixels[np.lexsort((margin.ravel()[pixels], labels.ravel()[pixels]))]
-    ids = labels.ravel()[order]
-    peaks = order[np.append(ids[1:] != ids[:-1], True)] if order.size else order  # each region's last = highest
-    positions = np.stack(np.unravel_index(peaks, margin.shape), axis=1)
+    labels, _ = label_components(margin > 0)
+    peaks = []
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        inside = np.where(labels[box] == k, margin[box], -np.inf)
+        r, c = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        peaks.append((r + box[0].start, c + box[1].start))
+    positions = np.asarray(peaks, dtype=np.int64).reshape(-1, 2)
     lesion, n_lesions = match_candidates(positions, mask, circle)
-    return ImageDetections(np.ones(n), lesion, n_lesions)
+    return ImageDetections(np.ones(len(positions)), lesion, n_lesions)
 
 
 @dataclass(frozen=True)
