@@ -127,6 +127,11 @@ _image("neg_bright_fp_share_op", "FP pixels on the brightest third, negatives (c
        per_image=lambda m: detection.bright_fp_share(m.image, m.margin, m.mask, m.threshold))
 _image("normal_bright_fp_share_op", "FP pixels on the brightest third, normal images (chance 0.333)",
        "Normal images", "lower", "normals", columns=("bright_fp_share_op",), bounds=UNIT, equivalence_margin=0.05)
+_image("neg_bright_fp_area_op", "FP area on the brightest third, negatives", "Negative images", "lower",
+       "negatives", column="bright_fp_area_op", bounds=UNIT, fmt="{:.4f}", equivalence_margin=0.002,
+       per_image=lambda m: detection.bright_fp_area(m.image, m.margin, m.mask, m.threshold))
+_image("normal_bright_fp_area_op", "FP area on the brightest third, normal images", "Normal images", "lower",
+       "normals", columns=("bright_fp_area_op",), bounds=UNIT, fmt="{:.4f}", equivalence_margin=0.002)
 # ---------------------------------------------------------------- lesion detection (FROC over every test image)
 for _rate in detection.FROC_RATES:
     _run(f"froc_{_rate:g}fp", f"Lesion sensitivity at {_rate:g} FP/image", "Lesion detection", "higher",

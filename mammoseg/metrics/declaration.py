@@ -26,6 +26,10 @@ SUBSETS = ("all", "positives", "negatives", "normals")
 image with abnormalities (kind positive/negative/whole); normals: whole mammograms without abnormality
 from another collection (kind `normal`), never counted among the negatives; all: every image."""
 NORMAL_KIND = "normal"
+SOURCE_CONFOUND = ("the normal images come from another collection than the abnormal ones (`prepare --normals`): "
+                   "scanner, film and processing alone can tell them apart, so a contrast of normal with abnormal "
+                   "images can reflect the source, and no claim rests on that contrast alone")
+"""Said beside every measure on the normal images."""
 SOURCES = ("image", "run", "exact")
 """image: from per-image columns (one value per run, their mean over the subset or one pooled confusion
 matrix); run: one number per run from a run file or the run itself; exact: the same for every seed."""

@@ -18,7 +18,10 @@ FROC, CPM, an operating point chosen on validation, and what a map flags at that
   reaches the threshold; its false-positive area is the share of its pixels outside the truth at or
   above it; `bright_fp_share` is the share of those pixels, inside the breast (above the input's
   minimum), that lie in the brightest third of the breast by input intensity: ⅓ by chance, 1 for a
-  map that follows bright tissue, NaN when there is no false-positive pixel (no burden).
+  map that follows bright tissue, NaN when there is no false-positive pixel (no burden). The share sees
+  where the false positives fall, not how many there are; `bright_fp_area`, the share of the image's
+  pixels that are false positives on the brightest third, sees both: 0 for a map with no false positive
+  however it correlates with the input (a near-flat map), large for one that lights bright tissue.
 """
 
 from __future__ import annotations
@@ -209,3 +212,11 @@ def bright_fp_share(image: np.ndarray, margin: np.ndarray, mask: np.ndarray, thr
     false = (np.asarray(margin) >= threshold) & ~(np.asarray(mask) > 0.5) & breast
     n = int(np.count_nonzero(false))
     return float(np.count_nonzero(false & bright) / n) if n else math.nan
+
+
+def bright_fp_area(image: np.ndarray, margin: np.ndarray, mask: np.ndarray, threshold: float) -> float:
+    """Share of the image's pixels that are false positives on the brightest third of the breast."""
+    if not math.isfinite(threshold):
+        return math.nan
+    _, bright = breast_thirds(image)
+    return float(np.mean((np.asarray(margin) >= threshold) & ~(np.asarray(mask) > 0.5) & bright))
