@@ -398,7 +398,7 @@ def test_round_trip_report_shows_every_promised_figure(evaluated_runs, round_tri
     stems = re.findall(r"!\[(\w+)\]\(figures/(\w+)\.png\)", md)
     assert all(a == b for a, b in stems)
     stems = [a for a, _ in stems]
-    assert set(stems) >= {"learning_curves", "metrics", "examples", "spectra", "checkerboard"}
+    assert set(stems) >= {"learning_curves", "metrics", "examples", "spectra", "checkerboard", "froc"}
     from matplotlib.image import imread
 
     for stem in stems:
