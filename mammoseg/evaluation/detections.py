@@ -34,12 +34,13 @@ def circle_annotated(manifest: Any, example_id: str) -> bool:
     return str(manifest.loc[example_id, CIRCLE_COLUMN]).strip().lower() == "circle"
 
 
-def choose_operating_point(model: Any, dataset: Path, manifest: Any, size: int, batch_size: int,
+def choose_operating_point(model: Any, dataset: Path, size: int, batch_size: int,
                            target: float = detection.TARGET_SENSITIVITY) -> dict[str, Any]:
-    """The margin threshold reaching `target` lesion sensitivity on the validation split (NaN when that split
-    has no lesion or never reaches it), with the sensitivity and FP per image it has there."""
-    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info, resize_batches
+    """The margin threshold reaching `target` lesion sensitivity on `dataset`'s validation split (NaN when that
+    split has no lesion or never reaches it), with the sensitivity and FP per image it has there."""
+    from mammoseg.dataset.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
 
+    manifest = read_manifest(dataset).set_index("example_id")
     found: list[ImageDetections] = []
     if int((manifest["split"] == "val").sum()):
         info = read_dataset_info(dataset)
@@ -52,7 +53,7 @@ def choose_operating_point(model: Any, dataset: Path, manifest: Any, size: int, 
                                               circle_annotated(manifest, example_id.decode())))
     curve = detection.froc(found)
     threshold = curve.threshold_for(target)
-    return {"threshold": threshold, "target_sensitivity": target, "split": "val",
+    return {"threshold": threshold, "target_sensitivity": target, "split": "val", "dataset": str(dataset),
             "val_sensitivity": _at(found, threshold, "sensitivity"),
             "val_fp_per_image": _at(found, threshold, "fp"), "val_images": len(found), "val_lesions": curve.n_lesions}
 

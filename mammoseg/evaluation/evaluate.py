@@ -164,7 +164,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     batch_size = batch_size or int(config.get("batch_size", 16))
     ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
     ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
-    operating_point = choose_operating_point(model, dataset, manifest, size, batch_size)
+    operating_point = choose_operating_point(model, _validation_dataset(config, dataset), size, batch_size)
     scan = _Pass(manifest, operating_point["threshold"], math.log(float(config.get("positive_weight") or 1.0)))
     with Progress(int((manifest["split"] == split).sum()), f"evaluate {run.path.name} on {split}", "img") as bar:
         for batch in ds:
@@ -278,6 +278,14 @@ def learning_gate(val_loss: float, prior: float, abnormal_pixels_found: int) -> 
     learned = math.isfinite(val_loss) and math.isfinite(prior) and val_loss < prior and abnormal_pixels_found > 0
     return {"learned": bool(learned), "val_loss": val_loss, "prior_loss": prior,
             "abnormal_pixels_found": abnormal_pixels_found, "rule": GATE_RULE}
+
+
+def _validation_dataset(config: dict[str, Any], dataset: Path) -> Path:
+    """Where the run's operating point is chosen: the validation split of the dataset it was trained on
+    (also when `--data` evaluates it elsewhere: the threshold belongs to the run), else of `dataset`."""
+    recorded = config.get("dataset")
+    path = Path(recorded["path"]) if isinstance(recorded, dict) and isinstance(recorded.get("path"), str) else None
+    return path if path is not None and path.is_dir() else dataset
 
 
 def _checkpoint_val_loss(history: list[dict[str, Any]], checkpoint: str) -> float:

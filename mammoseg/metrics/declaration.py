@@ -116,7 +116,6 @@ class Metric:
     path: str = ""
     scale: float = 1.0
     value: Callable[[Any], float] | None = field(default=None, compare=False)
-    note: str = ""  # shown beside the label where it matters ("the author's rule, exploratory")
 
     @property
     def reads(self) -> tuple[str, ...]:

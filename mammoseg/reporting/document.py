@@ -110,7 +110,9 @@ CONVENTIONS = [
     "**Dice pooled**: one confusion matrix summed over the images, then Dice; large lesions weigh more. "
     "\"(all images)\" adds the negatives, so every false-positive pixel on them counts against it.",
     f"**Negative image**: an image whose truth mask is empty. It counts as a **false positive** when more than "
-    f"S²/{AUTHOR_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
+    f"S²/{AUTHOR_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the author's rule, kept as exploratory: 546 "
+    f"pixels at 640×640, 0.13% of an image, at P > 0.5, an operating point that moves with the loss weight; the "
+    f"rows at the operating point chosen on validation are the ones the claims use).",
     "**Normal image**: a whole mammogram without abnormality from another collection (`prepare --normals`), "
     "judged by the same rule in rows of its own and not counted among the negative images (tiles of CBIS-DDSM "
     "images away from every abnormality); the rows are left out when no arm saw a normal image.",

@@ -30,6 +30,8 @@ VERDICT_KEYS = ("dice_per_image", "dice_pooled", "dice_pooled_all", "neg_fp_rate
                 "phase_mean_margin_trained", "phase_mean_trained", "kernel_init", "params_m", "gflops", "sec_per_epoch")
 BAR_KEYS = ("dice_per_image", "dice_pooled", "neg_fp_rate", "neg_mean_prob", "pr_auc", "ece")
 DEFAULT_PRIMARY = ("neg_fp_rate", "dice_per_image", "phase_mean_trained")  # the article's three questions
+for _key in (*PAIRED_KEYS, *VERDICT_KEYS, *BAR_KEYS, *DEFAULT_PRIMARY):
+    METRIC_BY_KEY[_key]  # a misspelt key fails on import, naming the declared ones nearest to it
 
 
 def check_primary(keys: Sequence[str] | None) -> tuple[str, ...]:
