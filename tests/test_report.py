@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from mammoseg.metrics import stats
 from mammoseg.evaluation.evaluate import GATE_KEY, learning_gate, prior_loss
 from mammoseg.reporting import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, summary_columns, write_report
+from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.verdict import rank, verdict
 from mammoseg.runs.rundir import Run, load_run
@@ -280,6 +281,24 @@ def test_a_run_that_did_not_learn_is_left_out_of_every_claim():
     # with a baseline that learned, the failed arm is still in no comparison
     lines = _lines(runs, baseline="fcn_skips")
     assert all("not compared" in x for x in lines if x.startswith("Primary") and "dilated_resize −" in x)
+
+
+def test_the_notes_say_whether_the_arms_shared_one_loss_weight():
+    from mammoseg.reporting.document import build_document
+
+    def notes(weights: dict[str, float]) -> str:
+        runs = []
+        for arm, weight in weights.items():
+            for seed in (0, 1):
+                run = make_run(arm, seed, quality=0.6, variant=arm)
+                run.config["positive_weight"] = weight
+                runs.append(run)
+        arms, base = build_arms(runs, None)
+        return markdown.render(build_document(arms, base, "test", DEFAULT_PRIMARY, verdict(arms, base), []))
+
+    assert "one common loss weight of abnormal pixels (w = 18)" in notes({"fcn_skips": 18.0, "dilated_resize": 18.0})
+    author = notes({"fcn_skips": 33.0, "dilated_resize": 18.0})
+    assert "different loss weights" in author and "fcn_skips w = 33" in author and "dilated_resize w = 18" in author
 
 
 def test_exploratory_ranking_needs_separated_seed_intervals():

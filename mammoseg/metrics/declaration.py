@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mammoseg.core.errors import MammosegError
-from mammoseg.metrics.stats import UNBOUNDED, Bounds
+from mammoseg.metrics.stats import UNBOUNDED, Bounds, nanmean_ci, pooled_ci
 
 SUBSETS = ("all", "positives", "negatives", "normals")
 """positives: the truth mask has an abnormal pixel; negatives: it has none and the image is a tile of an
@@ -216,10 +216,6 @@ def image_metric_value(metric: Metric, table: Mapping[str, np.ndarray], keep: np
     """One run's value of an image metric from its per-image columns, on the images `keep` selects
     (already restricted to the metric's subset): the NaN-aware mean, or Dice/IoU of the summed counts."""
     if metric.pooled:
-        tp, fp, fn = (float(np.nansum(np.asarray(table[c], float)[keep])) for c in ("tp", "fp", "fn"))
-        if tp + fp + fn == 0:
-            return math.nan
-        return 2 * tp / (2 * tp + fp + fn) if metric.pooled == "dice" else tp / (tp + fp + fn)
-    values = np.asarray(table[metric.reads[0]], float)[keep]
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else math.nan
+        tp, fp, fn = (np.asarray(table[c], float)[keep] for c in ("tp", "fp", "fn"))
+        return pooled_ci(tp, fp, fn, metric.pooled, resample=False).estimate
+    return nanmean_ci(np.asarray(table[metric.reads[0]], float)[keep], resample=False).estimate

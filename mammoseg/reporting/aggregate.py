@@ -24,7 +24,7 @@ from mammoseg.runs.rundir import Run
 from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
                                      seed_interval)
 from mammoseg.core.errors import MammosegError
-from mammoseg.metrics.declaration import NORMAL_KIND, in_subset
+from mammoseg.metrics.declaration import NORMAL_KIND, image_metric_value, in_subset
 from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, Metric, compared_keys, metrics, run_value
 
 DEFAULT_BASELINE = "dilated_resize"
@@ -127,11 +127,7 @@ def _per_run_image_values(metric: Metric, table: dict[str, np.ndarray], keep: np
     mask = subset_mask(table, metric.subset) & (True if keep is None else keep)
     if not mask.any():
         return np.full(n_runs, np.nan)
-    cols = [table[c][:, mask] for c in metric.reads]
-    if metric.pooled:
-        return np.array([pooled_ci(*(c[r] for c in cols), metric.pooled, resample=False).estimate
-                         for r in range(n_runs)])
-    return np.array([nanmean_ci(cols[0][r], resample=False).estimate for r in range(n_runs)])
+    return np.array([image_metric_value(metric, {c: table[c][r] for c in metric.reads}, mask) for r in range(n_runs)])
 
 
 def _one_run_image_interval(metric: Metric, table: dict[str, np.ndarray]) -> Interval:
