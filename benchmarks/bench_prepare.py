@@ -170,7 +170,7 @@ def real_tree(root: Path, csvs: Path) -> int:
     from pydicom.uid import generate_uid
 
     from mammoseg.dataset.cbis import OFFICIAL_NAMES, read_description_csv
-    from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom
+    from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom_file
 
     done = root / "tree.json"
     if done.is_file():
@@ -214,7 +214,7 @@ def real_tree(root: Path, csvs: Path) -> int:
         cv2.circle(mask, (cx, cy), DISC_RADIUS, 255, -1)
         folder = root / "CBIS-DDSM" / f"{name}_{row['abnormality_id']}" / f"07-21-2016-DDSM-NA-{i:05d}" / f"1.000000-ROI mask images-{i:05d}"
         # an 8-bit Secondary Capture ROI mask as CBIS-DDSM stores it, written by the synthetic generator's writer
-        write_dicom(folder / "1-1.dcm", ImageFile("mask", f"{name}_{row['abnormality_id']}", row["roi_study_uid"],
+        write_dicom_file(folder / "1-1.dcm", ImageFile("mask", f"{name}_{row['abnormality_id']}", row["roi_study_uid"],
                                                   row["roi_series_uid"], generate_uid(), 0, "ROI mask images", mask))
     done.write_text(json.dumps({"scans": len(scans)}))
     return len(scans)

@@ -1,4 +1,8 @@
-"""Tiny CBIS-DDSM trees built in the tests themselves: every layout, small images, controllable defects."""
+"""Tiny CBIS-DDSM trees built in the tests themselves: every layout, small images, controllable defects.
+
+The cases and their pixels are the tests' own; where the files go and the side files NBIA and
+Kaggle add (metadata.csv, dicom_info.csv) come from `mammoseg.dataset.synthetic.formats`, which
+`synth` writes its trees with, so both follow the one description of each layout."""
 
 from __future__ import annotations
 
@@ -12,17 +16,8 @@ import pandas as pd
 
 from mammoseg.core.errors import Skip
 from mammoseg.dataset.cbis import OFFICIAL_NAMES, read_description_csv
-
-MASS_HEADER = [
-    "patient_id", "breast_density", "left or right breast", "image view", "abnormality id", "abnormality type",
-    "mass shape", "mass margins", "assessment", "pathology", "subtlety", "image file path",
-    "cropped image file path", "ROI mask file path",
-]  # fmt: skip
-CALC_HEADER = [
-    "patient_id", "breast density", "left or right breast", "image view", "abnormality id", "abnormality type",
-    "calc type", "calc distribution", "assessment", "pathology", "subtlety", "image file path",
-    "cropped image file path", "ROI mask file path",
-]  # fmt: skip
+from mammoseg.dataset.synthetic import formats
+from mammoseg.dataset.synthetic.plan import CROP_DESCRIPTION, FULL_DESCRIPTION, MASK_DESCRIPTION
 
 
 def read_table(csvs: dict[tuple[str, str], Path], problems: list[Skip] | None = None) -> pd.DataFrame:
@@ -30,35 +25,15 @@ def read_table(csvs: dict[tuple[str, str], Path], problems: list[Skip] | None = 
     return pd.concat([read_description_csv(path, problems) for path in csvs.values()], ignore_index=True)
 
 
-def write_dicom(path: Path, pixels: np.ndarray, series_uid: str, *, monochrome1: bool = False, patient: str = "X") -> None:
-    """A Secondary Capture, Implicit VR Little Endian file like CBIS-DDSM's, with a fake personal field."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+def write_dicom(path: Path, pixels: np.ndarray, series_uid: str = "1.2.3", *, monochrome1: bool = False, patient: str = "X") -> Path:
+    """A CBIS-DDSM-like file through the project's one DICOM writer, with fake personal fields
+    that must never reach a shard, a log or a report."""
+    from mammoseg.dataset import dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = series_uid
-    ds.PatientID = patient
-    ds.PatientName = "Doe^Secret"
-    ds.InstitutionName = "Hidden Hospital"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    return dicom.write_dicom(path, pixels, {
+        "SeriesInstanceUID": series_uid, "PatientID": patient, "PatientName": "Doe^Secret",
+        "InstitutionName": "Hidden Hospital", "PhotometricInterpretation": "MONOCHROME1" if monochrome1 else "MONOCHROME2",
+    })  # fmt: skip
 
 
 def breast_image(h: int, w: int, rng: np.random.Generator, *, chest_left: bool = True) -> np.ndarray:
@@ -127,22 +102,20 @@ def default_cases() -> list[Case]:
 
 def build_tree(root: Path, layout: str = "csv-paths", cases: list[Case] | None = None, seed: int = 0, metadata_csv: bool = True) -> Tree:
     """Write a tree in `layout` (nbia | csv-paths | kaggle-jpeg) and its four description CSVs."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     cases = default_cases() if cases is None else cases
     root.mkdir(parents=True, exist_ok=True)
     rows: dict[tuple[str, str], list[list[str]]] = {key: [] for key in OFFICIAL_NAMES}
     tree = Tree(root=root, layout=layout, csvs={})
     images: dict[str, tuple[str, str, np.ndarray]] = {}
-    meta_rows: list[dict[str, str]] = []
-    dicom_info: list[dict[str, str]] = []
+    meta_rows: list[tuple[formats.ImageFile, int]] = []
+    dicom_info: list[tuple[formats.ImageFile, bool]] = []
     for case in cases:
         chest_left = case.side == "LEFT"
         if case.subject not in images:
             study, series = _uid(rng), _uid(rng)
             images[case.subject] = (study, series, breast_image(*case.image_shape, rng, chest_left=chest_left))
-            _store(tree, case.subject, study, series, "full mammogram images", [images[case.subject][2]], meta_rows, dicom_info, cv2)
+            _store(tree, case.subject, study, series, FULL_DESCRIPTION, [images[case.subject][2]], meta_rows, dicom_info)
             tree.image_files[case.subject] = tree._last[0]  # type: ignore[attr-defined]
         study, series, image = images[case.subject]
         y0, y1, x0, x1 = case.box
@@ -157,15 +130,15 @@ def build_tree(root: Path, layout: str = "csv-paths", cases: list[Case] | None =
             files = [mask, crop] if case.swap else [crop, mask]
             if case.kind == "calc":
                 files = files[::-1]
-            _store(tree, roi_subject, roi_study, crop_series, "ROI mask images", files, meta_rows, dicom_info, cv2)
+            _store(tree, roi_subject, roi_study, crop_series, MASK_DESCRIPTION, files, meta_rows, dicom_info)
             roi_series = crop_series
             paths = tree._last  # type: ignore[attr-defined]
             crop_name, mask_name = ("000000.dcm", "000001.dcm") if case.kind == "mass" else ("000001.dcm", "000000.dcm")
         else:
             roi_series = _uid(rng)
-            _store(tree, roi_subject, roi_study, crop_series, "cropped images", [crop], meta_rows, dicom_info, cv2)
+            _store(tree, roi_subject, roi_study, crop_series, CROP_DESCRIPTION, [crop], meta_rows, dicom_info)
             paths = list(tree._last)  # type: ignore[attr-defined]
-            _store(tree, roi_subject, roi_study, roi_series, "ROI mask images", [mask], meta_rows, dicom_info, cv2)
+            _store(tree, roi_subject, roi_study, roi_series, MASK_DESCRIPTION, [mask], meta_rows, dicom_info)
             paths += tree._last  # type: ignore[attr-defined]
             crop_name = mask_name = "000000.dcm"
         tree.roi_files[(case.subject, case.abnormality)] = paths
@@ -181,49 +154,33 @@ def build_tree(root: Path, layout: str = "csv-paths", cases: list[Case] | None =
     for key, name in OFFICIAL_NAMES.items():
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")
-        writer.writerow(MASS_HEADER if key[0] == "mass" else CALC_HEADER)
+        writer.writerow((formats.MASS_HEADER if key[0] == "mass" else formats.CALC_HEADER).split(","))
         writer.writerows(rows[key])
         csv_dir.mkdir(parents=True, exist_ok=True)
         (csv_dir / name).write_bytes(buf.getvalue().encode())
         tree.csvs[key] = csv_dir / name
     if layout == "nbia" and metadata_csv:
-        _write_csv(root / "metadata.csv", meta_rows)
+        (root / "metadata.csv").write_bytes(formats.nbia_metadata(meta_rows))
     if layout == "kaggle-jpeg":
-        _write_csv(root / "csv" / "dicom_info.csv", dicom_info)
+        (root / "csv" / "dicom_info.csv").write_bytes(formats.dicom_info(dicom_info))
     return tree
 
 
-def _store(tree: Tree, subject: str, study: str, series: str, description: str, arrays: list[np.ndarray], meta_rows: list, dicom_info: list, cv2: object) -> None:
-    root = tree.root
+def _store(tree: Tree, subject: str, study: str, series: str, description: str, arrays: list[np.ndarray], meta_rows: list, dicom_info: list) -> None:
+    """Write one series' files where `tree.layout` puts them (`formats.ImageFile.path`); the side
+    files' rows are gathered in `meta_rows` (NBIA) and `dicom_info` (Kaggle)."""
     paths: list[Path] = []
-    if tree.layout == "csv-paths":
-        folder = root / subject / study / series
-        for i, arr in enumerate(arrays):
-            paths.append(folder / f"{i:06d}.dcm")
+    for i, arr in enumerate(arrays):
+        content = "full" if description == FULL_DESCRIPTION else "mask" if arr.dtype == np.uint8 else "crop"
+        f = formats.ImageFile(content, subject, study, series, f"{series}{i + 1:03d}", i, description, arr)
+        if tree.layout == "csv-paths":  # below the root itself: the CSV paths resolve there as well
+            paths.append(tree.root / subject / study / series / f"{i:06d}.dcm")
+        else:
+            paths.append(tree.root / f.path(tree.layout))
+        if tree.layout == "kaggle-jpeg":
+            formats.write_jpeg(paths[-1], f)
+            dicom_info.append((f, False))
+        else:
             write_dicom(paths[-1], arr, series, patient=subject)
-    elif tree.layout == "nbia":
-        folder = root / "CBIS-DDSM" / subject / f"07-20-2016-DDSM-NA-{study[-5:]}" / f"1.000000-{description}-{series[-5:]}"
-        for i, arr in enumerate(arrays):
-            paths.append(folder / f"1-{i + 1}.dcm")
-            write_dicom(paths[-1], arr, series, patient=subject)
-        meta_rows.append({"Series UID": series, "Collection": "CBIS-DDSM", "Subject ID": subject, "Series Description": description,
-                          "Number of Images": str(len(arrays)), "File Location": "./" + folder.relative_to(root).as_posix()})
-    else:
-        folder = root / "jpeg" / series
-        for i, arr in enumerate(arrays):
-            paths.append(folder / f"{i + 1}-{int(np.random.default_rng(len(series)).integers(100, 999))}.jpg")
-            eight = arr if arr.dtype == np.uint8 else (arr >> 8).astype(np.uint8)
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(paths[-1]), eight, [cv2.IMWRITE_JPEG_QUALITY, 90])  # type: ignore[attr-defined]
-            desc = description if len(arrays) == 1 else ("ROI mask images" if arr.dtype == np.uint8 else "cropped images")
-            dicom_info.append({"file_path": f"CBIS-DDSM/dicom/{series}.dcm", "image_path": "CBIS-DDSM/" + paths[-1].relative_to(root).as_posix(),
-                               "PatientID": subject, "SeriesDescription": desc, "SeriesInstanceUID": series})
+            meta_rows.append((f, paths[-1].stat().st_size))
     tree._last = paths  # type: ignore[attr-defined]
-
-
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

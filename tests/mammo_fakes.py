@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cbis_factory import write_dicom  # noqa: F401  (the tests' DICOM files, from one writer)
+
 
 def fake_mammogram(height: int, width: int, seed: int = 0, bits: int = 16) -> np.ndarray:
     """A smooth breast-like blob on the left edge on a dark background, with mild texture."""
@@ -19,30 +21,6 @@ def fake_mammogram(height: int, width: int, seed: int = 0, bits: int = 16) -> np
     image = breast * (0.55 + 0.8 * (texture - texture.mean()))
     top = 65535 if bits == 16 else 255
     return np.clip(image * top, 0, top).astype(np.uint16 if bits == 16 else np.uint8)
-
-
-def write_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """A minimal MONOCHROME2 Secondary Capture DICOM file."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def save_untrained_run(root: Path, variant: str, image_size: int, *, examples: bool = True) -> Path:

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from cbis_factory import build_tree, read_table
-from mammoseg.dataset import cbis
-from mammoseg.dataset.layouts import detect_layout, open_layout
+from mammoseg.dataset import cbis, layouts
+from mammoseg.dataset.layouts import open_layout
 from mammoseg.core.errors import InputError
 
 
 def _check_resolves(tree, layout: str) -> None:
     table = read_table(cbis.find_description_csvs(tree.root))
-    assert detect_layout(tree.root, table) == layout
+    assert layouts.detect(tree.root).name == layout
     resolver = open_layout(tree.root, "auto", table)
     assert resolver.layout == layout
     for _, row in table.iterrows():
@@ -57,5 +57,58 @@ def test_missing_file_and_escaping_symlink(tmp_path: Path) -> None:
 
 
 def test_no_images_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no CBIS-DDSM images found"):
-        detect_layout(tmp_path)
+    with pytest.raises(InputError, match="no known dataset layout found"):
+        layouts.detect(tmp_path)
+
+
+def test_cli_and_synth_choices_come_from_the_registry() -> None:
+    from mammoseg.cli.data import prepare_command, synth_command
+
+    choices = {p.name: p.type.choices for p in prepare_command.params if p.name == "layout"}
+    assert list(choices["layout"]) == ["auto", *layouts.names()]
+    assert {"mias", "images-masks", "nbia", "csv-paths", "kaggle-jpeg", "normals"} <= set(layouts.names())
+    synth = next(p.type.choices for p in synth_command.params if p.name == "layout")
+    assert set(synth) == {"nbia", "csv-paths", "kaggle-jpeg"}
+    with pytest.raises(Exception, match="unknown layout 'nope'; choose one of auto, "):
+        layouts.get("nope")
+
+
+def _flat_detect(root: Path) -> bool:
+    return (root / "lesions.txt").is_file()
+
+
+def _flat_plan(root: Path, options, skips) -> layouts.Plan:
+    """A layout written in a test: PNG films and a lesions.txt of `name row col radius` lines."""
+    from mammoseg.dataset.examples import Abnormality, ImageJob
+
+    circles = {}
+    for line in (root / "lesions.txt").read_text().splitlines():
+        name, *numbers = line.split()
+        circles[name] = tuple(float(v) for v in numbers)
+    return layouts.Plan([
+        ImageJob(p.stem, p.stem, "", "", str(p), (Abnormality(1, "mass", "BENIGN", circle=circles[p.stem]),) if p.stem in circles else ())
+        for p in sorted(root.glob("*.png"))
+    ])  # fmt: skip
+
+
+def test_a_layout_is_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layout defined here, with no other file changed, is detected and prepared."""
+    import cv2
+    import numpy as np
+
+    from cbis_factory import breast_image
+    from mammoseg.dataset.examples import PrepareOptions
+    from mammoseg.dataset.prepare import prepare
+
+    flat = layouts.Layout("flat", "PNG films and lesions.txt", _flat_detect, _flat_plan, order=5)
+    monkeypatch.setitem(layouts.registry(), "flat", flat)
+    root = tmp_path / "flat"
+    root.mkdir()
+    for k in range(4):
+        cv2.imwrite(str(root / f"film{k}.png"), breast_image(120, 90, np.random.default_rng(k)))
+    (root / "lesions.txt").write_text("film0 60 30 8\nfilm2 50 25 6\n")
+    assert layouts.detect(root) is flat
+    result = prepare(root, tmp_path / "out", PrepareOptions(image_size=64, val_fraction=0.0), folds=2)
+    assert result.images == 4
+    manifest = (tmp_path / "out" / "fold-1" / "manifest.csv").read_text()
+    assert "film0-whole" in manifest and "film1-whole" in manifest and ",normal," in manifest

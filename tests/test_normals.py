@@ -62,7 +62,7 @@ def normals_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
 
 def test_prepare_round_trip_with_normals_in_several_formats(normals_tree, tmp_path: Path) -> None:
     from mammoseg.dataset.dicom import read_pixels
-    from mammoseg.dataset.normals import find_normal_images
+    from mammoseg.dataset.layouts.normals import find_normal_images
     from mammoseg.dataset.preprocess import prepare_full_image
     from test_prepare import read_examples
 
@@ -131,7 +131,7 @@ def test_normals_resume_and_are_part_of_the_options(normals_tree, tmp_path: Path
 
 
 def test_normals_are_split_by_patient_in_the_cbis_proportions(tmp_path: Path) -> None:
-    from mammoseg.dataset.normals import MAX_IMAGES_PER_PATIENT, find_normal_images, patient_from_name
+    from mammoseg.dataset.layouts.normals import MAX_IMAGES_PER_PATIENT, find_normal_images, patient_from_name
     from mammoseg.dataset.split import assign_by_fractions, split_fractions
 
     assert split_fractions({"a": "train", "b": "train", "c": "val", "d": "test"}) == {"train": 0.5, "val": 0.25, "test": 0.25}

@@ -257,3 +257,17 @@ def test_abnormality_outside_the_breast_is_a_warning(tmp_path: Path) -> None:
     reason = report["reason"].item()
     assert reason.startswith("warning:") and "outside the detected breast" in reason and "abnormality 1" in reason
     assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["images"]["warnings"] == 1
+
+
+def test_cbis_keeps_its_manifest_columns_and_refuses_folds(tmp_path: Path) -> None:
+    """The layouts' own manifest columns (annotation, fold, ...) never reach a CBIS-DDSM dataset,
+    whose official split leaves nothing to fold."""
+    from mammoseg.core.errors import MammosegError
+    from mammoseg.dataset.shards import MANIFEST_COLUMNS
+
+    tree = build_tree(tmp_path / "cbis", "csv-paths", default_cases()[:2])
+    prepare(tree.root, tmp_path / "ds", SMALL)
+    assert tuple(pd.read_csv(tmp_path / "ds" / "manifest.csv").columns) == MANIFEST_COLUMNS
+    with pytest.raises(MammosegError, match="--folds is for datasets without an official split"):
+        prepare(tree.root, tmp_path / "ds2", SMALL, folds=3)
+    assert not (tmp_path / "ds2").exists()

@@ -19,11 +19,12 @@ CHECKPOINT = click.Choice(CHECKPOINTS)
               help="Where runs live.  [default: env MAMMOSEG_RUNS_DIR, else experiments/runs]")
 @click.option("--baseline", help="Arm the paired differences are taken against [default: dilated_resize if present].")
 @click.option("--split", default="test", show_default=True, help="Evaluated split to compare on.")
+@click.option("--data-name", help="Compare on the split of this external dataset (RUN/eval/<split>@NAME/).")
 @click.option("--primary", "primary", help="Comma-separated metrics the verdict makes claims on "
               "[default: neg_fp_rate,dice_per_image,phase_mean_trained].")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Report folder.")
 def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | None, baseline: str | None, split: str,
-            primary: str | None, out_dir: Path) -> None:
+            data_name: str | None, primary: str | None, out_dir: Path) -> None:
     """Compare evaluated runs: report.html (self-contained), report.md and summary.csv.
 
     Runs of the same variant (and transpose kernel) are seeds of one arm. Every number comes with
@@ -35,6 +36,7 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | Non
     Examples:
       mammoseg compare --experiment demo --out reports/demo
       mammoseg compare experiments/runs/a experiments/runs/b --baseline fcn_skips --out reports/ab
+      mammoseg compare --experiment demo --data-name prepared-digital --out reports/demo-digital
     """
     from mammoseg.reporting import write_report
 
@@ -42,7 +44,7 @@ def compare(runs: tuple[Path, ...], experiment: str | None, runs_dir: Path | Non
         raise click.UsageError("give either RUN folders or --experiment NAME (not both)")
     run_dirs = list(runs) or find_experiment_runs(resolve_runs_dir(runs_dir), experiment)  # type: ignore[arg-type]
     keys = [k.strip() for k in primary.split(",") if k.strip()] if primary is not None else None
-    click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split, primary=keys))
+    click.echo(write_report(run_dirs, out_dir, baseline=baseline, split=split, primary=keys, data_name=data_name))
 
 
 @click.command("visualize-layer", cls=BackendCommand)

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from mammoseg.cli.backend import BackendCommand
+from mammoseg.dataset import layouts
+from mammoseg.dataset.synthetic.layouts import SYNTH_LAYOUTS
 
 COMMANDS: list[click.Command] = []
 
@@ -19,19 +21,24 @@ COMMANDS: list[click.Command] = []
 @click.option("--image-size", type=click.IntRange(min=128), default=1024, show_default=True,
               help="Long side (rows) of the full mammograms; the aspect is about 1.6:1.")
 @click.option("--full-size", is_flag=True, help="CBIS-like ~4800 x 3000 files (about 28 MB each); ignores --image-size.")
-@click.option("--layout", type=click.Choice(["nbia", "csv-paths", "kaggle-jpeg"]), default="nbia", show_default=True,
+@click.option("--layout", type=click.Choice(SYNTH_LAYOUTS), default="nbia", show_default=True,
               help="Folder layout of a CBIS-DDSM download to imitate.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
 @click.option("--normals", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also write this many normal mammograms (no abnormality) to OUT/normals/ in mixed formats.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier synthetic tree in OUT.")
+@click.option("--style", type=click.Choice(["film", "digital"]), default="film", show_default=True,
+              help="Digitised film (DDSM) or full-field digital mammograms (FFDM).")
 def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: bool, layout: str, workers: int,
-                  normals: int, overwrite: bool) -> None:
+                  normals: int, overwrite: bool, style: str) -> None:
     """Write synthetic mammograms in CBIS-DDSM's own on-disk format, for runs without the real data.
 
     Every full mammogram is a Secondary Capture DICOM (16-bit MONOCHROME2) with one to three masses
     or calcification clusters, each with a cropped image and a binary ROI mask, plus unlabelled
-    dense tissue, film labels and scanner bands, as on digitised film. The four official description CSVs are reproduced byte for byte
+    dense tissue, film labels and scanner bands, as on digitised film. With --style digital they are
+    full-field digital mammograms instead (aspect about 1.25:1, 12, 14 or 16 bits stored, often
+    MONOCHROME1): a black or a white padded background, burnt-in text and a view marker, a
+    compression paddle's edge and detector line artefacts. The four official description CSVs are reproduced byte for byte
     in format, and a few cases carry the real files' defects (crop and mask swapped, a mask a few
     pixels off in size, a MONOCHROME1 image, crop and mask in separate series).
 
@@ -54,11 +61,12 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
       mammoseg synth data/synth --cases 100 --seed 0
       mammoseg synth data/synth-kaggle --cases 20 --layout kaggle-jpeg
       mammoseg synth data/synth --cases 60 --normals 20
+      mammoseg synth data/synth-digital --cases 100 --style digital
     """
     from mammoseg.dataset.synthetic import generate
 
     summary = generate(out, cases=cases, seed=seed, image_size=image_size, full_size=full_size, layout=layout,
-                       workers=workers, overwrite=overwrite)
+                       workers=workers, overwrite=overwrite, style=style)
     click.echo(f"wrote {summary.cases} mammograms with {summary.abnormalities} abnormalities ({summary.files} files, "
                f"{summary.bytes / 1e6:.1f} MB) to {summary.root} in {summary.seconds:.1f} s")
     if normals:
@@ -76,8 +84,8 @@ COMMANDS.append(synth_command)
 @click.command("prepare")
 @click.argument("data_root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="DATASET folder to write.")
-@click.option("--layout", type=click.Choice(["auto", "nbia", "csv-paths", "kaggle-jpeg"]), default="auto", show_default=True,
-              help="How the files are laid out below DATA_ROOT.")
+@click.option("--layout", type=click.Choice([layouts.AUTO, *layouts.names()]), default=layouts.AUTO, show_default=True,
+              help="How the files are laid out below DATA_ROOT (auto: detected).")
 @click.option("--image-size", type=int, default=640, show_default=True, help="Side S of the square examples.")
 @click.option("--positive-tiles", type=int, default=2, show_default=True, help="Tiles around abnormalities per image.")
 @click.option("--negative-tiles", type=int, default=2, show_default=True, help="Tiles of normal tissue (no abnormal pixel) per image.")
@@ -89,15 +97,21 @@ COMMANDS.append(synth_command)
 @click.option("--strict", is_flag=True, help="Exit non-zero when any case is skipped (the report is still written).")
 @click.option("--normals", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of normal mammograms from another collection (DICOM, PNG, JPEG, TIFF, PGM), added as whole images of kind 'normal'.")
+@click.option("--folds", type=click.IntRange(min=2), default=None,
+              help="Datasets without an official split (mias, images-masks): write K datasets OUT/fold-1..K, fold k the test set of the k-th.")
 def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, positive_tiles: int, negative_tiles: int,
                     val_fraction: float, seed: int, images_per_shard: int, workers: int, overwrite: bool, strict: bool,
-                    normals: Path | None) -> None:
-    """Turn a CBIS-DDSM download into TFRecord shards of whole breasts, abnormality tiles and normal tiles.
+                    normals: Path | None, folds: int | None) -> None:
+    """Turn a mammography dataset into TFRecord shards of whole breasts, abnormality tiles and normal tiles.
 
-    Reads the four official description CSVs (found anywhere below DATA_ROOT), finds the images in
-    the NBIA, old CSV-path or Kaggle JPEG layout, splits by patient (official test stays test; val
-    drawn from train), and writes shards, manifest.csv, prepare_report.csv (every skipped case and
-    why) and dataset.json. Re-running resumes: finished units are not redone.
+    CBIS-DDSM (NBIA, old CSV-path or Kaggle JPEG layout): reads the four official description CSVs
+    (found anywhere below DATA_ROOT) and splits by patient (official test stays test; val drawn from
+    train). mini-MIAS (mdbNNN.pgm and Info.txt; circles become discs) and images/ + masks/ folders
+    (same stems; a non-zero mask pixel is abnormal; optional patients.csv with image,patient) have
+    no official split: patients are cut into folds, fold 1 of 5 is test, or with --folds K each
+    fold in turn (OUT/fold-k; train on one with --data OUT/fold-k). Writes shards, manifest.csv,
+    prepare_report.csv (every skipped case and why) and dataset.json. Re-running resumes: finished
+    units are not redone.
 
     --normals DIR adds the normal mammograms below DIR (CBIS-DDSM has none), preprocessed like the
     full images, as whole images of kind `normal` with an empty mask. They are split by patient
@@ -108,12 +122,14 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
     Example:
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --image-size 640 --workers 4
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --normals ~/data/all-mias
+      mammoseg prepare ~/data/all-mias --out data/mias --image-size 256 --folds 5
     """
     from mammoseg.dataset.prepare import PrepareOptions, prepare
 
     options = PrepareOptions(image_size=image_size, positive_tiles=positive_tiles, negative_tiles=negative_tiles,
                              val_fraction=val_fraction, seed=seed, layout=layout, images_per_shard=images_per_shard)
-    result = prepare(data_root, out, options, workers=workers, overwrite=overwrite, strict=strict, normals=normals)
+    result = prepare(data_root, out, options, workers=workers, overwrite=overwrite, strict=strict, normals=normals,
+                     folds=folds)
     warnings = f"{result.warnings} warning(s) in prepare_report.csv; " if result.warnings else ""
     click.echo(f"prepared {result.images} images into {result.dataset} ({result.skipped} skipped case(s); "
                f"{warnings}{result.units_reused} unit(s) reused)")

@@ -102,10 +102,16 @@ COMMANDS.append(train_command)
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Inference batch.  [default: the run's]")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset folder, if it moved since training.  [default: the run's]")
-def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | None, data: Path | None) -> None:
+              help="Another prepared dataset (external validation), or the run's own if it moved.  [default: the run's]")
+@click.option("--data-name", help="Name of the external dataset in RUN/eval/<split>@NAME/.  [default: its folder's]")
+def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | None, data: Path | None,
+                     data_name: str | None) -> None:
     """Evaluate a run's checkpoint on a split: RUN/eval/<split>/metrics.json, per_image.csv, examples.npz,
     spectrum.npz.
+
+    External validation: with --data naming another prepared dataset than the run's own, the split of
+    that dataset is evaluated into RUN/eval/<split>@<dataset>/, labelled external; compare such runs
+    with `compare RUNS --data-name <dataset>`.
 
     Metrics name their convention: per-image Dice/IoU (NaN when truth and prediction are empty,
     nanmean) vs pooled; pixel ROC/PR-AUC from 10,000-bin histograms; ECE (15 bins); false positives on
@@ -114,16 +120,19 @@ def evaluate_command(run: Path, split: str, checkpoint: str, batch_size: int | N
     \b
     Example:
       mammoseg evaluate experiments/runs/dilated_resize-seed0 --split test
+      mammoseg evaluate experiments/runs/dilated_resize-seed0 --data data/prepared-digital
     """
     from mammoseg.evaluation.evaluate import evaluate_run
 
-    metrics = evaluate_run(run, split, checkpoint, batch_size=batch_size, data=data)
-    click.echo(f"{run}: {split} split, {metrics['n_images']} images: dice per image (positives) "
+    metrics = evaluate_run(run, split, checkpoint, batch_size=batch_size, data=data, data_name=data_name)
+    name = metrics["dataset_name"] if metrics["external"] else None
+    where = f"{split} split" + (f" of the external dataset {name!r}" if name else "")
+    click.echo(f"{run}: {where}, {metrics['n_images']} images: dice per image (positives) "
                f"{_fmt(metrics['dice_per_image_positives'])}, pooled {_fmt(metrics['dice_pooled_positives'])}; "
                f"FP rate on negatives {_fmt(metrics['negatives_fp_rate_author'])}"
                + (f", on {metrics['n_normal_images']} normal images {_fmt(metrics['normals_fp_rate_author'])}"
                   if "n_normal_images" in metrics else "")
-               + f"; written to {RunDir(run).eval_dir(split)}")
+               + f"; written to {RunDir(run).eval_dir(split, name)}")
 
 
 def _fmt(value: object) -> str:

@@ -1,5 +1,6 @@
 """Breast detection on a low-resolution mammogram: every pixel above the background, down to the
-faint skin line, without the scanner's border bands and labels (`find_breast`).
+faint skin line, without the scanner's border bands and labels (`find_breast`), on film and on
+digital mammograms (a padded background that displays white, line artefacts, a paddle's edge).
 
 Only what lies outside the breast is blanked in network inputs, and the breast's bounding box is the
 crop (`mammoseg.dataset.preprocess.analyse`): the detection errs towards keeping faint tissue.
@@ -52,11 +53,27 @@ BAND_OPEN = 0.05
 """Below this share of an edge's length left empty beyond the band depth, the image holds tissue
 along the whole edge, and a band there cannot be told from it (nor matters for the crop)."""
 
+PADDING_SHARE = 0.1
+"""A digital mammogram's background can be one constant value outside the breast, the padding its
+writer puts there; at the top of the range it displays white. Where the pixels at the image's
+maximum that are connected to its edge cover more than this share of the image, they are that
+background and are recoloured to the image's minimum (a film's saturated label or band is smaller)."""
+
+LINE_WIDTH = 0.006
+"""Thin straight lines over the background, a digital detector's line artefacts (columns with an
+offset) and a compression paddle's edge, are above the background but not breast, and would join
+what they touch into it. Above-background runs across a column (row) no wider than this fraction of
+the long side (4 pixels at least) are a line's where they fill more than `LINE_LENGTH` of that
+column's (row's) length, and are cleared: the breast crosses a line in runs as wide as itself."""
+
+LINE_LENGTH = 0.2
+
 
 def find_breast(low: np.ndarray) -> np.ndarray:
     """The breast (uint8 0/1) in a low-resolution mammogram whose tissue is bright (MONOCHROME2,
-    as `read_pixels` returns it, 8 or 16 bits): above-background pixels, without the scanner's
-    border bands, the largest connected region (labels and markers are separate), holes filled.
+    as `read_pixels` returns it, 8 or 16 bits): above-background pixels (a white padded background
+    taken for background), without the scanner's border bands and thin lines across the background,
+    the largest connected region (labels and markers are separate), holes filled.
 
     Border bands are thin, nearly full strips along an edge; they join everything that touches
     that edge into one region. They are cleared before the regions are told apart, and the breast
@@ -66,13 +83,13 @@ def find_breast(low: np.ndarray) -> np.ndarray:
     import cv2
 
     low = cv2.medianBlur(np.ascontiguousarray(low), 3) if low.dtype in (np.uint8, np.uint16) else low
-    low = _flatten_background(low)
+    low = _flatten_background(_clear_padding(low))
     above = (low > _breast_threshold(low)).astype(np.uint8)
     bands = {edge: _band_depth(_edge_view(above, edge)) for edge in ("top", "bottom", "left", "right")}
     core = above.copy()
     for edge, depth in bands.items():
         _edge_view(core, edge)[:depth] = 0
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(_clear_lines(core), connectivity=8)
     if count <= 1:
         return np.ones_like(above)
     breast = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
@@ -81,6 +98,38 @@ def find_breast(low: np.ndarray) -> np.ndarray:
             view, inside = _edge_view(breast, edge), _edge_view(breast, edge)[depth]
             view[:depth] = _edge_view(above, edge)[:depth] & inside
     return _fill_holes(breast)
+
+
+def _clear_padding(low: np.ndarray) -> np.ndarray:
+    """`low` with a white padded background recoloured to its minimum (see `PADDING_SHARE`)."""
+    import cv2
+
+    top = (low == low.max()).astype(np.uint8)
+    if top.mean() <= PADDING_SHARE:
+        return low
+    _, labels = cv2.connectedComponents(top, connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    padding = np.isin(labels, edge[edge > 0])
+    if padding.mean() <= PADDING_SHARE:
+        return low
+    out = low.copy()
+    out[padding] = low.min()
+    return out
+
+
+def _clear_lines(above: np.ndarray) -> np.ndarray:
+    """`above` (uint8 0/1) without the thin lines across the background (see `LINE_WIDTH`)."""
+    import cv2
+
+    half = max(2, round(LINE_WIDTH * max(above.shape) / 2))  # an odd opening, so that runs keep their ends
+    for axis in (0, 1):  # vertical lines (runs across rows), then horizontal ones
+        kernel = np.ones((1, 2 * half + 1) if axis == 0 else (2 * half + 1, 1), np.uint8)
+        thin = above & (1 - cv2.morphologyEx(above, cv2.MORPH_OPEN, kernel))
+        lines = thin.sum(axis=axis) > LINE_LENGTH * above.shape[axis]
+        if lines.any():
+            view = above if axis == 0 else above.T
+            view[:, lines] &= 1 - (thin if axis == 0 else thin.T)[:, lines]
+    return above
 
 
 def _breast_threshold(low: np.ndarray) -> float:

@@ -13,11 +13,12 @@ import logging
 import mmap
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from mammoseg.core.atomic import atomic_path
 from mammoseg.core.errors import InputError
 
 logger = logging.getLogger("mammoseg.dataset")
@@ -203,3 +204,38 @@ def _read_raster(path: Path) -> np.ndarray:
     if pixels.dtype not in (np.uint8, np.uint16):
         raise InputError(path, f"unsupported pixel type {pixels.dtype}")
     return pixels
+
+
+def write_dicom(path: str | Path, pixels: np.ndarray, fields: Mapping[str, object] | None = None) -> Path:
+    """Write `pixels` (uint8 or uint16, 2-D) as a Secondary Capture DICOM, Implicit VR Little Endian
+    like CBIS-DDSM's files, atomically; `fields` are header attributes by keyword, over defaults
+    that describe the pixels (MONOCHROME2, a fresh SOPInstanceUID). The one DICOM writer of the
+    project: synthetic data and the tests' fixtures both use it."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"DICOM pixels must be a 2-D uint8 or uint16 array, got {pixels.dtype} {pixels.shape}")
+    bits = pixels.dtype.itemsize * 8
+    header: dict[str, object] = {
+        "SOPClassUID": SecondaryCaptureImageStorage, "SOPInstanceUID": generate_uid(), "SamplesPerPixel": 1,
+        "PhotometricInterpretation": "MONOCHROME2", "Rows": pixels.shape[0], "Columns": pixels.shape[1],
+        "BitsAllocated": bits, "BitsStored": bits, "HighBit": bits - 1, "PixelRepresentation": 0,
+        **(fields or {}),
+    }  # fmt: skip
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = header["SOPClassUID"]
+    meta.MediaStorageSOPInstanceUID = header["SOPInstanceUID"]
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
+    meta.ImplementationVersionName = "MAMMOSEG_SYNTH"
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ds = FileDataset(str(tmp), {}, file_meta=meta, preamble=b"\0" * 128)
+        for key, value in header.items():
+            setattr(ds, key, value)
+        data = np.ascontiguousarray(pixels, dtype="<u2" if bits == 16 else np.uint8).tobytes()
+        ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
+        ds.save_as(tmp, enforce_file_format=True)
+    return path

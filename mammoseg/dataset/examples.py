@@ -3,7 +3,10 @@ resolution from which the pipeline cuts positive tiles around its abnormalities 
 breast tissue clear of them (random ones for training, a fixed seeded list for evaluation).
 
 An image is skipped whole when the image or any of its masks cannot be used: a missing mask would
-turn an abnormality into 'normal' pixels.
+turn an abnormality into 'normal' pixels. An abnormality's truth is one of: CBIS-DDSM's crop and ROI
+mask files (told apart by their pixels, the mask fitted to the image), a circle (mini-MIAS), or one
+mask file the size of its image (the images/masks layout; any non-zero pixel is abnormal, and an
+all-zero mask makes the image normal).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +27,7 @@ from mammoseg.core.errors import InputError, MammosegError, Skip
 
 logger = logging.getLogger("mammoseg.dataset")
 
-PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "NONE": 3}
+PATHOLOGY_RANK = {"MALIGNANT": 0, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 2, "UNKNOWN": 3, "NONE": 4}
 NEGATIVE_MIN_BREAST = 0.75
 """A negative tile must lie at least this much on breast tissue (background-only tiles teach nothing)."""
 NEGATIVE_ATTEMPTS = 200
@@ -63,10 +67,21 @@ class PrepareOptions:
 
 @dataclass(frozen=True)
 class Abnormality:
+    """One abnormality and its truth: `roi_files` (CBIS-DDSM), else `circle`, else `mask_file`."""
+
     abnormality_id: int
-    kind: str  # mass | calc
+    kind: str  # mass | calc | ...
     pathology: str
-    roi_files: tuple[str, ...]
+    roi_files: tuple[str, ...] = ()  # crop and ROI mask, told apart by their pixels
+    circle: tuple[float, float, float] | None = None  # (row, column, radius) in image pixels, top-left origin
+    mask_file: str | None = None  # a mask of the image's size; non-zero is abnormal
+
+    @property
+    def source(self) -> str:
+        """The file or description that reports about this abnormality name."""
+        if self.roi_files:
+            return self.roi_files[0]
+        return self.mask_file or f"circle {self.circle}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ class ImageJob:
     split: str
     image_file: str
     abnormalities: tuple[Abnormality, ...]
+    extra: tuple[tuple[str, str], ...] = ()  # more manifest columns of this image's rows, from its layout
 
     @property
     def normal(self) -> bool:
@@ -99,12 +115,13 @@ def process_image(job: ImageJob, options: PrepareOptions, warnings: list[Skip]) 
     """
     pixels = read_pixels(job.image_file)
     size = options.image_size
-    if job.normal:
+    if not job.normal:
+        analysis = preprocess.analyse(pixels, job.side)
+        union, boxes = _abnormality_union(job, pixels.shape, analysis, warnings)
+    if job.normal or not boxes:  # no abnormality, or only all-zero masks
         image, _ = preprocess.prepare_full_image(pixels, size, side=job.side)
         record, row = _record(job, "normal", image, np.zeros((size, size), np.uint8), [], None)
         return record, [row]
-    analysis = preprocess.analyse(pixels, job.side)
-    union, boxes = _abnormality_union(job, pixels.shape, analysis, warnings)
     # every abnormal pixel lies in here: the mask resizes read nothing else of the full-size union
     within = _enclosing(boxes)
     rng = np.random.default_rng([options.seed, zlib.crc32(job.image_key.encode())])
@@ -172,6 +189,7 @@ def _row(job: ImageJob, suffix: str, kind: str, involved: list[Abnormality], fra
     return {
         "example_id": f"{job.image_key}-{suffix}", "patient_id": job.patient_id, "source_image": job.image_key,
         "kind": kind, "abnormality_type": types, "pathology": pathology, "positive_fraction": round(fraction, 6),
+        **dict(job.extra),
     }  # fmt: skip
 
 
@@ -179,16 +197,23 @@ def _abnormality_union(
     job: ImageJob, shape: tuple[int, int], analysis: preprocess.Analysis, warnings: list[Skip]
 ) -> tuple[np.ndarray, list[Box]]:
     """The full-size union (uint8 0/255) of the image's abnormality masks and each one's bounding
-    box; abnormalities partly outside the detected breast are appended to `warnings`."""
+    box (none for an all-zero mask file); abnormalities partly outside the detected breast are
+    appended to `warnings`."""
     union = np.zeros(shape, np.uint8)  # pages are only allocated where abnormalities are pasted
     boxes = []
     for abn in job.abnormalities:
-        box, part = _abnormality_mask(abn, shape)
+        if abn.roi_files:
+            box, part = _abnormality_mask(abn, shape)
+        else:
+            found = _circle_mask(abn, shape) if abn.circle is not None else _plain_mask(abn, shape, job.image_file)
+            if found is None:
+                continue
+            box, part = found
         _paste_max(union, box, part)
         boxes.append(box)
         outside = preprocess.outside_breast(analysis, box, part)
         if outside > OUTSIDE_BREAST_WARNING:
-            warning = Skip(job.image_key, abn.roi_files[0], f"warning: {outside:.1%} of abnormality {abn.abnormality_id}'s pixels lie outside the detected breast (breast detection or ROI mask wrong); image kept")
+            warning = Skip(job.image_key, abn.source, f"warning: {outside:.1%} of abnormality {abn.abnormality_id}'s pixels lie outside the detected breast (breast detection or ROI mask wrong); image kept")
             logger.warning("%s: %s", warning.source, warning.reason)
             warnings.append(warning)
     return union, boxes
@@ -227,6 +252,41 @@ def _abnormality_mask(abn: Abnormality, image_shape: tuple[int, int]) -> tuple[B
     for (y0, y1, x0, x1), part in parts:
         _paste_max(mask, (y0 - box[0], y1 - box[0], x0 - box[2], x1 - box[2]), part)
     return box, mask
+
+
+def _circle_mask(abn: Abnormality, shape: tuple[int, int]) -> tuple[Box, np.ndarray]:
+    """The disc of an abnormality given as a circle, clipped to the image: its box and 0/255 part."""
+    assert abn.circle is not None
+    row, col, radius = abn.circle
+    y0, y1 = max(0, int(np.floor(row - radius))), min(shape[0], int(np.ceil(row + radius)) + 1)
+    x0, x1 = max(0, int(np.floor(col - radius))), min(shape[1], int(np.ceil(col + radius)) + 1)
+    if y0 >= y1 or x0 >= x1:
+        raise InputError(abn.source, f"circle of abnormality {abn.abnormality_id} lies outside the {shape[0]}x{shape[1]} image")
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    disc = ((yy - row) ** 2 + (xx - col) ** 2 <= radius**2).astype(np.uint8) * 255
+    return (y0, y1, x0, x1), disc
+
+
+def _plain_mask(abn: Abnormality, shape: tuple[int, int], image_file: str) -> tuple[Box, np.ndarray] | None:
+    """A mask file of the image's own size (never resized: another size is an error naming both),
+    any non-zero pixel abnormal; None when it has none."""
+    assert abn.mask_file is not None
+    mask = read_pixels(abn.mask_file)
+    if mask.shape != shape:
+        raise InputError(abn.mask_file, f"mask is {mask.shape[0]}x{mask.shape[1]} pixels but its image {Path(image_file).name} is {shape[0]}x{shape[1]}; masks are never resized")
+    box = foreground_box(mask)
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    return box, np.where(mask[y0:y1, x0:x1] > 0, 255, 0).astype(np.uint8)
+
+
+def relative(path: str | Path, root: Path) -> str:
+    """Report paths relative to the data root: shorter, and no user's home folder in shared reports."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _enclosing(boxes: list[Box]) -> Box:

@@ -1,4 +1,5 @@
-"""`mammoseg prepare`: CBIS-DDSM files -> TFRecord shards, one record per mammogram, with manifest.
+"""`mammoseg prepare`: a dataset on disk (any layout of `mammoseg.dataset.layouts`) -> TFRecord
+shards, one record per mammogram, with manifest.
 
 Work is cut into units (a chunk of full mammograms of one split -> one shard file plus a sidecar
 manifest part). A unit is written atomically and marked done last, so an interrupted run loses at
@@ -7,7 +8,7 @@ are rebuilt from the parts. Each image draws its evaluation tiles and negative p
 seeded by the run's seed and the image key, so results do not depend on the number of workers or on
 resuming. The manifest has one row per example the pipeline cuts: the whole breast and those tiles.
 
-Normal mammograms from another collection (`normals`, see `mammoseg.dataset.normals`) become whole
+Normal mammograms from another collection (`normals`, see `mammoseg.dataset.layouts.normals`) become whole
 images of kind `normal` with an empty mask, preprocessed like the CBIS-DDSM images, in units of
 their own (`<split>-normal-<nnnnn>`) that resume and report skips like the others.
 """
@@ -19,27 +20,28 @@ import json
 import logging
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mammoseg.core.atomic import write_json, write_text
-from mammoseg.dataset import cbis
-from mammoseg.dataset.dicom import prefetch
 from mammoseg.core.conventions import KINDS, SPLITS
-from mammoseg.core.errors import Skip
-from mammoseg.dataset.examples import Abnormality, ImageJob, PrepareOptions, process_image
+from mammoseg.core.errors import InputError, MammosegError, Skip
+from mammoseg.dataset.dicom import prefetch
+from mammoseg.dataset.examples import ImageJob, PrepareOptions, process_image, relative
 from mammoseg.dataset.shards import MANIFEST_COLUMNS
-from mammoseg.dataset.split import assign_by_fractions, assign_splits, split_fractions
-from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.dataset.split import DEFAULT_FOLDS, assign_by_fractions, assign_folds, fold_splits, split_fractions
 
 logger = logging.getLogger("mammoseg.dataset")
 
 FORMAT_VERSION = 2
 """2: one record per mammogram, tiles cut by the pipeline from the breast at working resolution."""
 REPORT_COLUMNS = ["source", "file", "reason"]
+FOLDS_FILE = "folds.json"
+"""Written beside the fold datasets by `--folds K`: how many, the layout, and their folders. A run
+picks its fold by its dataset folder (`--data OUT/fold-k`)."""
 
 
 @dataclass
@@ -72,21 +74,74 @@ def prepare(
     overwrite: bool = False,
     strict: bool = False,
     normals: str | Path | None = None,
+    folds: int | None = None,
 ) -> PrepareResult:
-    """Prepare DATASET `out` from the CBIS-DDSM tree at `data_root`, and the normal mammograms
-    below the folder `normals` if given (see the module docstring)."""
+    """Prepare DATASET `out` from the dataset at `data_root` (in `options.layout`, or the detected
+    layout), and the normal mammograms below the folder `normals` if given. A layout without an
+    official split is cut into folds by patient: with `folds` K, into K datasets `out/fold-1` ..
+    `out/fold-K`, fold k the test set of the k-th (see `FOLDS_FILE`); without, `out` is the
+    first of `DEFAULT_FOLDS` folds. Returns the result of the last dataset written."""
+    from mammoseg.dataset import layouts
+
     data_root, out = Path(data_root), Path(out)
     if not data_root.is_dir():
         raise InputError(data_root, "data root is not a folder")
+    layout = layouts.choose(data_root, options.layout)
     recorded = {**asdict(options), "format_version": FORMAT_VERSION, "data_root": str(data_root.resolve())}
     skips: list[Skip] = []
-    jobs, patient_split, layout = _plan_cbis_jobs(data_root, options, skips)
-    units = _plan_units(jobs, options.images_per_shard)
+    plan = layout.plan(data_root, options, skips)
+    normal_jobs = layouts.get("normals").plan(Path(normals), options, skips).jobs if normals is not None else []
     if normals is not None:
-        normals = Path(normals)
-        normal_jobs = _plan_normal_jobs(normals, patient_split, options.seed)
+        recorded["normals"] = str(Path(normals).resolve())  # only when given: datasets without keep their options
+    logger.info("layout: %s; %d images, %d normal images from --normals", layout.name, len(plan.jobs), len(normal_jobs))
+    if not plan.patient_split:
+        return _prepare_folds(out, data_root, plan.jobs, normal_jobs, normals, skips, options, recorded, layout.name,
+                              folds, workers, overwrite, strict)
+    if folds is not None:
+        raise MammosegError(f"--folds is for datasets without an official split; the {layout.name} layout has one")
+    normal_split = assign_by_fractions([j.patient_id for j in normal_jobs], split_fractions(plan.patient_split), options.seed)
+    normal_jobs = [replace(j, split=normal_split[j.patient_id]) for j in normal_jobs]
+    return _prepare_one(out, data_root, plan.jobs, normal_jobs, normals, skips, options, recorded, layout.name, workers,
+                        overwrite, strict)
+
+
+def _prepare_folds(
+    out: Path, data_root: Path, jobs: list[ImageJob], normal_jobs: list[ImageJob], normals: str | Path | None,
+    skips: list[Skip], options: PrepareOptions, recorded: dict[str, Any], layout: str, folds: int | None,
+    workers: int, overwrite: bool, strict: bool,
+) -> PrepareResult:
+    """Patients cut into folds (`folds`, else `DEFAULT_FOLDS`), and one dataset per fold written:
+    every fold's in `out/fold-k` with `folds`, only the first, in `out`, without. Every manifest
+    row carries its image's test fold (`fold`)."""
+    if folds is not None and folds < 2:
+        raise MammosegError(f"--folds must be at least 2, got {folds}")
+    abnormal: dict[str, bool] = {}
+    for job in [*jobs, *normal_jobs]:
+        abnormal[job.patient_id] = abnormal.get(job.patient_id, False) or not job.normal
+    fold_of = assign_folds(abnormal, folds or DEFAULT_FOLDS, options.seed)
+    if folds:
+        write_json(out / FOLDS_FILE, {"folds": folds, "layout": layout, "datasets": [f"fold-{k}" for k in range(1, folds + 1)]})
+    results = []
+    for fold in range(1, (folds or 1) + 1):
+        split = fold_splits(fold_of, fold, options.val_fraction, options.seed)
+        in_fold = [[replace(j, split=split[j.patient_id], extra=(*j.extra, ("fold", str(fold_of[j.patient_id])))) for j in group]
+                   for group in (jobs, normal_jobs)]  # fmt: skip
+        results.append(_prepare_one(
+            out / f"fold-{fold}" if folds else out, data_root, in_fold[0], in_fold[1], normals, list(skips), options,
+            {**recorded, "fold": fold, "folds": folds or DEFAULT_FOLDS}, layout, workers, overwrite, strict,
+        ))  # fmt: skip
+    return results[-1]
+
+
+def _prepare_one(
+    out: Path, data_root: Path, jobs: list[ImageJob], normal_jobs: list[ImageJob], normals: str | Path | None,
+    skips: list[Skip], options: PrepareOptions, recorded: dict[str, Any], layout: str, workers: int, overwrite: bool,
+    strict: bool,
+) -> PrepareResult:
+    """One DATASET `out` from jobs whose splits are set: units planned, claimed, run and gathered."""
+    units = _plan_units(jobs, options.images_per_shard)
+    if normal_jobs:
         units += _plan_units(normal_jobs, options.images_per_shard, "normal-", str(normals))
-        recorded["normals"] = str(normals.resolve())  # only when given: datasets without keep their options
     _claim_output(out, recorded, overwrite)
     _remove_stale(out, units)
     units_run = _run_pending(units, options, out, data_root, workers)
@@ -102,7 +157,9 @@ def _write_dataset(
     """The manifest, report and dataset.json from the finished units' sidecars. When no image could
     be prepared, only the report of why is kept: no empty dataset."""
     parts = [_read_part(out, u) for u in units]
-    manifest = pd.DataFrame([row for part in parts for row in part["manifest"]], columns=list(MANIFEST_COLUMNS))
+    rows = [row for part in parts for row in part["manifest"]]
+    columns = list(dict.fromkeys([*MANIFEST_COLUMNS, *(key for row in rows for key in row)]))  # a layout's own columns last
+    manifest = pd.DataFrame(rows, columns=columns)
     skipped = [asdict(s) for s in skips] + [row for part in parts for row in part["skipped"]]
     warned = [row for part in parts for row in part.get("warnings", [])]
     report = pd.DataFrame(skipped + warned, columns=REPORT_COLUMNS)
@@ -128,34 +185,6 @@ def _write_dataset(
 
 
 # --------------------------------------------------------------------------- planning
-
-
-def _plan_cbis_jobs(data_root: Path, options: PrepareOptions, skips: list[Skip]) -> tuple[list[ImageJob], dict[str, str], str]:
-    """The CBIS-DDSM images to prepare, the patients' splits and the layout of the tree; raises
-    InputError before anything is written when there is none: an empty DATASET would only fail
-    later, in training."""
-    from mammoseg.dataset.layouts import open_layout
-
-    abnormalities = _read_csvs(data_root, skips)
-    patient_split = assign_splits(abnormalities, options.val_fraction, options.seed)
-    resolver = open_layout(data_root, options.layout, abnormalities)
-    images = abnormalities["image_subject"].nunique()
-    logger.info("layout: %s; %d abnormalities on %d images", resolver.layout, len(abnormalities), images)
-    jobs = _plan_jobs(abnormalities, patient_split, resolver, data_root, skips)
-    if not jobs:
-        raise InputError(data_root, _nothing_to_prepare(images, skips))
-    return jobs, patient_split, resolver.layout
-
-
-def _plan_normal_jobs(normals: Path, patient_split: dict[str, str], seed: int) -> list[ImageJob]:
-    """The normal mammograms below `normals`, their patients dealt out in the proportions of the
-    CBIS-DDSM patients' splits."""
-    from mammoseg.dataset.normals import find_normal_images
-
-    found = find_normal_images(normals)
-    normal_split = assign_by_fractions([n.patient_id for n in found], split_fractions(patient_split), seed)
-    logger.info("normals: %d images of %d patients", len(found), len(normal_split))
-    return [ImageJob(n.key, n.patient_id, "", normal_split[n.patient_id], str(n.file), ()) for n in found]
 
 
 def _claim_output(out: Path, recorded: dict[str, Any], overwrite: bool) -> None:
@@ -197,64 +226,6 @@ def _remove_stale(out: Path, units: list[Unit]) -> None:
     for path in (out / "parts").glob("*.json"):
         if path.name.startswith(".") or (path.stem not in names and path.name != "options.json"):
             path.unlink()
-
-
-def _read_csvs(data_root: Path, skips: list[Skip]) -> pd.DataFrame:
-    found = cbis.find_description_csvs(data_root)
-    if not found:
-        raise InputError(data_root, f"none of the CBIS-DDSM description CSVs found below this folder ({', '.join(cbis.OFFICIAL_NAMES.values())})")
-    missing = [name for key, name in cbis.OFFICIAL_NAMES.items() if key not in found]
-    if missing:
-        logger.warning("%s: description CSVs not found: %s", data_root, ", ".join(missing))
-    frames, problems = [], []
-    for path in found.values():
-        try:
-            frames.append(cbis.read_description_csv(path, problems))
-        except InputError as exc:
-            logger.warning("%s; file skipped", exc)
-            skips.append(Skip(path.name, str(path), exc.problem))
-    skips.extend(Skip(p.source, p.file, p.reason) for p in problems)
-    if not frames:
-        raise InputError(data_root, "no usable CBIS-DDSM description CSV")
-    return pd.concat(frames, ignore_index=True)
-
-
-def _plan_jobs(abnormalities: pd.DataFrame, patient_split: dict[str, str], resolver: Any, data_root: Path, skips: list[Skip]) -> list[ImageJob]:
-    """Resolve every image's files; images with a missing or unreachable file are skipped whole (a
-    missing mask would turn an abnormality into 'normal' pixels). Rows are grouped as plain dicts:
-    pandas' per-group overhead would cost milliseconds per image."""
-    images: dict[str, list[dict[str, Any]]] = {}
-    for record in abnormalities.to_dict("records"):
-        images.setdefault(record["image_subject"], []).append(record)
-    jobs = []
-    for key, rows in sorted(images.items()):
-        first = rows[0]
-        try:
-            image_file = resolver.image_file(first["image_path"], first["image_series_uid"])
-            abns = []
-            for row in sorted(rows, key=lambda r: r["abnormality_id"]):
-                files = list(dict.fromkeys(
-                    resolver.files(row["crop_path"], row["crop_series_uid"]) + resolver.files(row["roi_path"], row["roi_series_uid"])
-                ))  # fmt: skip
-                files = [f for f in files if f != image_file]
-                if not files:
-                    raise InputError(row["roi_path"], f"ROI files of abnormality {row['abnormality_id']} not found ({resolver.layout} layout)")
-                abns.append(Abnormality(int(row["abnormality_id"]), row["abnormality_type"], row["pathology"], tuple(str(f) for f in files)))
-        except InputError as exc:
-            skips.append(Skip(str(key), _relative(exc.path, data_root), exc.problem))
-            logger.warning("%s: %s (skipped %s)", _relative(exc.path, data_root), exc.problem, key)
-            continue
-        jobs.append(ImageJob(str(key), first["patient_id"], first["side"], patient_split[first["patient_id"]], str(image_file), tuple(abns)))
-    return jobs
-
-
-def _nothing_to_prepare(images: int, skips: list[Skip]) -> str:
-    """Why no image can be prepared, in one line: how many images were found, and one problem of
-    a found image (their ROI files, say) rather than of the missing ones."""
-    missing = [s for s in skips if s.reason.startswith("file not found")]
-    example = next((s for s in skips if not s.reason.startswith("file not found")), skips[0] if skips else None)
-    first = f"; e.g. {example.file}: {example.reason}" if example else ""
-    return f"nothing to prepare: {images - len(missing)} of the {images} image(s) in the CSVs found, none with all its files{first}"
 
 
 def _plan_units(jobs: list[ImageJob], per_unit: int, prefix: str = "", root: str | None = None) -> list[Unit]:
@@ -342,14 +313,14 @@ def run_unit(
             try:
                 record, examples = process_image(job, options, warnings)
             except InputError as exc:
-                skips.append(Skip(job.image_key, _relative(exc.path, root), exc.problem))
+                skips.append(Skip(job.image_key, relative(exc.path, root), exc.problem))
                 continue
             writer.write(record)
             for row in examples:
                 rows.append({**row, "split": unit.split, "shard": shard_rel, "height": options.image_size, "width": options.image_size})
     # one sidecar, written atomically after the shard: its presence marks the unit done
     part = {"images": [j.image_key for j in unit.jobs], "manifest": rows, "skipped": [asdict(s) for s in skips],
-            "warnings": [{**asdict(w), "file": _relative(w.file, data_root)} for w in warnings]}
+            "warnings": [{**asdict(w), "file": relative(w.file, data_root)} for w in warnings]}
     write_json(out / "parts" / f"{unit.name}.json", part)
     return unit.name, len(unit.jobs), skips
 
@@ -363,11 +334,3 @@ def _job_files(job: ImageJob) -> list[str]:
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_text(path, frame.to_csv(index=False, lineterminator="\n"))
-
-
-def _relative(path: str | Path, root: Path) -> str:
-    """Report paths relative to the data root: shorter, and no user's home folder in shared reports."""
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)

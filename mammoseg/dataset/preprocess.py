@@ -246,9 +246,17 @@ def prepare_full_image(
     h, w = pixels.shape
     geometry = Geometry(height=h, width=w, flip=a.flip, box=snap_box(a.box, (h, w), image_size), size=image_size)
     small = to_uint8(geometry.resize(pixels), a.window)
-    region = cv2.dilate(a.breast, np.ones((5, 5), np.uint8))
+    region = kept_region(a)
     np.multiply(small, _low_to_geometry(region, a.step, geometry, small.shape), out=small)  # region is 0/1
     return (geometry._pad(small) if pad else small), geometry
+
+
+def kept_region(analysis: Analysis) -> np.ndarray:
+    """The low-resolution pixels (uint8 0/1) a network input keeps: the breast, two pixels wider so
+    that blanking never cuts its edge."""
+    import cv2
+
+    return cv2.dilate(analysis.breast, np.ones((5, 5), np.uint8))
 
 
 def working_side(image_shape: tuple[int, int], breast_box: Box, image_size: int) -> int:

@@ -6,7 +6,9 @@ put one woman's breasts on both sides of the split, so such patients go entirely
 patients are drawn at random (seeded) from the remaining train patients.
 
 Images from another collection (normal mammograms) have no official split: their patients are
-dealt out at random (seeded) in the proportions the CBIS-DDSM patients ended up in.
+dealt out at random (seeded) in the proportions the CBIS-DDSM patients ended up in. A dataset with
+no official split at all (mini-MIAS, an images/masks folder) is cut into folds by patient
+(`assign_folds`); each fold in turn is the test set of one prepared dataset (`fold_splits`).
 """
 
 from __future__ import annotations
@@ -47,3 +49,29 @@ def assign_by_fractions(patients: list[str], fractions: dict[str, float], seed: 
     n_test = min(len(order), int(round(fractions.get("test", 0.0) * len(order))))
     n_val = min(len(order) - n_test, int(round(fractions.get("val", 0.0) * len(order))))
     return {p: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, p in enumerate(order)}
+
+
+DEFAULT_FOLDS = 5
+"""Folds of a dataset without an official split when `--folds` is not given: it is then prepared
+as fold 1 of these, so about a fifth of the patients are test."""
+
+
+def assign_folds(patients: dict[str, bool], folds: int, seed: int = 0) -> dict[str, int]:
+    """patient_id -> fold 1..`folds`, for patients without an official split (`patients` maps each
+    to whether it has an abnormal image). Abnormal patients, then the others, are shuffled (seeded)
+    and dealt in turn, so every fold gets a like share of each and every patient is in exactly one."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    rng = np.random.default_rng([seed, 0x464F4C44])
+    order: list[str] = []
+    for abnormal in (True, False):
+        group = sorted(p for p, flag in patients.items() if flag == abnormal)
+        order += rng.permutation(np.array(group, dtype=object)).tolist()
+    return {p: 1 + i % folds for i, p in enumerate(order)}
+
+
+def fold_splits(fold_of: dict[str, int], fold: int, val_fraction: float = 0.1, seed: int = 0) -> dict[str, str]:
+    """patient_id -> train | val | test when fold `fold` is the test set; validation patients are
+    drawn from the other folds as `assign_splits` draws them from the official train set."""
+    table = pd.DataFrame({"patient_id": list(fold_of), "split": ["test" if f == fold else "train" for f in fold_of.values()]})
+    return assign_splits(table, val_fraction, seed)

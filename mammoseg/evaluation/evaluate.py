@@ -10,7 +10,9 @@ kept, never the probability maps of the whole split. Outputs (docs/design.md §5
     RUN/eval/<split>/detections.npz  every image's lesion candidates: enough to redraw the FROC curve
 
 The per-image columns are the declared metrics' (`metrics/catalog.py`); those at the operating point use
-the threshold chosen on the validation split first (`detections.choose_operating_point`).
+the threshold chosen first on the validation split of the run's own dataset (`detections.choose_operating_point`).
+On another prepared dataset than the run's own (external validation) the same files go to
+RUN/eval/<split>@<dataset>/ (`mammoseg.runs.external`), and metrics.json names the dataset external.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mammoseg.evaluation.detections import DetectionLog, choose_operating_point,
 from mammoseg.metrics.catalog import ImageMaps, image_columns, image_metric_value, in_subset, metrics
 from mammoseg.metrics.declaration import NORMAL_KIND, SUBSETS
 from mammoseg.metrics.segmentation import SegmentationAccumulator
+from mammoseg.runs.external import eval_name, external_name
 from mammoseg.runs.rundir import SPECTRUM_GROUPS, RunDir, per_image_columns
 
 logger = logging.getLogger("mammoseg.evaluate")
@@ -145,9 +148,10 @@ class _Pass:
         }
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
-                 batch_size: int | None = None, data: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate RUN's checkpoint on `split`; writes RUN/eval/<split>/ and returns the metrics."""
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int | None = None,
+                 data: str | Path | None = None, data_name: str | None = None) -> dict[str, Any]:
+    """Evaluate RUN's checkpoint on `split` of its dataset, or of another one (`data`, named `data_name`
+    or after its folder); writes RUN/eval/<split>[@<dataset>]/ and returns the metrics."""
     import keras
     import pandas as pd
 
@@ -156,15 +160,21 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     run = RunDir(run_dir)
     config = run.config()
     dataset = _dataset_of(run, config, data)
+    external = external_name(config, dataset, data_name)
+    folder = eval_name(split, external)
+    if external is not None:
+        _check_same_dataset(run.eval_dir(folder) / "metrics.json", dataset)
     info = read_dataset_info(dataset)
     manifest = read_manifest(dataset).set_index("example_id")
+    own_dataset = dataset if external is None else _own_dataset(config, dataset)
+    own = manifest if own_dataset == dataset else read_manifest(own_dataset).set_index("example_id")
     path = run.checkpoint(checkpoint)
     model = run.load_model(checkpoint)
     size = int(model.input_shape[1])
     batch_size = batch_size or int(config.get("batch_size", 16))
     ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
     ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
-    operating_point = choose_operating_point(model, _validation_dataset(config, dataset), size, batch_size)
+    operating_point = choose_operating_point(model, own_dataset, size, batch_size)
     scan = _Pass(manifest, operating_point["threshold"], math.log(float(config.get("positive_weight") or 1.0)))
     with Progress(int((manifest["split"] == split).sum()), f"evaluate {run.path.name} on {split}", "img") as bar:
         for batch in ds:
@@ -182,7 +192,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, np.stack(scan.probe_images))
     metrics[GATE_KEY] = learning_gate(
         _checkpoint_val_loss(run.read_history(), checkpoint),
-        prior_loss(float(manifest.loc[manifest["split"] == "val", "positive_fraction"].mean()),
+        prior_loss(float(own.loc[own["split"] == "val", "positive_fraction"].mean()),
                    float(config.get("positive_weight") or 1.0),
                    config.get("loss_normalization", "weights")),  # runs from before the key: weighted mean
         int(frame.loc[frame["tp"] + frame["fn"] > 0, "tp"].sum()),
@@ -191,11 +201,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "split": split, "checkpoint": checkpoint, "checkpoint_path": str(path), "image_size": size,
         "dataset": str(dataset.resolve()), "variant": config.get("variant"), "seed": config.get("seed"),
         "run_name": config.get("run_name"), "inference": scan.inference(batch_size, keras.backend.backend()),
+        "external": external is not None, "dataset_name": external or Path(dataset).resolve().name,
     })
-    run.write_evaluation(split, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays(),
+    run.write_evaluation(folder, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays(),
                          scan.detections.arrays())
     logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f%s",
-                run.path, split, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
+                run.path, folder, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
                 metrics["negatives_fp_rate_author"],
                 f", on {metrics['n_normal_images']} normal images {metrics['normals_fp_rate_author']:.3f}"
                 if "n_normal_images" in metrics else "")
@@ -222,6 +233,28 @@ def per_image_means(frame: Any) -> dict[str, float]:
     subsets = _subsets(frame)
     table = {c: frame[c].to_numpy(float) for c in frame.columns if c not in ("example_id", "kind", "patient_id")}
     return {m.key: image_metric_value(m, table, subsets[m.subset]) for m in metrics() if m.source == "image"}
+
+
+def _check_same_dataset(metrics_file: Path, dataset: Path) -> None:
+    """Refuse to overwrite an external evaluation of another dataset that has the same name."""
+    import json
+
+    if metrics_file.is_file():
+        earlier = json.loads(metrics_file.read_text()).get("dataset")
+        if earlier and Path(earlier) != dataset.resolve():
+            raise InputError(metrics_file.parent, f"holds an evaluation on {earlier}, another dataset of that name; "
+                                                  "give --data-name")
+
+
+def _own_dataset(config: dict[str, Any], external: Path) -> Path:
+    """The run's own prepared dataset, whose validation split sets its learning gate's prior and its operating
+    point; the external one where the run's is gone."""
+    recorded = Path(config["dataset"]["path"]) if isinstance(config.get("dataset"), dict) else None
+    if recorded is None or not (recorded / "manifest.csv").is_file():
+        logger.warning("the run's own dataset is gone: its learning gate and operating point use the external "
+                       "dataset's validation split")
+        return external
+    return recorded
 
 
 def _checkerboard_summary(frame: Any) -> dict[str, Any]:
@@ -278,14 +311,6 @@ def learning_gate(val_loss: float, prior: float, abnormal_pixels_found: int) -> 
     learned = math.isfinite(val_loss) and math.isfinite(prior) and val_loss < prior and abnormal_pixels_found > 0
     return {"learned": bool(learned), "val_loss": val_loss, "prior_loss": prior,
             "abnormal_pixels_found": abnormal_pixels_found, "rule": GATE_RULE}
-
-
-def _validation_dataset(config: dict[str, Any], dataset: Path) -> Path:
-    """Where the run's operating point is chosen: the validation split of the dataset it was trained on
-    (also when `--data` evaluates it elsewhere: the threshold belongs to the run), else of `dataset`."""
-    recorded = config.get("dataset")
-    path = Path(recorded["path"]) if isinstance(recorded, dict) and isinstance(recorded.get("path"), str) else None
-    return path if path is not None and path.is_dir() else dataset
 
 
 def _checkpoint_val_loss(history: list[dict[str, Any]], checkpoint: str) -> float:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mammoseg.runs.external import split_label
 from mammoseg.runs.rundir import load_run
 from mammoseg.core.atomic import write_bytes, write_text
 from mammoseg.core.errors import MammosegError
@@ -23,17 +24,18 @@ logger = logging.getLogger("mammoseg.report")
 
 
 def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = None, split: str = "test",
-                 primary: Sequence[str] | None = None) -> Path:
+                 primary: Sequence[str] | None = None, data_name: str | None = None) -> Path:
     """Compare the runs and write report.md, a self-contained report.html, summary.csv, figures/ and, when the
-    article's claims apply, findings.md; returns the HTML path. `primary`: the metrics claims are made on (DEFAULT_PRIMARY when None)."""
+    article's claims apply, findings.md; returns the HTML path. `primary`: the metrics claims are made on (DEFAULT_PRIMARY when None).
+    `data_name`: compare on `split` of that external dataset (external validation), as the report says."""
     if not run_dirs:
         raise MammosegError("no runs to compare")
     primary = check_primary(primary)
     start = time.perf_counter()
-    runs = [load_run(path, split) for path in run_dirs]
+    runs = [load_run(path, split, data_name) for path in run_dirs]
     arms, base = build_arms(runs, baseline, primary)
     claims = claims_section(arms)
-    document = build_document(arms, base, split, primary, verdict(arms, base, primary), report_figures(arms), claims)
+    document = build_document(arms, base, split_label(split, data_name), primary, verdict(arms, base, primary), report_figures(arms), claims)
     out_dir = Path(out_dir)
     for figure in document.figures:
         write_bytes(out_dir / figure.path, figure.png)

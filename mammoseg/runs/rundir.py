@@ -6,8 +6,8 @@ folder's contract is written once (docs/design.md, Code layout). Every file is w
     RUN/config.json  state.json  history.csv  timing.json  checkerboard_init.json   training
     RUN/last.keras  best.keras                                                     training (checkpoints)
     RUN/tb/  RUN/previews/epoch_NNN/  RUN/previews/inputs/                         training (for people)
-    RUN/eval/<split>/metrics.json  per_image.csv  examples.npz  spectrum.npz       evaluation
-    RUN/eval/<split>/detections.npz                                                evaluation
+    RUN/eval/<split>[@<dataset>]/metrics.json  per_image.csv  examples.npz  spectrum.npz  evaluation (external)
+    RUN/eval/<split>[@<dataset>]/detections.npz                                    evaluation
     RUN/layers/                                                                    visualize-layer's default
     RUN/.lock                                                                      whoever writes
 """
@@ -33,6 +33,7 @@ import numpy as np
 from mammoseg.core.atomic import atomic_path, strict_json, write_error, write_json, write_npz, write_text
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.metrics.catalog import per_image_columns
+from mammoseg.runs.external import describe, eval_name, evaluate_hint
 
 if TYPE_CHECKING:
     import pandas as pd  # loaded when a table is read, not with every command's start
@@ -207,8 +208,8 @@ class RunDir:
 
     # ------------------------------------------------------------------ evaluation's files
 
-    def eval_dir(self, split: str) -> Path:
-        return self.path / "eval" / split
+    def eval_dir(self, split: str, dataset: str | None = None) -> Path:
+        return self.path / "eval" / eval_name(split, dataset)
 
     def write_evaluation(self, split: str, metrics: dict[str, Any], per_image: pd.DataFrame,
                          examples: dict[str, np.ndarray], spectrum: dict[str, np.ndarray],
@@ -332,17 +333,17 @@ class Run:
         return None if size is None else int(size)
 
 
-def load_run(run_dir: str | Path, split: str = "test") -> Run:
-    """Load a run folder and its evaluation on `split`; a user error naming the folder and what to run if it is not
-    evaluated yet: a report silently built from fewer runs than asked for would misstate the evidence."""
+def load_run(run_dir: str | Path, split: str = "test", dataset: str | None = None) -> Run:
+    """Load a run folder and its evaluation on `split` (of the external `dataset`); a user error naming the folder
+    and what to run if it is not evaluated yet: a report silently built from fewer runs than asked for would mislead."""
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise InputError(run.path, "no such run folder")
     config = run.config()
-    eval_dir = run.eval_dir(split)
+    eval_dir = run.eval_dir(split, dataset)
     if not (eval_dir / "metrics.json").is_file() or not (eval_dir / "per_image.csv").is_file():
         raise InputError(
-            run.path, f"not evaluated on the {split!r} split; run `mammoseg evaluate {run.path} --split {split}` first"
+            run.path, f"not evaluated on {describe(split, dataset)}; run `{evaluate_hint(run.path, split, dataset)}` first"
         )
     per_image = _read_csv(eval_dir / "per_image.csv")
     missing = [c for c in REQUIRED_PER_IMAGE if c not in per_image.columns]

@@ -21,14 +21,15 @@ from typing import Any
 
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.dataset.synthetic.formats import (ImageFile, case_images, description_csv, dicom_info, nbia_metadata,
-                                             write_dicom, write_jpeg)
+                                             write_dicom_file, write_jpeg)
+from mammoseg.dataset.synthetic.digital import render_digital_case
+from mammoseg.dataset.synthetic.layouts import SYNTH_LAYOUTS
 from mammoseg.dataset.synthetic.normals import NORMALS_DIR
-from mammoseg.dataset.synthetic.plan import CSV_NAMES, Case, make_plan, quirks_of
+from mammoseg.dataset.synthetic.plan import CSV_NAMES, STYLES, Case, make_plan, quirks_of
 from mammoseg.dataset.synthetic.render import render_case
 from mammoseg.core.errors import InputError
 from mammoseg.core.progress import Progress
 
-LAYOUTS = ("nbia", "csv-paths", "kaggle-jpeg")
 TRUTH_FILE = "synth_truth.json"
 GENERATED = ("CBIS-DDSM", "csv", "jpeg", "metadata.csv", TRUTH_FILE, NORMALS_DIR, *CSV_NAMES.values())
 logger = logging.getLogger("mammoseg.synth")
@@ -47,10 +48,13 @@ class SynthSummary:
 
 
 def generate(out: str | Path, *, cases: int = 100, seed: int = 0, image_size: int = 1024, full_size: bool = False,
-             layout: str = "nbia", workers: int = 1, overwrite: bool = False) -> SynthSummary:
-    """Write a synthetic CBIS-DDSM tree of `cases` full mammograms to `out`; same bytes for the same seed."""
-    if layout not in LAYOUTS:
-        raise InputError(layout, f"unknown layout; choose one of {', '.join(LAYOUTS)}")
+             layout: str = "nbia", workers: int = 1, overwrite: bool = False, style: str = "film") -> SynthSummary:
+    """Write a synthetic CBIS-DDSM tree of `cases` full mammograms to `out`; same bytes for the same seed.
+    `style` digital draws full-field digital mammograms (`digital.py`) in the same files."""
+    if layout not in SYNTH_LAYOUTS:
+        raise InputError(layout, f"unknown layout; choose one of {', '.join(SYNTH_LAYOUTS)}")
+    if style not in STYLES:
+        raise InputError(style, f"unknown style; choose one of {', '.join(STYLES)}")
     if cases < 1:
         raise InputError(str(cases), "--cases must be at least 1")
     if not full_size and image_size < 128:
@@ -58,9 +62,11 @@ def generate(out: str | Path, *, cases: int = 100, seed: int = 0, image_size: in
     root = Path(out)
     _prepare_root(root, overwrite)
     start = time.perf_counter()
-    plan = make_plan(cases, seed, image_size, full_size)
+    plan = make_plan(cases, seed, image_size, full_size, style)
     options = {"cases": cases, "seed": seed, "image_size": None if full_size else image_size,
                "full_size": full_size, "layout": layout}
+    if style != "film":  # film trees keep the bytes they always had
+        options["style"] = style
     write_json(root / TRUTH_FILE, {"format_version": 1, "complete": False, "options": options})
 
     truths: list[dict[str, Any]] = []
@@ -128,11 +134,11 @@ def _run(plan: list[Case], root: Path, layout: str,
 
 def _make_case(case: Case, root: Path, layout: str) -> tuple[dict[str, Any], list[tuple[ImageFile, int]]]:
     """Render one full image, write its files in `layout`, and describe what was planted."""
-    rendered = render_case(case)
+    rendered = render_digital_case(case) if case.style == "digital" else render_case(case)
     masks = [lesion.mask for lesion in rendered.lesions]
     crops = [rendered.pixels[y0:y1, x0:x1].copy() for y0, y1, x0, x1 in (l.crop_box for l in rendered.lesions)]
     files = case_images(case, rendered.pixels, masks, crops)
-    write = write_jpeg if layout == "kaggle-jpeg" else write_dicom
+    write = write_jpeg if layout == "kaggle-jpeg" else write_dicom_file
     sizes = [write(root / f.path(layout), f) for f in files]
     by_content = {(f.subject, f.content): f.path(layout) for f in files}
     truth = {
@@ -152,6 +158,8 @@ def _make_case(case: Case, root: Path, layout: str) -> tuple[dict[str, Any], lis
             "mask_size_delta": list(a.mask_size_delta) if a.mask_size_delta else None,
         } for a, lesion in zip(case.abnormalities, rendered.lesions)],
     }
+    if rendered.artefacts:
+        truth["artefacts"] = rendered.artefacts
     # Pixel arrays stay in the worker: the parent only needs names, UIDs and sizes.
     for f in files:
         f.pixels = None

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import SecondaryCaptureImageStorage
 
-from mammoseg.core.atomic import atomic_path, write_bytes
+from mammoseg.core.atomic import write_bytes
+from mammoseg.dataset.dicom import write_dicom
 from mammoseg.dataset.synthetic.plan import Abnormality, Case
 
 MASS_HEADER = ("patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,"
@@ -63,6 +63,7 @@ class ImageFile:
     rows: int = 0
     cols: int = 0
     bits: int = 16
+    bits_stored: int = 0  # of the `bits` allocated; 0: all of them
 
     def __post_init__(self) -> None:
         if self.pixels is not None:
@@ -94,10 +95,10 @@ class ImageFile:
 
 def case_images(case: Case, full: np.ndarray, masks: list[np.ndarray], crops: list[np.ndarray]) -> list[ImageFile]:
     """The files of one full image and its ROI series, with the case's quirks applied to contents."""
-    stored = (65535 - full) if case.monochrome1 else full
+    stored = ((1 << case.bits_stored) - 1 - full) if case.monochrome1 else full
     files = [ImageFile("full", case.subject, case.study_uid, case.series_uid, case.sop_uid, 0,
                        "full mammogram images", stored, "MONOCHROME1" if case.monochrome1 else "MONOCHROME2",
-                       case.side)]
+                       case.side, bits_stored=case.bits_stored)]
     for a, mask, crop in zip(case.abnormalities, masks, crops):
         files.extend(roi_images(a, mask, crop, case.side))
     return files
@@ -126,7 +127,7 @@ def _resize_nearest(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def header_fields(f: ImageFile) -> dict[str, object]:
     """The DICOM attributes written for a file (also the Kaggle `dicom_info.csv` values)."""
-    bits = f.bits
+    bits, stored = f.bits, f.bits_stored or f.bits
     mm, dd, yyyy = study_date(f.study_uid).split("-")
     return {
         "SpecificCharacterSet": "ISO_IR 100",
@@ -158,30 +159,16 @@ def header_fields(f: ImageFile) -> dict[str, object]:
         "Rows": f.rows,
         "Columns": f.cols,
         "BitsAllocated": bits,
-        "BitsStored": bits,
-        "HighBit": bits - 1,
+        "BitsStored": stored,
+        "HighBit": stored - 1,
         "PixelRepresentation": 0,
     }
 
 
-def write_dicom(path: Path, f: ImageFile) -> int:
-    """Write a Secondary Capture DICOM (Implicit VR Little Endian) atomically; returns its size in bytes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = f.sop_uid
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
-    meta.ImplementationVersionName = "MAMMOSEG_SYNTH"
-    with atomic_path(path) as tmp:
-        ds = FileDataset(str(tmp), {}, file_meta=meta, preamble=b"\0" * 128)
-        for key, value in header_fields(f).items():
-            setattr(ds, key, value)
-        assert f.pixels is not None
-        data = np.ascontiguousarray(f.pixels, dtype="<u2" if f.bits == 16 else np.uint8).tobytes()
-        ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
-        ds.save_as(tmp, enforce_file_format=True)
-        size = tmp.stat().st_size
-    return size
+def write_dicom_file(path: Path, f: ImageFile) -> int:
+    """Write a stored image as CBIS-DDSM's Secondary Capture DICOM; returns its size in bytes."""
+    assert f.pixels is not None
+    return write_dicom(path, f.pixels, header_fields(f)).stat().st_size
 
 
 def write_jpeg(path: Path, f: ImageFile) -> int:
@@ -189,7 +176,7 @@ def write_jpeg(path: Path, f: ImageFile) -> int:
     import cv2
 
     assert f.pixels is not None
-    img = f.pixels if f.bits == 8 else (f.pixels >> 8).astype(np.uint8)
+    img = f.pixels if f.bits == 8 else (f.pixels >> ((f.bits_stored or 16) - 8)).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {path}")

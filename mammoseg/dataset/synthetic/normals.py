@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mammoseg.core.atomic import write_bytes, write_json
-from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom
+from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom_file
 from mammoseg.dataset.synthetic.plan import FULL_DESCRIPTION, UID_ROOT, Case, image_shape
 from mammoseg.dataset.synthetic.render import render_case
 from mammoseg.core.errors import InputError
@@ -82,7 +82,7 @@ def write_normals(out: str | Path, *, count: int, seed: int = 0, image_size: int
                 name = f"NORMAL_{p:04d}_{image_side[0]}_{view}.dcm"
                 patient = f"NORMAL_{p:04d}"
                 uids = [f"{UID_ROOT}9{zlib.crc32(f'{seed}-{index}-{n}'.encode()):010d}{n}" for n in range(3)]
-                write_dicom(root / name, ImageFile("full", patient, uids[0], uids[1], uids[2], 0, FULL_DESCRIPTION,
+                write_dicom_file(root / name, ImageFile("full", patient, uids[0], uids[1], uids[2], 0, FULL_DESCRIPTION,
                                                    pixels, side=image_side))
             elif fmt == "png":
                 name, patient = f"A_{p:04d}_1.{image_side}_{view}.png", f"A_{p:04d}_1"

@@ -51,6 +51,10 @@ MALIGNANT_RISK = {"SPICULATED": 0.85, "ILL_DEFINED": 0.55, "ILL_DEFINED-SPICULAT
                   "OBSCURED": 0.3, "CIRCUMSCRIBED": 0.15, "PLEOMORPHIC": 0.55, "FINE_LINEAR_BRANCHING": 0.85,
                   "AMORPHOUS": 0.4}
 SUBTLETY_WEIGHTS = [4, 9, 20, 28, 39]
+STYLES = ("film", "digital")
+ASPECT = {"film": (1.5, 1.7), "digital": (1.2, 1.3)}  # rows / cols: a scanned film, an FFDM detector
+DIGITAL_BITS = {12: 0.5, 14: 0.3, 16: 0.2}  # BitsStored of digital images, and how often
+DIGITAL_MONOCHROME1 = 0.3  # share of digital images stored MONOCHROME1 (one vendor's habit), beside the quirk's
 
 
 @dataclass
@@ -108,6 +112,8 @@ class Case:
     render_seed: int
     monochrome1: bool = False
     abnormalities: list[Abnormality] = field(default_factory=list)
+    style: str = "film"  # film | digital: which renderer draws it
+    bits_stored: int = 16
 
     @property
     def subject(self) -> str:
@@ -162,15 +168,17 @@ def _descriptors(rng: np.random.Generator, kind: str) -> tuple[str, str, str, in
     return a, b, pathology, assessment, subtlety
 
 
-def image_shape(rng: np.random.Generator, image_size: int, full_size: bool) -> tuple[int, int]:
-    """(rows, cols): portrait like a scanned film, aspect about 1.6:1; CBIS-like ~4800 x 3000 with `full_size`."""
+def image_shape(rng: np.random.Generator, image_size: int, full_size: bool, style: str = "film") -> tuple[int, int]:
+    """(rows, cols): portrait, aspect about 1.6:1 like a scanned film or 1.25:1 like a digital
+    detector (`ASPECT`); CBIS-like ~4800 rows with `full_size`."""
     rows = int(round(4800 * rng.uniform(0.9, 1.1))) if full_size else image_size
-    cols = int(round(rows / rng.uniform(1.5, 1.7)))
+    cols = int(round(rows / rng.uniform(*ASPECT[style])))
     return rows, cols
 
 
-def make_plan(n_cases: int, seed: int, image_size: int, full_size: bool) -> list[Case]:
-    """Patients, images and abnormalities for `n_cases` full mammograms; deterministic per seed."""
+def make_plan(n_cases: int, seed: int, image_size: int, full_size: bool, style: str = "film") -> list[Case]:
+    """Patients, images and abnormalities for `n_cases` full mammograms; deterministic per seed.
+    A `style` other than film draws the same patients and lesions from the same seed."""
     if n_cases < 1:
         raise ValueError("at least one case is needed")
     rng = np.random.default_rng([seed, 0x5EED])
@@ -220,10 +228,10 @@ def make_plan(n_cases: int, seed: int, image_size: int, full_size: bool) -> list
                 if not cases and n_cases >= 2:
                     k = 2
                 lesions[side] = [_descriptors(rng, kind) for _ in range(k)]
-            rows, cols = image_shape(rng, image_size, full_size)
+            rows, cols = image_shape(rng, image_size, full_size, style)
             case = Case(index=len(cases), patient_id=pid, kind=kind, split=split, side=side, view=view,
                         density=density, study_uid=uid(), series_uid=uid(), sop_uid=uid(), rows=rows,
-                        cols=cols, render_seed=int(rng.integers(2**31)))
+                        cols=cols, render_seed=int(rng.integers(2**31)), style=style)
             for i, (a, b, pathology, assessment, subtlety) in enumerate(lesions[side], start=1):
                 study, series = uid(), uid()
                 case.abnormalities.append(Abnormality(
@@ -233,7 +241,16 @@ def make_plan(n_cases: int, seed: int, image_size: int, full_size: bool) -> list
                     crop_sop_uid=uid(), mask_sop_uid=uid()))
             cases.append(case)
     _assign_quirks(cases, np.random.default_rng([seed, 0x0B0B]), uid)
+    if style == "digital":
+        _digital_headers(cases, np.random.default_rng([seed, 0xD161]))
     return cases
+
+
+def _digital_headers(cases: list[Case], rng: np.random.Generator) -> None:
+    """Bits stored and MONOCHROME1 as digital systems write them (`DIGITAL_BITS`, `DIGITAL_MONOCHROME1`)."""
+    for case in cases:
+        case.bits_stored = int(rng.choice(list(DIGITAL_BITS), p=list(DIGITAL_BITS.values())))
+        case.monochrome1 = case.monochrome1 or bool(rng.random() < DIGITAL_MONOCHROME1)
 
 
 def _assign_quirks(cases: list[Case], rng: np.random.Generator, uid: _Uids) -> None:

@@ -14,12 +14,14 @@ the chest wall on the left and mirrored for right breasts; film labels after mir
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from mammoseg.dataset.synthetic.plan import Abnormality, Case
+from mammoseg.dataset.synthetic.lesions import draw_calcs, draw_mass, scattered_specks
+from mammoseg.dataset.synthetic.plan import Case
 
 WORK_ROWS = 1024
 MAX_16 = 65535
@@ -50,6 +52,7 @@ class Rendered:
     dense_islands: list[tuple[int, int, int, int]] = field(default_factory=list)
     label_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     band_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    artefacts: dict[str, object] = field(default_factory=dict)  # a digital image's (see `digital.py`)
 
     @property
     def breast_box(self) -> tuple[int, int, int, int]:
@@ -169,131 +172,6 @@ def _place(rng: np.random.Generator, dist: np.ndarray, margin: float, avoid: np.
     return divmod(int(idx[rng.integers(idx.size)]), dist.shape[1])
 
 
-def _mass_polygon(rng: np.random.Generator, shape: str, radius: float) -> np.ndarray:
-    """Outline (N x 2, relative to the centre) following the BI-RADS shape."""
-    theta = np.linspace(0, 2 * np.pi, 256, endpoint=False)
-    r = np.ones_like(theta)
-    aspect = 1.0
-    base = shape.split("-")[0]
-    if base == "ROUND":
-        aspect = rng.uniform(1.0, 1.12)
-        r += 0.02 * np.cos(3 * theta + rng.uniform(0, 6.3))
-    elif base in ("OVAL", "LYMPH_NODE"):
-        aspect = rng.uniform(1.3, 1.8)
-        r += 0.03 * np.cos(2 * theta + rng.uniform(0, 6.3))
-    elif base == "LOBULATED":
-        aspect = rng.uniform(1.0, 1.4)
-        for k in rng.choice([3, 4, 5, 6], 2, replace=False):
-            r += rng.uniform(0.08, 0.16) * np.cos(k * theta + rng.uniform(0, 6.3))
-    else:  # irregular, distortions, asymmetries
-        aspect = rng.uniform(1.0, 1.6)
-        for k in range(2, 14):
-            r += rng.uniform(0.0, 0.3) / k ** 0.8 * np.cos(k * theta + rng.uniform(0, 6.3))
-    r = np.clip(r, 0.35, None) * radius
-    angle = rng.uniform(0, np.pi)
-    px, py = r * np.cos(theta) * aspect, r * np.sin(theta)
-    ca, sa = np.cos(angle), np.sin(angle)
-    return np.stack([px * ca - py * sa, px * sa + py * ca], axis=1)
-
-
-def _draw_mass(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, breast: np.ndarray, a: Abnormality,
-               centre: tuple[float, float], radius: float) -> None:
-    """Add a mass to `img` and fill its outline into `mask`; margins set the edge blur, spicules radiate.
-    Outline and spicules stop at the edge of `breast` (bool, full size)."""
-    h, w = img.shape
-    margin = a.descriptor_b.split("-")[-1] if a.descriptor_b != "N/A" else "ILL_DEFINED"
-    base = a.descriptor_a.split("-")[0]
-    outline = _mass_polygon(rng, a.descriptor_a, radius)
-    if margin == "MICROLOBULATED":
-        theta = np.arctan2(outline[:, 1], outline[:, 0])
-        outline *= (1 + 0.04 * np.cos(rng.integers(14, 22) * theta))[:, None]
-    spiculated = "SPICULATED" in a.descriptor_b or "ARCHITECTURAL_DISTORTION" in a.descriptor_a
-    reach = float(np.abs(outline).max()) * (2.6 if spiculated else 1.6) + 4
-    cy, cx = centre
-    y0, y1 = max(0, int(cy - reach)), min(h, int(cy + reach) + 1)
-    x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 1)
-    pts = np.round((outline + [cx - x0, cy - y0]) * 16).astype(np.int32)
-    core = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(core, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    within = breast[y0:y1, x0:x1]
-    mask[y0:y1, x0:x1] |= core * within * np.uint8(255)
-    inside = cv2.distanceTransform(core, cv2.DIST_L2, 3)
-    dome = 1 - np.exp(-inside / (0.35 * radius))
-    if base == "LYMPH_NODE":  # fatty hilum: a darker notch in the middle
-        dome *= 1 - 0.5 * np.exp(-(inside.max() - inside) / (0.15 * radius))
-    blur = {"CIRCUMSCRIBED": 0.02, "OBSCURED": 0.12, "MICROLOBULATED": 0.05, "ILL_DEFINED": 0.3,
-            "SPICULATED": 0.1}.get(margin, 0.2) * radius
-    body = dome.astype(np.float32)
-    if blur >= 0.5:
-        body = cv2.GaussianBlur(body, (0, 0), blur)
-    contrast = rng.uniform(0.14, 0.28) * (0.6 + 0.1 * a.subtlety)
-    if base in ("ARCHITECTURAL_DISTORTION", "ASYMMETRIC_BREAST_TISSUE", "FOCAL_ASYMMETRIC_DENSITY"):
-        contrast *= 0.55
-    if spiculated:
-        lines = np.zeros_like(body)
-        n = int(rng.integers(8, 22))
-        ang = rng.uniform(0, 2 * np.pi, n)
-        thick = max(1, int(round(radius * 0.05)))
-        outline_angle = np.arctan2(outline[:, 1], outline[:, 0])
-        for t, length in zip(ang, rng.uniform(0.6, 1.6, n) * radius):
-            k = int(np.argmin(np.abs(np.angle(np.exp(1j * (outline_angle - t))))))  # spicule leaves the edge at t
-            sx, sy = outline[k] * 0.8 + [cx - x0, cy - y0]
-            ex, ey = sx + np.cos(t) * length, sy + np.sin(t) * length
-            cv2.line(lines, (int(sx * 16), int(sy * 16)), (int(ex * 16), int(ey * 16)), 0.6, thick,
-                     cv2.LINE_AA, shift=4)
-        body = np.maximum(body, cv2.GaussianBlur(lines, (0, 0), max(0.6, thick * 0.5)))
-    img[y0:y1, x0:x1] += contrast * body * within
-
-
-def _draw_calcs(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, breast: np.ndarray, a: Abnormality,
-                centre: tuple[float, float], radius: float, scale: float) -> None:
-    """Add a group of tiny bright specks; the mask is the region around the group, not the specks.
-    Both stop at the edge of `breast` (bool, full size)."""
-    h, w = img.shape
-    dist = a.descriptor_b.split("-")[0]
-    n = int(rng.integers(6, 40))
-    if dist in ("LINEAR", "SEGMENTAL"):
-        t = rng.uniform(-1, 1, n)
-        ang = rng.uniform(0, np.pi)
-        spread = 0.12 if dist == "LINEAR" else 0.3
-        off = np.stack([t * np.cos(ang) - rng.normal(0, spread, n) * np.sin(ang),
-                        t * np.sin(ang) + rng.normal(0, spread, n) * np.cos(ang)], 1) * radius
-    else:
-        sigma = 0.45 if dist in ("CLUSTERED", "N/A") else 0.8
-        off = np.clip(rng.normal(0, sigma, (n, 2)), -1.2, 1.2) * radius
-    pts = off + [centre[1], centre[0]]
-    pts = pts[(pts[:, 0] >= 2) & (pts[:, 0] < w - 2) & (pts[:, 1] >= 2) & (pts[:, 1] < h - 2)]
-    if len(pts) < 3:
-        pts = np.array([[centre[1], centre[0]], [centre[1] + 2, centre[0]], [centre[1], centre[0] + 2]])
-    pad = max(3.0, 0.25 * radius)
-    x0, y0 = np.maximum(np.floor(pts.min(0) - 3 * pad), 0).astype(int)
-    x1, y1 = np.minimum(np.ceil(pts.max(0) + 3 * pad), [w, h]).astype(int)
-    local = np.round((pts - [x0, y0]) * 16).astype(np.int32)
-    region = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillConvexPoly(region, cv2.convexHull(local), 1, lineType=cv2.LINE_8, shift=4)
-    k = 2 * int(round(pad)) + 1
-    region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    within = breast[y0:y1, x0:x1]
-    mask[y0:y1, x0:x1] |= region * within * np.uint8(255)
-    specks = np.zeros(region.shape, np.float32)
-    bright = rng.uniform(0.25, 0.5) * (0.7 + 0.075 * a.subtlety)
-    for (px, py), r in zip(local, rng.uniform(0.5, 1.8, len(local)) * scale):
-        cv2.circle(specks, (int(px), int(py)), max(1, int(round(r * 16))), float(bright * rng.uniform(0.6, 1.0)),
-                   -1, cv2.LINE_AA, shift=4)
-    img[y0:y1, x0:x1] += cv2.GaussianBlur(specks, (0, 0), 0.5 * scale) * within
-
-
-def _scattered_specks(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndarray, scale: float) -> None:
-    """Isolated benign calcifications: calc-like specks that no mask covers."""
-    ys, xs = np.nonzero(breast_full[::8, ::8])
-    if ys.size == 0:
-        return
-    for i in rng.integers(0, ys.size, int(rng.integers(0, 7))):
-        y, x = int(ys[i]) * 8, int(xs[i]) * 8
-        r = max(1, int(round(rng.uniform(0.6, 2.0) * scale)))
-        cv2.circle(img, (x, y), r, float(img[y, x] + rng.uniform(0.2, 0.45)), -1, cv2.LINE_AA)
-
-
 def _film_labels(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndarray, case: Case) -> list:
     """Film labels and view markers on the film outside the breast, in corners or beside the breast:
     bright print straight on the film, bright print on a grey tab, or a white tab with dark print.
@@ -322,16 +200,21 @@ def _film_labels(rng: np.random.Generator, img: np.ndarray, breast_full: np.ndar
         else:  # bright print straight on the film
             ink = level
         text = "".join(rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789"), int(rng.integers(4, 9))))
-        print_ = np.zeros((bh, bw), np.uint8)  # putText draws on 8-bit images only
-        for j, line in enumerate([f"{case.side[0]}{case.view}", text]):
-            fs = bh / 2.6 / 22.0
-            cv2.putText(print_, line, (int(0.05 * bw), int((j + 0.85) * bh / 2.2)),
-                        cv2.FONT_HERSHEY_SIMPLEX, fs, 255, max(1, int(round(fs * 2))), cv2.LINE_AA)
-        alpha = print_.astype(np.float32) / 255
+        alpha = print_alpha([f"{case.side[0]}{case.view}", text], bh, bw)
         img[y0:y0 + bh, x0:x0 + bw] = img[y0:y0 + bh, x0:x0 + bw] * (1 - alpha) + ink * alpha
         taken[y0:y0 + bh, x0:x0 + bw] = True
         boxes.append((y0, y0 + bh, x0, x0 + bw))
     return boxes
+
+
+def print_alpha(lines: list[str], bh: int, bw: int) -> np.ndarray:
+    """Antialiased print of `lines` filling a `bh` x `bw` box, as coverage in [0, 1]."""
+    print_ = np.zeros((bh, bw), np.uint8)  # putText draws on 8-bit images only
+    fs = bh / (len(lines) + 0.6) / 22.0
+    for j, line in enumerate(lines):
+        cv2.putText(print_, line, (int(0.05 * bw), int((j + 0.85) * bh / (len(lines) + 0.2))),
+                    cv2.FONT_HERSHEY_SIMPLEX, fs, 255, max(1, int(round(fs * 2))), cv2.LINE_AA)
+    return print_.astype(np.float32) / 255
 
 
 def _scanner_bands(rng: np.random.Generator, h: int, w: int) -> list[tuple[int, int, int, int]]:
@@ -360,9 +243,54 @@ def _draw_bands(rng: np.random.Generator, img: np.ndarray, boxes: list[tuple[int
         region[...] = level + rng.normal(0, 0.01, region.shape).astype(np.float32)
 
 
+@dataclass
+class Drawn:
+    """A breast with its lesions drawn, before the medium's background, labels and quantisation:
+    working values in [0, 1] (chest wall on the side the case names), the breast, the breast outside
+    the border boxes (where lesions lie), the border boxes themselves, and the scale (rows / 1024)."""
+
+    img: np.ndarray
+    breast: np.ndarray
+    inside: np.ndarray
+    lesions: list[Lesion]
+    islands: list[tuple[int, int, int, int]]
+    borders: list[tuple[int, int, int, int]]
+    scale: float
+
+    def finish(self, pixels: np.ndarray, labels: list[tuple[int, int, int, int]]) -> Rendered:
+        """The stored image, with each lesion's crop box: its mask's box padded by 15% and 8 px."""
+        h, w = pixels.shape
+        for lesion in self.lesions:
+            ys, xs = np.nonzero(lesion.mask.any(axis=1))[0], np.nonzero(lesion.mask.any(axis=0))[0]
+            pad_y = int(0.15 * (ys[-1] - ys[0]) + 8 * self.scale)
+            pad_x = int(0.15 * (xs[-1] - xs[0]) + 8 * self.scale)
+            lesion.crop_box = (max(0, int(ys[0]) - pad_y), min(h, int(ys[-1]) + pad_y + 1),
+                               max(0, int(xs[0]) - pad_x), min(w, int(xs[-1]) + pad_x + 1))
+        return Rendered(pixels=pixels, lesions=self.lesions, breast=np.ascontiguousarray(self.inside),
+                        dense_islands=self.islands, label_boxes=labels, band_boxes=self.borders)
+
+
 def render_case(case: Case) -> Rendered:
-    """Draw one full mammogram with all its abnormalities; deterministic per `case.render_seed`."""
+    """Draw one digitised film with all its abnormalities; deterministic per `case.render_seed`."""
     rng = np.random.default_rng(case.render_seed)
+    drawn = draw_breast(rng, case, _scanner_bands)
+    img, h, w = drawn.img, case.rows, case.cols
+    labels = _film_labels(rng, img, drawn.breast, case)  # after mirroring: print reads left to right
+    # Film base: dark, mostly clipped to zero by the digitiser, with a faint uneven haze; scanner
+    # noise; the bands; quantisation.
+    ramp = np.linspace(-1, 1, w if rng.random() < 0.5 else h, dtype=np.float32)
+    haze = rng.uniform(0, 0.015) * (ramp[None, :] if ramp.size == w else ramp[:, None])
+    img += rng.uniform(-0.012, 0.006) + haze
+    img += rng.normal(0, rng.uniform(0.003, 0.006), img.shape).astype(np.float32)
+    _draw_bands(rng, img, drawn.borders)
+    return drawn.finish((np.clip(img, 0, 1) * MAX_16 + 0.5).astype(np.uint16), labels)
+
+
+def draw_breast(rng: np.random.Generator, case: Case,
+                border_boxes: Callable[[np.random.Generator, int, int], list[tuple[int, int, int, int]]]) -> Drawn:
+    """The anatomy and the abnormalities of `case` at the file's resolution, mirrored for right
+    breasts. `border_boxes` (rng, rows, cols) are the medium's strips along the edges (in the
+    mirrored image's coordinates), chosen before the lesions so that lesions keep clear of them."""
     h, w = case.rows, case.cols
     wh = min(h, WORK_ROWS)
     ww = max(8, int(round(w * wh / h)))
@@ -374,8 +302,7 @@ def render_case(case: Case) -> Rendered:
     else:
         img, breast = work, breast_w
     scale = h / 1024.0
-    # Scanner bands are chosen first (in the mirrored film's coordinates) so lesions keep clear of them.
-    bands = _scanner_bands(rng, h, w)
+    bands = border_boxes(rng, h, w)
     inside = breast.copy()
     for y0, y1, x0, x1 in bands:
         if case.side == "RIGHT":
@@ -394,33 +321,18 @@ def render_case(case: Case) -> Rendered:
         if a.kind == "mass":
             radius_w = rng.uniform(0.02, 0.065) * wh
             cy, cx = _place(rng, inner, radius_w * 1.3, avoid)
-            _draw_mass(rng, img, mask, inside, a, (cy * f, cx * f), radius_w * f)
+            draw_mass(rng, img, mask, inside, a, (cy * f, cx * f), radius_w * f)
         else:
             radius_w = rng.uniform(0.012, 0.04) * wh
             cy, cx = _place(rng, inner, radius_w * 1.5, avoid)
-            _draw_calcs(rng, img, mask, inside, a, (cy * f, cx * f), radius_w * f, scale)
+            draw_calcs(rng, img, mask, inside, a, (cy * f, cx * f), radius_w * f, scale)
         cv2.circle(avoid.view(np.uint8), (int(cx), int(cy)), int(radius_w * 1.5), 1, -1)  # keep lesions apart
         lesions.append(Lesion(mask=mask, crop_box=(0, 0, 0, 0)))
-    _scattered_specks(rng, img, breast, scale)
+    scattered_specks(rng, img, breast, scale)
     islands = [(int(y0 * f), int(y1 * f), int(x0 * f), int(x1 * f)) for y0, y1, x0, x1 in islands_w]
     if case.side == "RIGHT":
         img, breast, inside = np.ascontiguousarray(img[:, ::-1]), breast[:, ::-1], inside[:, ::-1]
         for lesion in lesions:
             lesion.mask = np.ascontiguousarray(lesion.mask[:, ::-1])
         islands = [(y0, y1, w - x1, w - x0) for y0, y1, x0, x1 in islands]
-    labels = _film_labels(rng, img, breast, case)  # after mirroring: print reads left to right
-    # Film base: dark, mostly clipped to zero by the digitiser, with a faint uneven haze; scanner
-    # noise; the bands; quantisation.
-    ramp = np.linspace(-1, 1, w if rng.random() < 0.5 else h, dtype=np.float32)
-    haze = rng.uniform(0, 0.015) * (ramp[None, :] if ramp.size == w else ramp[:, None])
-    img += rng.uniform(-0.012, 0.006) + haze
-    img += rng.normal(0, rng.uniform(0.003, 0.006), img.shape).astype(np.float32)
-    _draw_bands(rng, img, bands)
-    pixels = (np.clip(img, 0, 1) * MAX_16 + 0.5).astype(np.uint16)
-    for lesion in lesions:
-        ys, xs = np.nonzero(lesion.mask.any(axis=1))[0], np.nonzero(lesion.mask.any(axis=0))[0]
-        pad_y, pad_x = int(0.15 * (ys[-1] - ys[0]) + 8 * scale), int(0.15 * (xs[-1] - xs[0]) + 8 * scale)
-        lesion.crop_box = (max(0, int(ys[0]) - pad_y), min(h, int(ys[-1]) + pad_y + 1),
-                           max(0, int(xs[0]) - pad_x), min(w, int(xs[-1]) + pad_x + 1))
-    return Rendered(pixels=pixels, lesions=lesions, breast=np.ascontiguousarray(inside), dense_islands=islands,
-                    label_boxes=labels, band_boxes=bands)
+    return Drawn(img=img, breast=breast, inside=inside, lesions=lesions, islands=islands, borders=bands, scale=scale)

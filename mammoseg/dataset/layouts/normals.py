@@ -1,5 +1,5 @@
-"""Normal mammograms from other collections (DDSM normals, MIAS, INbreast, ...): finding them and
-telling which images belong to one woman.
+"""A folder of normal mammograms from other collections (DDSM normals, MIAS, INbreast, ...), as
+`prepare --normals DIR` takes it: finding them and telling which images belong to one woman.
 
 CBIS-DDSM has no image without an abnormality, so the article's central failure, false positives on
 normal mammograms, can only be measured on images from elsewhere. They come as a folder of files in
@@ -28,9 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_patient_id
-from mammoseg.core.errors import InputError
+from typing import TYPE_CHECKING
+
+from mammoseg.core.errors import InputError, Skip
 from mammoseg.core.progress import track
+from mammoseg.dataset.dicom import RASTER_SUFFIXES, read_patient_id
+from mammoseg.dataset.layouts import Layout, Plan
+
+if TYPE_CHECKING:
+    from mammoseg.dataset.examples import PrepareOptions
 
 logger = logging.getLogger("mammoseg.dataset")
 
@@ -91,7 +97,7 @@ def find_normal_images(folder: str | Path) -> list[NormalImage]:
     if shared:
         logger.warning("%s: %d PatientID value(s) shared by more than %d files ignored (not one woman each)",
                        folder, len(shared), MAX_IMAGES_PER_PATIENT)
-    keys = _keys([p.relative_to(folder).as_posix() for p in files])
+    keys = safe_keys([p.relative_to(folder).as_posix() for p in files])
     images = []
     for path, key in zip(files, keys):
         header = header_ids.get(path)
@@ -103,9 +109,20 @@ def find_normal_images(folder: str | Path) -> list[NormalImage]:
     return images
 
 
-def _keys(relatives: list[str]) -> list[str]:
+def safe_keys(relatives: list[str], prefix: str = KEY_PREFIX) -> list[str]:
     """Example keys from relative paths: characters other than letters, digits, '.', '-' and '_'
     become '_' (keys name preview files); a key two paths share gets a checksum of its path."""
-    keys = [KEY_PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", rel) for rel in relatives]
+    keys = [prefix + re.sub(r"[^A-Za-z0-9._-]", "_", rel) for rel in relatives]
     taken = Counter(keys)
     return [f"{key}-{zlib.crc32(rel.encode()):08x}" if taken[key] > 1 else key for key, rel in zip(keys, relatives)]
+
+
+def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
+    """Every image below `root` as a normal image (no abnormality), split left to `prepare`."""
+    from mammoseg.dataset.examples import ImageJob
+
+    return Plan([ImageJob(n.key, n.patient_id, "", "", str(n.file), ()) for n in find_normal_images(root)])
+
+
+LAYOUT = Layout("normals", "a folder of normal mammograms only (DICOM, PNG, JPEG, TIFF, PGM), as --normals takes it",
+                None, plan, order=90)  # any folder of images would look like one: chosen by name only
