@@ -381,9 +381,8 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def lookup(flat: dict[str, float], key: str) -> float:
-    """The value at exactly this dotted key; NaN when the file does not hold it (a run evaluated before the
-    metric existed, or a value not measured). Declared keys are checked against what evaluation writes, so
-    a misspelt one fails its test instead of reading NaN."""
+    """The value at exactly this dotted key; NaN when the file lacks it (evaluated before the metric existed, or
+    not measured). A test checks declared keys against what evaluation writes: a misspelt one fails it."""
     return flat.get(key, math.nan)
 
 
