@@ -83,11 +83,15 @@ def test_a_curve_stops_where_an_image_was_cut(monkeypatch):
 
 def test_circle_annotations_hit_inside_the_disc():
     mask = np.zeros((SIDE, SIDE), bool)
-    mask[15:25, 15:25] = True  # 100 px: its disc has radius 5.6 around (19.5, 19.5)
-    corner = np.array([[15, 15]])
-    assert D.match_candidates(corner, mask)[0].tolist() == [0]
-    assert D.match_candidates(corner, mask, circle=True)[0].tolist() == [-1]
-    assert D.match_candidates(np.array([[19, 24]]), mask, circle=True)[0].tolist() == [0]
+    mask[15:25, 15:25] = True  # its disc: centre (19.5, 19.5), through the corner pixels (radius 6.4 + 0.5)
+    beside = np.array([[19, 25], [15, 15], [30, 30]])  # just right of the square, its corner, far away
+    assert D.match_candidates(beside, mask)[0].tolist() == [-1, 0, -1]
+    assert D.match_candidates(beside, mask, circle=True)[0].tolist() == [0, 0, -1]
+    clipped = np.zeros((SIDE, SIDE), bool)
+    rr, cc = np.ogrid[:SIDE, :SIDE]
+    clipped |= (rr - 2) ** 2 + (cc - 30) ** 2 <= 36  # a disc cut by the tile's top edge
+    inside = np.argwhere(clipped)
+    assert (D.match_candidates(inside, clipped, circle=True)[0] == 0).all()  # every pixel of the mask is a hit
 
 
 def test_the_hard_map_as_a_detector_one_candidate_per_region():

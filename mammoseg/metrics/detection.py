@@ -5,7 +5,9 @@ FROC, CPM, an operating point chosen on validation, and what a map flags at that
   and not flat there), strongest first, none within r of a stronger one, at most MAX_CANDIDATES an
   image. A candidate's score is its peak margin.
 * **Hit**: a candidate whose peak lies inside a lesion (a connected component of the truth mask,
-  8-connected; for a circle-annotated image, inside the disc of the component's centroid and area).
+  8-connected; for a circle-annotated image, inside the disc about the component's centroid that holds all
+  its pixels: the mask's disc itself, also where a tile clips it or two discs join, so a circle annotation,
+  a generous outline by nature, never misses a peak the mask holds).
   A lesion counts once, by its best candidate; further candidates inside a lesion already found are
   neither hits nor false positives (LUNA16); every other candidate is a false positive.
 * **FROC**: sensitivity (lesions found / lesions) against mean false positives per image over every
@@ -89,9 +91,10 @@ def match_candidates(positions: np.ndarray, mask: np.ndarray, circle: bool = Fal
     area = np.bincount(labels[rr, cc], minlength=n + 1)[1:]
     centre_r = np.bincount(labels[rr, cc], weights=rr, minlength=n + 1)[1:] / np.maximum(area, 1)
     centre_c = np.bincount(labels[rr, cc], weights=cc, minlength=n + 1)[1:] / np.maximum(area, 1)
+    reach = np.zeros(n)
+    np.maximum.at(reach, labels[rr, cc] - 1, np.hypot(rr - centre_r[labels[rr, cc] - 1], cc - centre_c[labels[rr, cc] - 1]))
     for k in range(n - 1, -1, -1):  # the lowest-numbered disc wins where two overlap
-        radius = math.sqrt(area[k] / math.pi) + 0.5
-        lesion[np.hypot(positions[:, 0] - centre_r[k], positions[:, 1] - centre_c[k]) <= radius] = k
+        lesion[np.hypot(positions[:, 0] - centre_r[k], positions[:, 1] - centre_c[k]) <= reach[k] + 0.5] = k
     return lesion, n
 
 
