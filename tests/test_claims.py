@@ -183,3 +183,11 @@ def test_early_stopping_replay_stops_where_the_rule_says_and_keeps_the_best_seen
     table = replay.replay(tmp_path, [2]).set_index("run")
     assert table.loc["a-seed0", "stopped"] == 4 and not table.loc["a-seed0", "same_checkpoint"]
     assert table.loc["b-seed0", "saved"] == 0 and table.loc["b-seed0", "same_checkpoint"]
+
+
+def test_every_claim_names_declared_metrics_and_the_author_rule_is_in_none():
+    from mammoseg.reporting.registry import METRIC_BY_KEY
+
+    keys = [k for claim in CLAIMS for c in claim.comparisons for k in (c.metric, c.against) if k]
+    assert all(METRIC_BY_KEY[k].key == k for k in keys)  # a misspelt key raises here, naming the nearest
+    assert not {"neg_fp_rate", "normal_fp_rate", "neg_bright_corr", "pr_auc"} & set(keys)  # exploratory now
