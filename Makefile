@@ -6,7 +6,7 @@ MAMMOSEG := $(VENV)/bin/mammoseg
 DEMO_DIR ?= experiments/runs/demo-data
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test demo study bench clean
+.PHONY: venv test demo study study-decoders bench clean
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ study: venv
 	$(MAMMOSEG) ablate --config experiments/study.toml
 	@echo "report: $(CURDIR)/experiments/reports/study/report.html"
 	@echo "the article's claims: $(CURDIR)/experiments/reports/study/findings.md"
+
+# Beyond the article: the final network's first upsampling swapped for each design of docs/design.md §1.3,
+# 7 arms x 3 seeds on the study's data (experiments/decoders.toml); about 100 minutes; resumes like the demo.
+study-decoders: venv
+	test -f $(STUDY_DIR)/cbis-ddsm/normals/synth_normals.json || $(MAMMOSEG) synth $(STUDY_DIR)/cbis-ddsm --cases 240 --seed 1 --normals 60 --overwrite
+	$(MAMMOSEG) prepare $(STUDY_DIR)/cbis-ddsm --out $(STUDY_DIR)/prepared --image-size 256 --normals $(STUDY_DIR)/cbis-ddsm/normals --workers 2
+	$(MAMMOSEG) ablate --config experiments/decoders.toml
+	@echo "report: $(CURDIR)/experiments/reports/decoders/report.html"
 
 clean:
 	rm -rf $(VENV) experiments/runs experiments/reports

@@ -230,8 +230,8 @@ def test_model_kernel_scores():
 
 
 def test_at_init_study_and_cli(tmp_path):
-    from mammoseg.evaluation.init_study import format_table, study_inputs, run_init_study
-    from mammoseg.training.previews import checkerboard_at_init, logit_margins
+    from mammoseg.evaluation.init_study import format_table, run_init_study
+    from mammoseg.models.probes import checkerboard_scores
     from mammoseg.cli import cli
     from mammoseg.models import build_model
 
@@ -247,9 +247,10 @@ def test_at_init_study_and_cli(tmp_path):
     assert "dilated_resize" in format_table(result)
 
     model = build_model("dilated_resize", image_size=64, width=0.25)
-    init = checkerboard_at_init(model, logit_margins(model, study_inputs(64)["smooth"][None, :, :, None]))
+    init = checkerboard_scores(model, "up_conv2")
     assert {"kernel", "overlap", "map"} <= set(init) and {"phase_mean", "aliasing_fraction"} <= set(init["map"])
-    assert init["n_images"] == 1 and set(init["kernel"]) == {"upsample_4", "upsample_5"}
+    assert init["n_images"] == 2 and set(init["kernel"]) == {"upsample_4", "upsample_5"}
+    assert init["upsampling"]["period"] == 32 and init["upsampling"]["probe_layer"] == "up_conv2_relu"
 
     out = tmp_path / "init.json"
     runner = CliRunner()

@@ -72,16 +72,14 @@ def test_the_hard_map_scored_as_a_probability_map():
 def test_upsampling_checkerboard_sees_the_transpose_inside_the_decoder():
     import keras
 
-    from mammoseg.evaluation.init_study import study_inputs, upsampling_checkerboard
     from mammoseg.models import build_model
+    from mammoseg.models.probes import checkerboard_scores
 
-    smooth = study_inputs(128)["smooth"][None, :, :, None]
-    images = np.concatenate([smooth, smooth[:, ::-1]])
     scores = {}
     for variant in ("dilated_transpose", "dilated_resize"):
         keras.utils.set_random_seed(0)
         model = build_model(variant, image_size=128, width=0.125, transpose_kernel=3)
-        scores[variant] = upsampling_checkerboard(model, images)
+        scores[variant] = checkerboard_scores(model, "up_conv2")["upsampling"]
     assert scores["dilated_resize"]["probe_layer"] == "up_conv2_relu" and scores["dilated_resize"]["period"] == 32
     assert scores["dilated_transpose"]["decoder"] > 2 * scores["dilated_resize"]["decoder"]
 
@@ -163,26 +161,6 @@ def test_findings_name_every_claim_with_a_missing_arm_left_open(tmp_path):
     assert "**(a) Not settled at this size**" in text and "not compared (no fcn_bottleneck arm)" in text
     assert "‡" in text and "another collection" in text  # the source confound beside the normal images' rows
     assert article_figure(arms) is None  # Figure 3 needs fcn_bottleneck
-
-
-def test_early_stopping_replay_stops_where_the_rule_says_and_keeps_the_best_seen(tmp_path):
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "early_stopping.py"
-    spec = importlib.util.spec_from_file_location("early_stopping", path)
-    replay = importlib.util.module_from_spec(spec)
-    sys.modules["early_stopping"] = replay
-    spec.loader.exec_module(replay)  # type: ignore[union-attr]
-    losses = [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.72, 0.71, 0.69]
-    assert replay.stop_epoch(losses, 2) == 4 and replay.stop_epoch(losses, 3) == 8 and replay.stop_epoch(losses, 4) == 9
-    assert replay.best_epoch(losses) == 9 and replay.best_epoch(losses[:8]) == 5
-    for run, values in (("a-seed0", losses), ("b-seed0", [1.0, 0.9, 0.8])):
-        (tmp_path / run).mkdir()
-        pd.DataFrame({"epoch": range(1, len(values) + 1), "val_loss": values}).to_csv(tmp_path / run / "history.csv")
-    table = replay.replay(tmp_path, [2]).set_index("run")
-    assert table.loc["a-seed0", "stopped"] == 4 and not table.loc["a-seed0", "same_checkpoint"]
-    assert table.loc["b-seed0", "saved"] == 0 and table.loc["b-seed0", "same_checkpoint"]
 
 
 def test_every_claim_names_declared_metrics_and_the_author_rule_is_in_none():

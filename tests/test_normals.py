@@ -203,15 +203,13 @@ def test_metrics_count_normal_images_apart() -> None:
 def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, tmp_path: Path) -> None:
     from mammoseg.evaluation.evaluate import evaluate_run
     from mammoseg.reporting import write_report
-    from mammoseg.runs.rundir import RunDir
     from train_data import write_easy_dataset
 
     data = write_easy_dataset(tmp_path / "data", counts={"train": 4, "val": 4, "test": 8}, normals=2)
     run = tmp_path / "dilated_resize-seed0"
     shutil.copytree(tiny_run, run)
-    metrics = evaluate_run(run, "test", data=data)
-    assert metrics["external"]  # another dataset than the run's own: its own folder, and the report names it
-    frame = pd.read_csv(RunDir(run).eval_dir("test", metrics["dataset_name"]) / "per_image.csv")
+    metrics = evaluate_run(run, "test", data=data)  # another dataset than the run's: an external evaluation
+    frame = pd.read_csv(run / "eval" / "test@data" / "per_image.csv")
     normal = frame[frame["kind"] == "normal"]
     negative = frame[frame["kind"] == "negative"]
     assert len(normal) == 2 and len(negative) == 2 and metrics["n_normal_images"] == 2
@@ -222,7 +220,7 @@ def test_evaluate_and_report_give_normal_images_their_own_rows(tiny_run: Path, t
     assert metrics["n_negative_images"] == 2 and "phase_mean_normals" in metrics["checkerboard"]
     assert "n_normal_images" not in json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
 
-    write_report([run], tmp_path / "report", data_name=metrics["dataset_name"])
+    write_report([run], tmp_path / "report", data_name="data")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "### Normal images" in md and "FP rate on normal images" in md
     summary = pd.read_csv(tmp_path / "report" / "summary.csv").iloc[0]

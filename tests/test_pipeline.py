@@ -106,40 +106,18 @@ def test_with_metadata(dataset: Path) -> None:
     np.testing.assert_array_equal(batch["mask"].numpy(), pipeline.denormalize(batch["image"].numpy()) > THRESHOLD)
 
 
-@pytest.mark.parametrize(
-    "augment",
-    [
-        pipeline.Augmentation(flips=True, rot90=True),
-        pipeline.Augmentation(flips=True, rot90=True, intensity_jitter=0.0, scale_jitter=0.1),
-    ],
-)
-def test_augmentation_keeps_image_and_mask_aligned(dataset: Path, augment: pipeline.Augmentation) -> None:
-    ds = pipeline.make_dataset(dataset, "train", batch_size=8, shuffle=True, augment=augment, seed=3, deterministic=True)
+def test_flips_keep_image_and_mask_aligned(dataset: Path) -> None:
+    ds = pipeline.make_dataset(dataset, "train", batch_size=8, shuffle=True, augment=pipeline.Augmentation(), seed=3,
+                               deterministic=True)
     images, masks = _all(ds)
     assert set(np.unique(masks)) <= {0.0, 1.0}
-    expected = pipeline.denormalize(images) > THRESHOLD
-    if augment.scale_jitter == 0:
-        np.testing.assert_array_equal(masks, expected)
-    else:
-        # Bilinear image vs nearest mask can disagree only next to the mask's edges; a mask moved by
-        # a single pixel against its image disagrees far more.
-        assert np.mean(masks != expected) < 0.03
-        assert np.mean(masks != expected) < np.mean(np.roll(masks, 1, axis=2) != expected) / 2
-    # The corner marker moved: some examples really were flipped or rotated.
+    np.testing.assert_array_equal(masks, pipeline.denormalize(images) > THRESHOLD)
+    # The corner marker moved: some examples really were flipped.
     assert np.mean(pipeline.denormalize(images)[:, 0, 0, 0] == 255) < 0.95
 
 
-def test_intensity_jitter_changes_values_within_range(dataset: Path) -> None:
-    plain = _all(pipeline.make_dataset(dataset, "val", batch_size=9, deterministic=True))[0]
-    augment = pipeline.Augmentation(flips=False, intensity_jitter=0.2)
-    jittered, masks = _all(pipeline.make_dataset(dataset, "val", batch_size=9, augment=augment, seed=1, deterministic=True))
-    assert not np.allclose(plain, jittered)
-    assert jittered.min() >= -127 / 255 - 1e-6 and jittered.max() <= 128 / 255 + 1e-6
-    np.testing.assert_array_equal(masks, (pipeline.denormalize(plain) > THRESHOLD).astype(np.float32))
-
-
 def test_determinism_with_a_seed(dataset: Path) -> None:
-    augment = pipeline.Augmentation(flips=True, rot90=True, scale_jitter=0.05, intensity_jitter=0.1)
+    augment = pipeline.Augmentation()
 
     def epochs(seed: int) -> list[np.ndarray]:
         ds = pipeline.make_dataset(dataset, "train", batch_size=6, shuffle=True, augment=augment, seed=seed, deterministic=True)
@@ -169,73 +147,20 @@ def test_bad_arguments(dataset: Path) -> None:
         pipeline.make_dataset(dataset, "train", batch_size=2, kinds=["crop"])
     with pytest.raises(ValueError, match="split"):
         pipeline.make_dataset(dataset, "training", batch_size=2)
-    with pytest.raises(ValueError, match="scale_jitter"):
-        pipeline.Augmentation(scale_jitter=0.7)
 
 
-@pytest.mark.parametrize(
-    "flips, rot90, expected",
-    [
-        (True, False, {"identity", "flip_h", "flip_v", "rot180"}),
-        (False, True, {"identity", "rot90", "rot180", "rot270"}),
-        (True, True, {"identity", "flip_h", "flip_v", "rot90", "rot180", "rot270", "transpose", "antitranspose"}),
-    ],
-)
-def test_rigid_maps_cover_the_intended_group(flips: bool, rot90: bool, expected: set[str]) -> None:
+def test_flips_cover_the_four_maps_and_only_those() -> None:
     import tensorflow as tf
 
     base = np.arange(16, dtype=np.float32).reshape(4, 4)
-    maps = {
-        "identity": base, "flip_h": base[:, ::-1], "flip_v": base[::-1], "rot90": np.rot90(base, 1),
-        "rot180": np.rot90(base, 2), "rot270": np.rot90(base, 3), "transpose": base.T, "antitranspose": np.rot90(base, 2).T,
-    }  # fmt: skip
+    maps = {"identity": base, "flip_h": base[:, ::-1], "flip_v": base[::-1], "rot180": np.rot90(base, 2)}
     planes = tf.constant(np.repeat(base[None], 64, axis=0))
-    images, masks = pipeline.Augmentation(flips=flips, rot90=rot90).warp(planes, tf.cast(planes, tf.uint8), tf.constant([1, 2]))
+    images, masks = pipeline.Augmentation().warp(planes, tf.cast(planes, tf.uint8), tf.constant([1, 2]))
     images = images.numpy()
+    assert masks.dtype == tf.uint8
     np.testing.assert_array_equal(images, masks.numpy())
     seen = {name for o in images for name, m in maps.items() if np.array_equal(o, m)}
     assert len(seen) == len({tuple(o.ravel()) for o in images})  # every output is a known map
-    assert seen == expected
-
-
-def test_zoom_matches_a_known_resampling() -> None:
-    import tensorflow as tf
-
-    # A horizontal ramp: any zoom keeps columns constant and keeps rows increasing, and zooming in
-    # (s > 1) stretches it, so neighbouring pixels differ by less than 1 inside the image.
-    ramp = np.tile(np.arange(32, dtype=np.float32), (32, 1))
-    images, masks = tf.constant(np.stack([ramp] * 8)), tf.ones([8, 32, 32], tf.uint8)
-    images, masks = pipeline.Augmentation(flips=False, scale_jitter=0.2).warp(images, masks, tf.constant([3, 4]))
-    assert masks.dtype == tf.uint8 and set(np.unique(masks.numpy())) <= {0, 1}
-    for image, mask in zip(images.numpy(), masks.numpy()):
-        inside = mask == 1
-        assert inside[16, 16]
-        # Two pixels away from the source's border (where bilinear blends in the zero fill):
-        core = _erode(_erode(inside))
-        down = (image[1:] - image[:-1])[core[1:] & core[:-1]]
-        right = (image[:, 1:] - image[:, :-1])[core[:, 1:] & core[:, :-1]]
-        np.testing.assert_allclose(down, 0, atol=1e-4)
-        assert np.all(right > 0.4) and np.all(right < 2.1)
-        # Two pixels outside the source (zoomed out), the fill is exactly zero.
-        assert np.all(image[_erode(_erode(~inside))] == 0)
-
-
-def _erode(region: np.ndarray) -> np.ndarray:
-    """Pixels whose four neighbours are in `region` too (the array's edge counts as outside)."""
-    padded = np.pad(region, 1)
-    return region & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-
-
-def test_call_on_normalised_batches(dataset: Path) -> None:
-    import tensorflow as tf
-
-    image, mask = next(iter(pipeline.make_dataset(dataset, "train", batch_size=24)))
-    augment = pipeline.Augmentation(flips=True, rot90=True, scale_jitter=0.1, intensity_jitter=0.0)
-    out_image, out_mask = augment(image, mask, tf.constant([5, 6]))
-    assert out_image.shape == image.shape and out_mask.dtype == mask.dtype
-    assert set(np.unique(out_mask.numpy())) <= {0.0, 1.0}
-    assert out_image.numpy().min() >= -127 / 255 - 1e-6
-    expected = pipeline.denormalize(out_image.numpy()) > THRESHOLD
-    assert np.mean(out_mask.numpy() != expected) < 0.03
-    again = augment(image, mask, tf.constant([5, 6]))
-    np.testing.assert_array_equal(again[0].numpy(), out_image.numpy())
+    assert seen == set(maps)
+    again, _ = pipeline.Augmentation().warp(planes, tf.cast(planes, tf.uint8), tf.constant([1, 2]))
+    np.testing.assert_array_equal(again.numpy(), images)

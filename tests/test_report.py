@@ -7,7 +7,6 @@ known model), the written report on run folders that `train` and `evaluate` real
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import re
@@ -33,15 +32,6 @@ from mammoseg.cli import cli
 from mammoseg.core.errors import InputError, MammosegError
 
 SIZE = 32
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _calibration():
-    spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["calibration"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 # ---------------------------------------------------------------- runs in memory
@@ -160,23 +150,6 @@ def test_holm_adjusts_step_down_and_skips_missing():
     adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
     assert stats.holm([]) == []
-
-
-def test_null_false_claim_rate_is_calibrated():
-    """400 simulated experiments with no true difference per setting, including the settings where the
-    two-level bootstrap claimed a difference 12-46% of the time: the claim rate is 5% within its
-    binomial tolerance (3 standard errors)."""
-    calibration = _calibration()
-    n = 400
-    tolerance = 3 * math.sqrt(0.05 * 0.95 / n)
-    for setting in (calibration.Setting("per_image", 0.03, 3, "paired"),
-                    calibration.Setting("pooled", 0.02, 2, "paired"),
-                    calibration.Setting("per_image", 0.0, 5, "unpaired")):
-        rate = calibration.simulate(setting, 0.0, n, seed=11)["claim_rate"]
-        assert abs(rate - 0.05) <= tolerance, (setting, rate)
-    one_seed = calibration.per_run_values(calibration.Setting("per_image", 0.03, 1, "paired"), 0.0,
-                                          np.random.default_rng(0), 50)
-    assert not any(stats.difference(v[0], v[1]).excludes(0.0) for v in one_seed)  # one seed: never a claim
 
 
 def test_image_bootstrap_of_one_run_matches_normal_theory():
@@ -509,26 +482,3 @@ def test_both_renderers_write_one_document_and_html_puts_the_answer_first():
         assert line in md and stdlib_html.escape(line).replace("**", "") in page.replace("<strong>", "").replace(
             "</strong>", "")
     assert '<td class="best">' in page and "| **" in md  # the claimed differences stand out in both
-
-
-# ---------------------------------------------------------------- in a browser
-
-
-@pytest.mark.machine
-def test_html_report_fits_a_1400_px_browser_window(tmp_path):
-    """Headless Chromium lays the report out at 1400 px: nothing runs off the window, the wide tables
-    scroll inside their wrappers; the same check flags the page when the wrappers stop scrolling."""
-    spec = importlib.util.spec_from_file_location("report_screenshot", ROOT / "benchmarks" / "report_screenshot.py")
-    shot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shot)  # type: ignore[union-attr]
-    browser = shot.find_browser()
-    if browser is None:
-        pytest.skip(f"no headless Chromium or Chrome on PATH (looked for {', '.join(shot.BROWSERS)})")
-    page = write_report(shot.synthetic_runs(tmp_path / "runs"), tmp_path / "report")
-    layout, found = shot.check(browser, page, tmp_path / "screenshot.png")
-    assert not found, found
-    assert layout["innerWidth"] == 1400 and any(t["scroll"] > t["client"] for t in layout["tables"])
-    broken = tmp_path / "broken.html"
-    broken.write_text(page.read_text(encoding="utf-8").replace("</style>", ".scroll{overflow-x:visible}</style>"))
-    _, found = shot.check(browser, broken)
-    assert any("scrolls sideways" in p for p in found) and any("does not scroll" in p for p in found)

@@ -7,14 +7,16 @@ from pathlib import Path
 import click
 
 from mammoseg.cli.backend import BackendCommand
-from mammoseg.core.conventions import ARTICLE_ORDER, PRECISIONS
+from mammoseg.core.conventions import PRECISIONS
+from mammoseg.models.registry import article_variant_names, variant_names
 
-VARIANT_CHOICES = ("all", "none", *ARTICLE_ORDER)
+VARIANT_CHOICES = ("all", "article", "none", *variant_names())
 
 
 @click.command("bench", cls=BackendCommand)
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="dilated_resize", show_default=True,
-              help="Network to time; `all` for every variant, `none` to time only the pipeline and prepare.")
+              help="Network to time; `all` for every registered variant, `article` for the article's five, `none` to "
+                   "time only the pipeline and prepare.")
 @click.option("--image-size", "image_sizes", type=click.IntRange(min=8), multiple=True, default=(640,), show_default=True,
               help="Model input size; repeat it (320, 640, 1280) to time every variant at each and summarise the scaling.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
@@ -49,19 +51,19 @@ def bench(variant: str, image_sizes: tuple[int, ...], batch_size: int, precision
     The GPU comparison with the plain PyTorch network:
       KERAS_BACKEND=jax mammoseg bench --variant dilated_resize --image-size 640 \\
           --batch-size 64 --precision mixed_bfloat16 --out bench-jax.json
-      python benchmarks/torch_dilated_resize.py --batch-size 64
+      python benchmarks/performance/torch_dilated_resize.py --batch-size 64
     \b
     Cost and memory per image as the size grows:
-      mammoseg bench --variant all --image-size 320 --image-size 640 --image-size 1280 \\
+      mammoseg bench --variant article --image-size 320 --image-size 640 --image-size 1280 \\
           --batch-size 4 --out bench-scaling.json
     \b
     Input pipeline only, per CPU core:
       mammoseg bench --variant none --data data/prepared --out bench-pipeline.json
     """
     from mammoseg.workflows import bench as impl
-    from mammoseg.models import variant_names
 
-    variants = tuple(variant_names()) if variant == "all" else () if variant == "none" else (variant,)
+    groups = {"all": tuple(variant_names()), "article": tuple(article_variant_names()), "none": ()}
+    variants = groups.get(variant, (variant,))
     options = impl.BenchOptions(
         variants=variants, image_sizes=image_sizes, batch_size=batch_size, precision=precision, steps=steps,
         warmup=warmup, width=width, jit_compile={"auto": "auto", "true": True, "false": False}[jit_compile],

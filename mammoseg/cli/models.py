@@ -14,14 +14,15 @@ from mammoseg.core.errors import MammosegError
 @click.option("--image-size", default=640, show_default=True, type=int,
               help="Input side: dilated variants take multiples of 32, FCN variants multiples of 128.")
 @click.option("--width", default=1.0, show_default=True, type=float, help="Multiplier on every filter count.")
-@click.option("--transpose-kernel", default=4, show_default=True, type=int,
-              help="Kernel of dilated_transpose's upsample_1 (4 as the author, 3 for uneven overlap).")
-def variants(image_size: int, width: float, transpose_kernel: int) -> None:
-    """List the article's five networks: parameters, forward GFLOPs per image, transposed layers,
-    and the shape the decoder starts from.
+@click.option("--transpose-kernel", type=click.IntRange(min=2),
+              help="Kernel of dilated_transpose's upsample_1 (4 as the author, 3 for uneven overlap).  [default: the "
+                   "spec's, 4]")
+def variants(image_size: int, width: float, transpose_kernel: int | None) -> None:
+    """List every registered network (the article's five first): parameters, forward GFLOPs per image,
+    transposed and sub-pixel layers, and the shape the decoder starts from.
 
-    GFLOPs count 2 x multiply-adds of convolutions and transposed convolutions; BatchNorm,
-    activations and additions are left out (well under 2% here).
+    GFLOPs count 2 x multiply-adds of convolutions, transposed and sub-pixel convolutions; BatchNorm,
+    activations, resizes and additions are left out (well under 2% here).
 
     \b
     Examples:
@@ -33,14 +34,15 @@ def variants(image_size: int, width: float, transpose_kernel: int) -> None:
     if width <= 0:
         raise click.BadParameter("must be positive", param_hint="--width")
     click.echo(f"image size {image_size}, width {width}")
-    click.echo(f"{'variant':<18} {'params':>12} {'GFLOP/img':>10} {'transposed':>10}  decoder input")
+    click.echo(f"{'variant':<26} {'params':>12} {'GFLOP/img':>10} {'transposed':>10} {'sub-pixel':>9}  decoder input")
     try:
         for cost in variant_costs(image_size, width, transpose_kernel):
             if cost.unsupported:
-                click.echo(f"{cost.name:<18} {'-':>12} {'-':>10} {'-':>10}  n/a: {cost.unsupported}")
+                click.echo(f"{cost.name:<26} {'-':>12} {'-':>10} {'-':>10} {'-':>9}  n/a: {cost.unsupported}")
                 continue
             shape = "x".join(str(d) for d in cost.decoder_input)
-            click.echo(f"{cost.name:<18} {cost.params:>12,} {cost.flops / 1e9:>10.2f} {cost.transposed:>10}  {shape}")
+            click.echo(f"{cost.name:<26} {cost.params:>12,} {cost.flops / 1e9:>10.2f} {cost.transposed:>10} "
+                       f"{cost.subpixel:>9}  {shape}")
     except ValueError as exc:
         raise MammosegError(str(exc)) from None
 
@@ -53,11 +55,11 @@ def variants(image_size: int, width: float, transpose_kernel: int) -> None:
 @click.option("--width", default=1.0, show_default=True, type=float,
               help="With --at-init: filter multiplier (1: the article's networks, about a minute per seed on a CPU).")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="With --at-init: seeds 0..N-1.")
-@click.option("--transpose-kernel", default=4, show_default=True, type=int,
-              help="With --at-init: kernel of dilated_transpose's upsample_1.")
+@click.option("--transpose-kernel", type=click.IntRange(min=2),
+              help="With --at-init: kernel of dilated_transpose's upsample_1.  [default: the spec's, 4]")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), help="Also write all scores to this JSON file.")
 def checkerboard(models: tuple[Path, ...], at_init: bool, only: tuple[str, ...], image_size: int, width: float,
-                 seeds: int, transpose_kernel: int, out_file: Path | None) -> None:
+                 seeds: int, transpose_kernel: int | None, out_file: Path | None) -> None:
     """Checkerboard scores: of every variant before training (--at-init), or of saved models' kernels.
 
     At initialisation each variant sees a constant and a smooth image; the table shows the

@@ -28,8 +28,8 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
 
 
 @click.command("train", cls=BackendCommand)
-@click.option("--variant", help="Network variant: fcn_skips, fcn_bottleneck, fcn_resize_mid, dilated_transpose, "
-                                "dilated_resize.")
+@click.option("--variant", help="Network variant: a registered spec (`mammoseg variants` lists them; the article's "
+                                "are fcn_skips, fcn_bottleneck, fcn_resize_mid, dilated_transpose, dilated_resize).")
 @click.option("--data", help="Prepared dataset folder (from `mammoseg prepare`).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file of options (keys as the option names with underscores); command-line values win.")
@@ -41,19 +41,20 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> dict[str, object]:
 @click.option("--run-name", help="Run folder name under the runs dir.  [default: <variant>-seed<seed>]")
 @click.option("--learning-rate", type=float, help="Adam learning rate, x0.85 every 10 epochs.  [default: 7e-4]")
 @click.option("--positive-weight", type=float,
-              help="Loss weight of abnormal pixels.  [default: the author's: 18 dilated_*, 33 fcn_skips/"
-                   "fcn_bottleneck, 20 fcn_resize_mid]")
+              help="Loss weight of abnormal pixels.  [default: the variant's spec, the author's for his networks: 18 "
+                   "dilated_*, 33 fcn_skips/fcn_bottleneck, 20 fcn_resize_mid]")
 @click.option("--loss-normalization", type=click.Choice(LOSS_NORMALIZATIONS),
               help="Divide the weighted cross-entropy sum by the pixel count (the author's) or by the sum of the "
                    "weights (a scale that ignores how many pixels are abnormal).  [default: pixels]")
 @click.option("--transpose-kernel", type=click.IntRange(min=2),
-              help="Kernel of dilated_transpose's upsample_1 (4 even overlap, 3 uneven).  [default: 4]")
+              help="Kernel of dilated_transpose's upsample_1 (4 even overlap, 3 uneven).  [default: the spec's, 4]")
 @click.option("--init-encoder-from", metavar="RUN",
               help="Copy conv1 ... conv5.1 (and their BatchNorms) from this run folder or .keras file.")
 @click.option("--freeze-encoder", is_flag=True, default=None,
               help="Train only the layers after the copied encoder (the article's five-epoch step).")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES),
-              help="Keras dtype policy.  [default: auto = mixed_bfloat16 on a GPU, else float32]")
+              help="Keras dtype policy.  [default: auto = mixed_bfloat16 on GPUs of compute capability >= 8.0, "
+                   "else float32]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA compilation.  [default: Keras' auto; config.json records what it resolved to]")
 @click.option("--distribute", type=click.Choice(DISTRIBUTIONS),

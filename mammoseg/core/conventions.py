@@ -1,7 +1,7 @@
 """The domain's rules, each written once (docs/design.md §1.3, §2, §4, §5).
 
 Every layer above reads these names from here: what the splits and example kinds are called, which
-dtype policies a run may use, the article's order of the variants, the frequencies where stride-2
+dtype policies a run may use, the frequencies where stride-2
 upsampling aliases, how P(abnormal) and the logit margin come from the network's two logits, and the
 author's image-level rule. numpy only: the training loss applies the same rule to tensors through
 `author_pixel_threshold`.
@@ -20,9 +20,6 @@ whole mammogram without abnormality from another collection."""
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 """Keras dtype policies a model may train or be timed under."""
-
-ARTICLE_ORDER = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "dilated_resize")
-"""The five variants in the article's order, from the first FCN to the final model."""
 
 ALIASING_FREQUENCIES = (0.5, 0.707, 0.25, 0.125)
 """Cycles per pixel where stride-2 upsampling aliases, marked on spectra: (π, 0) and (π, π), then 1/4

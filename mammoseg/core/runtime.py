@@ -166,3 +166,29 @@ def list_devices() -> list[str]:
     except Exception as exc:  # device discovery must never break a run
         logger.debug("device discovery failed: %s", exc)
     return ["unknown"]
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    """(major, minor) compute capability of every GPU the active backend sees; empty without one (or where
+    the backend does not say: a GPU of unknown capability is no GPU to choose a precision for)."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            details = [tf.config.experimental.get_device_details(d) for d in tf.config.list_physical_devices("GPU")]
+            return [tuple(d["compute_capability"]) for d in details if d.get("compute_capability")]
+        if backend == "jax":
+            import jax
+
+            return [tuple(int(p) for p in str(d.compute_capability).split(".")[:2])
+                    for d in jax.devices() if d.platform == "gpu" and getattr(d, "compute_capability", None)]
+        if backend == "torch":
+            import torch
+
+            return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    except Exception as exc:  # device discovery must never break a run
+        logger.debug("compute capability discovery failed: %s", exc)
+    return []

@@ -50,159 +50,37 @@ def denormalize(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random augmentation applied to whole batches; image and mask get the same geometry.
+    """Random independent horizontal and vertical flips of whole batches, image and mask alike: the
+    author's augmentation. His other one, scale-jittered crops, is the tile cutting of
+    `mammoseg.dataset.tiles` (docs/design.md §2).
 
-    flips: independent horizontal and vertical flips (the article's only augmentation).
-    rot90: random transposition too, which with the flips covers all eight right-angle rotations
-        and mirrorings.
-    scale_jitter: standard deviation of a zoom factor s ~ N(1, scale_jitter): a random square of side
-        S/s is cropped (or, for s < 1, the image is placed in a black square of that side) and
-        resampled back to S x S, bilinearly for the image and nearest for the mask (which stays
-        binary) on the same sampling grid.
-    intensity_jitter: contrast factor 1 + U(-j, j) and brightness offset U(-j, j) on the normalised
-        image, clipped to the normalised pixel range.
-
-    How: every flip, right-angle rotation and zoom of a square is two separable passes, each a
-    per-example resampling of rows (one row gather, or two and a linear blend for a zoomed image),
-    with transposes between them: V^b T V^a, then T again or not (V: vertical flip, T: transpose;
-    T V T is the horizontal flip). Row gathers copy whole rows and batch transposes are cheap, so
-    the geometry costs a few passes over the batch on any device; without zoom it is exact and keeps
-    the dtype (the pipeline runs it on uint8).
+    How: T V^b T V^a (V: vertical flip, T: transpose; T V T is the horizontal flip), each V a
+    per-example row gather and each T a batch transpose: whole-row copies, exact, on uint8.
     """
 
     flips: bool = True
-    rot90: bool = False
-    scale_jitter: float = 0.0
-    intensity_jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.scale_jitter < 0.5:
-            raise ValueError(f"scale_jitter must be in [0, 0.5), got {self.scale_jitter}")
-        if not 0.0 <= self.intensity_jitter < 1.0:
-            raise ValueError(f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}")
-
-    @property
-    def active(self) -> bool:
-        return self.geometric or self.intensity_jitter > 0
-
-    @property
-    def geometric(self) -> bool:
-        return self.flips or self.rot90 or self.scale_jitter > 0
-
-    def __call__(self, image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Augment a normalised float batch [B,S,S,1] and its {0,1} mask; `seed` is a shape-[2] int
-        tensor for the stateless random ops, so equal seeds give equal results on any device."""
-        import tensorflow as tf
-
-        if self.geometric:
-            black = -MEAN / SCALE if self.scale_jitter > 0 else 0.0  # zoomed-out borders are black
-            image, mask = self.warp(tf.squeeze(image, -1) - black, tf.squeeze(mask, -1), seed)
-            image, mask = tf.expand_dims(image, -1) + black, tf.expand_dims(mask, -1)
-        return self.jitter_intensity(image, seed), mask
 
     def warp(self, images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The geometry on [B,S,S] image planes and their masks, zero filling what lies outside.
-        Masks keep their dtype and values; images too without scale_jitter, else they become float32."""
+        """The flips of [B,S,S] image planes and their masks (dtypes kept). `seed` is a shape-[2] int
+        tensor for the stateless random ops, so equal seeds give equal flips on any device."""
         import tensorflow as tf
 
-        seeds = self._seeds(seed)
+        key = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=1)[0]
         batch, size = tf.shape(images)[0], tf.shape(images)[1]
-        coins = tf.random.stateless_uniform([3, batch], seeds[0]) < 0.5
-        a, b, c = coins[0], coins[1], coins[2]
-        if not (self.flips or self.rot90):
-            a, b = tf.zeros_like(a), tf.zeros_like(b)
-        if not self.rot90:
-            c = tf.ones_like(c)  # T V^b T V^a = horizontal^b vertical^a
-        elif not self.flips:
-            c = tf.logical_not(tf.math.logical_xor(a, b))  # T^c V^b T V^a is a pure rotation iff a+b+c is odd
+        vertical, horizontal = tf.unstack(tf.random.stateless_uniform([2, batch], key) < 0.5)
+        planes = tf.concat([images, tf.cast(masks, images.dtype)], axis=0)  # one gather for both
+        rows = tf.tile(tf.range(size)[None, :], [batch, 1])
 
-        def flipped(coords: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
-            return tf.where(flip[:, None], tf.reverse(coords, [1]), coords)
+        def flipped_rows(flip: tf.Tensor) -> tf.Tensor:
+            coords = tf.where(flip[:, None], tf.reverse(rows, [1]), rows)
+            return tf.concat([coords, coords], axis=0)
 
-        def transpose(x: tf.Tensor, where: tf.Tensor | None = None) -> tf.Tensor:
-            t = tf.transpose(x, [0, 2, 1])
-            return t if where is None else tf.where(where[:, None, None], t, x)
+        def transpose(x: tf.Tensor) -> tf.Tensor:
+            return tf.transpose(x, [0, 2, 1])
 
-        last = c if self.rot90 else None
-        if self.scale_jitter == 0:
-            # Exact: one tensor of images and masks, integer row indices.
-            planes = tf.concat([images, tf.cast(masks, images.dtype)], axis=0)
-            rows = tf.tile(tf.range(size)[None, :], [batch, 1])
-
-            def twice(v: tf.Tensor) -> tf.Tensor:
-                return tf.concat([v, v], axis=0)
-
-            planes = transpose(_gather_rows(planes, twice(flipped(rows, a))))
-            planes = _gather_rows(planes, twice(flipped(rows, b)))
-            planes = transpose(planes, None if last is None else twice(last))
-            return planes[:batch], tf.cast(planes[batch:], masks.dtype)
-
-        scale = tf.random.stateless_normal([batch], seeds[1], mean=1.0, stddev=self.scale_jitter)
-        side = tf.cast(size, tf.float32) / tf.clip_by_value(scale, 0.5, 2.0)  # crop side in pixels
-        room = tf.cast(size, tf.float32) - side  # negative when zooming out
-        start = tf.minimum(room, 0.0)[:, None] + tf.random.stateless_uniform([batch, 2], seeds[2]) * tf.abs(room)[:, None]
-        step = side / tf.cast(size, tf.float32)
-        images = tf.cast(images, tf.float32)
-        for k, flip in ((0, a), (1, b)):
-            coords = flipped(_pixel_centres(start[:, k], step, size), flip)
-            images = transpose(_blend_rows(images, coords))
-            masks = transpose(_gather_rows(masks, tf.cast(tf.round(coords), tf.int32), fill=True))
-        if last is not None:  # undo the second transpose unless this example's rotation keeps it
-            images, masks = transpose(images, ~last), transpose(masks, ~last)
-        return images, masks
-
-    def jitter_intensity(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """Contrast and brightness jitter of a normalised float batch."""
-        import tensorflow as tf
-
-        if self.intensity_jitter == 0:
-            return image
-        j = self.intensity_jitter
-        gain_offset = tf.random.stateless_uniform([tf.shape(image)[0], 1, 1, 2], self._seeds(seed)[3], minval=-j, maxval=j)
-        image = image * (1.0 + gain_offset[..., :1]) + gain_offset[..., 1:]
-        return tf.clip_by_value(image, -MEAN / SCALE, (255.0 - MEAN) / SCALE)
-
-    @staticmethod
-    def _seeds(seed: tf.Tensor) -> tf.Tensor:
-        import tensorflow as tf
-
-        return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
-
-
-def _pixel_centres(start: tf.Tensor, step: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-    """Source coordinates [N,S] of the output pixel centres of a crop [start, start + S*step)."""
-    import tensorflow as tf
-
-    i = tf.cast(tf.range(size), tf.float32)[None, :]
-    return start[:, None] + (i + 0.5) * step[:, None] - 0.5
-
-
-def _gather_rows(x: tf.Tensor, rows: tf.Tensor, fill: bool = False) -> tf.Tensor:
-    """Rows `rows` [N,S] of each plane of x [N,S,S]; with `fill`, rows outside the plane are zeros."""
-    import tensorflow as tf
-
-    if not fill:
-        return tf.gather(x, rows, axis=1, batch_dims=1)
-    size = tf.shape(x)[1]
-    inside = tf.cast((rows >= 0) & (rows < size), x.dtype)
-    return tf.gather(x, tf.clip_by_value(rows, 0, size - 1), axis=1, batch_dims=1) * inside[:, :, None]
-
-
-def _blend_rows(x: tf.Tensor, coords: tf.Tensor) -> tf.Tensor:
-    """Rows of each float plane of x [N,S,S] at fractional coords [N,S]: the two neighbouring rows
-    blended linearly, rows outside the plane counting as zeros (their weight is zero)."""
-    import tensorflow as tf
-
-    size = tf.shape(x)[1]
-    low = tf.floor(coords)
-    frac = coords - low
-    low = tf.cast(low, tf.int32)
-
-    def weighted(rows: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
-        weight = tf.where((rows >= 0) & (rows < size), weight, 0.0)
-        return tf.gather(x, tf.clip_by_value(rows, 0, size - 1), axis=1, batch_dims=1) * weight[:, :, None]
-
-    return weighted(low, 1.0 - frac) + weighted(low + 1, frac)
+        planes = transpose(tf.gather(planes, flipped_rows(vertical), axis=1, batch_dims=1))
+        planes = transpose(tf.gather(planes, flipped_rows(horizontal), axis=1, batch_dims=1))
+        return planes[:batch], tf.cast(planes[batch:], masks.dtype)
 
 
 # --------------------------------------------------------------------------- dataset files
@@ -308,7 +186,7 @@ def make_dataset(
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=deterministic)
     if with_metadata:
         ds = ds.map(_metadata_to_float, num_parallel_calls=autotune, deterministic=deterministic)
-    elif augment is not None and augment.active:
+    elif augment is not None and augment.flips:
         ds = _augment_batches(ds, augment, seed, deterministic)
     else:
         ds = ds.map(lambda batch: _to_float(batch["image"], batch["mask"]), num_parallel_calls=autotune, deterministic=deterministic)
@@ -371,22 +249,15 @@ def _metadata_to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 
 def _augment_batches(ds: tf.data.Dataset, augment: Augmentation, seed: int | None, deterministic: bool) -> tf.data.Dataset:
     """uint8 batches to augmented model input, each batch keyed by (seed, a random key drawn anew
-    every epoch)."""
+    every epoch); the flips run on uint8, a quarter of the bytes of float32."""
     import tensorflow as tf
 
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     base = tf.constant(0 if seed is None else seed, tf.int64)
 
     def finish_augmented(batch: dict[str, tf.Tensor], key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        # As augment(*_to_float(...), seed), but the geometry runs on uint8 (a quarter of the
-        # bytes of float32), where black is zero.
-        seed = tf.stack([base, key])
-        image, mask = batch["image"], batch["mask"]
-        if augment.geometric:
-            image, mask = augment.warp(tf.squeeze(image, -1), tf.squeeze(mask, -1), seed)
-            image, mask = tf.expand_dims(image, -1), tf.expand_dims(mask, -1)
-        image, mask = _to_float(image, mask)
-        return augment.jitter_intensity(image, seed), mask
+        image, mask = augment.warp(tf.squeeze(batch["image"], -1), tf.squeeze(batch["mask"], -1), tf.stack([base, key]))
+        return _to_float(tf.expand_dims(image, -1), tf.expand_dims(mask, -1))
 
     return tf.data.Dataset.zip((ds, keys)).map(finish_augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 

@@ -3,7 +3,7 @@ the candidates of every evaluated image, and their FROC summary.
 
 The operating point is chosen per run, on the validation images, before the evaluated split is scored,
 so the threshold never sees the images it is judged on. What is kept of the candidates (their scores and
-whether each hit a lesion, per image) is enough to redraw the FROC curves (`RunDir.write_detections`).
+whether each hit a lesion, per image) is enough to redraw the FROC curves (`detections.npz`, written by `RunDir.write_evaluation`).
 """
 
 from __future__ import annotations

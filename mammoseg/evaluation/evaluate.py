@@ -38,7 +38,6 @@ from mammoseg.runs.rundir import SPECTRUM_GROUPS, RunDir, per_image_columns
 logger = logging.getLogger("mammoseg.evaluate")
 
 EXAMPLES_PER_GROUP = 4
-PROBE_IMAGES = 16  # the first images of the split, scored for the first upsampling's checkerboard
 GATE_KEY = "learning_gate"
 GATE_RULE = (
     "a run learned when the validation loss of its evaluated checkpoint is below the loss of always predicting "
@@ -88,7 +87,6 @@ class _Pass:
         self.rows: list[dict[str, Any]] = []
         self.examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
         self.picked = {True: 0, False: 0}
-        self.probe_images: list[np.ndarray] = []
         self.predict_seconds, self.timed_images, self.first = 0.0, 0, True
 
     def predict(self, model: Any, images: np.ndarray) -> np.ndarray:
@@ -121,8 +119,6 @@ class _Pass:
                 "positive_fraction": float(masks[i].mean()),
                 **s.as_row(), **image_columns(maps),
             })
-            if len(self.probe_images) < PROBE_IMAGES:
-                self.probe_images.append(images[i])
             if not s.normal and self.picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
                 self.picked[s.positive] += 1
                 self.examples["example_id"].append(example_id)
@@ -189,7 +185,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     metrics["per_image_means"] = per_image_means(frame)
     metrics["detection"] = scan.detections.summary(operating_point)
     metrics["checkerboard"] = _checkerboard_summary(frame)
-    metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, np.stack(scan.probe_images))
+    metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, run.checkerboard_init())
     metrics[GATE_KEY] = learning_gate(
         _checkpoint_val_loss(run.read_history(), checkpoint),
         prior_loss(float(own.loc[own["split"] == "val", "positive_fraction"].mean()),
@@ -267,28 +263,26 @@ def _checkerboard_summary(frame: Any) -> dict[str, Any]:
     }
     summary["convention"] = (
         "mean over images of the per-image map score of P(abnormal); *_margin: of the logit margin l1 - l0, "
-        "the map checkerboard_init.json scores before training"
+        "the map checkerboard_init.json scores before training (on the probe images)"
     )
     return summary
 
 
-def _upsampling_checkerboard(model: Any, config: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
-    """The first upsampling's checkerboard on the same images, trained and at initialisation (the
-    network built again from the run's seed and options, as training built it; with an encoder copied
-    from another run, training started from that encoder instead, so "init" is the random network)."""
-    import keras
+def _upsampling_checkerboard(model: Any, config: dict[str, Any], at_init: dict[str, Any]) -> dict[str, Any]:
+    """The first upsampling's checkerboard trained, beside the same measure at initialisation, which training
+    wrote (`checkerboard_init.json`, the network training started from): one function on the same probe
+    images (`mammoseg.models.probes`). Empty for a variant this process does not know."""
+    from mammoseg.models import get_spec
+    from mammoseg.models.probes import checkerboard_scores
 
-    from mammoseg.evaluation.init_study import upsampling_checkerboard
-    from mammoseg.models import build_model
-
-    trained = upsampling_checkerboard(model, images)
-    keras.utils.set_random_seed(int(config.get("seed", 0)))
-    fresh = build_model(str(config["variant"]), image_size=int(images.shape[1]), width=float(config.get("width", 1.0)),
-                        transpose_kernel=int(config.get("transpose_kernel", 4)))
-    initial = upsampling_checkerboard(fresh, images)
-    return {"trained": trained, "init": initial,
-            "convention": "decoder: median per-channel phase-mean after up_conv2; output: the logit margin's score at "
-                          "the period that step leaves in the output; means over the first images of the split"}
+    try:
+        probe_step = get_spec(str(config.get("variant"))).probe_step
+    except ValueError:
+        return {}
+    return {"trained": checkerboard_scores(model, probe_step)["upsampling"], "init": at_init.get("upsampling", {}),
+            "convention": "decoder: median per-channel phase-mean after the step that follows the first upsampling; "
+                          "output: the logit margin's score at the period that step leaves in the output; means over "
+                          "the probe images (a constant and a smooth image)"}
 
 
 def prior_loss(positive_fraction: float, positive_weight: float, normalization: str = "pixels") -> float:

@@ -114,18 +114,17 @@ def layer_activation(model: Any, layer_name: str, image_uint8: np.ndarray) -> np
 
 
 def layer_scores(model: Any, layer_name: str, activation: np.ndarray) -> dict[str, Any]:
-    """Map scores of the channel-mean activation; the kernel score too when the layer is transposed."""
-    import keras
-
+    """Map scores of the channel-mean activation; the kernel score too when the layer is a transposed or a
+    sub-pixel convolution (its kernel read as the stride-s transposed kernel it equals)."""
     from mammoseg.metrics.checkerboard import activation_scores, kernel_checkerboard_score, kernel_overlap
+    from mammoseg.models.kernels import upsampling_kernel
 
-    layer = model.get_layer(layer_name)
     scores: dict[str, Any] = {"map": activation_scores(activation) if min(activation.shape[:2]) >= 2 else {}}
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        kernel = keras.ops.convert_to_numpy(layer.kernel)
-        scores["kernel"] = {"score": kernel_checkerboard_score(kernel, tuple(layer.strides)),
-                            "kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
-                            **kernel_overlap(tuple(layer.kernel_size), tuple(layer.strides))}
+    found = upsampling_kernel(model, layer_name)
+    if found is not None:
+        kernel, strides = found
+        scores["kernel"] = {"score": kernel_checkerboard_score(kernel, strides), "kernel_size": list(kernel.shape[:2]),
+                            "strides": list(strides), **kernel_overlap(kernel.shape[:2], strides)}
     return scores
 
 
@@ -140,7 +139,7 @@ def visualize_layer(run_dir: str | Path, layer_name: str, image: str | None = No
                     out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """`mammoseg visualize-layer`: PNG (channels, mean map, spectrum) and JSON of scores; returns both paths."""
     from mammoseg.metrics.checkerboard import activation_map, radial_power_spectrum
-    from mammoseg.inference.plots import activation_figure
+    from mammoseg.inference.render import activation_figure
     from mammoseg.inference.predict import run_image_size
     from mammoseg.runs.rundir import RunDir
 

@@ -150,7 +150,7 @@ def _png(array: np.ndarray) -> bytes:
 def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, source: str | Path, run_dir: str | Path,
                      checkpoint: str) -> dict[str, Path]:
     """Write the overlay, 16-bit and .npy probability maps, hard mask and a summary, each atomically."""
-    from mammoseg.inference.plots import probability_overlay
+    from mammoseg.inference.render import probability_overlay
 
     out_dir = Path(out_dir)
     prob = prediction.prob

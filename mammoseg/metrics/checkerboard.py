@@ -116,6 +116,25 @@ def resize_conv_kernel(conv_kernel: np.ndarray, factor: int) -> np.ndarray:
     return h
 
 
+def subpixel_transposed_kernel(conv_kernel: np.ndarray, factor: int) -> np.ndarray:
+    """The transposed-convolution kernel a sub-pixel convolution equals (Shi et al. 2016; Aitken et al. 2017).
+
+    A Conv2D kernel w [k, k, in, factor²·C] followed by depth-to-space (channel (i·factor + j)·C + c to
+    phase (i, j)) writes input pixel q's response through tap (u, v) of channel block (i, j) onto output
+    pixel factor·(q - u) + i (up to the padding's shift): a stride-`factor` transposed convolution whose
+    kernel [factor·k, factor·k, C, in] holds w flipped, with tap (factor·(k-1-u) + i, factor·(k-1-v) + j)
+    = w[u, v, :, (i·factor + j)·C + c]. Phase (i, j) thus sums block (i, j)'s taps: ICNR, which copies one
+    block into all, gives equal phase sums and a kernel score of exactly 0.
+    """
+    w = np.asarray(conv_kernel, dtype=np.float64)
+    if w.ndim != 4 or w.shape[3] % (factor * factor):
+        raise ValueError(f"expected a Conv2D kernel [k, k, in, {factor}²·C], got shape {w.shape}")
+    kh, kw, c_in, depth = w.shape
+    c = depth // (factor * factor)
+    blocks = w[::-1, ::-1].reshape(kh, kw, c_in, factor, factor, c)  # [u, v, in, i, j, c], u and v flipped
+    return blocks.transpose(0, 3, 1, 4, 5, 2).reshape(kh * factor, kw * factor, c, c_in)
+
+
 def _as_map(map2d: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
     m = np.asarray(map2d, dtype=np.float64)
     if m.ndim != 2:

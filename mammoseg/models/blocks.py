@@ -1,10 +1,6 @@
-"""The shared building blocks of every variant, as step records and the one function that applies them.
-
-A network is a sequence of step records (`Conv`, `Transpose`, `Resize`, `Pool`); a skip connection
-is a step's `skip` field, either the name of an earlier step or a `Bottleneck` record. Keeping the
-variants as data makes the difference between two designs exactly the difference between two
-tuples, and guarantees they share every other detail (initialisation, the L2 scale, BatchNorm
-settings, layer naming).
+"""The shared building blocks of every variant: the one function that turns step records
+(`mammoseg.models.steps`) into Keras layers, so that every design shares every other detail
+(initialisation, the L2 scale, BatchNorm settings, layer naming).
 
 Each step produces Keras layers named after the article's author: the operation keeps the step's
 name (`conv1.1`, `up_conv2`, `logits`), the layers around it get derived names
@@ -17,99 +13,31 @@ operations run in this fixed order: dropout (unless `dropout_after_bn`), BatchNo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import keras
 
-NUM_CLASSES = 2
+from mammoseg.models.steps import (
+    AUTHOR_TRANSPOSE_KERNEL,
+    FC_SCALE,
+    L2_LAMBDA,
+    TRANSPOSE_KERNEL,
+    BilinearAdditive,
+    Bottleneck,
+    Conv,
+    Pool,
+    Resize,
+    Size,
+    Step,
+    SubPixel,
+    Transpose,
+)
+from mammoseg.models.upsampling import ICNR, ChannelGroupSum, DepthToSpace
+
 BN_MOMENTUM = 0.99  # Keras' momentum means what TF1's `momentum` meant: weight of the old moving average
 BN_EPSILON = 1e-8
 INIT_STDDEV = 0.05
-L2_LAMBDA = 1e-5  # the author's lamC: tf.contrib.layers.l2_regularizer(1e-5), i.e. 1e-5 * sum(k^2) / 2
-
-# Sizes that depend on the build options, resolved by `BuildOptions.resolve`.
-FC_SCALE = "image_size/128"  # fc_1's and up_conv1's kernel = stride: 5 at 640, so fc_1 always yields 2x2
-TRANSPOSE_KERNEL = "transpose_kernel"  # upsample_1's kernel in `dilated_transpose` (4 as the author, or 3)
-
-Size = Union[int, str]
-
-
-@dataclass(frozen=True)
-class Bottleneck:
-    """A 1x1 convolution applied to an earlier step's output before it is added as a skip."""
-
-    name: str
-    source: str
-    filters: int
-    bn: bool = False
-    act: str | None = None
-    regularized: bool = True
-
-
-@dataclass(frozen=True)
-class Conv:
-    """A convolution and what follows it.
-
-    `tap` says which tensor later skips read under this step's name: "out" (after the activation)
-    or "bn" (the BatchNorm output before the activation, as the author's `conv1`, `conv4`, `conv5`).
-    `output=True` marks the logits layer: its filter count ignores the width multiplier and it
-    computes in float32 under any mixed-precision policy. `regularized=False` leaves the kernel
-    out of the L2 penalty, as the author did for some decoder layers (see the variants).
-    """
-
-    name: str
-    filters: int
-    kernel: Size = 3
-    stride: Size = 1
-    dilation: int = 1
-    padding: str = "same"
-    bn: bool = True
-    act: str | None = "relu"
-    dropout: float = 0.0
-    dropout_after_bn: bool = False
-    skip: str | Bottleneck | None = None
-    tap: str = "out"
-    output: bool = False
-    regularized: bool = True
-
-
-@dataclass(frozen=True)
-class Transpose:
-    """A transposed convolution (SAME padding: output = input x stride exactly) and what follows it."""
-
-    name: str
-    filters: int
-    kernel: Size = 4
-    stride: Size = 2
-    bn: bool = False
-    act: str | None = None
-    dropout: float = 0.0
-    dropout_after_bn: bool = False
-    skip: str | Bottleneck | None = None
-    tap: str = "out"
-    output: bool = False
-    regularized: bool = True
-
-
-@dataclass(frozen=True)
-class Resize:
-    """Nearest-neighbour upsampling by an integer factor (no weights, no artifacts of its own)."""
-
-    name: str
-    factor: int
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Max pooling (SAME padding) followed by dropout; skips read the tensor after the dropout."""
-
-    name: str
-    size: int = 2
-    stride: int = 2
-    dropout: float = 0.1
-
-
-Step = Union[Conv, Transpose, Resize, Pool]
+SHUFFLE_SUFFIX = "_shuffle"  # a sub-pixel step's depth-to-space layer: the step's name + this suffix
+GROUP_SUM_SUFFIX = "_sum"  # a bilinear additive step's channel-group sum: the step's name + this suffix
 
 
 @dataclass(frozen=True)
@@ -122,7 +50,7 @@ class BuildOptions:
 
     image_size: int = 640
     width: float = 1.0
-    transpose_kernel: int = 4
+    transpose_kernel: int = AUTHOR_TRANSPOSE_KERNEL
     dropout: bool = True
     l2: float = L2_LAMBDA
 
@@ -139,10 +67,13 @@ class BuildOptions:
             return value
         raise ValueError(f"unknown size placeholder {value!r}")
 
-    def conv_kwargs(self, regularized: bool = True) -> dict:
-        """Initialisation and regularisation of a convolution kernel, encoder and decoder alike."""
+    def conv_kwargs(self, regularized: bool = True, icnr_factor: int = 0) -> dict:
+        """Initialisation and regularisation of a convolution kernel, encoder and decoder alike
+        (`icnr_factor`: a sub-pixel convolution's kernel, ICNR-initialised for that factor)."""
+        initializer = (ICNR(icnr_factor, INIT_STDDEV) if icnr_factor
+                       else keras.initializers.TruncatedNormal(stddev=INIT_STDDEV))
         return {
-            "kernel_initializer": keras.initializers.TruncatedNormal(stddev=INIT_STDDEV),
+            "kernel_initializer": initializer,
             "kernel_regularizer": keras.regularizers.L2(self.l2 / 2) if regularized and self.l2 > 0 else None,
             "use_bias": True,
         }
@@ -184,8 +115,8 @@ def skip_tensor(skip: str | Bottleneck, taps: dict, opts: BuildOptions):
 
 def apply_step(step: Step, x, taps: dict, opts: BuildOptions):
     """Add one step's layers after tensor `x`; record what later skips read in `taps`; return the output."""
-    if isinstance(step, Resize):
-        x = keras.layers.UpSampling2D(step.factor, interpolation="nearest", name=layer_name(step.name))(x)
+    if isinstance(step, (Resize, SubPixel, BilinearAdditive)):
+        x = upsample(step, x, opts)
         taps[step.name] = x
         return x
     if isinstance(step, Pool):
@@ -224,3 +155,16 @@ def apply_step(step: Step, x, taps: dict, opts: BuildOptions):
         x = activation(step.act, step.name)(x)
     taps.setdefault(step.name, x)
     return x
+
+
+def upsample(step: Resize | SubPixel | BilinearAdditive, x, opts: BuildOptions):
+    """The layers of an upsampling step that is neither a transposed convolution nor followed by BatchNorm."""
+    if isinstance(step, Resize):
+        return keras.layers.UpSampling2D(step.factor, interpolation=step.interpolation, name=layer_name(step.name))(x)
+    if isinstance(step, BilinearAdditive):
+        x = keras.layers.UpSampling2D(step.factor, interpolation="bilinear", name=layer_name(step.name))(x)
+        return ChannelGroupSum(step.group, name=layer_name(step.name + GROUP_SUM_SUFFIX))(x)
+    filters = opts.filters(step.filters) * step.factor**2
+    conv = keras.layers.Conv2D(filters, step.kernel, padding="same", name=layer_name(step.name),
+                               **opts.conv_kwargs(step.regularized, step.factor if step.icnr else 0))
+    return DepthToSpace(step.factor, name=layer_name(step.name + SHUFFLE_SUFFIX))(conv(x))

@@ -3,9 +3,11 @@
 Convention: FLOPs = 2 x multiply-adds of convolutions, transposed convolutions and dense layers.
 A convolution costs out_H x out_W x kH x kW x C_in x C_out multiply-adds; a transposed convolution
 scatters its whole kernel from every input pixel, in_H x in_W x kH x kW x C_in x C_out (the
-products that SAME padding then crops away are counted, as frameworks compute them). Bias adds,
-BatchNorm, activations, pooling, resizes and additions are a few operations per element, under 2%
-of these networks' total, and are not counted.
+products that SAME padding then crops away are counted, as frameworks compute them). A sub-pixel
+convolution is its convolution at the low resolution (factor² x C output channels); its depth-to-space
+moves elements and computes nothing. Bias adds, BatchNorm, activations, pooling, resizes (bilinear
+ones included), channel-group sums and additions are a few operations per element, under 2% of these
+networks' total, and are not counted.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ from dataclasses import dataclass
 
 import keras
 
-from mammoseg.models.variants import (
-    build_model,
-    check_image_size,
-    decoder_input_shape,
-    transposed_layer_names,
-    variant_names,
-)
+from mammoseg.models.build import build_model, decoder_input_shape, subpixel_layer_names, transposed_layer_names
+from mammoseg.models.registry import check_image_size, variant_names
 
 
 def layer_macs(layer: keras.layers.Layer) -> int:
@@ -60,13 +57,14 @@ class VariantCost:
     params: int = 0
     flops: int = 0
     transposed: int = 0
+    subpixel: int = 0
     decoder_input: tuple[int, ...] = ()
     unsupported: str = ""
 
 
-def variant_costs(image_size: int, width: float = 1.0, transpose_kernel: int = 4) -> Iterator[VariantCost]:
-    """Every variant in the article's order, built one at a time (at width 1 each takes seconds): parameters,
-    forward FLOPs per image, transposed layers and the shape the decoder starts from."""
+def variant_costs(image_size: int, width: float = 1.0, transpose_kernel: int | None = None) -> Iterator[VariantCost]:
+    """Every registered variant, built one at a time (at width 1 each takes seconds): parameters, forward
+    FLOPs per image, transposed and sub-pixel layers and the shape the decoder starts from."""
     for name in variant_names():
         try:
             check_image_size(name, image_size)
@@ -75,4 +73,4 @@ def variant_costs(image_size: int, width: float = 1.0, transpose_kernel: int = 4
             continue
         model = build_model(name, image_size=image_size, width=width, transpose_kernel=transpose_kernel)
         yield VariantCost(name, model.count_params(), count_flops(model), len(transposed_layer_names(model)),
-                          decoder_input_shape(model))
+                          len(subpixel_layer_names(model)), decoder_input_shape(model))

@@ -1,8 +1,9 @@
 """Loading a saved network: one place that turns a `.keras` file into a model or a one-line error.
 
 Inference, evaluation, encoder transfer and the `checkerboard` command load without the training
-configuration (`compile=False`): the project's loss and metrics, the only custom objects a checkpoint
-names, are needed only to resume training, which registers them (`mammoseg.training.loss`) first.
+configuration (`compile=False`): the project's loss and metrics are needed only to resume training,
+which registers them (`mammoseg.training.loss`) first. The custom upsampling layers a checkpoint may
+name register with this module's import.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import keras
 
 from mammoseg.core.errors import InputError
+from mammoseg.models import upsampling  # noqa: F401  (registers the layers a checkpoint may name)
 
 
 def load_model(path: str | Path, *, compile: bool = False) -> keras.Model:

@@ -1,4 +1,4 @@
-"""The article's five networks as specs over the shared blocks, and the one builder that reads them.
+"""The article's five networks as specs over the shared step records, registered in the article's order.
 
 Every variant is the shared VGG-like encoder (`conv1` ... `conv5.1`), a head (FCN: `pool5`,
 `fc_1`, `fc_2` down to 2x2x2048; dilated: `conv5.2`, `conv5.3` at 1/32 resolution) and a decoder.
@@ -12,25 +12,19 @@ map (`up_conv1` mirrors it with the same kernel = stride).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import keras
-
-from mammoseg.core.conventions import ARTICLE_ORDER
-from mammoseg.models.blocks import (
+from mammoseg.models.registry import VariantSpec, register
+from mammoseg.models.steps import (
     FC_SCALE,
-    L2_LAMBDA,
     NUM_CLASSES,
     TRANSPOSE_KERNEL,
     Bottleneck,
-    BuildOptions,
     Conv,
     Pool,
     Resize,
     Step,
     Transpose,
-    apply_step,
-    layer_name,
 )
 
 ENCODER: tuple[Step, ...] = (
@@ -119,8 +113,8 @@ FCN_RESIZE_MID: tuple[Step, ...] = (
     Transpose("logits", NUM_CLASSES, 3, 1, output=True, regularized=False),
 )
 
-DILATED_RESIZE: tuple[Step, ...] = (
-    Resize("resize_1", 2),
+# The dilated decoder after its first upsampling step: the part every dilated design shares.
+DILATED_BODY: tuple[Step, ...] = (
     Conv("up_conv2", 512),
     Resize("resize_3", 2),
     Conv("up_conv4", 128, dropout=0.01, dropout_after_bn=True),
@@ -132,118 +126,43 @@ DILATED_RESIZE: tuple[Step, ...] = (
     Transpose("upsample_5", 8, 3, 1, act="relu", regularized=False),
     Conv("logits", NUM_CLASSES, 1, bn=False, act=None, output=True, regularized=False),
 )
+DILATED_RESIZE: tuple[Step, ...] = (Resize("resize_1", 2),) + DILATED_BODY
 
 # The control of the article's Figures 6 and 7: only the first upsampling step differs. upsample_1 (the
 # first step of his 3.6.0.01) carries the L2 penalty like the decoder convs around it; 3.6.0.04 exempts
 # only its last two transposes and the logits.
-DILATED_TRANSPOSE: tuple[Step, ...] = (Transpose("upsample_1", 512, TRANSPOSE_KERNEL, 2),) + DILATED_RESIZE[1:]
+DILATED_TRANSPOSE: tuple[Step, ...] = (Transpose("upsample_1", 512, TRANSPOSE_KERNEL, 2),) + DILATED_BODY
 
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """One network: trunk (encoder + head) then decoder, and the image sizes it can take."""
-
-    name: str
-    summary: str
-    trunk: tuple[Step, ...]
-    decoder: tuple[Step, ...]
-    size_multiple: int
-
-    @property
-    def steps(self) -> tuple[Step, ...]:
-        return self.trunk + self.decoder
+FCN_SIZES = (128, "FCN variants need a multiple of 128 (fc_1's kernel = stride = size/128 reduces the size/64 "
+                  "pool5 map to 2x2)")
+DILATED_SIZES = (32, "dilated variants need a multiple of 32 (the encoder downsamples by 32)")
+PROBE_STEP = "up_conv2"  # every variant has one: the FCNs' first stride-2 transpose, the dilated ones' conv after
+# their first upsampling
 
 
-VARIANTS: dict[str, VariantSpec] = {
-    spec.name: spec
-    for spec in (
-        VariantSpec("fcn_skips", "FCN, seven transposed convs, additive skips", ENCODER + FCN_HEAD, FCN_SKIPS, 128),
-        VariantSpec("fcn_bottleneck", "FCN, 1x1 bottlenecks before four skips", ENCODER + FCN_HEAD, FCN_BOTTLENECK, 128),
-        VariantSpec("fcn_resize_mid", "FCN, middle transposes replaced by resize+conv", ENCODER + FCN_HEAD, FCN_RESIZE_MID, 128),
-        VariantSpec("dilated_transpose", "dilated, first upsampling by transposed conv", ENCODER + DILATED_HEAD, DILATED_TRANSPOSE, 32),
-        VariantSpec("dilated_resize", "dilated, resize+conv upsampling (final model)", ENCODER + DILATED_HEAD, DILATED_RESIZE, 32),
-    )
-}
+def fcn_variant(name: str, summary: str, decoder: tuple[Step, ...], positive_weight: float) -> VariantSpec:
+    """An article FCN: the shared encoder, the FCN head, `decoder`."""
+    return VariantSpec(name, summary, ENCODER + FCN_HEAD, decoder, *FCN_SIZES, positive_weight=positive_weight,
+                       probe_step=PROBE_STEP, article=True)
 
 
-def variant_names() -> list[str]:
-    """Variant names in the article's order, from the first FCN to the final model (specs in `VARIANTS`)."""
-    return list(ARTICLE_ORDER)
+def dilated_variant(name: str, summary: str, first_upsampling: tuple[Step, ...], *, article: bool = False) -> VariantSpec:
+    """The article's final network with its first upsampling step swapped for `first_upsampling` (one or
+    more steps that double the 1/32 map), everything else held fixed: the axis of the article's Figures 6-9.
+    The author's weight for his dilated networks, 18 (his 3.6)."""
+    return VariantSpec(name, summary, ENCODER + DILATED_HEAD, first_upsampling + DILATED_BODY, *DILATED_SIZES,
+                       positive_weight=18.0, probe_step=PROBE_STEP, article=article)
 
 
-def get_spec(variant: str) -> VariantSpec:
-    try:
-        return VARIANTS[variant]
-    except KeyError:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}") from None
-
-
-def check_image_size(variant: str, image_size: int) -> None:
-    """Raise ValueError unless the variant's down- and upsampling map `image_size` back onto itself exactly."""
-    spec = get_spec(variant)
-    m = spec.size_multiple
-    if not isinstance(image_size, int) or image_size < m or image_size % m:
-        why = (
-            "FCN variants need a multiple of 128 (fc_1's kernel = stride = size/128 reduces the size/64 pool5 map to 2x2)"
-            if m == 128
-            else "dilated variants need a multiple of 32 (the encoder downsamples by 32)"
-        )
-        raise ValueError(f"{variant}: image size {image_size} is not supported: {why}")
-
-
-def build_model(
-    variant: str,
-    *,
-    image_size: int = 640,
-    width: float = 1.0,
-    transpose_kernel: int = 4,
-    dropout: bool = True,
-    l2: float = L2_LAMBDA,
-) -> keras.Model:
-    """Build one variant: input "image" [S,S,1] float32, output logits [S,S,2] in float32.
-
-    P(abnormal) = softmax(logits)[..., 1]. `width` scales every filter count but the logits' (at
-    least one filter per layer); `transpose_kernel` is `upsample_1`'s kernel in `dilated_transpose`
-    (4: the author's even overlap; 3: Odena et al.'s uneven-overlap case); `dropout=False` leaves
-    out every dropout layer (weights stay interchangeable); `l2` is the author's lambda (penalty
-    l2 * sum(k^2) / 2 on the kernels he regularised, see the decoders; 0: none).
-    Weights are drawn from Keras' global RNG: call `keras.utils.set_random_seed` first to repeat them.
-    """
-    spec = get_spec(variant)
-    check_image_size(variant, image_size)
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
-    if not isinstance(transpose_kernel, int) or transpose_kernel < 2:
-        raise ValueError(f"transpose_kernel must be an integer >= 2, got {transpose_kernel}")
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
-    opts = BuildOptions(image_size=image_size, width=width, transpose_kernel=transpose_kernel, dropout=dropout, l2=l2)
-    inputs = keras.Input((image_size, image_size, 1), name="image", dtype="float32")
-    x, taps = inputs, {}
-    for step in spec.steps:
-        x = apply_step(step, x, taps, opts)
-    return keras.Model(inputs, x, name=variant)
-
-
-def encoder_layer_names(model: keras.Model) -> list[str]:
-    """The shared encoder's weighted layers, `conv1` ... `conv5.1` and their BatchNorms, for transfer/freezing."""
-    present = {layer.name for layer in model.layers}
-    names = []
-    for step in ENCODER:
-        if isinstance(step, Conv):
-            names += [n for n in (layer_name(step.name), layer_name(f"{step.name}_bn")) if n in present]
-    return names
-
-
-def transposed_layer_names(model: keras.Model) -> list[str]:
-    """Every transposed convolution in model order (stride 1 ones included)."""
-    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
-
-
-def decoder_input_shape(model: keras.Model, variant: str | None = None) -> tuple[int, ...]:
-    """Shape (without batch) of the tensor the decoder starts from: 2x2x2048 (FCN) or S/32 x S/32 x 512.
-
-    `variant` defaults to the model's name, which `build_model` sets (and saving keeps).
-    """
-    first = layer_name(get_spec(variant or model.name).decoder[0].name)
-    return tuple(model.get_layer(first).input.shape[1:])
+# The author's positive weights: his 3.2.4/3.2.5: 33, 3.2.7: 20, 3.6: 18 (in `dilated_variant`).
+for _spec in (
+    fcn_variant("fcn_skips", "FCN, seven transposed convs, additive skips", FCN_SKIPS, 33.0),
+    fcn_variant("fcn_bottleneck", "FCN, 1x1 bottlenecks before four skips", FCN_BOTTLENECK, 33.0),
+    fcn_variant("fcn_resize_mid", "FCN, middle transposes replaced by resize+conv", FCN_RESIZE_MID, 20.0),
+    dilated_variant("dilated_transpose", "dilated, first upsampling by transposed conv", DILATED_TRANSPOSE[:1],
+                    article=True),
+    dilated_variant("dilated_resize", "dilated, resize+conv upsampling (final model)", DILATED_RESIZE[:1],
+                    article=True),
+):
+    register(_spec)

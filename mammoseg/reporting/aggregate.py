@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mammoseg.evaluation.evaluate import GATE_KEY
-from mammoseg.core.conventions import ARTICLE_ORDER, predicted_positive
+from mammoseg.core.conventions import predicted_positive
+from mammoseg.models.registry import variant_names
 from mammoseg.runs.rundir import Run
 from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, difference, holm, nanmean_ci, pooled_ci,
                                      seed_interval)
@@ -198,9 +199,10 @@ def _group_runs(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def _arm_sort_key(arm: Arm) -> tuple[int, int, str]:
-    """The article's order of variants, then transpose kernel, then name."""
+    """The registry's order of variants (the article's first), then transpose kernel, then name."""
     run = arm.runs[0]
-    order = ARTICLE_ORDER.index(run.variant) if run.variant in ARTICLE_ORDER else len(ARTICLE_ORDER)
+    names = variant_names()
+    order = names.index(run.variant) if run.variant in names else len(names)
     return (order, run.transpose_kernel, arm.name)
 
 

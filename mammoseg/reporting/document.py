@@ -133,7 +133,7 @@ CONVENTIONS = [
     "so cutting loses no coverage). Every run sees the same test images, so their difficulty is in "
     "every run alike: the intervals are about the designs on this test set. With one seed the seed variation "
     "cannot be estimated: the interval shown (marked †) is a bootstrap over that run's test images, which "
-    "describes the run's precision and supports no claim. Calibrated by simulation (benchmarks/calibration.py): "
+    "describes the run's precision and supports no claim. Calibrated by simulation (benchmarks/studies/calibration.py): "
     "a claim where there is no difference 3-7% of the time at the nominal 5%, for 2-5 seeds, seed variation from "
     "none to as large as the image noise, per-image and pooled metrics. The ± is the standard deviation over seeds.",
     "**Differences against the baseline**: arm − baseline of the runs' means (on the images both were evaluated on, "

@@ -1,5 +1,5 @@
 """The report's figures, as PNG bytes the caller embeds or writes atomically (rendered as
-`inference.plots.figure_png` renders every figure of the package)."""
+`core.png.figure_png` renders every figure of the package)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mammoseg.inference.plots import figure_png, mark_aliasing
+from mammoseg.core.png import figure_png, mark_aliasing
 from mammoseg.metrics.stats import Interval
 
 

@@ -31,7 +31,7 @@ FROC = ("FROC: lesion sensitivity against mean false positives per image over ev
         "dotted: the rates the CPM averages (1/8 to 8). Hit rule in the Conventions.")
 FROC_RATES_DRAWN = np.geomspace(CPM_RATES[0], CPM_RATES[-1], 61)
 CHECKERBOARD = ("Phase-mean checkerboard score of the output logit margin (l1 − l0, a monotone map of P(abnormal) "
-                "that does not saturate) before training (validation preview images, checkerboard_init.json) and "
+                "that does not saturate) before training (the constant and smooth probe images, checkerboard_init.json) and "
                 "after training (test images, mean over images); lower is better, 0 = no phase pattern.")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from mammoseg.core.atomic import atomic_path, strict_json, write_error, write_json, write_npz, write_text
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.metrics.catalog import per_image_columns
+from mammoseg.models.steps import AUTHOR_TRANSPOSE_KERNEL
 from mammoseg.runs.external import describe, eval_name, evaluate_hint
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ CHECKPOINTS = ("best", "last")
 LOCK_NAME = ".lock"
 RUN_NAME = re.compile(r"(.+)-seed(\d+)")
 """A run folder's name, `<arm>-seed<k>`: the arm (a variant, or an ablation's arm name) and the seed."""
-DEFAULT_TRANSPOSE_KERNEL = 4
 SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "power_positive"}
 """spectrum.npz: the key of each image group's mean radial power spectrum (beside `freqs` and `n_<group>`)."""
 REQUIRED_PER_IMAGE = ("example_id", "dice", "iou", "tp", "fp", "fn")
@@ -312,12 +312,12 @@ class Run:
 
     @property
     def transpose_kernel(self) -> int:
-        return int(self.config.get("transpose_kernel") or DEFAULT_TRANSPOSE_KERNEL)
+        return int(self.config.get("transpose_kernel") or AUTHOR_TRANSPOSE_KERNEL)
 
     @property
     def design(self) -> str:
         """The upsampling design: variant, plus the transpose kernel when it is not the author's 4."""
-        if self.transpose_kernel == DEFAULT_TRANSPOSE_KERNEL:
+        if self.transpose_kernel == AUTHOR_TRANSPOSE_KERNEL:
             return self.variant
         return f"{self.variant}-k{self.transpose_kernel}"
 

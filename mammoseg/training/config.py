@@ -15,21 +15,16 @@ from typing import Any
 
 from mammoseg.core.conventions import PRECISIONS
 from mammoseg.core.errors import InputError
-
-AUTHOR_POSITIVE_WEIGHTS = {
-    "fcn_skips": 33.0,
-    "fcn_bottleneck": 33.0,
-    "fcn_resize_mid": 20.0,
-    "dilated_transpose": 18.0,
-    "dilated_resize": 18.0,
-}
-"""The author's weight of abnormal pixels in the loss, per variant (his 3.2.4/3.2.5: 33, 3.2.7: 20, 3.6: 18)."""
+from mammoseg.models.registry import get_spec, variant_names
+from mammoseg.models.steps import L2_LAMBDA
 
 LOSS_NORMALIZATIONS = ("pixels", "weights")
 """What the weighted cross-entropy sum is divided by: the pixel count (the author's) or the sum of the weights."""
 
 PRECISION_CHOICES = ("auto", *PRECISIONS)
-"""Keras dtype policies, or `auto`: mixed_bfloat16 on a GPU, float32 otherwise."""
+"""Keras dtype policies, or `auto` (`auto_precision`)."""
+BF16_MIN_CAPABILITY = (8, 0)
+"""The first NVIDIA compute capability (Ampere) with bfloat16 tensor cores."""
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 
 
@@ -49,8 +44,8 @@ class TrainConfig:
     lr_decay_epochs: int = 10
     positive_weight: float | None = None
     loss_normalization: str = "pixels"
-    transpose_kernel: int = 4
-    l2: float = 1e-5
+    transpose_kernel: int | None = None
+    l2: float = L2_LAMBDA
     dropout: bool = True
     flips: bool = True
     init_encoder_from: str | None = None
@@ -128,15 +123,25 @@ def build_config(values: dict[str, Any], source: str | Path = "configuration") -
     except TypeError as exc:
         raise InputError(source, str(exc)) from exc
     validate(config, source)
+    spec = get_spec(config.variant)
     if config.positive_weight is None:
-        config.positive_weight = AUTHOR_POSITIVE_WEIGHTS.get(config.variant, 18.0)
+        config.positive_weight = spec.positive_weight
+    if config.transpose_kernel is None:
+        config.transpose_kernel = spec.transpose_kernel
     return config
+
+
+def auto_precision(gpu_capabilities: list[tuple[int, int]]) -> str:
+    """What precision `auto` means on devices with these GPU compute capabilities (empty: no GPU):
+    mixed_bfloat16 when every GPU has bfloat16 tensor cores (capability >= 8.0), else float32. Older
+    GPUs emulate bfloat16 slowly, and float16 would need loss scaling the author's recipe never had."""
+    if gpu_capabilities and all(tuple(c) >= BF16_MIN_CAPABILITY for c in gpu_capabilities):
+        return "mixed_bfloat16"
+    return "float32"
 
 
 def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
     """Clear errors for values that would otherwise fail deep inside training."""
-    from mammoseg.models import variant_names
-
     names = variant_names()
     problems = []
     for key in ("variant", "data", "init_encoder_from", "run_name"):
@@ -154,6 +159,8 @@ def validate(config: TrainConfig, source: str | Path = "configuration") -> None:
         problems.append("no dataset given (--data)")
     for key in ("epochs", "batch_size", "lr_decay_epochs", "transpose_kernel"):
         value = getattr(config, key)
+        if value is None and key == "transpose_kernel":
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(f"{key} must be a positive integer, got {value!r}")
     if config.image_size is not None and (not isinstance(config.image_size, int) or config.image_size < 8):

@@ -59,7 +59,7 @@ class WeightedPixelCrossEntropy(keras.losses.Loss):
     The L2 terms come from the layers' regularizers and are added by Keras.
     """
 
-    def __init__(self, positive_weight: float = 18.0, normalization: str = "pixels", name: str = "weighted_pixel_ce",
+    def __init__(self, positive_weight: float, normalization: str = "pixels", name: str = "weighted_pixel_ce",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if normalization not in LOSS_NORMALIZATIONS:

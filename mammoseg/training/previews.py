@@ -1,5 +1,5 @@
 """What a run shows of itself while it trains: the fixed validation images whose maps are written every
-epoch (RUN/previews/), and the checkerboard scores of the network before its first step.
+epoch (RUN/previews/).
 
 The maps are measured as logit margins l1 − l0 (`mammoseg.core.conventions`), not P(abnormal): at
 initialisation a narrow network's logits can be ~1e-9, where float32 probabilities are all 0.5.
@@ -15,7 +15,6 @@ import numpy as np
 from mammoseg.core.atomic import write_bytes
 from mammoseg.core.conventions import abnormal_probability, logit_margin
 from mammoseg.core.errors import MammosegError
-from mammoseg.metrics.checkerboard import map_scores
 from mammoseg.runs.rundir import RunDir
 
 PREVIEWS_PER_KIND = 2
@@ -79,24 +78,3 @@ def write_preview_inputs(run: RunDir, previews: dict[str, np.ndarray]) -> None:
     for example_id, image, mask in zip(previews["example_id"], previews["image"], previews["mask"]):
         _png(folder / f"{example_id}_image.png", denormalize(image[..., 0]))
         _png(folder / f"{example_id}_mask.png", np.where(mask[..., 0] > 0.5, 255, 0).astype(np.uint8))
-
-
-def checkerboard_at_init(model: Any, margin: np.ndarray) -> dict[str, Any]:
-    """Kernel scores of the transposed layers and the output maps' scores, before any training.
-
-    The maps measured are the logit margins l1 − l0, not P(abnormal): at initialisation a narrow network's
-    logits can be ~1e-9, where float32 probabilities are all exactly 0.5 and would score a false zero.
-    Near P = 0.5 the sigmoid is linear and both measures are scale-free, so the two agree wherever the
-    probabilities are resolvable.
-    """
-    from mammoseg.models.kernels import model_kernel_overlap, model_kernel_scores
-
-    # The measures are scale-free; normalising keeps tiny margins above their absolute flatness cut-offs.
-    maps = [map_scores(m / max(float(np.abs(m).max()), 1e-300)) for m in margin]
-    return {
-        "kernel": model_kernel_scores(model),
-        "overlap": model_kernel_overlap(model),
-        "map": {key: float(np.mean([m[key] for m in maps])) for key in (maps[0] if maps else {})},
-        "map_of": "logit margin l1 - l0 of the preview images (a monotone map of P(abnormal))",
-        "n_images": len(maps),
-    }

@@ -27,8 +27,8 @@ import numpy as np
 
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.runs.rundir import RunDir, resolve_run_dir, resolve_runs_dir, run_name
-from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config
-from mammoseg.training.previews import checkerboard_at_init, select_previews, write_preview_inputs, write_previews
+from mammoseg.training.config import TRAIN_KEYS, TrainConfig, auto_precision, build_config
+from mammoseg.training.previews import select_previews, write_preview_inputs, write_previews
 
 logger = logging.getLogger("mammoseg.training")
 
@@ -135,9 +135,9 @@ def resume(run_path: str | Path, overrides: dict[str, Any] | None = None, *,
 def _resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
-    from mammoseg.core.runtime import list_devices
+    from mammoseg.core.runtime import gpu_compute_capabilities
 
-    return "mixed_bfloat16" if any(d.lower().startswith("gpu") for d in list_devices()) else "float32"
+    return auto_precision(gpu_compute_capabilities())
 
 
 def _seed_everything(config: TrainConfig) -> None:
@@ -266,11 +266,12 @@ def _record_start(run: RunDir, config: TrainConfig, model: Any, dist: Any, data:
                   previews: dict[str, np.ndarray]) -> None:
     """A new run's first files: the previews and checkerboard scores at initialisation, then config.json."""
     from mammoseg.core import runtime
-    from mammoseg.models import count_flops
+    from mammoseg.models import count_flops, get_spec
+    from mammoseg.models.probes import checkerboard_scores
 
-    margin = write_previews(run, model, previews, 0)
+    write_previews(run, model, previews, 0)
     write_preview_inputs(run, previews)
-    run.write_checkerboard_init(checkerboard_at_init(model, margin))
+    run.write_checkerboard_init(checkerboard_scores(model, get_spec(config.variant).probe_step))
     run.write_config({
         **config.to_dict(),
         "jit_compile": bool(model.jit_compile),

@@ -1,6 +1,6 @@
 """How much a mammogram looks like a film scan: texture exponent, intensity histogram, breast share.
 
-Pure numpy/OpenCV measures shared by `benchmarks/realism.py` (synthetic against real DDSM scans)
+Pure numpy/OpenCV measures shared by `benchmarks/studies/realism.py` (synthetic against real DDSM scans)
 and the tests. Every image goes through the same steps, so real and synthetic numbers compare:
 
 1. resample to `MEASURE_ROWS` rows (area averaging), so frequencies are per the same share of the film;

@@ -25,7 +25,7 @@ from mammoseg.dataset.synthetic.plan import Case
 
 WORK_ROWS = 1024
 MAX_16 = 65535
-# Film look, tuned with benchmarks/realism.py against real DDSM scans (texture exponent and the
+# Film look, tuned with benchmarks/studies/realism.py against real DDSM scans (texture exponent and the
 # windowed breast histogram): ranges drawn per image, in the working image's [0, 1] units.
 PERIPHERY = (0.06, 0.11)  # fatty periphery: tissue thickness ramps up over this share of the width
 GLAND = (0.22, 0.32)  # fibroglandular contrast over fat

@@ -15,9 +15,6 @@ from mammoseg.workflows.bench.timing import measure, reset_peak_memory
 
 logger = logging.getLogger("mammoseg.bench")
 
-BENCH_POSITIVE_WEIGHT = 18.0
-"""The final model's loss weight; the weight does not change the cost of a step."""
-
 TRAIN_METHOD = (
     "model.train_on_batch on random tensors created on the device (no host-to-device copy), one "
     "optimizer step per call, synchronised by fetching the loss; warm-up steps (compilation) excluded"
@@ -59,16 +56,17 @@ def bench_model(variant: str, image_size: int, options: BenchOptions) -> dict[st
 def _measure_model(variant: str, image_size: int, options: BenchOptions) -> dict[str, Any]:
     import keras
 
-    from mammoseg.models import build_model, count_activations, count_flops
+    from mammoseg.models import build_model, count_activations, count_flops, get_spec
     from mammoseg.training.loss import WeightedPixelCrossEntropy
 
     try:
         model = build_model(variant, image_size=image_size, width=options.width)
     except ValueError as exc:
         raise MammosegError(str(exc)) from None
+    weight = get_spec(variant).positive_weight  # the variant's own; the weight does not change a step's cost
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=7e-4),
-        loss=WeightedPixelCrossEntropy(BENCH_POSITIVE_WEIGHT),
+        loss=WeightedPixelCrossEntropy(weight),
         jit_compile=options.jit_compile,
     )
     flops = count_flops(model)
@@ -81,7 +79,7 @@ def _measure_model(variant: str, image_size: int, options: BenchOptions) -> dict
     train.update(
         tflops_per_second=3 * flops * train["images_per_second"] / 1e12,
         method=TRAIN_METHOD,
-        loss=f"weighted pixel cross-entropy (positive weight {BENCH_POSITIVE_WEIGHT:g}) + L2, Adam",
+        loss=f"weighted pixel cross-entropy (positive weight {weight:g}) + L2, Adam",
     )
     record: dict[str, Any] = {
         "variant": variant,

@@ -53,5 +53,5 @@ def bench_prepare(options: BenchOptions) -> dict[str, Any]:
         "method": "one process; largest .dcm files first; bare = pydicom.dcmread(...).pixel_array; prepare = "
                   "read_pixels + prepare_full_image + serialize_example of the whole image, as for a normal "
                   "mammogram (an image with abnormalities also stores its breast at working resolution; "
-                  "benchmarks/bench_prepare.py times the whole command)",
+                  "benchmarks/performance/bench_prepare.py times the whole command)",
     }  # fmt: skip
