@@ -13,8 +13,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mammoseg.metrics import stats
-from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate
-from mammoseg.metrics.metrics import brightness_correlation
+from mammoseg.evaluation.evaluate import GATE_KEY, learning_gate
+from mammoseg.metrics.segmentation import brightness_correlation
 from mammoseg.runs.rundir import Run
 from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
@@ -92,7 +92,8 @@ ARMS = ("fcn_skips", "fcn_bottleneck", "fcn_resize_mid", "dilated_transpose", "d
 
 
 def _run(arm: str, seed: int, *, fp_rate: float, bright: float, checker: float, speed: float) -> Run:
-    """A run with evaluate's columns: 160 test images, half of them negatives, the same ids in every run."""
+    """A run with evaluate's columns: 20 test images, half of them without abnormality (negative tiles and normal
+    mammograms), the same ids in every run; `fp_rate` and `bright` set the false positives at the operating point."""
     rng = np.random.default_rng(zlib.crc32(f"{arm}{seed}".encode()))
     n, area = 160, SIZE * SIZE
     negative = np.arange(n) % 2 == 1
@@ -101,16 +102,22 @@ def _run(arm: str, seed: int, *, fp_rate: float, bright: float, checker: float, 
     fp = np.where(negative, np.where(flagged, 40, 0), 10)
     fn = np.where(negative, 0, 10)
     ids = [f"ex{i:02d}" for i in range(n)]
-    frame = pd.DataFrame({"example_id": ids, "kind": np.where(negative, "negative", "positive"), "patient_id": ids,
+    kind = np.where(negative, np.where(np.arange(n) % 4 == 3, "normal", "negative"), "positive")
+    frame = pd.DataFrame({"example_id": ids, "kind": kind, "patient_id": ids,
                           "positive_fraction": (tp + fn) / area, "dice": 0.5, "iou": 0.3, "tp": tp, "fp": fp, "fn": fn,
                           "tn": area - tp - fp - fn, "max_prob": 0.9, "mean_prob": 0.1, "frac_above_05": 0.01,
                           "predicted_positive": (tp + fp > area / 750).astype(int), "phase_mean": 0.1,
                           "aliasing_fraction": 0.01, "phase_mean_margin": 0.1,
-                          "bright_corr": np.clip(bright + 0.05 * rng.standard_normal(n), -1, 1)})[list(PER_IMAGE_COLUMNS)]
+                          "bright_corr": np.clip(bright + 0.05 * rng.standard_normal(n), -1, 1),
+                          "fp_candidates_op": np.where(negative & flagged, 2, 0), "flagged_op": flagged.astype(float),
+                          "bright_fp_area_op": np.where(negative & flagged, bright * 0.01, 0.0)})
     noise = 0.01 * rng.standard_normal(4)
     upsampling = {stage: {"decoder": checker + noise[i], "output": checker / 2 + noise[i + 2]}
                   for i, stage in enumerate(("init", "trained"))}
+    detection = {"soft_at_hard_fp": 0.8 + 0.02 * rng.standard_normal(), "hard": {"sensitivity": 0.6}}
     metrics = {"pixel_pr_auc": 0.8 + 0.01 * rng.standard_normal(), "ece": 0.01 + 0.002 * rng.standard_normal(),
+               "ece_prior_corrected": 0.004 + 0.001 * rng.standard_normal(), "detection": detection,
+               "brier_prior_corrected": 0.004 + 0.001 * rng.standard_normal(),
                "checkerboard": {"upsampling": upsampling}, GATE_KEY: learning_gate(0.3, 0.6, 30)}
     variant, _, kernel = arm.partition("-k")
     config = {"variant": variant, "seed": seed, "image_size": SIZE, "transpose_kernel": int(kernel or 4)}
@@ -171,3 +178,11 @@ def test_a_claim_whose_arms_are_absent_gets_one_line_naming_them(tmp_path):
             "experiment)") in text
     assert "| (a) |" not in text and "| (b) |" in text  # one line for an untested claim, no rows
     assert article_figure(arms) is None  # Figure 3 needs fcn_bottleneck
+
+
+def test_every_claim_names_declared_metrics_and_the_author_rule_is_in_none():
+    from mammoseg.reporting.registry import METRIC_BY_KEY
+
+    keys = [k for claim in CLAIMS for c in claim.comparisons for k in (c.metric, c.against) if k]
+    assert all(METRIC_BY_KEY[k].key == k for k in keys)  # a misspelt key raises here, naming the nearest
+    assert not {"neg_fp_rate", "normal_fp_rate", "neg_bright_corr", "pr_auc"} & set(keys)  # exploratory now

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from mammoseg.metrics import metrics as M
-from mammoseg.evaluation.evaluate import PER_IMAGE_COLUMNS
+from mammoseg.metrics import segmentation as M
+from mammoseg.runs.rundir import per_image_columns
 from mammoseg.cli import cli
 from mammoseg.core.errors import InputError
 
@@ -32,7 +32,7 @@ def test_eval_outputs_and_consistency(tiny_run: Path) -> None:
     assert metrics["inference"]["images_per_second"] > 0
     assert 0.0 <= metrics["pixel_roc_auc"] <= 1.0
     frame = pd.read_csv(out / "per_image.csv")
-    assert tuple(frame.columns) == PER_IMAGE_COLUMNS and len(frame) == 8
+    assert tuple(frame.columns) == per_image_columns() and len(frame) == 8
     positives = frame[frame["tp"] + frame["fn"] > 0]
     tp, fp, fn = positives[["tp", "fp", "fn"]].sum()
     pooled = M.dice_iou(tp, fp, fn)[0]
@@ -47,6 +47,33 @@ def test_eval_outputs_and_consistency(tiny_run: Path) -> None:
         assert set(ex["example_id"]) <= set(frame["example_id"])
     with np.load(out / "spectrum.npz") as sp:
         assert sp["freqs"].shape == sp["power"].shape and int(sp["n_all"]) == 8
+    assert metrics["per_image_means"]["dice_per_image"] == pytest.approx(metrics["dice_per_image_positives"])
+    assert metrics["per_image_means"]["neg_fp_rate"] == pytest.approx(metrics["negatives_fp_rate_author"])
+
+
+def test_eval_detections_and_the_operating_point_chosen_on_validation(tiny_run: Path) -> None:
+    from mammoseg.evaluation.detections import detections_from_arrays
+    from mammoseg.metrics.detection import froc, froc_summary
+
+    out = tiny_run / "eval" / "test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    frame = pd.read_csv(out / "per_image.csv")
+    with np.load(out / "detections.npz") as arrays:
+        images = detections_from_arrays(dict(arrays))
+    assert len(images) == len(frame)
+    assert [d.n_lesions > 0 for d in images] == (frame["tp"] + frame["fn"] > 0).tolist()
+    detection = metrics["detection"]
+    summary = froc_summary(froc(images))  # the curve redrawn from the file gives the numbers evaluate wrote
+    assert all(detection[k] == pytest.approx(v, nan_ok=True) for k, v in summary.items())
+    point = detection["operating_point"]
+    assert point["split"] == "val" and point["target_sensitivity"] == 0.8 and point["val_images"] == 8
+    threshold = point["threshold"]
+    if threshold is None:  # validation never reached the target: nothing is measured at the operating point
+        assert frame["flagged_op"].isna().all()
+    else:
+        assert point["val_sensitivity"] >= 0.8
+        assert (frame["flagged_op"] == (frame["max_prob"] >= 1 / (1 + np.exp(-threshold)) - 1e-6)).all()
+    assert metrics["ece_prior_corrected"] >= 0 and metrics["prior_shift"] == pytest.approx(np.log(18.0))
 
 
 def test_evaluate_command_and_errors(tiny_run: Path, tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ def test_evaluate_on_another_dataset_and_compare(tiny_run: Path, digital_dataset
     assert metrics["dataset"] == str(digital_dataset.resolve())
     tested = json.loads((digital_dataset / "dataset.json").read_text())["counts"]["test"]
     assert metrics["n_images"] == sum(tested.values())
-    assert {p.name for p in folder.iterdir()} == {"metrics.json", "per_image.csv", "examples.npz", "spectrum.npz"}
+    assert {p.name for p in folder.iterdir()} == {"metrics.json", "per_image.csv", "examples.npz", "spectrum.npz",
+                                                  "detections.npz"}
     assert (run / "eval" / "test" / "metrics.json").read_bytes() == own  # the own evaluation stays
 
     out = tmp_path / "report"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from mammoseg.metrics import metrics as M
+from mammoseg.metrics import segmentation as M
 
 
 def brute_auc(scores, labels):
@@ -141,3 +141,23 @@ def test_ece_hand_example():
     acc.update(np.array([[[0.2, 0.2, 0.9, 0.7]]]), np.array([[[0, 1, 1, 1]]]))
     assert acc.summary()["ece"] == pytest.approx(0.5 * 0.3 + 0.5 * 0.2)
     assert math.isnan(M.expected_calibration_error(np.zeros(3), np.zeros(3), np.zeros(3)))
+
+
+def test_brier_and_prior_corrected_calibration():
+    margin = np.array([[[-2.0, 0.5, 3.0, 1.0]]])
+    labels = np.array([[[0, 0, 1, 1]]])
+    prob = 1 / (1 + np.exp(-margin))
+    plain = M.SegmentationAccumulator(ece_bins=2)
+    plain.update(prob, labels, margin)
+    summary = plain.summary()
+    assert summary["brier"] == pytest.approx(np.mean((prob - labels) ** 2))
+    assert summary["ece_prior_corrected"] == pytest.approx(summary["ece"])  # w = 1: nothing to correct
+    weighted = M.SegmentationAccumulator(prior_shift=np.log(18.0), ece_bins=2)
+    weighted.update(prob, labels, margin)
+    corrected = 1 / (1 + 18.0 * np.exp(-margin))  # odds divided by w
+    result = weighted.summary()
+    assert result["brier_prior_corrected"] == pytest.approx(np.mean((corrected - labels) ** 2))
+    assert result["ece"] == summary["ece"] and result["brier"] == summary["brier"]  # the plain ones unchanged
+    # bins of the corrected map: [0, .5) holds pixels 0, 1, 3 (labels 0, 0, 1), [.5, 1] pixel 2 (label 1)
+    low = abs(corrected[0, 0, [0, 1, 3]].mean() - 1 / 3)
+    assert result["ece_prior_corrected"] == pytest.approx(0.75 * low + 0.25 * abs(corrected[0, 0, 2] - 1))

@@ -181,7 +181,7 @@ def test_synthetic_normals_prepare_into_one_split_per_woman(tmp_path: Path) -> N
 
 
 def test_metrics_count_normal_images_apart() -> None:
-    from mammoseg.metrics.metrics import SegmentationAccumulator
+    from mammoseg.metrics.segmentation import SegmentationAccumulator
 
     acc = SegmentationAccumulator()
     prob = np.zeros((4, 30, 30), np.float32)

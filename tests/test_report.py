@@ -21,8 +21,9 @@ import pytest
 from click.testing import CliRunner
 
 from mammoseg.metrics import stats
-from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS, learning_gate, prior_loss
+from mammoseg.evaluation.evaluate import GATE_KEY, learning_gate, prior_loss
 from mammoseg.reporting import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, summary_columns, write_report
+from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.verdict import rank, verdict
 from mammoseg.runs.rundir import Run, load_run
@@ -64,7 +65,7 @@ def make_run(arm: str, seed: int, *, quality: float, variant: str = "dilated_res
         "aliasing_fraction": np.clip(0.01 + 0.002 * rng.standard_normal(n_images), 0, 1),
         "phase_mean_margin": np.clip(0.3 + 0.05 * rng.standard_normal(n_images), 0, None),
         "bright_corr": np.clip(0.3 + 0.1 * rng.standard_normal(n_images), -1, 1),
-    })[list(PER_IMAGE_COLUMNS)]
+    })
     gate = learning_gate(0.3 if learned else 0.9, 0.6, int(tp.sum()) if learned else 0)
     metrics = {"pixel_pr_auc": float(np.clip(quality * 0.8 + 0.02 * rng.standard_normal(), 0, 1)),
                "pixel_roc_auc": 0.9, "ece": float(abs(0.05 * (1.2 - quality) + 0.01 * rng.standard_normal())),
@@ -253,6 +254,24 @@ def test_a_run_that_did_not_learn_is_left_out_of_every_claim():
     assert all("not compared" in x for x in lines if x.startswith("Primary") and "dilated_resize −" in x)
 
 
+def test_the_notes_say_whether_the_arms_shared_one_loss_weight():
+    from mammoseg.reporting.document import build_document
+
+    def notes(weights: dict[str, float]) -> str:
+        runs = []
+        for arm, weight in weights.items():
+            for seed in (0, 1):
+                run = make_run(arm, seed, quality=0.6, variant=arm)
+                run.config["positive_weight"] = weight
+                runs.append(run)
+        arms, base = build_arms(runs, None)
+        return markdown.render(build_document(arms, base, "test", DEFAULT_PRIMARY, verdict(arms, base), []))
+
+    assert "one common loss weight of abnormal pixels (w = 18)" in notes({"fcn_skips": 18.0, "dilated_resize": 18.0})
+    author = notes({"fcn_skips": 33.0, "dilated_resize": 18.0})
+    assert "different loss weights" in author and "fcn_skips w = 33" in author and "dilated_resize w = 18" in author
+
+
 def test_exploratory_ranking_needs_separated_seed_intervals():
     metric = METRIC_BY_KEY["dice_pooled"]
     line = rank(metric, {"a": Interval(0.70, 0.60, 0.80), "b": Interval(0.68, 0.58, 0.78)}).sentence
@@ -369,7 +388,7 @@ def test_round_trip_report_shows_every_promised_figure(evaluated_runs, round_tri
     stems = re.findall(r"!\[(\w+)\]\(figures/(\w+)\.png\)", md)
     assert all(a == b for a, b in stems)
     stems = [a for a, _ in stems]
-    assert set(stems) >= {"learning_curves", "metrics", "examples", "spectra", "checkerboard"}
+    assert set(stems) >= {"learning_curves", "metrics", "examples", "spectra", "checkerboard", "froc"}
     from matplotlib.image import imread
 
     for stem in stems:
@@ -455,8 +474,8 @@ def test_both_renderers_write_one_document_and_html_puts_the_answer_first():
     assert page.index('<p class="glance">At a glance: <strong>fcn_skips') < page.index("Primary, FP rate")
     assert page.index("Primary, ") < page.index("<details>") < page.index("Exploratory, ")
     assert f"Exploratory metrics: {len(said.exploratory)} lines" in page
-    assert page.count("<table") == page.count('<div class="scroll"><table') == 6  # 5 groups, 1 of differences
-    assert md.count("\n|---|") == 6 and md.index("At a glance") < md.index("- Primary") < md.index("- Exploratory")
+    assert page.count("<table") == page.count('<div class="scroll"><table') == 7  # 6 groups, 1 of differences
+    assert md.count("\n|---|") == 7 and md.index("At a glance") < md.index("- Primary") < md.index("- Exploratory")
     for line in said.lines:
         assert line in md and stdlib_html.escape(line).replace("**", "") in page.replace("<strong>", "").replace(
             "</strong>", "")

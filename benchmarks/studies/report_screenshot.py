@@ -32,8 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mammoseg.evaluation.evaluate import GATE_KEY, PER_IMAGE_COLUMNS  # noqa: E402
+from mammoseg.evaluation.evaluate import GATE_KEY  # noqa: E402
 from mammoseg.models.registry import article_variant_names  # noqa: E402
+from mammoseg.runs.rundir import per_image_columns  # noqa: E402
 from mammoseg.reporting import write_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the record every benchmark writes
@@ -107,7 +108,7 @@ def _write_run(folder: Path, variant: str, seed: int, rng: np.random.Generator, 
     }
     import pandas as pd
 
-    pd.DataFrame(columns)[list(PER_IMAGE_COLUMNS)].to_csv(eval_dir / "per_image.csv", index=False)
+    pd.DataFrame(columns).reindex(columns=list(per_image_columns())).to_csv(eval_dir / "per_image.csv", index=False)
     metrics = {"pixel_pr_auc": float(np.clip(0.8 * quality, 0, 1)), "pixel_roc_auc": 0.9, "ece": 0.05 * (1.2 - quality),
                GATE_KEY: {"learned": True, "rule": "synthetic"}, "inference": {"images_per_second": 50.0 + seed}}
     (eval_dir / "metrics.json").write_text(json.dumps(metrics))

@@ -7,7 +7,10 @@ kept, never the probability maps of the whole split. Outputs (docs/design.md §5
     RUN/eval/<split>/per_image.csv   one row per image
     RUN/eval/<split>/examples.npz    the first EXAMPLES_PER_GROUP positive and negative images with their maps
     RUN/eval/<split>/spectrum.npz    mean radial power spectrum of the probability maps
+    RUN/eval/<split>/detections.npz  every image's lesion candidates: enough to redraw the FROC curve
 
+The per-image columns are the declared metrics' (`metrics/catalog.py`); those at the operating point use
+the threshold chosen first on the validation split of the run's own dataset (`detections.choose_operating_point`).
 On another prepared dataset than the run's own (external validation) the same files go to
 RUN/eval/<split>@<dataset>/ (`mammoseg.runs.external`), and metrics.json names the dataset external.
 """
@@ -25,9 +28,12 @@ import numpy as np
 from mammoseg.core.conventions import abnormal_probability, logit_margin
 from mammoseg.core.errors import InputError
 from mammoseg.core.progress import Progress
-from mammoseg.metrics.metrics import SegmentationAccumulator, brightness_correlation
+from mammoseg.evaluation.detections import DetectionLog, choose_operating_point, circle_annotated
+from mammoseg.metrics.catalog import ImageMaps, image_columns, image_metric_value, in_subset, metrics
+from mammoseg.metrics.declaration import NORMAL_KIND, SUBSETS
+from mammoseg.metrics.segmentation import SegmentationAccumulator
 from mammoseg.runs.external import eval_name, external_name
-from mammoseg.runs.rundir import PER_IMAGE_COLUMNS, SPECTRUM_GROUPS, RunDir
+from mammoseg.runs.rundir import SPECTRUM_GROUPS, RunDir, per_image_columns
 
 logger = logging.getLogger("mammoseg.evaluate")
 
@@ -55,7 +61,7 @@ class _Spectrum:
 
         freqs, power = radial_power_spectrum(prob)
         self.freqs = freqs
-        for group in ("all",) if normal else ("all", "positives" if positive else "negatives"):
+        for group in (g for g in SPECTRUM_GROUPS if in_subset(g, positive, normal)):
             self.sums[group] = power.astype(np.float64) if self.sums[group] is None else self.sums[group] + power
             self.counts[group] += 1
 
@@ -72,10 +78,12 @@ class _Pass:
     """One streaming pass over a split: per-image rows, the metric accumulators, the running spectrum and
     the figure examples; the probability maps of a batch are dropped once it is counted."""
 
-    def __init__(self, manifest: Any) -> None:
+    def __init__(self, manifest: Any, threshold: float = math.nan, prior_shift: float = 0.0) -> None:
         self.manifest = manifest
-        self.acc = SegmentationAccumulator()
+        self.threshold = threshold
+        self.acc = SegmentationAccumulator(prior_shift)
         self.spectrum = _Spectrum()
+        self.detections = DetectionLog()
         self.rows: list[dict[str, Any]] = []
         self.examples: dict[str, list] = {k: [] for k in ("example_id", "kind", "image", "mask", "prob")}
         self.picked = {True: 0, False: 0}
@@ -93,7 +101,6 @@ class _Pass:
 
     def add(self, batch: dict[str, Any], images: np.ndarray, logits: np.ndarray) -> None:
         from mammoseg.dataset.pipeline import denormalize
-        from mammoseg.metrics.checkerboard import map_scores, phase_mean_score
 
         margins = logit_margin(logits)
         prob = abnormal_probability(margins).astype(np.float32)
@@ -102,16 +109,15 @@ class _Pass:
         for i, s in enumerate(self.acc.update(prob, masks, margins, kinds)):
             example_id = batch["example_id"][i].numpy().decode()
             meta = self.manifest.loc[example_id] if example_id in self.manifest.index else None
-            scores = map_scores(prob[i])
+            circle = circle_annotated(self.manifest, example_id)
+            maps = ImageMaps(images[i][..., 0], prob[i], margins[i], masks[i] > 0.5, kinds[i], self.threshold, circle)
             self.spectrum.add(prob[i], s.positive, s.normal)
+            self.detections.add(maps.detections, margins[i], masks[i], circle)
             self.rows.append({
                 "example_id": example_id, "kind": kinds[i],
                 "patient_id": "" if meta is None else meta["patient_id"],
                 "positive_fraction": float(masks[i].mean()),
-                **s.as_row(),
-                "phase_mean": scores["phase_mean"], "aliasing_fraction": scores["aliasing_fraction"],
-                "phase_mean_margin": phase_mean_score(margins[i]),
-                "bright_corr": brightness_correlation(images[i][..., 0], prob[i]),
+                **s.as_row(), **image_columns(maps),
             })
             if not s.normal and self.picked[s.positive] < EXAMPLES_PER_GROUP:  # the figure grid's negatives are tiles
                 self.picked[s.positive] += 1
@@ -156,14 +162,16 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         _check_same_dataset(run.eval_dir(folder) / "metrics.json", dataset)
     info = read_dataset_info(dataset)
     manifest = read_manifest(dataset).set_index("example_id")
-    own = manifest if external is None else _own_manifest(config, manifest)
+    own_dataset = dataset if external is None else _own_dataset(config, dataset)
+    own = manifest if own_dataset == dataset else read_manifest(own_dataset).set_index("example_id")
     path = run.checkpoint(checkpoint)
     model = run.load_model(checkpoint)
     size = int(model.input_shape[1])
     batch_size = batch_size or int(config.get("batch_size", 16))
     ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
     ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
-    scan = _Pass(manifest)
+    operating_point = choose_operating_point(model, own_dataset, size, batch_size)
+    scan = _Pass(manifest, operating_point["threshold"], math.log(float(config.get("positive_weight") or 1.0)))
     with Progress(int((manifest["split"] == split).sum()), f"evaluate {run.path.name} on {split}", "img") as bar:
         for batch in ds:
             images = batch["image"].numpy()
@@ -172,8 +180,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     if not scan.rows:
         raise InputError(dataset, f"the {split} split has no examples")
 
-    frame = pd.DataFrame(scan.rows, columns=list(PER_IMAGE_COLUMNS))
+    frame = pd.DataFrame(scan.rows, columns=list(per_image_columns()))
     metrics = scan.acc.summary()
+    metrics["per_image_means"] = per_image_means(frame)
+    metrics["detection"] = scan.detections.summary(operating_point)
     metrics["checkerboard"] = _checkerboard_summary(frame)
     metrics["checkerboard"]["upsampling"] = _upsampling_checkerboard(model, config, run.checkerboard_init())
     metrics[GATE_KEY] = learning_gate(
@@ -189,7 +199,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "run_name": config.get("run_name"), "inference": scan.inference(batch_size, keras.backend.backend()),
         "external": external is not None, "dataset_name": external or Path(dataset).resolve().name,
     })
-    run.write_evaluation(folder, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays())
+    run.write_evaluation(folder, metrics, frame, scan.example_arrays(size), scan.spectrum.arrays(),
+                         scan.detections.arrays())
     logger.info("%s: %s split, %d images: dice per image (positives) %.3f, pooled %.3f; FP rate on negatives %.3f%s",
                 run.path, folder, len(scan.rows), metrics["dice_per_image_positives"], metrics["dice_pooled_positives"],
                 metrics["negatives_fp_rate_author"],
@@ -206,6 +217,20 @@ def _dataset_of(run: RunDir, config: dict[str, Any], data: str | Path | None) ->
     return Path(data) if data else Path(recorded["path"])
 
 
+def _subsets(frame: Any) -> dict[str, np.ndarray]:
+    """Each image subset of a per-image frame as a boolean mask (`in_subset`)."""
+    positive = (frame["tp"] + frame["fn"] > 0).to_numpy()
+    normal = (frame["kind"] == NORMAL_KIND).to_numpy()
+    return {subset: np.asarray(in_subset(subset, positive, normal)) for subset in SUBSETS}
+
+
+def per_image_means(frame: Any) -> dict[str, float]:
+    """Every declared image metric's value for this run, as the report computes it from per_image.csv."""
+    subsets = _subsets(frame)
+    table = {c: frame[c].to_numpy(float) for c in frame.columns if c not in ("example_id", "kind", "patient_id")}
+    return {m.key: image_metric_value(m, table, subsets[m.subset]) for m in metrics() if m.source == "image"}
+
+
 def _check_same_dataset(metrics_file: Path, dataset: Path) -> None:
     """Refuse to overwrite an external evaluation of another dataset that has the same name."""
     import json
@@ -217,25 +242,21 @@ def _check_same_dataset(metrics_file: Path, dataset: Path) -> None:
                                                   "give --data-name")
 
 
-def _own_manifest(config: dict[str, Any], external: Any) -> Any:
-    """The manifest of the run's own dataset, whose validation prior its learning gate compares with;
-    the external one's where the run's is gone."""
-    from mammoseg.dataset.pipeline import read_manifest
-
+def _own_dataset(config: dict[str, Any], external: Path) -> Path:
+    """The run's own prepared dataset, whose validation split sets its learning gate's prior and its operating
+    point; the external one where the run's is gone."""
     recorded = Path(config["dataset"]["path"]) if isinstance(config.get("dataset"), dict) else None
     if recorded is None or not (recorded / "manifest.csv").is_file():
-        logger.warning("the run's own dataset is gone: its learning gate uses the external dataset's prior")
+        logger.warning("the run's own dataset is gone: its learning gate and operating point use the external "
+                       "dataset's validation split")
         return external
-    return read_manifest(recorded).set_index("example_id")
+    return recorded
 
 
 def _checkerboard_summary(frame: Any) -> dict[str, Any]:
     """Mean per-image map scores by image group (all, positives, negatives, normals where present)."""
-    normal = frame["kind"] == "normal"
-    by_group = {"all": frame, "positives": frame[frame["tp"] + frame["fn"] > 0],
-                "negatives": frame[(frame["tp"] + frame["fn"] == 0) & ~normal]}
-    if normal.any():
-        by_group["normals"] = frame[normal]
+    subsets = _subsets(frame)
+    by_group = {group: frame[subsets[group]] for group in SUBSETS if group != "normals" or subsets[group].any()}
     summary: dict[str, Any] = {
         f"{key}_{group}": float(part[key].mean()) if len(part) else math.nan
         for group, part in by_group.items() for key in ("phase_mean", "aliasing_fraction", "phase_mean_margin")

@@ -5,8 +5,8 @@ confirmatory family where they apply) → verdict and findings (the words) → d
 blocks) → markdown / html renderers; summary.csv beside them; figures draws the PNGs.
 """
 
-from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, check_primary
+from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, check_primary, metrics
 from mammoseg.reporting.summary import summary_columns
 from mammoseg.reporting.write import write_report
 
-__all__ = ["DEFAULT_PRIMARY", "METRICS", "METRIC_BY_KEY", "check_primary", "summary_columns", "write_report"]
+__all__ = ["DEFAULT_PRIMARY", "METRIC_BY_KEY", "check_primary", "metrics", "summary_columns", "write_report"]

@@ -27,7 +27,8 @@ from mammoseg.runs.rundir import Run
 from mammoseg.metrics.stats import (CONFIDENCE, NAN_INTERVAL, Interval, crossed_difference, difference, holm,
                                      nanmean_ci, paired, pooled_ci, seed_interval)
 from mammoseg.core.errors import MammosegError
-from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, METRICS, Metric, compared_keys
+from mammoseg.metrics.declaration import NORMAL_KIND, image_metric_value, in_subset
+from mammoseg.reporting.registry import DEFAULT_PRIMARY, METRIC_BY_KEY, Metric, compared_keys, metrics, run_value
 
 DEFAULT_BASELINE = "dilated_resize"
 ALPHA = 1.0 - CONFIDENCE
@@ -106,7 +107,7 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
     for run in runs:
         frame = run.per_image.drop_duplicates("example_id").set_index("example_id")
         frame["predicted_positive"] = _predicted_positive(frame, run.image_size)
-        frame["normal"] = (frame["kind"] == "normal").astype(float) if "kind" in frame.columns else 0.0
+        frame["normal"] = (frame["kind"] == NORMAL_KIND).astype(float) if "kind" in frame.columns else 0.0
         frames.append(frame)
     ids = sorted(set().union(*(f.index for f in frames)))
     columns = set.intersection(*(set(c for c in f.columns if pd.api.types.is_numeric_dtype(f[c])) for f in frames))
@@ -114,36 +115,30 @@ def _image_matrices(runs: list[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
 
 
 def subset_mask(table: dict[str, np.ndarray], subset: str) -> np.ndarray:
-    """Images of a subset: negatives have an empty truth mask (the article's failure is what a model says
-    about them), positives a non-empty one; normals are the normal mammograms (kind normal), counted
-    apart from the negatives; all keeps every image."""
+    """Images of a subset (`declaration.in_subset`) over the union of the runs' images."""
     empty = np.all(np.nan_to_num(table["tp"] + table["fn"]) <= 0, axis=0)
     normal = np.any(np.nan_to_num(table["normal"]) > 0, axis=0) if "normal" in table else np.zeros_like(empty)
-    return {"all": np.ones_like(empty), "negatives": empty & ~normal, "positives": ~empty, "normals": normal}[subset]
+    return np.asarray(in_subset(subset, ~empty, normal))
 
 
 def _per_run_image_values(metric: Metric, table: dict[str, np.ndarray], keep: np.ndarray | None = None) -> np.ndarray:
     """An image metric of each run (rows of the [runs, images] columns), on the metric's subset of the images
     selected by `keep`."""
     n_runs = next(iter(table.values())).shape[0]
-    if not set(metric.columns) <= set(table):
+    if not set(metric.reads) <= set(table):
         return np.full(n_runs, np.nan)
     mask = subset_mask(table, metric.subset) & (True if keep is None else keep)
     if not mask.any():
         return np.full(n_runs, np.nan)
-    cols = [table[c][:, mask] for c in metric.columns]
-    if metric.pooled:
-        return np.array([pooled_ci(*(c[r] for c in cols), metric.pooled, resample=False).estimate
-                         for r in range(n_runs)])
-    return np.array([nanmean_ci(cols[0][r], resample=False).estimate for r in range(n_runs)])
+    return np.array([image_metric_value(metric, {c: table[c][r] for c in metric.reads}, mask) for r in range(n_runs)])
 
 
 def _one_run_image_interval(metric: Metric, table: dict[str, np.ndarray]) -> Interval:
     """A single run's image metric with its bootstrap interval over its test images (descriptive)."""
-    if not set(metric.columns) <= set(table):
+    if not set(metric.reads) <= set(table):
         return NAN_INTERVAL
     keep = subset_mask(table, metric.subset)
-    cols = [table[c][0, keep] for c in metric.columns]
+    cols = [table[c][0, keep] for c in metric.reads]
     if cols[0].size == 0:
         return NAN_INTERVAL
     if metric.pooled:
@@ -159,11 +154,11 @@ def _sd(values: np.ndarray) -> float:
 def _arm_cells(arm: Arm) -> None:
     runs = arm.counted
     arm.ids, arm.table = _image_matrices(runs)
-    for metric in METRICS:
+    for metric in metrics():
         if metric.source == "image":
             per_run = _per_run_image_values(metric, arm.table)
         else:
-            per_run = np.array([metric.run_value(run) for run in runs])  # type: ignore[misc]
+            per_run = np.array([run_value(metric, run) for run in runs])
         finite = per_run[np.isfinite(per_run)]
         mean = float(finite.mean()) if finite.size else math.nan
         if metric.source == "exact":
@@ -179,7 +174,7 @@ def _image_table(arm: Arm, metric: Metric, ids: list[str]) -> np.ndarray:
     """The metric's per-image column of the arm's runs [runs, images] on `ids`, NaN off the metric's subset."""
     position = {example: index for index, example in enumerate(arm.ids)}
     columns = [position[i] for i in ids]
-    values = arm.table[metric.columns[0]][:, columns]
+    values = arm.table[metric.reads[0]][:, columns]
     return np.where(subset_mask(arm.table, metric.subset)[columns], values, np.nan)
 
 
@@ -197,7 +192,7 @@ def compare_arms(arm: Arm, other: Arm, metric: Metric) -> Interval:
     if not (arm.learned and other.learned):
         return NAN_INTERVAL
     pair = shared_seeds(arm, other)
-    if metric.source == "image" and not metric.pooled and set(metric.columns) <= set(arm.table) & set(other.table):
+    if metric.source == "image" and not metric.pooled and set(metric.reads) <= set(arm.table) & set(other.table):
         ids = sorted(set(arm.ids) & set(other.ids))
         tables = [_image_table(a, metric, ids) for a in (arm, other)]
         if pair:

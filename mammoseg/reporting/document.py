@@ -10,12 +10,16 @@ from typing import Union
 
 from mammoseg.evaluation.evaluate import GATE_RULE
 from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR
+from mammoseg.metrics.declaration import SOURCE_CONFOUND
 from mammoseg.reporting.aggregate import DEFAULT_BASELINE, Arm, claimed, run_learned, subset_mask
-from mammoseg.reporting.registry import METRIC_BY_KEY, METRICS, Metric, compared_keys
+from mammoseg.reporting.registry import METRIC_BY_KEY, Metric, compared_keys, metrics
 from mammoseg.reporting.verdict import Verdict, fmt, fmt_interval, fmt_p, rank_arms
 
 TITLE = "Upsampling comparison"
 FIGURE_DIR = "figures"
+NORMALS_GROUP = "Normal images"
+BESIDE_TABLES = {"froc": "Lesion detection"}
+"""Figures shown under their metric group's results table rather than among the other figures."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,23 @@ CONVENTIONS = [
     "**Dice pooled**: one confusion matrix summed over the images, then Dice; large lesions weigh more. "
     "\"(all images)\" adds the negatives, so every false-positive pixel on them counts against it.",
     f"**Negative image**: an image whose truth mask is empty. It counts as a **false positive** when more than "
-    f"S²/{AUTHOR_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the article's rule; 546 pixels at 640×640).",
+    f"S²/{AUTHOR_PIXEL_DIVISOR} of its pixels have P(abnormal) > 0.5 (the author's rule, kept as exploratory: 546 "
+    f"pixels at 640×640, 0.13% of an image, at P > 0.5, an operating point that moves with the loss weight; the "
+    f"rows at the operating point chosen on validation are the ones the claims use).",
     "**Normal image**: a whole mammogram without abnormality from another collection (`prepare --normals`), "
     "judged by the same rule in rows of its own and not counted among the negative images (tiles of CBIS-DDSM "
     "images away from every abnormality); the rows are left out when no arm saw a normal image.",
+    "**Lesion detection**: each P map's candidates are the local maxima of its logit margin (none within side/32 "
+    "of a stronger one), scored by their peak; a candidate is a hit when its peak lies inside a lesion (a connected "
+    "region of the truth mask, or its disc for circle annotations), each lesion counted once, and a false positive "
+    "when it lies in none. FROC: sensitivity against mean false positives per image over every test image; CPM: "
+    "mean sensitivity at 1/8 to 8 FP per image. The **operating point** of each run is the highest threshold "
+    "reaching 80% lesion sensitivity on its validation split; the rows \"at the operating point\" apply it to the "
+    "test images: false-positive candidates per image, images flagged (peak at or above it), false-positive area, "
+    "and where those pixels fall: on the brightest third of the breast by input intensity (⅓ by chance).",
+    "**Prior-corrected calibration**: the loss weighs abnormal pixels w times, which multiplies the odds by w; ECE "
+    "and Brier are also given on sigmoid(margin − ln w), the probability the softmax gives without the weighting. "
+    "The hard map's calibration error and Brier score are both its pixel error rate.",
     "**Intervals**: 95% Student-t intervals over seeds. A design claim must hold for another training run, so the "
     "unit is the run: each run gives one number (its mean over the test images, or its pooled Dice), and an arm's "
     "interval is t over those numbers (df = seeds − 1), cut to the metric's range (the true value lies inside it, "
@@ -155,10 +172,11 @@ def build_document(arms: list[Arm], base: Arm | None, split: str, primary: Seque
     the tables, figures, conventions, notes and runs."""
     intro = Paragraph(f"Arms: {', '.join(a.name for a in arms)}; baseline: {base.name if base else 'none'}; "
                       f"split: {split}.")
-    sections = [_verdict_section(verdict), *([claims] if claims else []), _results_section(arms)]
+    beside = {BESIDE_TABLES[f.stem]: f for f in figures if f.stem in BESIDE_TABLES}
+    sections = [_verdict_section(verdict), *([claims] if claims else []), _results_section(arms, beside)]
     if base is not None and len(arms) > 1:
         sections.append(_differences_section(arms, base, primary))
-    sections += [Section("Figures", tuple(figures)),
+    sections += [Section("Figures", tuple(f for f in figures if f.stem not in BESIDE_TABLES)),
                  Section("Conventions", (Bullets(tuple(CONVENTIONS)),)),
                  Section("Notes", (Bullets(tuple(_notes(arms, base, split)), "notes"),)),
                  Section("Runs", (Bullets(tuple(f"{a.name}: " + ", ".join(str(r.path) for r in a.runs)
@@ -175,9 +193,15 @@ def _verdict_section(verdict: Verdict) -> Section:
     return Section("Verdict", tuple(blocks))
 
 
-def _results_section(arms: list[Arm]) -> Section:
-    return Section("Results", tuple(Section(group, (_results_table(arms, metrics),), level=3)
+def _results_section(arms: list[Arm], beside: dict[str, Figure]) -> Section:
+    return Section("Results", tuple(Section(group, (_results_table(arms, metrics), *_beside(beside, group)), level=3)
                                     for group, metrics in _groups(arms)))
+
+
+def _beside(figures: dict[str, Figure], group: str) -> tuple[Block, ...]:
+    """What a group's table carries beside it: its figure, and on the normal images the source confound."""
+    notes = (Paragraph(f"Every row here: {SOURCE_CONFOUND}."),) if group == NORMALS_GROUP else ()
+    return notes + ((figures[group],) if group in figures else ())
 
 
 def _results_table(arms: list[Arm], metrics: list[Metric]) -> Table:
@@ -220,10 +244,25 @@ def _groups(arms: list[Arm]) -> list[tuple[str, list[Metric]]]:
     """Metric tables by group; the normal-image rows only when some arm was evaluated on normal images."""
     with_normals = any(subset_mask(arm.table, "normals").any() for arm in arms)
     groups: dict[str, list[Metric]] = {}
-    for metric in METRICS:
+    for metric in metrics():
         if metric.subset != "normals" or with_normals:
             groups.setdefault(metric.group, []).append(metric)
     return list(groups.items())
+
+
+def _weight_note(arms: list[Arm]) -> str:
+    """Whether the arms were trained with one common positive weight or with the author's per-variant ones."""
+    weights = {a.name: sorted({float(r.config["positive_weight"]) for r in a.runs
+                               if isinstance(r.config.get("positive_weight"), (int, float))}) for a in arms}
+    values = {w for ws in weights.values() for w in ws}
+    if len(values) <= 1:
+        return (f"Every arm was trained with one common loss weight of abnormal pixels (w = {values.pop():g})."
+                if values else "The runs do not record their loss weight of abnormal pixels.")
+    return ("The arms were trained with different loss weights of abnormal pixels (the author's per-variant weights: "
+            + ", ".join(f"{n} w = {'/'.join(f'{w:g}' for w in ws)}" for n, ws in weights.items() if ws)
+            + "): P > 0.5 means a calibrated posterior above 1/(1 + w), a different operating point in each arm. "
+            "The operating point chosen on validation and the prior-corrected calibration compare them on equal "
+            "terms; the rules at P > 0.5 do not.")
 
 
 def _notes(arms: list[Arm], base: Arm | None, split: str) -> list[str]:
@@ -242,6 +281,7 @@ def _notes(arms: list[Arm], base: Arm | None, split: str) -> list[str]:
     if unchecked:
         notes.append("No learning gate in the evaluation of " + ", ".join(unchecked) + ": re-run `mammoseg evaluate` "
                      "to check that these runs learned; they are counted as if they did.")
+    notes.append(_weight_note(arms))
     notes.append("PR-AUC, ROC-AUC and calibration error need every pixel's probability, which per_image.csv does not "
                  "hold: they are per-run values from metrics.json, summarised over seeds.")
     if base is None:

@@ -152,3 +152,24 @@ def article_grid(panels: list[tuple[str, np.ndarray, int, int]], positive: dict,
         if not ax.images:
             ax.set_visible(False)
     return figure_png(fig)
+
+
+def froc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                marks: Sequence[float]) -> bytes:
+    """Lesion sensitivity against mean false positives per image (log scale), one line per arm (mean over
+    its seeds) with the band the seeds span; dotted lines at the rates `marks` (the CPM's)."""
+    colours = _colours(list(curves))
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for name, (rates, mean, low, high) in curves.items():
+        ax.step(rates, mean, where="post", color=colours[name], label=name)
+        if np.any(high > low):
+            ax.fill_between(rates, low, high, step="post", color=colours[name], alpha=0.2, linewidth=0)
+    for rate in marks:
+        ax.axvline(rate, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="mean false positives per image", ylabel="lesion sensitivity", ylim=(0, 1.02),
+           title="FROC over every test image")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return figure_png(fig)

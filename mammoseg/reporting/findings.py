@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mammoseg.metrics.declaration import SOURCE_CONFOUND
 from mammoseg.reporting import figures
 from mammoseg.reporting.aggregate import ALPHA, Arm
 from mammoseg.reporting.claims import CLAIMS, EQUIVALENT, OPEN, Settled, settle
@@ -29,7 +30,8 @@ NOTE = ("Each comparison: the two sides' means over runs with their 95% Student-
         "mean over images, paired by seed where the arms share their seeds; p: two-sided, of no difference; "
         "p ≈: two one-sided tests of a difference inside the metric's declared margin ±δ. A claim holds only if "
         "all its comparisons do; its p-value is Holm-adjusted over the claims tested, the report's one "
-        "confirmatory family. The last column reads each comparison alone at 5%, unadjusted: a description.")
+        "confirmatory family. The last column reads each comparison alone at 5%, unadjusted: a description. "
+        f"‡ On normal images: {SOURCE_CONFOUND}.")
 
 
 def _p_is(p: float) -> str:
@@ -79,7 +81,8 @@ def _rows(settled: Sequence[Settled]) -> tuple[list[tuple[str, ...]], list[tuple
             metric = METRIC_BY_KEY[o.comparison.metric]
             margin = f"±{fmt(metric, o.comparison.margin)}" if math.isfinite(o.comparison.margin) else "no δ"
             reading = o.reading()
-            rows.append((f"({answer.claim.key})", o.comparison.label, fmt_interval(metric, o.side),
+            on_normals = " ‡" if metric.subset == "normals" else ""
+            rows.append((f"({answer.claim.key})", o.comparison.label + on_normals, fmt_interval(metric, o.side),
                          fmt_interval(metric, o.other_side), fmt_interval(metric, o.difference),
                          fmt_p(o.difference.p_value), f"{fmt_p(o.equivalence_p)} ({margin})", reading))
             emphasis.append((False,) * 7 + (not reading.startswith("not"),))

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from mammoseg.core.conventions import ALIASING_FREQUENCIES
+from mammoseg.evaluation.detections import detections_from_arrays
+from mammoseg.metrics.detection import CPM_RATES, froc
 from mammoseg.reporting import figures
 from mammoseg.reporting.aggregate import Arm
 from mammoseg.reporting.document import Figure
@@ -24,6 +26,10 @@ EXAMPLES = ("The same positive and negative test images through every arm (first
 SPECTRA = ("Radially averaged power spectrum of the output probability maps (mean over test images and seeds), over "
            "{groups}. Dashed and dotted lines: aliasing frequencies of stride-2 upsampling (0.5 cycles/pixel on the "
            "axes, 0.707 on the diagonal) and of stacked stride-2 transposes (0.25, 0.125).")
+FROC = ("FROC: lesion sensitivity against mean false positives per image over every test image (abnormal images, "
+        "negative tiles and normal mammograms), mean over each arm's seeds, the shaded band spanning its seeds; "
+        "dotted: the rates the CPM averages (1/8 to 8). Hit rule in the Conventions.")
+FROC_RATES_DRAWN = np.geomspace(CPM_RATES[0], CPM_RATES[-1], 61)
 CHECKERBOARD = ("Phase-mean checkerboard score of the output logit margin (l1 − l0, a monotone map of P(abnormal) "
                 "that does not saturate) before training (the constant and smooth probe images, checkerboard_init.json) and "
                 "after training (test images, mean over images); lower is better, 0 = no phase pattern.")
@@ -47,12 +53,31 @@ def report_figures(arms: list[Arm]) -> list[Figure]:
             " and over the negative images alone" if "negatives" in spectra else "")
         out.append(Figure("spectra", SPECTRA.format(groups=groups),
                           figures.power_spectra(spectra, ALIASING_FREQUENCIES)))
+    froc_figure = froc_curves(arms)
+    if froc_figure is not None:
+        out.append(froc_figure)
     init, trained = METRIC_BY_KEY["phase_mean_init"], METRIC_BY_KEY["phase_mean_margin_trained"]
     pairs = {a.name: (a.cells[init.key].interval, a.cells[trained.key].interval) for a in arms}
     if any(math.isfinite(i.estimate) or math.isfinite(t.estimate) for i, t in pairs.values()):
         out.append(Figure("checkerboard", CHECKERBOARD,
                           figures.checkerboard_bars([(init.label.replace(" at init", ""), pairs)])))
     return out
+
+
+def froc_curves(arms: list[Arm]) -> Figure | None:
+    """The FROC curve of each arm from its runs' detections.npz; None when no run holds one."""
+    curves = {}
+    for arm in arms:
+        per_run = []
+        for run in arm.counted:
+            if run.detections is not None:
+                curve = froc(detections_from_arrays(run.detections))
+                per_run.append([curve.sensitivity_at(rate) for rate in FROC_RATES_DRAWN])
+        values = np.array(per_run, dtype=float)
+        if values.size and np.isfinite(values).any():
+            curves[arm.name] = (FROC_RATES_DRAWN, np.nanmean(values, axis=0), np.nanmin(values, axis=0),
+                                np.nanmax(values, axis=0))
+    return Figure("froc", FROC, figures.froc_curves(curves, CPM_RATES)) if curves else None
 
 
 def _learning_curves(arms: list[Arm]) -> dict[str, pd.DataFrame]:

@@ -7,6 +7,7 @@ folder's contract is written once (docs/design.md, Code layout). Every file is w
     RUN/last.keras  best.keras                                                     training (checkpoints)
     RUN/tb/  RUN/previews/epoch_NNN/  RUN/previews/inputs/                         training (for people)
     RUN/eval/<split>[@<dataset>]/metrics.json  per_image.csv  examples.npz  spectrum.npz  evaluation (external)
+    RUN/eval/<split>[@<dataset>]/detections.npz                                    evaluation
     RUN/layers/                                                                    visualize-layer's default
     RUN/.lock                                                                      whoever writes
 """
@@ -31,6 +32,7 @@ import numpy as np
 
 from mammoseg.core.atomic import atomic_path, strict_json, write_error, write_json, write_npz, write_text
 from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.metrics.catalog import per_image_columns
 from mammoseg.models.steps import AUTHOR_TRANSPOSE_KERNEL
 from mammoseg.runs.external import describe, eval_name, evaluate_hint
 
@@ -45,12 +47,6 @@ RUN_NAME = re.compile(r"(.+)-seed(\d+)")
 """A run folder's name, `<arm>-seed<k>`: the arm (a variant, or an ablation's arm name) and the seed."""
 SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "power_positive"}
 """spectrum.npz: the key of each image group's mean radial power spectrum (beside `freqs` and `n_<group>`)."""
-PER_IMAGE_COLUMNS = (
-    "example_id", "kind", "patient_id", "positive_fraction", "dice", "iou", "tp", "fp", "fn", "tn",
-    "max_prob", "mean_prob", "frac_above_05", "predicted_positive", "phase_mean", "aliasing_fraction",
-    "phase_mean_margin", "bright_corr",
-)  # fmt: skip
-"""per_image.csv's columns, one row per image; a report needs the first and the confusion counts."""
 REQUIRED_PER_IMAGE = ("example_id", "dice", "iou", "tp", "fp", "fn")
 
 _HELD: set[Path] = set()  # run folders whose lock this process holds: taking one again is a no-op
@@ -216,13 +212,21 @@ class RunDir:
         return self.path / "eval" / eval_name(split, dataset)
 
     def write_evaluation(self, split: str, metrics: dict[str, Any], per_image: pd.DataFrame,
-                         examples: dict[str, np.ndarray], spectrum: dict[str, np.ndarray]) -> Path:
-        """RUN/eval/<split>/: metrics.json (NaN as null: strict JSON), per_image.csv, examples.npz, spectrum.npz."""
+                         examples: dict[str, np.ndarray], spectrum: dict[str, np.ndarray],
+                         detections: dict[str, np.ndarray]) -> Path:
+        """RUN/eval/<split>/: metrics.json (NaN as null: strict JSON), per_image.csv (the declared columns, in
+        order: a missing one is an error, never a silently dropped column), examples.npz, spectrum.npz,
+        detections.npz."""
+        missing = [c for c in per_image_columns() if c not in per_image.columns]
+        if missing:
+            raise MammosegError(f"per-image rows lack the declared column(s) {', '.join(missing)}")
+        per_image = per_image[list(per_image_columns())]
         out = self.eval_dir(split)
         write_json(out / "metrics.json", strict_json(metrics))
         write_text(out / "per_image.csv", per_image.to_csv(index=False))
         write_npz(out / "examples.npz", examples)
         write_npz(out / "spectrum.npz", spectrum)
+        write_npz(out / "detections.npz", detections)
         return out
 
     def is_evaluated(self, split: str, checkpoint: str) -> bool:
@@ -295,6 +299,7 @@ class Run:
     checkerboard_init: dict[str, Any] = field(default_factory=dict)
     examples: dict[str, np.ndarray] | None = None
     spectra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # group -> (freqs, power)
+    detections: dict[str, np.ndarray] | None = None  # detections.npz: every image's lesion candidates
 
     @property
     def variant(self) -> str:
@@ -351,6 +356,8 @@ def load_run(run_dir: str | Path, split: str = "test", dataset: str | None = Non
         result.history = _read_csv(run.path / "history.csv")
     if (eval_dir / "examples.npz").is_file():
         result.examples = _read_npz(eval_dir / "examples.npz")
+    if (eval_dir / "detections.npz").is_file():
+        result.detections = _read_npz(eval_dir / "detections.npz")
     if (eval_dir / "spectrum.npz").is_file():
         spectrum = _read_npz(eval_dir / "spectrum.npz")
         freqs = np.asarray(spectrum.get("freqs", np.zeros(0)), float)
@@ -373,16 +380,10 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def lookup(flat: dict[str, float], *candidates: str) -> float:
-    """The first candidate key present (exact, then as a dotted suffix); NaN when none is."""
-    for key in candidates:
-        if key in flat:
-            return flat[key]
-    for key in candidates:
-        for name, value in flat.items():
-            if name.endswith("." + key):
-                return value
-    return math.nan
+def lookup(flat: dict[str, float], key: str) -> float:
+    """The value at exactly this dotted key; NaN when the file lacks it (evaluated before the metric existed, or
+    not measured). A test checks declared keys against what evaluation writes: a misspelt one fails it."""
+    return flat.get(key, math.nan)
 
 
 def read_json(path: Path, required: bool = True) -> dict[str, Any] | None:

@@ -19,7 +19,12 @@ Conventions used throughout:
   are seen. Equal bins on P(abnormal) would not do: a confident model puts most negatives below
   P = 1e-4, where they would all tie.
 * Expected calibration error: 15 equal-width bins of P(abnormal); ECE = Σ_b (n_b / N) · |mean p_b − mean y_b|
-  (the calibration of the abnormal-class probability, not of the top-label confidence).
+  (the calibration of the abnormal-class probability, not of the top-label confidence). Brier score: the
+  mean of (p − y)² over pixels.
+* Prior-corrected calibration: a loss that weighs abnormal pixels w times multiplies the odds the network
+  learns by w, so P > 0.5 means a calibrated posterior above only 1/(1+w). ECE and Brier are also computed
+  on sigmoid(margin − ln w), the probability an unweighted softmax would give, so that soft against hard
+  compares what the softmax gives and not what the weighting did.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, author_pixel_threshold
+from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, abnormal_probability, author_pixel_threshold
+from mammoseg.metrics.declaration import NORMAL_KIND, in_subset
 
 AUC_MANTISSA_BITS = 11
 ECE_BINS = 15
@@ -202,8 +208,11 @@ def image_stats(prob: np.ndarray, mask: np.ndarray) -> ImageStats:
 
 @dataclass
 class SegmentationAccumulator:
-    """Streams batches of probability maps and masks; keeps per-image rows and fixed-size histograms only."""
+    """Streams batches of probability maps and masks; keeps per-image rows and fixed-size histograms only.
+    `prior_shift` is ln w of the loss's positive weight w, taken off the margin for the prior-corrected
+    calibration."""
 
+    prior_shift: float = 0.0
     auc_mantissa_bits: int = AUC_MANTISSA_BITS
     ece_bins: int = ECE_BINS
     images: list[ImageStats] = field(default_factory=list)
@@ -212,6 +221,8 @@ class SegmentationAccumulator:
     ece_count: np.ndarray = field(init=False)
     ece_prob: np.ndarray = field(init=False)
     ece_label: np.ndarray = field(init=False)
+    corrected: np.ndarray = field(init=False)  # prior-corrected ECE sums: count, prob, label per bin
+    brier: np.ndarray = field(init=False)  # Σ (p − y)², raw and prior-corrected
 
     def __post_init__(self) -> None:
         n_bins = 1 << (9 + self.auc_mantissa_bits)
@@ -220,6 +231,8 @@ class SegmentationAccumulator:
         self.ece_count = np.zeros(self.ece_bins, dtype=np.int64)
         self.ece_prob = np.zeros(self.ece_bins, dtype=np.float64)
         self.ece_label = np.zeros(self.ece_bins, dtype=np.float64)
+        self.corrected = np.zeros((3, self.ece_bins), dtype=np.float64)
+        self.brier = np.zeros(2, dtype=np.float64)
 
     def update(self, prob: np.ndarray, mask: np.ndarray, margin: np.ndarray | None = None,
                kinds: Sequence[str] | None = None) -> list[ImageStats]:
@@ -245,18 +258,32 @@ class SegmentationAccumulator:
         eidx = np.minimum((flat_p * self.ece_bins).astype(np.int64), self.ece_bins - 1)
         self.ece_count += np.bincount(eidx, minlength=self.ece_bins)
         self.ece_prob += np.bincount(eidx, weights=flat_p, minlength=self.ece_bins)
-        self.ece_label += np.bincount(eidx, weights=flat_t.astype(np.float64), minlength=self.ece_bins)
+        labels = flat_t.astype(np.float64)
+        self.ece_label += np.bincount(eidx, weights=labels, minlength=self.ece_bins)
+        self._add_prior_corrected(flat_p, labels, margin)
         stats = [image_stats(p, t) for p, t in zip(prob, truth)]
         for s, kind in zip(stats, kinds if kinds is not None else []):
-            s.normal = kind == "normal"
+            s.normal = kind == NORMAL_KIND
         self.images.extend(stats)
         return stats
 
+    def _add_prior_corrected(self, prob: np.ndarray, labels: np.ndarray, margin: np.ndarray | None) -> None:
+        """Brier sums, and the calibration bins of sigmoid(margin − ln w)."""
+        if margin is None:
+            with np.errstate(divide="ignore"):
+                margin = np.log(prob.astype(np.float64)) - np.log1p(-prob.astype(np.float64))
+        corrected = abnormal_probability(np.asarray(margin, np.float64).ravel() - self.prior_shift)
+        self.brier += (np.sum((prob - labels) ** 2), np.sum((corrected - labels) ** 2))
+        bins = np.minimum((corrected * self.ece_bins).astype(np.int64), self.ece_bins - 1)
+        for row, weights in enumerate((None, corrected, labels)):
+            self.corrected[row] += np.bincount(bins, weights=weights, minlength=self.ece_bins)
+
+    def _subset(self, subset: str) -> list[ImageStats]:
+        return [s for s in self.images if in_subset(subset, s.positive, s.normal)]
+
     def summary(self) -> dict[str, Any]:
         """All metrics, named by convention (per_image vs pooled, positives vs negatives vs all)."""
-        pos = [s for s in self.images if s.positive]
-        neg = [s for s in self.images if not s.positive and not s.normal]
-        normals = [s for s in self.images if s.normal]
+        pos, neg, normals = self._subset("positives"), self._subset("negatives"), self._subset("normals")
         out: dict[str, Any] = {
             "n_images": len(self.images), "n_positive_images": len(pos), "n_negative_images": len(neg),
             "conventions": {
@@ -269,6 +296,8 @@ class SegmentationAccumulator:
                 "pixel_auc": "pixels ranked by the logit margin l1 - l0 in float32-ordered bins of relative width "
                              f"2^-{self.auc_mantissa_bits}; a bin is one tied score",
                 "ece": f"{self.ece_bins} equal-width bins of P(abnormal); weighted |mean p - mean y|",
+                "prior_corrected": "ECE and Brier of sigmoid(margin - prior_shift), prior_shift = ln w of the "
+                                   "loss's positive weight w",
             },
         }
         for group, items in (("positives", pos), ("all", self.images)):
@@ -284,12 +313,17 @@ class SegmentationAccumulator:
         fp = sum(s.fp for s in self.images)
         fn = sum(s.fn for s in self.images)
         precision, recall, f1 = precision_recall_f1(tp, fp, fn)
+        n_pixels = int(self.ece_count.sum())
         out.update({
             "pixel_precision_pooled": precision, "pixel_recall_pooled": recall, "pixel_f1_pooled": f1,
             "pixel_roc_auc": roc_auc_from_histograms(self.pos_hist, self.neg_hist),
             "pixel_pr_auc": average_precision_from_histograms(self.pos_hist, self.neg_hist),
             "pixel_positive_rate": float(self.pos_hist.sum() / max(1, self.pos_hist.sum() + self.neg_hist.sum())),
             "ece": expected_calibration_error(self.ece_count, self.ece_prob, self.ece_label),
+            "brier": float(self.brier[0] / n_pixels) if n_pixels else math.nan,
+            "ece_prior_corrected": expected_calibration_error(*self.corrected),
+            "brier_prior_corrected": float(self.brier[1] / n_pixels) if n_pixels else math.nan,
+            "prior_shift": self.prior_shift,
             "negatives_fp_rate_author": _mean([float(s.predicted_positive) for s in neg]),
             "negatives_fp_rate_maxprob": _mean([float(s.max_prob > 0.5) for s in neg]),
             "negatives_mean_prob": _mean([s.mean_prob for s in neg]),
