@@ -131,3 +131,20 @@ def test_time_to_quality_is_a_reported_metric():
     assert METRIC_BY_KEY["seconds_to_quality"].value(run) == 32.0
     run.history = None
     assert math.isnan(METRIC_BY_KEY["epochs_to_quality"].value(run))
+
+
+def test_ablate_gathers_the_evidence_once_into_the_report_folder(tmp_path):
+    from mammoseg.workflows.evidence import gather_evidence
+
+    path = _experiment(tmp_path, "[init_networks]\nnetworks = 2\n")
+    path.write_text(path.read_text().replace('variants = ["dilated_resize"]',
+                                             'variants = ["dilated_resize", "dilated_transpose"]\n'
+                                             f'report_dir = "{tmp_path / "report"}"')
+                    .replace("image_size = 64", "image_size = 64\nwidth = 0.125"))
+    plan = load_plan(path)
+    gather_evidence(plan)
+    written = plan.report_dir / INIT_NETWORKS_FILE
+    assert set(read_evidence(plan.report_dir).networks) == {"dilated_resize", "dilated_transpose"}
+    stamp = written.stat().st_mtime_ns
+    gather_evidence(plan)  # up to date: not measured again
+    assert written.stat().st_mtime_ns == stamp and not (plan.report_dir / SPEED_FILE).exists()
