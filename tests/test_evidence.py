@@ -22,8 +22,7 @@ DILATED = ("dilated_resize", "dilated_transpose", "dilated_transpose-k3")
 
 def _spec(arm: str) -> dict:
     variant, _, kernel = arm.partition("-k")
-    return {"variant": variant, "image_size": 64, "width": 0.125, "transpose_kernel": int(kernel) if kernel else None,
-            "batch_size": 2, "precision": "float32"}
+    return {"variant": variant, "image_size": 64, "width": 0.125, "transpose_kernel": int(kernel) if kernel else None}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,7 @@ def test_a_malformed_evidence_file_is_an_error_naming_it(tmp_path):
 
 def test_the_interleaved_benchmark_writes_the_ratio_the_claim_reads(tmp_path):
     request = {"blocks": 2, "steps": 1, "pairs": [["dilated_resize", "dilated_transpose"]],
-               "arms": {arm: _spec(arm) for arm in DILATED[:2]}}
+               "arms": {arm: {**_spec(arm), "batch_size": 2, "precision": "float32"} for arm in DILATED[:2]}}
     benchmark_pairs(request, tmp_path / SPEED_FILE)
     pair = read_evidence(tmp_path).speed[("dilated_resize", "dilated_transpose")]
     assert pair["speed_ratio_low"] <= pair["speed_ratio"] <= pair["speed_ratio_high"]

@@ -8,7 +8,9 @@ running `ablate` again costs nothing.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,8 @@ TABLES = ("init_networks", "speed")
 """The experiment TOML's tables that enable the evidence."""
 DEFAULTS = {"init_networks": {"networks": 20}, "speed": {"blocks": 10, "steps": 5}}
 MINIMUM = {"networks": 2, "blocks": 2, "steps": 1}  # two networks or block pairs: the least a t interval needs
+NETWORK_KEYS = ("variant", "image_size", "width", "transpose_kernel")
+BENCH_KEYS = ("variant", "image_size", "width", "batch_size", "precision")
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,6 @@ def read_settings(doc: dict[str, Any], path: Path) -> EvidenceSettings:
 
 def gather_evidence(plan: Plan) -> None:
     """Write the evidence the plan enables into its report folder, each file only when it is not current."""
-    from mammoseg.core.runtime import run_in_fresh_process
-
     configs = {run.arm: run.config for run in plan.runs}  # each arm's settings (they differ only by seed)
     settings = plan.evidence
     if (settings.networks or settings.blocks) and not all(c.image_size for c in configs.values()):
@@ -66,18 +68,18 @@ def gather_evidence(plan: Plan) -> None:
     if settings.networks:
         arms = [name for name in configs if any(c.metric in INIT_SCORES and name in (c.arm, c.other)
                                                 for claim in CLAIMS for c in claim.comparisons)]
-        _gather(plan.report_dir / INIT_NETWORKS_FILE, {"networks": settings.networks, "arms": _specs(arms, configs)},
-                run_in_fresh_process, measure_networks)
+        _gather(plan.report_dir / INIT_NETWORKS_FILE,
+                {"networks": settings.networks, "arms": _specs(arms, configs, NETWORK_KEYS)}, measure_networks)
     if settings.blocks:
         pairs = [(c.arm, c.other) for claim in CLAIMS if claim.timed for c in claim.comparisons
                  if all(_benchable(name, configs) for name in (c.arm, c.other))]
+        arms = sorted({name for pair in pairs for name in pair})
         _gather(plan.report_dir / SPEED_FILE, {"blocks": settings.blocks, "steps": settings.steps, "pairs": pairs,
-                                               "arms": _specs(sorted({n for p in pairs for n in p}), configs)},
-                run_in_fresh_process, benchmark_pairs)
+                                               "arms": _specs(arms, configs, BENCH_KEYS)}, benchmark_pairs)
 
 
-def _specs(arms: list[str], configs: dict[str, TrainConfig]) -> dict[str, dict[str, Any]]:
-    keys = ("variant", "image_size", "width", "transpose_kernel", "batch_size", "precision")
+def _specs(arms: list[str], configs: dict[str, TrainConfig], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The settings each arm's measurement depends on: a change to any of them measures again."""
     return {arm: {k: getattr(configs[arm], k) for k in keys} for arm in arms}
 
 
@@ -87,8 +89,9 @@ def _benchable(arm: str, configs: dict[str, TrainConfig]) -> bool:
     return config is not None and config.variant == arm and config.transpose_kernel is None
 
 
-def _gather(path: Path, request: dict[str, Any], run_in_fresh_process: Any, work: Any) -> None:
-    import json
+def _gather(path: Path, request: dict[str, Any], work: Callable[[dict[str, Any], Path], None]) -> None:
+    """`work(request, path)` in a process of its own, unless `path` already records `request`."""
+    from mammoseg.core.runtime import run_in_fresh_process
 
     if not request["arms"]:
         logger.info("%s: none of the experiment's arms needs it", path.name)
@@ -126,13 +129,16 @@ def measure_networks(request: dict[str, Any], path: Path) -> None:
 
 
 def benchmark_pairs(request: dict[str, Any], path: Path) -> None:
-    """The interleaved speed comparison of the pairs, at the first arm's image size, width and batch size."""
+    """The interleaved speed comparison of the pairs, at the first arm's image size, width, batch size and
+    precision (as training resolves it)."""
     from mammoseg.core.atomic import write_json
+    from mammoseg.core.runtime import gpu_compute_capabilities
+    from mammoseg.training.config import auto_precision
     from mammoseg.workflows.bench.interleaved import compare_pairs
     from mammoseg.workflows.bench.options import BenchOptions
 
     first = next(iter(request["arms"].values()))
-    precision = first["precision"] if first["precision"] != "auto" else "float32"
+    precision = first["precision"] if first["precision"] != "auto" else auto_precision(gpu_compute_capabilities())
     options = BenchOptions(variants=(), image_sizes=(first["image_size"],), batch_size=first["batch_size"],
                            precision=precision, steps=request["steps"], width=first["width"], inference=False,
                            compare=tuple(tuple(p) for p in request["pairs"]), blocks=request["blocks"])
