@@ -419,6 +419,9 @@ def test_round_trip_numbers_and_gate_come_from_what_evaluate_wrote(evaluated_run
         assert float(row["neg_fp_rate_mean"]) == pytest.approx(metrics["negatives_fp_rate_author"])
         assert float(row["pr_auc_mean"]) == pytest.approx(metrics["pixel_pr_auc"])
         assert float(row["dice_per_image_ci_low"]) <= float(row["dice_per_image_mean"])  # one run: over its images
+        epochs = len((path / "history.csv").read_text().splitlines()) - 1
+        assert 1 <= float(row["epochs_to_quality_mean"]) <= epochs  # time to quality, from history.csv
+        assert float(row["seconds_to_quality_mean"]) > 0
     text = (round_trip_report / "report.html").read_text(encoding="utf-8")
     assert "Differences against dilated_resize" in text and "Learning gate" in text
     assert "one seed per arm" in text and "descriptive" in text

@@ -24,6 +24,7 @@ from mammoseg.metrics.checkerboard import phase_mean_score
 from mammoseg.metrics.declaration import (METRIC_BY_KEY, ImageMaps, Metric, UnknownMetric, declare, forget,
                                           image_columns, image_metric_value, in_subset, metrics, per_image_columns)
 from mammoseg.metrics.segmentation import brightness_correlation
+from mammoseg.metrics.speed import HISTORY_COLUMNS, WITHIN_BEST, time_to_quality
 from mammoseg.metrics.stats import POSITIVE, UNIT
 
 __all__ = ["METRIC_BY_KEY", "ImageMaps", "Metric", "UnknownMetric", "declare", "forget", "hard_map", "image_columns",
@@ -57,6 +58,20 @@ def _kernel_init(run: Any) -> float:
     scores = [v for v in (run.checkerboard_init.get("kernel") or {}).values()
               if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
     return max(scores) if scores else math.nan
+
+
+def _time_to_quality(run: Any, what: str) -> float:
+    """Epochs ("epoch") or training seconds ("train_seconds") until the run's validation loss first came
+    within `speed.WITHIN_BEST` of its best; NaN without a history that says."""
+    history = run.history
+    if history is None or not set(HISTORY_COLUMNS) <= set(history.columns) or not len(history):
+        return math.nan
+    try:
+        reached = time_to_quality(*(history[c].tolist() for c in HISTORY_COLUMNS))
+    except ValueError:
+        return math.nan
+    value = reached.epoch if what == "epoch" else reached.train_seconds
+    return math.nan if value is None else float(value)
 
 
 def _image(key: str, label: str, group: str, better: str, subset: str = "all", **kw: Any) -> Metric:
@@ -186,5 +201,9 @@ _run("sec_per_epoch", "Seconds / epoch", "Cost", "lower", path="timing:mean_seco
      fmt="{:.1f}")
 _run("train_img_per_s", "Training images / s", "Cost", "higher", path="timing:train_images_per_second",
      bounds=POSITIVE, fmt="{:.1f}")
+_run("epochs_to_quality", f"Epochs to within {WITHIN_BEST:.0%} of the best validation loss", "Cost", "lower",
+     value=lambda run: _time_to_quality(run, "epoch"), bounds=POSITIVE, fmt="{:.1f}")
+_run("seconds_to_quality", f"Training seconds to within {WITHIN_BEST:.0%} of the best validation loss (machine load included)",
+     "Cost", "lower", value=lambda run: _time_to_quality(run, "train_seconds"), bounds=POSITIVE, fmt="{:.0f}")
 _run("infer_img_per_s", "Inference images / s", "Cost", "higher", path="metrics:inference.images_per_second",
      bounds=POSITIVE, fmt="{:.1f}")

@@ -19,6 +19,9 @@ CONFIDENCE = 0.95
 WITHIN_BEST = 0.05
 """Time to quality's default level: the validation loss within this fraction of the run's best."""
 
+HISTORY_COLUMNS = ("epoch", "val_loss", "train_seconds")
+"""The history.csv columns time to quality reads."""
+
 
 @dataclass(frozen=True)
 class SpeedRatio:

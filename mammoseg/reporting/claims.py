@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mammoseg.metrics import stats
 from mammoseg.metrics.stats import NAN_INTERVAL, Interval
 from mammoseg.reporting.aggregate import ALPHA, Arm, compare_arms
+from mammoseg.reporting.evidence import Evidence
 from mammoseg.reporting.registry import METRIC_BY_KEY
 
 HOLDS, FAILS, EQUIVALENT, OPEN = "holds", "does not hold", "equivalent within ±δ", "not settled at this size"
@@ -66,6 +67,7 @@ class Claim:
     statement: str
     comparisons: tuple[Comparison, ...]
     exploratory: str = ""
+    timed: bool = False  # an interleaved speed record of every pair makes the claim confirmatory, on it
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -91,7 +93,8 @@ CLAIMS: tuple[Claim, ...] = (
           (Comparison("train_img_per_s", "fcn_resize_mid", "fcn_skips"),
            Comparison("train_img_per_s", "dilated_resize", "dilated_transpose")),
           exploratory="the study's own timings share the machine with whatever else ran; the interleaved benchmark "
-                      "(`mammoseg bench --compare`) gives the speed ratio with an interval"),
+                      "(`mammoseg bench --compare`, or [speed] in the experiment) gives the speed ratio with an interval",
+          timed=True),
     Claim("d", "soft probabilities are more useful than hard predictions: at the hard map's false positives per "
                "image they find more lesions, and once the loss weight's prior is taken off (margin − ln w) they "
                "are better calibrated (ECE and Brier score)",
@@ -110,6 +113,7 @@ class Outcome:
     other_side: Interval = NAN_INTERVAL
     difference: Interval = NAN_INTERVAL
     missing: str = ""
+    basis: str = ""  # where the numbers come from, when not from the runs
 
     @property
     def expected_sign(self) -> float:
@@ -155,8 +159,35 @@ class Outcome:
         return "not settled"
 
 
-def _compare(comparison: Comparison, arms: dict[str, Arm]) -> Outcome:
+def _over_networks(comparison: Comparison, evidence: Evidence) -> Outcome | None:
+    """An at-initialisation comparison over rebuilt networks (Welch's t, networks as units); None without two
+    finite scores in each arm (a map too small for the score's period has none)."""
     metric = METRIC_BY_KEY[comparison.metric]
+    values = [evidence.networks.get(name, {}).get(metric.key) for name in (comparison.arm, comparison.other)]
+    if any(v is None or sum(map(math.isfinite, v)) < 2 for v in values):
+        return None
+    a, b = values
+    return Outcome(comparison, stats.seed_interval(a, metric.bounds), stats.seed_interval(b, metric.bounds),
+                   stats.difference(a, b, metric.bounds), basis=f" ({evidence.network_count} rebuilt networks per arm)")
+
+
+def _timed(comparison: Comparison, evidence: Evidence) -> Outcome:
+    """A speed comparison from the interleaved record: the sides are the arms' median images per second, the
+    difference is B's speed × (ratio A/B − 1) with the ratio's interval, and p is the ratio's test of 1."""
+    pair = evidence.speed[(comparison.arm, comparison.other)]
+    ratio, low, high = pair["speed_ratio"], pair["speed_ratio_low"], pair["speed_ratio_high"]
+    other = pair["b_images_per_second_median"]
+    return Outcome(comparison, Interval(pair["a_images_per_second_median"], math.nan, math.nan),
+                   Interval(other, math.nan, math.nan),
+                   Interval(other * (ratio - 1), other * (low - 1), other * (high - 1), pair["p_value"]),
+                   basis=f" (interleaved benchmark: speed ratio {ratio:.3f} [{low:.3f}, {high:.3f}])")
+
+
+def _compare(comparison: Comparison, arms: dict[str, Arm], evidence: Evidence) -> Outcome:
+    metric = METRIC_BY_KEY[comparison.metric]
+    by_networks = _over_networks(comparison, evidence) if comparison.arm else None
+    if by_networks is not None:
+        return by_networks
     if comparison.against:
         learned = [a for a in arms.values() if a.learned]
         if not learned:
@@ -229,8 +260,11 @@ def claims_apply(arms: Sequence[Arm]) -> bool:
     return any(claim.arms and not claim.exploratory and set(claim.arms) <= names for claim in CLAIMS)
 
 
-def settle(arms: Sequence[Arm]) -> list[Settled]:
-    """Every claim with its comparisons and its answer, Holm-corrected over the confirmatory claims."""
+def settle(arms: Sequence[Arm], evidence: Evidence | None = None) -> list[Settled]:
+    """Every claim with its comparisons and its answer, Holm-corrected over the confirmatory claims. With
+    `evidence`, claim (b)'s at-initialisation comparisons use its rebuilt networks, and a timed claim whose
+    every pair was benchmarked side by side becomes confirmatory on that benchmark."""
+    evidence = evidence or Evidence()
     by_name = {a.name: a for a in arms}
     settled = []
     for claim in CLAIMS:
@@ -238,7 +272,11 @@ def settle(arms: Sequence[Arm]) -> list[Settled]:
         if absent:
             settled.append(Settled(claim, [], absent))
             continue
-        outcomes = [_compare(c, by_name) for c in claim.comparisons]
+        if claim.timed and all((c.arm, c.other) in evidence.speed for c in claim.comparisons):
+            claim = replace(claim, exploratory="")
+            outcomes = [_timed(c, evidence) for c in claim.comparisons]
+        else:
+            outcomes = [_compare(c, by_name, evidence) for c in claim.comparisons]
         settled.append(Settled(claim, outcomes, (), *claim_test(outcomes)))
     family = [s for s in settled if s.confirmatory]
     for answer, adjusted in zip(family, stats.holm([s.p_value for s in family])):

@@ -12,6 +12,7 @@ from mammoseg.metrics.declaration import SOURCE_CONFOUND
 from mammoseg.reporting import figures
 from mammoseg.reporting.aggregate import ALPHA, Arm
 from mammoseg.reporting.claims import CLAIMS, EQUIVALENT, OPEN, Settled, settle
+from mammoseg.reporting.evidence import Evidence
 from mammoseg.reporting.document import Block, Bullets, Figure, Paragraph, Section, Table
 from mammoseg.reporting.registry import METRIC_BY_KEY
 from mammoseg.reporting.report_figures import shared_examples
@@ -82,21 +83,21 @@ def _rows(settled: Sequence[Settled]) -> tuple[list[tuple[str, ...]], list[tuple
             margin = f"±{fmt(metric, o.comparison.margin)}" if math.isfinite(o.comparison.margin) else "no δ"
             reading = o.reading()
             on_normals = " ‡" if metric.subset == "normals" else ""
-            rows.append((f"({answer.claim.key})", o.comparison.label + on_normals, fmt_interval(metric, o.side),
+            rows.append((f"({answer.claim.key})", o.comparison.label + o.basis + on_normals, fmt_interval(metric, o.side),
                          fmt_interval(metric, o.other_side), fmt_interval(metric, o.difference),
                          fmt_p(o.difference.p_value), f"{fmt_p(o.equivalence_p)} ({margin})", reading))
             emphasis.append((False,) * 7 + (not reading.startswith("not"),))
     return rows, emphasis
 
 
-def claims_section(arms: Sequence[Arm]) -> Section | None:
+def claims_section(arms: Sequence[Arm], evidence: Evidence | None = None) -> Section | None:
     """The claims as a report section: one line per claim (one naming the arms it needs where they are not in
     the experiment), the table of the comparisons made, and the article's figures remade; None when the
-    experiment holds no claim's arms."""
+    experiment holds no claim's arms. `evidence`: what the experiment gathered beside its runs (`settle`)."""
     names = {a.name for a in arms}
     if not any(set(claim.arms) <= names for claim in CLAIMS if claim.arms):
         return None
-    settled = settle(arms)
+    settled = settle(arms, evidence)
     family = sum(math.isfinite(s.adjusted) for s in settled if s.confirmatory)
     rows, emphasis = _rows(settled)
     blocks: list[Block] = [

@@ -15,6 +15,7 @@ from mammoseg.reporting import html, markdown
 from mammoseg.reporting.aggregate import build_arms, exploratory_only
 from mammoseg.reporting.claims import claims_apply
 from mammoseg.reporting.document import Document, build_document
+from mammoseg.reporting.evidence import read_evidence
 from mammoseg.reporting.findings import claims_section
 from mammoseg.reporting.registry import check_primary
 from mammoseg.reporting.report_figures import report_figures
@@ -28,7 +29,8 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
                  primary: Sequence[str] | None = None, data_name: str | None = None) -> Path:
     """Compare the runs and write report.md, a self-contained report.html, summary.csv, figures/ and, when the
     article's claims apply, findings.md; returns the HTML path. `primary`: the metrics claims are made on (DEFAULT_PRIMARY when None).
-    `data_name`: compare on `split` of that external dataset (external validation), as the report says."""
+    `data_name`: compare on `split` of that external dataset (external validation), as the report says.
+    Evidence gathered beside the runs in `out_dir` (`reporting.evidence`) feeds the claims."""
     if not run_dirs:
         raise MammosegError("no runs to compare")
     primary = check_primary(primary)
@@ -38,7 +40,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
     confirm_claims = claims_apply(arms)  # one confirmatory family: the article's claims, else the primary metrics
     if confirm_claims:
         exploratory_only(arms)
-    claims = claims_section(arms)
+    claims = claims_section(arms, read_evidence(out_dir))
     document = build_document(arms, base, split_label(split, data_name), primary,
                               verdict(arms, base, primary, not confirm_claims), report_figures(arms), claims)
     out_dir = Path(out_dir)

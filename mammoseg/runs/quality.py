@@ -7,14 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mammoseg.core.errors import InputError
-from mammoseg.metrics.speed import WITHIN_BEST, TimeToQuality, time_to_quality
+from mammoseg.metrics.speed import HISTORY_COLUMNS, WITHIN_BEST, TimeToQuality, time_to_quality
 from mammoseg.runs.rundir import RunDir
 
 if TYPE_CHECKING:
     import pandas as pd
-
-HISTORY_COLUMNS = ("epoch", "val_loss", "train_seconds")
-"""The history.csv columns time to quality reads."""
 
 
 def history_time_to_quality(history: pd.DataFrame | list[dict[str, Any]], source: str | Path,

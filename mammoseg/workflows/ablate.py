@@ -17,6 +17,7 @@ from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
+from mammoseg.workflows.evidence import TABLES, EvidenceSettings, gather_evidence, read_settings
 
 logger = logging.getLogger("mammoseg.ablate")
 
@@ -46,6 +47,7 @@ class Plan:
     report_dir: Path
     baseline: str | None
     primary_metrics: tuple[str, ...]
+    evidence: EvidenceSettings = EvidenceSettings()
 
     @property
     def folder(self) -> Path:
@@ -63,7 +65,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
 
     path = Path(config_path)
     doc = read_toml(path)
-    check_keys(doc, path, ("experiment", "train", "arms"))
+    check_keys(doc, path, ("experiment", "train", "arms", *TABLES))
     experiment = sub_table(doc, "experiment", path)
     check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
     _check_experiment(experiment, path)
@@ -103,7 +105,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     root = resolve_runs_dir(runs_dir, experiment.get("runs_dir"))
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
-                report_dir, experiment.get("baseline"), primary)
+                report_dir, experiment.get("baseline"), primary, read_settings(doc, path))
 
 
 def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
@@ -170,6 +172,7 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
     done.sort(key=order.__getitem__)
 
     if done:
+        gather_evidence(plan)
         try:
             out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
                                primary=plan.primary_metrics)
