@@ -17,8 +17,15 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that use ../shared (`-m shared`): CI runs them again without it, where they must skip."""
     for item in items:
-        if "shared_dir" in getattr(item, "fixturenames", ()):
+        if {"shared_dir", "shared_root"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.shared)
+
+
+@pytest.fixture(scope="session")
+def shared_root() -> Path:
+    """Where the shared reference folder lies beside the checkout, present or not: a test that needs one of
+    its subfolders skips, saying which, where it is absent."""
+    return SHARED
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from cbis_factory import breast_image, write_dicom
-from conftest import SHARED
 from mammoseg.core.errors import Skip
 from mammoseg.dataset import layouts
 from mammoseg.dataset.examples import PrepareOptions
@@ -86,11 +85,11 @@ def test_prepare_keeps_sizes_honest(pairs: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.shared
-def test_the_real_pairs(tmp_path: Path) -> None:
+def test_the_real_pairs(tmp_path: Path, shared_root: Path) -> None:
     """Two real CBIS-DDSM views saved with mask value 2: both prepared as abnormal."""
     from mammoseg.dataset.prepare import prepare
 
-    root = SHARED / "real-pairs"
+    root = shared_root / "real-pairs"
     if not (root / "images").is_dir():
         pytest.skip(f"{root} is absent: the real image/mask pairs cannot be read")
     assert layouts.detect(root).name == "images-masks"

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from cbis_factory import breast_image
-from conftest import SHARED
 from mammoseg.core.errors import InputError, Skip
 from mammoseg.dataset import layouts
 from mammoseg.dataset.examples import PrepareOptions
@@ -125,9 +124,9 @@ def test_archive_alone_asks_to_unpack(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared
-def test_the_real_mini_mias(tmp_path: Path) -> None:
+def test_the_real_mini_mias(tmp_path: Path, shared_root: Path) -> None:
     """322 films of 161 women; each of Info.txt's rows is in a job or in the report."""
-    archive = SHARED / "mias" / "all-mias.tar.gz"
+    archive = shared_root / "mias" / "all-mias.tar.gz"
     if not archive.is_file():
         pytest.skip(f"{archive} is absent: the real mini-MIAS cannot be read")
     with tarfile.open(archive) as tar:
