@@ -52,6 +52,7 @@ PER_IMAGE_COLUMNS = (
 """per_image.csv's columns, one row per image; a report needs the first and the confusion counts."""
 REQUIRED_PER_IMAGE = ("example_id", "dice", "iou", "tp", "fp", "fn")
 
+LOCK_OWNER_ENV = "MAMMOSEG_LOCK_OWNER"  # a scheduler task's name, shared by its attempts, which run one at a time
 _HELD: set[Path] = set()  # run folders whose lock this process holds: taking one again is a no-op
 
 
@@ -240,7 +241,7 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold RUN/.lock (pid and host) while writing; a stale lock of a dead process is taken over.
+        """Hold RUN/.lock (pid, host, LOCK_OWNER_ENV) while writing; a stale lock (see _lock_holder) is taken over.
         Re-entrant: a process that holds the lock may take it again (released by the outermost holder)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -250,13 +251,12 @@ class RunDir:
             yield
             return
         lock = self.path / LOCK_NAME
-        stamp = f"{os.getpid()} {socket.gethostname()}\n"
+        stamp = f"{os.getpid()} {socket.gethostname()} {os.environ.get(LOCK_OWNER_ENV, '')}".strip() + "\n"
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = _lock_holder(lock)
-                if holder is not None:
+                if (holder := _lock_holder(lock)) is not None:
                     raise RunLocked(f"{self.path}: run folder is in use by process {holder} (lock file {lock})")
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
@@ -431,11 +431,13 @@ def _number(text: str) -> Any:
 
 
 def _lock_holder(lock: Path) -> str | None:
-    """Description of the live process holding `lock`, or None when the lock is stale."""
+    """The live process holding `lock`; None when stale (dead, or an earlier attempt of this LOCK_OWNER_ENV task)."""
     try:
-        pid_text, host = lock.read_text().split()
+        pid_text, host, *owner = lock.read_text().split()
         pid = int(pid_text)
     except (OSError, ValueError):
+        return None
+    if owner and owner == os.environ.get(LOCK_OWNER_ENV, "").split():
         return None
     if host != socket.gethostname():
         return f"{pid} on {host}"
