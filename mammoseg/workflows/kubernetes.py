@@ -50,7 +50,7 @@ def _container(command: list[str], resources: Resources, env: list[dict[str, str
     if gpus:
         limits["nvidia.com/gpu"] = str(gpus)
     container: dict[str, Any] = {"name": CONTAINER, "image": resources.image, "command": command,
-                                 "workingDir": resources.workdir, "env": env,
+                                 "workingDir": resources.workdir, **({"env": env} if env else {}),
                                  "resources": {"requests": requests, **({"limits": limits} if limits else {})}}
     if resources.volume_claim:
         container["volumeMounts"] = [{"name": "work", "mountPath": resources.workdir}]
