@@ -12,8 +12,7 @@ from typing import Any
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
-_requested: list[int] = []  # the signals received while caught, in order
-_depth = 0  # nesting of `stop_signals_caught` (a task around its training): only the outermost installs
+_requested: list[int] = []  # the stop signals received while caught, in order
 
 
 def stop_requested() -> str | None:
@@ -21,23 +20,28 @@ def stop_requested() -> str | None:
     return signal.Signals(_requested[0]).name if _requested else None
 
 
+def ignore_stop_signals() -> None:
+    """For a process that saved and is about to exit: a second stop signal (`scancel --batch` sends one to
+    the batch shell and to its children alike, and the shell passes its own on) must not kill it, which
+    would replace its exit status by the signal's."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def stop_signals_caught() -> Iterator[None]:
-    """Record SIGUSR1 and SIGTERM instead of dying from them, for the duration; re-entrant. Outside the
-    main thread (where Python cannot install handlers) it does nothing and the signals keep their default."""
-    global _depth
+    """Record SIGUSR1 and SIGTERM instead of dying from them, for the duration; a request recorded before,
+    under an outer catch, is kept. Outside the main thread (where Python cannot install handlers) it does
+    nothing and the signals keep their default."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous: dict[int, Any] = {}
-    if _depth == 0:
-        _requested.clear()
-        previous = {sig: signal.signal(sig, _record) for sig in STOP_SIGNALS}
-    _depth += 1
+    previous: dict[int, Any] = {sig: signal.signal(sig, _record) for sig in STOP_SIGNALS}
+    if all(handler is not _record for handler in previous.values()):
+        _requested.clear()  # nobody was catching: an old request (of an earlier run in this process) is over
     try:
         yield
     finally:
-        _depth -= 1
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

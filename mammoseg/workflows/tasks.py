@@ -24,7 +24,7 @@ from typing import Any
 
 from mammoseg.core.atomic import write_json, write_text
 from mammoseg.core.errors import InputError, MammosegError
-from mammoseg.core.stopping import stop_requested, stop_signals_caught
+from mammoseg.core.stopping import ignore_stop_signals, stop_requested, stop_signals_caught
 from mammoseg.runs.rundir import LOCK_OWNER_ENV, RunDir, RunLocked, read_json
 from mammoseg.training.train import RunStopped
 from mammoseg.workflows.ablate import (Plan, PlannedRun, load_plan, next_step, train_and_evaluate,
@@ -110,34 +110,43 @@ def record_path(plan: Plan, item: PlannedRun) -> Path:
 def run_task(options: GridOptions, index: int) -> int:
     """Train and evaluate run `index` of the plan unless it is done; returns the task's exit status: 0 done,
     REQUEUE_EXIT stopped by a signal after saving, FAILED_EXIT failed (the log and the record say why)."""
-    plan = options.plan()
-    if not 0 <= index < len(plan.runs):
-        raise InputError(options.config, f"task index {index} is outside the plan's {len(plan.runs)} runs "
-                                         f"(0-{len(plan.runs) - 1})")
-    item = plan.runs[index]
-    owner = scheduler_task()
-    if owner:
-        os.environ[LOCK_OWNER_ENV] = owner
-    record = {"index": index, "run": item.name, "host": socket.gethostname(),
-              "device": os.environ.get("CUDA_VISIBLE_DEVICES"), "scheduler_task": owner,
-              "attempt": int(os.environ.get("SLURM_RESTART_COUNT") or 0) + 1, "started": time.time()}
-    _write_record(plan, item, record, "running")
-    logger.info("task %d of %d: %s (%s)", index, len(plan.runs), item.name, owner or "local")
-    with stop_signals_caught():
-        try:
-            _work(plan, item)
-        except RunStopped as exc:
-            _write_record(plan, item, record, "stopped")
-            logger.warning("task %d: %s; exit status %d asks for the task to be run again", index, exc, REQUEUE_EXIT)
-            return REQUEUE_EXIT
-        except MammosegError as exc:
-            _write_record(plan, item, record, "failed", str(exc))
-            logger.error("task %d: %s failed: %s", index, item.name, exc)
-            return FAILED_EXIT
-        except Exception as exc:  # a bug: recorded and named like any failure, then shown in full
-            _write_record(plan, item, record, "failed", f"{type(exc).__name__}: {exc}")
-            logger.exception("task %d: %s failed: %s: %s", index, item.name, type(exc).__name__, exc)
-            return FAILED_EXIT
+    with stop_signals_caught():  # from the start: a signal while the plan loads is kept, not fatal
+        plan = options.plan()
+        if not 0 <= index < len(plan.runs):
+            raise InputError(options.config, f"task index {index} is outside the plan's {len(plan.runs)} runs "
+                                             f"(0-{len(plan.runs) - 1})")
+        item = plan.runs[index]
+        owner = scheduler_task()
+        if owner:
+            os.environ[LOCK_OWNER_ENV] = owner
+        record = {"index": index, "run": item.name, "host": socket.gethostname(),
+                  "device": os.environ.get("CUDA_VISIBLE_DEVICES"), "scheduler_task": owner,
+                  "attempt": int(os.environ.get("SLURM_RESTART_COUNT") or 0) + 1, "started": time.time()}
+        _write_record(plan, item, record, "running")
+        logger.info("task %d of %d: %s (%s)", index, len(plan.runs), item.name, owner or "local")
+        status = _attempt(plan, item, record)
+    if status == REQUEUE_EXIT:
+        ignore_stop_signals()
+    return status
+
+
+def _attempt(plan: Plan, item: PlannedRun, record: dict[str, Any]) -> int:
+    """The task's work, its outcome recorded and logged with the run's name; the exit status."""
+    index = record["index"]
+    try:
+        _work(plan, item)
+    except RunStopped as exc:
+        _write_record(plan, item, record, "stopped")
+        logger.warning("task %d: %s; exit status %d asks for the task to be run again", index, exc, REQUEUE_EXIT)
+        return REQUEUE_EXIT
+    except MammosegError as exc:
+        _write_record(plan, item, record, "failed", str(exc))
+        logger.error("task %d: %s failed: %s", index, item.name, exc)
+        return FAILED_EXIT
+    except Exception as exc:  # a bug: recorded and named like any failure, then shown in full
+        _write_record(plan, item, record, "failed", f"{type(exc).__name__}: {exc}")
+        logger.exception("task %d: %s failed: %s: %s", index, item.name, type(exc).__name__, exc)
+        return FAILED_EXIT
     _write_record(plan, item, record, "finished")
     logger.info("task %d: %s finished and evaluated", index, item.name)
     return 0
