@@ -70,8 +70,8 @@ def test_slurm_scripts_ask_for_every_resource_and_only_the_runs_not_done(tmp_pat
                                       "--time", "12:00:00"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     array, report = result.output.split(f"# {(runs / 'grid' / 'slurm' / 'report.sbatch').resolve()}\n")
-    for line in ("#SBATCH --array=1-3%2", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=6",
-                 "#SBATCH --mem=24G", "#SBATCH --time=12:00:00", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@600",
+    for line in ("#SBATCH --array=1-3%2", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1",
+                 "#SBATCH --cpus-per-task=6", "#SBATCH --mem=24G", "#SBATCH --time=12:00:00", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@600",
                  "#SBATCH --open-mode=append", "#SBATCH --account=lab", "#SBATCH --qos=long",
                  "module load cuda/12 && source ~/venvs/mammoseg/bin/activate",
                  f"mammoseg ablate-task --config {toml.resolve()} --runs-dir {runs.resolve()} &",
@@ -91,7 +91,7 @@ def test_slurm_scripts_ask_for_every_resource_and_only_the_runs_not_done(tmp_pat
             read_resources(bad)
 
 
-_STR, _INT, _LIST, _MAP = str, int, list, dict
+_STR, _INT = str, int
 LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 CONTAINER_SCHEMA: dict[str, Any] = {
     "required": {"name": _STR, "image": _STR},
@@ -114,8 +114,9 @@ RULE_SCHEMA: dict[str, Any] = {
 JOB_SCHEMA: dict[str, Any] = {
     "required": {"apiVersion": _STR, "kind": _STR, "metadata": {"required": {"name": _STR},
                                                                 "optional": {"labels": {"values": _STR}}},
-                 "spec": {"required": {"template": {"required": {"spec": POD_SCHEMA},
-                                                    "optional": {"metadata": {"optional": {"labels": {"values": _STR}}}}}},
+                 "spec": {"required": {"template": {
+                              "required": {"spec": POD_SCHEMA},
+                              "optional": {"metadata": {"optional": {"labels": {"values": _STR}}}}}},
                           "optional": {"completionMode": _STR, "completions": _INT, "parallelism": _INT,
                                        "backoffLimit": _INT, "backoffLimitPerIndex": _INT,
                                        "podFailurePolicy": {"required": {"rules": [RULE_SCHEMA]}}}}},
@@ -137,11 +138,13 @@ def _check(value: Any, schema: Any, where: str) -> None:
             return
         required, optional = schema.get("required", {}), schema.get("optional", {})
         assert not set(required) - set(value), f"{where}: missing {set(required) - set(value)}"
-        assert not set(value) - set(required) - set(optional), f"{where}: unknown {set(value) - set(required) - set(optional)}"
+        unknown = set(value) - set(required) - set(optional)
+        assert not unknown, f"{where}: unknown {unknown}"
         for key, item in value.items():
             _check(item, {**required, **optional}[key], f"{where}.{key}")
     else:
-        assert isinstance(value, schema) and not isinstance(value, bool), f"{where}: {schema.__name__} expected, got {value!r}"
+        assert isinstance(value, schema) and not isinstance(value, bool), \
+            f"{where}: {schema.__name__} expected, got {value!r}"
 
 
 def test_kubernetes_indexed_job_manifest_matches_the_job_schema(tmp_path: Path) -> None:
@@ -228,11 +231,12 @@ def test_ablate_on_devices_runs_one_run_per_device_at_a_time(tmp_path: Path, tin
     records = [json.loads((tasks / f"dilated_resize-seed{seed}.json").read_text()) for seed in range(3)]
     assert all(r["status"] == "finished" and r["device"] in ("0", "1") for r in records)
     spans = sorted((r["started"], r["ended"], r["device"]) for r in records)
-    for i, (start, _, device) in enumerate(spans):
+    for start, _, _ in spans:
         at_once = [s for s in spans if s[0] <= start < s[1]]
         assert len(at_once) <= 2 and len({s[2] for s in at_once}) == len(at_once)  # one run per device
     assert spans[1][0] < spans[0][1]  # the first two ran side by side
     assert all((tasks / f"dilated_resize-seed{seed}.log").is_file() for seed in range(3))
     assert (tmp_path / "reports" / "grid" / "summary.csv").is_file()
-    reference, parallel = _weights(tiny_run / "last.keras"), _weights(tmp_path / "runs" / "grid" / "dilated_resize-seed0" / "last.keras")
+    reference = _weights(tiny_run / "last.keras")
+    parallel = _weights(tmp_path / "runs" / "grid" / "dilated_resize-seed0" / "last.keras")
     assert len(reference) == len(parallel) and all(np.array_equal(a, b) for a, b in zip(reference, parallel))
