@@ -117,6 +117,7 @@ start() {
     fi
     [[ $(id -u) -eq 0 ]] || die "starting slurmd needs root"
     start_munge
+    rm -rf "$DIR/state" "$DIR/spool"  # a fresh cluster: no job of an earlier one comes back
     write_conf
     slurmctld -f "$CONF" || die "slurmctld did not start (see $DIR/log/slurmctld.log)"
     wait_for "slurmctld" bash -c 'scontrol ping | grep -q UP'
