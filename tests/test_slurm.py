@@ -81,7 +81,7 @@ def _experiment(tmp_path: Path) -> Path:
         variants = ["dilated_resize", "dilated_transpose"]
         [train]
         width = 0.125
-        epochs = 4
+        epochs = 6
         batch_size = 4
         learning_rate = 3e-3
         deterministic = true
@@ -100,12 +100,21 @@ def _stop_and_requeue(array: str, runs: Path, env: dict[str, str]) -> None:
     time limit: the task saves and requeues itself), and `scontrol requeue` of task 1 (a preemption: Slurm
     sends SIGTERM, the task saves, Slurm requeues it). Slurm holds a requeued job about two minutes before
     it may start again: the test lets both start at once."""
-    for index, run in ((SIGNALLED, RunDir(runs / RUNS[SIGNALLED])), (REQUEUED, RunDir(runs / RUNS[REQUEUED]))):
-        _wait(f"{run.path.name} saving epoch 1", lambda: run.state().get("epochs_done", 0) >= 1, GRID_SECONDS)
-    # scancel signals the task at once, then keeps retrying while slurmctld answers, for the array's
-    # pending tasks, "Job can not be altered now": it is stopped before a retry signals the task again.
-    subprocess.run(["timeout", "5", "scancel", "--batch", "--signal=USR1", f"{array}_{SIGNALLED}"], env=env)
-    subprocess.run(["scontrol", "requeue", f"{array}_{REQUEUED}"], env=env, check=True, timeout=60)
+    pending = {SIGNALLED: RunDir(runs / RUNS[SIGNALLED]), REQUEUED: RunDir(runs / RUNS[REQUEUED])}
+    deadline = time.monotonic() + GRID_SECONDS
+    while pending:  # each task as soon as its run saved epoch 1, while the run has 5 epochs to go
+        assert time.monotonic() < deadline, f"{sorted(pending)}: epoch 1 not saved within {GRID_SECONDS}s"
+        for index, run in list(pending.items()):
+            if run.state().get("epochs_done", 0) < 1:
+                continue
+            del pending[index]
+            if index == REQUEUED:
+                subprocess.run(["scontrol", "requeue", f"{array}_{index}"], env=env, check=True, timeout=60)
+                continue
+            # scancel signals the task at once, then keeps retrying while slurmctld answers, for the array's
+            # pending tasks, "Job can not be altered now": it is stopped before a retry signals it again.
+            subprocess.Popen(["timeout", "5", "scancel", "--batch", "--signal=USR1", f"{array}_{index}"], env=env)
+        time.sleep(0.1)
     for index in (SIGNALLED, REQUEUED):
         task = f"{array}_{index}"
         _wait(f"task {task} requeued", lambda: _jobs(task, env)[0].get("Restarts") == "1", 300)
@@ -163,7 +172,7 @@ def test_grid_as_a_job_array_with_a_requeued_task_equals_the_serial_ablate(slurm
     assert serial.returncode == 0, serial.stderr[-3000:]
     for name in RUNS:
         on_slurm, alone = RunDir(runs / "grid" / name), RunDir(tmp_path / "serial" / "runs" / "grid" / name)
-        assert len(on_slurm.read_history()) == 4
+        assert len(on_slurm.read_history()) == 6
         assert all(np.array_equal(a, b) for a, b in zip(_weights(on_slurm.last), _weights(alone.last), strict=True))
     assert _rows(tmp_path / "slurm" / "reports" / "grid" / "summary.csv") == \
         _rows(tmp_path / "serial" / "reports" / "grid" / "summary.csv")
