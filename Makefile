@@ -6,7 +6,7 @@ MAMMOSEG := $(VENV)/bin/mammoseg
 DEMO_DIR ?= experiments/runs/demo-data
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test demo study study-decoders bench clean
+.PHONY: venv test demo study study-decoders bench clean slurm-check
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,12 @@ study-decoders: venv
 	$(MAMMOSEG) prepare $(STUDY_DIR)/cbis-ddsm --out $(STUDY_DIR)/prepared --image-size 256 --normals $(STUDY_DIR)/cbis-ddsm/normals --workers 2
 	$(MAMMOSEG) ablate --config experiments/decoders.toml
 	@echo "report: $(CURDIR)/experiments/reports/decoders/report.html"
+
+# The ablation grid on a real one-node Slurm that scripts/slurm/local_cluster.sh starts on this machine
+# (as root it installs slurm-wlm and munge with apt where missing): a job array of 2 arms x 2 seeds, two
+# tasks stopped and requeued, the report job after the array; runs and report equal a serial ablate's.
+slurm-check: venv
+	MAMMOSEG_SLURM_CHECK=require $(PY) -m pytest -q -m slurm tests/test_slurm.py
 
 clean:
 	rm -rf $(VENV) experiments/runs experiments/reports

@@ -17,5 +17,5 @@ def test_commands_that_run_a_backend_say_so():
 
     marked = {name for name, command in cli.commands.items() if isinstance(command, BackendCommand)}
     assert marked == {"inspect", "variants", "checkerboard", "train", "evaluate", "ablate", "visualize-layer",
-                      "predict", "bench"}
+                      "predict", "bench", "submit", "ablate-task", "ablate-report"}
     assert {"synth", "prepare", "compare"} <= set(cli.commands) - marked

@@ -100,6 +100,35 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_run: Path, tmp_pat
         [[r[c] for c in columns] for r in RunDir(tiny_run).read_history()]
 
 
+def test_a_stop_signal_saves_and_the_resumed_run_equals_an_uninterrupted_one(tiny_run: Path, tmp_path: Path) -> None:
+    """SIGUSR1 (Slurm's warning before a time limit) once epoch 1 is saved: training stops at the next batch
+    with RunStopped, keeps epoch 1, and the resumed run ends with the uninterrupted run's weights."""
+    import signal
+    import threading
+    import time
+
+    run = RunDir(tmp_path / "signalled")
+
+    def signal_after_epoch_one() -> None:
+        deadline = time.monotonic() + 600
+        while run.state().get("epochs_done", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    sender = threading.Thread(target=signal_after_epoch_one, daemon=True)
+    sender.start()
+    with pytest.raises(T.RunStopped, match="stopped by SIGUSR1"):
+        T.train(build_config(_config_of(tiny_run, run_name="signalled")), tmp_path)
+    sender.join()
+    assert run.state()["status"] == "running" and run.state()["epochs_done"] == 1
+    assert [r["epoch"] for r in run.read_history()] == [1] and not (run.path / ".lock").exists()
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the default is back once training ends
+    T.resume(run.path)
+    assert run.state()["status"] == "finished"
+    reference, resumed = _weights(tiny_run / "last.keras"), _weights(run.last)
+    assert all(_same(reference[name], resumed[name]) for name in reference)
+
+
 def test_encoder_transfer_copies_exactly_the_encoder(tiny_run: Path) -> None:
     import keras
 

@@ -11,7 +11,7 @@ import sys
 import click
 
 from mammoseg import __version__
-from mammoseg.cli import analysis, bench, data, models, training
+from mammoseg.cli import analysis, bench, cluster, data, models, training
 from mammoseg.cli.backend import BackendCommand
 from mammoseg.core.errors import MammosegError
 from mammoseg.core.runtime import configure_logging, start_backend_quietly
@@ -40,7 +40,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         start_backend_quietly()
 
 
-for module in (data, models, training, analysis, bench):
+for module in (data, models, training, cluster, analysis, bench):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -152,17 +152,32 @@ COMMANDS.append(evaluate_command)
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where run folders go.  [default: runs_dir of the TOML, else env MAMMOSEG_RUNS_DIR, else "
                    "experiments/runs]")
-def ablate_command(config_file: Path, seeds: int | None, data: Path | None, runs_dir: Path | None) -> None:
+@click.option("--devices", help="Run in parallel, one run per listed GPU (CUDA_VISIBLE_DEVICES of each worker), "
+                                "e.g. 0,1,2,3.  [default: one run after another]")
+def ablate_command(config_file: Path, seeds: int | None, data: Path | None, runs_dir: Path | None,
+                   devices: str | None) -> None:
     """Train and evaluate every arm x seed of an experiment, then write the comparison report.
 
     Runs go to <runs-dir>/<experiment>/<arm>-seed<k>/. Finished runs are skipped and interrupted ones
-    resumed, so the same command continues an ablation that stopped.
+    resumed, so the same command continues an ablation that stopped. With --devices each run is a task
+    (as `mammoseg submit` gives a cluster) in a process that sees one device; logs in
+    <runs-dir>/<experiment>/.tasks/.
 
     \b
     Examples:
       mammoseg ablate --config experiments/demo.toml
       mammoseg ablate --config experiments/ablation.toml --seeds 5
+      mammoseg ablate --config experiments/ablation.toml --devices 0,1,2,3
     """
+    if devices is not None:
+        from mammoseg.workflows.devices import parse_devices, run_on_devices
+        from mammoseg.workflows.tasks import GridOptions
+
+        result = run_on_devices(GridOptions(config_file, seeds, data, runs_dir), parse_devices(devices))
+        click.echo(f"{len(result.done)} of {len(result.rows)} runs trained and evaluated")
+        if result.unfinished:
+            raise click.ClickException("not finished: " + ", ".join(row["run"] for row in result.unfinished))
+        return
     from mammoseg.workflows.ablate import run_ablation
 
     done = run_ablation(config_file, seeds=seeds, runs_dir=runs_dir, data=data)

@@ -6,10 +6,8 @@ folder's contract is written once (docs/design.md, Code layout). Every file is w
     RUN/config.json  state.json  history.csv  timing.json  checkerboard_init.json   training
     RUN/last.keras  best.keras                                                     training (checkpoints)
     RUN/tb/  RUN/previews/epoch_NNN/  RUN/previews/inputs/                         training (for people)
-    RUN/eval/<split>[@<dataset>]/metrics.json  per_image.csv  examples.npz  spectrum.npz  evaluation (external)
-    RUN/eval/<split>[@<dataset>]/detections.npz                                    evaluation
-    RUN/layers/                                                                    visualize-layer's default
-    RUN/.lock                                                                      whoever writes
+    RUN/eval/<split>[@<dataset>]/  metrics.json per_image.csv examples.npz spectrum.npz detections.npz  evaluation
+    RUN/layers/ (visualize-layer's default)   RUN/.lock (whoever writes)
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ SPECTRUM_GROUPS = {"all": "power", "negatives": "power_negative", "positives": "
 """spectrum.npz: the key of each image group's mean radial power spectrum (beside `freqs` and `n_<group>`)."""
 REQUIRED_PER_IMAGE = ("example_id", "dice", "iou", "tp", "fp", "fn")
 
+LOCK_OWNER_ENV = "MAMMOSEG_LOCK_OWNER"  # a scheduler task's name, shared by its attempts, which run one at a time
 _HELD: set[Path] = set()  # run folders whose lock this process holds: taking one again is a no-op
 
 
@@ -245,7 +244,7 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold RUN/.lock (pid and host) while writing; a stale lock of a dead process is taken over.
+        """Hold RUN/.lock (pid, host, LOCK_OWNER_ENV) while writing; a stale lock (see _lock_holder) is taken over.
         Re-entrant: a process that holds the lock may take it again (released by the outermost holder)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -255,13 +254,12 @@ class RunDir:
             yield
             return
         lock = self.path / LOCK_NAME
-        stamp = f"{os.getpid()} {socket.gethostname()}\n"
+        stamp = f"{os.getpid()} {socket.gethostname()} {os.environ.get(LOCK_OWNER_ENV, '')}".strip() + "\n"
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = _lock_holder(lock)
-                if holder is not None:
+                if (holder := _lock_holder(lock)) is not None:
                     raise RunLocked(f"{self.path}: run folder is in use by process {holder} (lock file {lock})")
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
@@ -433,11 +431,13 @@ def _number(text: str) -> Any:
 
 
 def _lock_holder(lock: Path) -> str | None:
-    """Description of the live process holding `lock`, or None when the lock is stale."""
+    """The live process holding `lock`; None when stale (dead, or an earlier attempt of this LOCK_OWNER_ENV task)."""
     try:
-        pid_text, host = lock.read_text().split()
+        pid_text, host, *owner = lock.read_text().split()
         pid = int(pid_text)
     except (OSError, ValueError):
+        return None
+    if owner and owner == os.environ.get(LOCK_OWNER_ENV, "").split():
         return None
     if host != socket.gethostname():
         return f"{pid} on {host}"

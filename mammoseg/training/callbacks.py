@@ -11,6 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mammoseg.core.stopping import stop_requested
 from mammoseg.runs.rundir import RunDir
 from mammoseg.training.config import TrainConfig
 from mammoseg.training.previews import write_previews
@@ -70,6 +71,17 @@ class EpochRecorder(keras.callbacks.Callback):
                     row.get("val_negative_fp_rate", math.nan), seconds)
 
 
+class StopRequested(Exception):
+    """Raised out of `model.fit` by `StopOnRequest`; the training loop turns it into `RunStopped`."""
+
+
+class StopOnRequest(keras.callbacks.Callback):
+    """Ends training at the first batch boundary after a stop signal (`mammoseg.core.stopping`), before the
+    epoch's results are recorded: the run keeps its last finished epoch, which resumes exactly."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if stop_requested():
+            raise StopRequested(stop_requested())
 
 
 def _rekey_dropout(model: Any, seed: int, epoch: int) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.core.stopping import stop_requested, stop_signals_caught
 from mammoseg.runs.rundir import RunDir, resolve_run_dir, resolve_runs_dir, run_name
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, auto_precision, build_config
 from mammoseg.training.previews import select_previews, write_preview_inputs, write_previews
@@ -41,6 +42,11 @@ RESUMABLE_KEYS = ("epochs",)
 
 class RunInterrupted(MammosegError):
     """Training stopped before its last epoch; `--resume` continues it."""
+
+
+class RunStopped(RunInterrupted):
+    """A stop signal (a scheduler's warning before a time limit, a preemption) arrived: the run stopped at
+    a batch boundary and keeps its last finished epoch; resuming it ends as if it had never stopped."""
 
 
 class WorkerLost(RunInterrupted):
@@ -318,7 +324,7 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
 
     from mammoseg.dataset.pipeline import make_dataset, resize_batches
     from mammoseg.training import loss  # noqa: F401  registers the loss and metrics a checkpoint names, for resume
-    from mammoseg.training.callbacks import EpochRecorder
+    from mammoseg.training.callbacks import EpochRecorder, StopOnRequest
     from mammoseg.training.distribute import make_distribution
 
     if stop_after_epoch is None and os.environ.get(STOP_ENV):
@@ -343,14 +349,15 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
 
         recorder = EpochRecorder(run, config, history, timing, previews, data.n_train)
         callbacks = [keras.callbacks.LearningRateScheduler(config.learning_rate_at), keras.callbacks.TerminateOnNaN(),
-                     recorder, *_tensorboard(run)]
+                     recorder, StopOnRequest(), *_tensorboard(run)]
         val_ds = dist.shard_by_data(resize_batches(
             make_dataset(config.data, "val", batch_size=config.batch_size, deterministic=config.deterministic,
                          cache=data.n_val * data.dataset_size**2 * 2 < 2**30),
             config.image_size, data.dataset_size))
         try:
-            _fit_epochs(model, config, run, dist, recorder, callbacks, val_ds, epochs_done, data.dataset_size,
-                        data.steps_per_epoch, stop_after_epoch)
+            with stop_signals_caught():
+                _fit_epochs(model, config, run, dist, recorder, callbacks, val_ds, epochs_done, data.dataset_size,
+                            data.steps_per_epoch, stop_after_epoch)
         except Exception as exc:
             lost = dist.lost_peer(exc)
             if lost is None:
@@ -368,19 +375,29 @@ def _train(run: RunDir, config: TrainConfig, *, resume: bool, stop_after_epoch: 
 def _fit_epochs(model: Any, config: TrainConfig, run: RunDir, dist: Any, recorder: Any, callbacks: list[Any],
                 val_ds: Any, epochs_done: int, dataset_size: int, steps_per_epoch: int,
                 stop_after_epoch: int | None) -> None:
-    """One `model.fit` per remaining epoch, on that epoch's seeded dataset (see the module docstring)."""
+    """One `model.fit` per remaining epoch, on that epoch's seeded dataset (see the module docstring). A stop
+    signal ends it at the next batch: the unfinished epoch is dropped, so the run resumes exactly."""
     from mammoseg.dataset.pipeline import Augmentation, make_dataset, resize_batches
+    from mammoseg.training.callbacks import StopRequested
 
     augment = Augmentation(flips=config.flips)
     for epoch in range(epochs_done, config.epochs):
+        if stop_requested():
+            raise RunStopped(f"{run.path}: stopped by {stop_requested()} after epoch {epoch} of {config.epochs}, "
+                             "its last checkpoint; continue with --resume (ablate resumes it by itself)")
         train_ds = make_dataset(config.data, "train", batch_size=config.batch_size, shuffle=True, augment=augment, random_tiles=True,
                                 seed=epoch_seed(config.seed, epoch), deterministic=config.deterministic)
         train_ds = dist.shard_by_data(resize_batches(train_ds, config.image_size, dataset_size))
         with warnings.catch_warnings():
             # Each epoch's dataset ends after exactly steps_per_epoch batches, by design.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
-                      validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
+            try:
+                model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
+                          validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=0)
+            except StopRequested:
+                raise RunStopped(f"{run.path}: stopped by {stop_requested()} during epoch {epoch + 1} of "
+                                 f"{config.epochs}; it keeps epoch {epoch}, its last checkpoint: continue with "
+                                 "--resume (ablate resumes it by itself)") from None
         if recorder.diverged_epoch is not None:
             message = (f"{run.path}: the loss became NaN or infinite in epoch {recorder.diverged_epoch}; "
                        f"the last good checkpoint (epoch {epoch}) is kept in last.keras. "

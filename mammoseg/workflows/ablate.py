@@ -65,7 +65,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
 
     path = Path(config_path)
     doc = read_toml(path)
-    check_keys(doc, path, ("experiment", "train", "arms", *TABLES))
+    check_keys(doc, path, ("experiment", "train", "arms", "cluster", *TABLES))
     experiment = sub_table(doc, "experiment", path)
     check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
     _check_experiment(experiment, path)
@@ -128,7 +128,6 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
 
     Each run is trained and evaluated in a process of its own (`run_in_fresh_process`), so memory
     that TensorFlow keeps after one run cannot add up over a long ablation."""
-    from mammoseg.reporting import write_report
     from mammoseg.core.runtime import run_in_fresh_process
     plan = load_plan(config_path, seeds=seeds, runs_dir=runs_dir, data=data)
     total = len(plan.runs)
@@ -139,26 +138,23 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
         held: list[tuple[int, PlannedRun]] = []
         for index, item in pending:
             run = RunDir(plan.folder / item.name)
-            state = run.state() if run.exists() else {"status": "new"}
-            action: str | None = None
-            if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
+            step, state = next_step(item, run)
+            if step == "finished":
                 logger.info("run %d of %d: %s already finished", index, total, item.name)
-            elif state["status"] == "failed":
+            elif step == "failed":
                 logger.warning("run %d of %d: %s failed earlier (%s); skipped — delete the folder to retry",
                                index, total, item.name, state.get("error", "no message"))
                 continue
-            elif run.exists():
-                action = "resume"
+            elif step == "resume":
                 logger.info("run %d of %d: resuming %s after epoch %d", index, total, item.name,
                             state.get("epochs_done", 0))
             else:
-                action = "train"
                 logger.info("run %d of %d: training %s", index, total, item.name)
-            if action is None and run.is_evaluated(plan.eval_split, plan.eval_checkpoint):
+            if step == "finished" and run.is_evaluated(plan.eval_split, plan.eval_checkpoint):
                 logger.info("run %d of %d: evaluation of %s up to date", index, total, item.name)
             else:
                 try:
-                    run_in_fresh_process(_train_and_evaluate, item.config, plan.runs_dir, run.path,
+                    run_in_fresh_process(train_and_evaluate, item.config, plan.runs_dir, run.path,
                                          plan.eval_split, plan.eval_checkpoint, what=f"run {run.path}")
                 except RunLocked as exc:
                     logger.info("run %d of %d: %s; coming back to it when it is free", index, total, exc)
@@ -166,30 +162,51 @@ def run_ablation(config_path: str | Path, *, seeds: int | None = None, runs_dir:
                     continue
             done.append(run.path)
         if held:
-            _wait_until_one_is_free([RunDir(plan.folder / item.name) for _, item in held])
+            wait_until_one_is_free([RunDir(plan.folder / item.name) for _, item in held])
         pending = held
     order = {plan.folder / item.name: i for i, item in enumerate(plan.runs)}
     done.sort(key=order.__getitem__)
-
-    if done:
-        gather_evidence(plan)
-        try:
-            out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
-                               primary=plan.primary_metrics)
-        except MammosegError as exc:
-            logger.warning("comparison report not written: %s", exc)
-        else:
-            logger.info("report: %s", out)
+    write_plan_report(plan, done)
     return done
 
 
-def _wait_until_one_is_free(runs: list[RunDir], poll_seconds: float = 1.0) -> None:
+def next_step(item: PlannedRun, run: RunDir) -> tuple[str, dict[str, Any]]:
+    """What a planned run needs next, as its folder says, and its state: "finished" (trained to its epochs;
+    its evaluation may still be due), "failed" (an earlier attempt failed: left alone until its folder is
+    deleted), "resume" or "train"."""
+    state = run.state() if run.exists() else {"status": "new"}
+    if state["status"] == "finished" and state.get("epochs_done", 0) >= item.config.epochs:
+        return "finished", state
+    if state["status"] == "failed":
+        return "failed", state
+    return ("resume" if run.exists() else "train"), state
+
+
+def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
+    """The comparison report of the plan's evaluated runs `done` (in the plan's order); None (with a warning
+    saying why) when there is nothing to compare."""
+    from mammoseg.reporting import write_report
+
+    if not done:
+        return None
+    gather_evidence(plan)
+    try:
+        out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
+                           primary=plan.primary_metrics)
+    except MammosegError as exc:
+        logger.warning("comparison report not written: %s", exc)
+        return None
+    logger.info("report: %s", out)
+    return out
+
+
+def wait_until_one_is_free(runs: list[RunDir], poll_seconds: float = 1.0) -> None:
     """Block while another live process holds every one of `runs`."""
     while all(run.holder() is not None for run in runs):
         time.sleep(poll_seconds)
 
 
-def _train_and_evaluate(config: TrainConfig, runs_dir: Path, run_path: Path, split: str, checkpoint: str) -> None:
+def train_and_evaluate(config: TrainConfig, runs_dir: Path, run_path: Path, split: str, checkpoint: str) -> None:
     """One run's work in its own process, holding the run's lock throughout (another `ablate` on the same
     experiment skips the run meanwhile): train it new, resume it or leave it finished, as its folder
     says once locked, then evaluate it unless its evaluation is current."""
