@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mammoseg.metrics.catalog import TIMED
 from mammoseg.runs.rundir import RunDir
 from train_data import write_easy_dataset
 
@@ -122,14 +123,12 @@ def _stop_and_requeue(array: str, runs: Path, env: dict[str, str]) -> None:
         subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], env=env, check=True, timeout=60)
 
 
-TIMING = ("sec_per_epoch", "train_img_per_s", "infer_img_per_s")
-"""The report's timing metrics (reporting/registry.py): measured, so they differ from run to run."""
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
     """summary.csv without the timing columns."""
     with open(path) as f:
-        return [{k: v for k, v in row.items() if not k.startswith(TIMING)} for row in csv.DictReader(f)]
+        return [{k: v for k, v in row.items() if not k.startswith(TIMED)} for row in csv.DictReader(f)]
 
 
 def _weights(path: Path) -> list[np.ndarray]:

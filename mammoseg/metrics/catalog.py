@@ -207,3 +207,5 @@ _run("seconds_to_quality", f"Training seconds to within {WITHIN_BEST:.0%} of the
      "Cost", "lower", value=lambda run: _time_to_quality(run, "train_seconds"), bounds=POSITIVE, fmt="{:.0f}")
 _run("infer_img_per_s", "Inference images / s", "Cost", "higher", path="metrics:inference.images_per_second",
      bounds=POSITIVE, fmt="{:.1f}")
+TIMED = ("sec_per_epoch", "train_img_per_s", "seconds_to_quality", "infer_img_per_s")
+"""The metrics read off a clock: they differ between two runs of the same computation (machine load)."""
