@@ -46,6 +46,23 @@ def test_candidates_are_peaks_scored_by_their_height_and_flat_regions_give_none(
     assert len(D.find_candidates(twin, radius=2)[1]) == 1
 
 
+def test_a_plateau_is_one_candidate_at_its_centre_inside_the_lesion_it_covers():
+    mask = np.zeros((SIDE, SIDE), bool)
+    mask[28:37, 28:37] = True  # a 9x9 lesion
+    margin = np.full((SIDE, SIDE), -2.0)
+    margin[20:45, 20:45] = 0.5  # saturated over the lesion and 8 px beyond on every side
+    margin[5, 5] = 0.1  # a lower peak elsewhere
+    positions, scores, _ = D.find_candidates(margin, radius=2)
+    assert scores.tolist() == [0.5, 0.1] and positions.tolist() == [[32, 32], [5, 5]]
+    found = D.detect(margin, mask)
+    assert found.lesion.tolist() == [0, -1] and found.lesions_found(0.5) == 1
+    ring = np.full((SIDE, SIDE), -2.0)
+    ring[20:45, 20:45] = 0.5
+    ring[30:35, 30:35] = -2.0  # a hollow plateau: the candidate stays on it, at the pixel nearest its centre
+    (r, c), = D.find_candidates(ring, radius=2)[0].tolist()
+    assert ring[r, c] == 0.5 and abs(r - 32) + abs(c - 32) <= 5
+
+
 def test_hit_rule_counts_each_lesion_once_and_every_other_candidate_as_false():
     margin, mask = _two_lesions()
     found = D.detect(margin, mask)

@@ -20,11 +20,12 @@ from mammoseg.metrics.detection import ImageDetections
 
 CIRCLE_COLUMN = "annotation"
 """Manifest column that marks circle-annotated lesions (value `circle`); absent: outlines."""
-RULE = ("candidates: local maxima of the logit margin, none within side/32 of a stronger one; a hit: the peak lies "
-        "inside a lesion (8-connected component of the truth mask; its disc for circle annotations), each lesion "
-        "counted once, other candidates inside a found lesion ignored, every other candidate a false positive; "
+RULE = ("candidates: peaks of the logit margin (a plateau one peak at its centre), none within side/32 of a "
+        "stronger one; a hit: the peak lies inside a lesion (8-connected component of the truth mask; its disc for "
+        "circle annotations), each lesion counted once, other candidates inside a found lesion ignored, every other candidate a false positive; "
         "FROC over every image of the split; the operating point is the highest margin threshold reaching the "
-        f"target lesion sensitivity on the validation split")
+        "target lesion sensitivity on the validation split, or, where that split never reaches it, its lowest "
+        "candidate score")
 
 
 def circle_annotated(manifest: Any, example_id: str) -> bool:
@@ -36,8 +37,10 @@ def circle_annotated(manifest: Any, example_id: str) -> bool:
 
 def choose_operating_point(model: Any, dataset: Path, size: int, batch_size: int,
                            target: float = detection.TARGET_SENSITIVITY) -> dict[str, Any]:
-    """The margin threshold reaching `target` lesion sensitivity on `dataset`'s validation split (NaN when that
-    split has no lesion or never reaches it), with the sensitivity and FP per image it has there."""
+    """The margin threshold reaching `target` lesion sensitivity on `dataset`'s validation split, with the
+    sensitivity and FP per image it has there. A run whose validation curve stops short of the target is held
+    at the curve's end, its lowest candidate score: every candidate shown, the most false positives it can
+    have, so falling short never flatters a run (`target_reached` false). NaN when that split has no lesion."""
     from mammoseg.dataset.pipeline import make_dataset, read_dataset_info, read_manifest, resize_batches
 
     manifest = read_manifest(dataset).set_index("example_id")
@@ -53,7 +56,11 @@ def choose_operating_point(model: Any, dataset: Path, size: int, batch_size: int
                                               circle_annotated(manifest, example_id.decode())))
     curve = detection.froc(found)
     threshold = curve.threshold_for(target)
-    return {"threshold": threshold, "target_sensitivity": target, "split": "val", "dataset": str(dataset),
+    reached = math.isfinite(threshold)
+    if not reached and curve.thresholds.size:
+        threshold = float(curve.thresholds[-1])  # the end of the curve: every candidate shown
+    return {"threshold": threshold, "target_sensitivity": target, "target_reached": reached, "split": "val",
+            "dataset": str(dataset),
             "val_sensitivity": _at(found, threshold, "sensitivity"),
             "val_fp_per_image": _at(found, threshold, "fp"), "val_images": len(found), "val_lesions": curve.n_lesions}
 

@@ -1,9 +1,10 @@
 """Lesion-level detection, the measure mammography CAD is judged by (docs/design.md §5): candidates, hits,
 FROC, CPM, an operating point chosen on validation, and what a map flags at that point.
 
-* **Candidates**: the local maxima of the logit margin (the maximum of a (2r+1)² window, r = side/32,
-  and not flat there), strongest first, none within r of a stronger one, at most MAX_CANDIDATES an
-  image. A candidate's score is its peak margin.
+* **Candidates**: the peaks of the logit margin (connected sets of (2r+1)²-window maxima, r = side/32,
+  with something lower within the window; a plateau is one peak, at its pixel nearest its centre),
+  strongest first, none within r of a stronger one, at most MAX_CANDIDATES an image. A candidate's
+  score is its peak margin.
 * **Hit**: a candidate whose peak lies inside a lesion (a connected component of the truth mask,
   8-connected; for a circle-annotated image, inside the disc about the component's centroid that holds all
   its pixels: the mask's disc itself, also where a tile clips it or two discs join, so a circle annotation,
@@ -55,18 +56,34 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 def find_candidates(score: np.ndarray, radius: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Candidate peaks of a (H, W) score map: their (row, col) positions as (n, 2), their scores (strongest
-    first), and the score of the strongest peak left out by MAX_CANDIDATES (-inf when none was)."""
+    first), and the score of the strongest peak left out by MAX_CANDIDATES (-inf when none was).
+
+    A peak is a connected set of window maxima (one value: two window maxima within a window of each other are
+    equal), placed at its pixel nearest its centroid. A plateau, as where a map saturates over a lesion and
+    beyond, is then one candidate at its centre rather than a row of candidates along its rim, which may lie
+    outside the lesion it covers. A plateau with nothing lower within its window (a flat map) is no peak."""
     score = np.asarray(score, dtype=np.float64)
     radius = peak_radius(max(score.shape)) if radius is None else radius
     window = 2 * radius + 1
     high = ndimage.maximum_filter(score, size=window, mode="constant", cval=-np.inf)
     low = ndimage.minimum_filter(score, size=window, mode="constant", cval=np.inf)
-    rows, cols = np.nonzero((score >= high) & (high > low))
+    peaks, n = label_components(score >= high)
+    rr, cc = np.nonzero(peaks)
+    label = peaks[rr, cc]
+    standing = np.zeros(n + 1, dtype=bool)
+    standing[label[high[rr, cc] > low[rr, cc]]] = True
+    area = np.bincount(label, minlength=n + 1)
+    centre_r = np.bincount(label, weights=rr, minlength=n + 1) / np.maximum(area, 1)
+    centre_c = np.bincount(label, weights=cc, minlength=n + 1) / np.maximum(area, 1)
+    nearest = np.lexsort((np.hypot(rr - centre_r[label], cc - centre_c[label]), label))
+    first = nearest[np.r_[True, label[nearest][1:] != label[nearest][:-1]]] if label.size else nearest
+    first = first[standing[label[first]]]
+    rows, cols = rr[first], cc[first]
     order = np.argsort(-score[rows, cols], kind="stable")
     rows, cols = rows[order], cols[order]
     values = score[rows, cols]
     keep = np.ones(len(values), dtype=bool)
-    # Two window maxima within the radius of each other hold the same value: only a plateau needs suppressing.
+    # Two peaks within the radius of each other hold the same value: only ties need suppressing.
     for i in np.nonzero(values[1:] == values[:-1])[0] + 1:
         j = i - 1
         while j >= 0 and values[j] == values[i]:

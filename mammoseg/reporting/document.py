@@ -11,6 +11,7 @@ from typing import Union
 from mammoseg.evaluation.evaluate import GATE_RULE
 from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR
 from mammoseg.metrics.declaration import SOURCE_CONFOUND
+from mammoseg.metrics.detection import TARGET_SENSITIVITY
 from mammoseg.reporting.aggregate import DEFAULT_BASELINE, Arm, claimed, run_learned, subset_mask
 from mammoseg.reporting.registry import METRIC_BY_KEY, Metric, compared_keys, metrics
 from mammoseg.reporting.verdict import Verdict, fmt, fmt_interval, fmt_p, rank_arms
@@ -116,13 +117,15 @@ CONVENTIONS = [
     "**Normal image**: a whole mammogram without abnormality from another collection (`prepare --normals`), "
     "judged by the same rule in rows of its own and not counted among the negative images (tiles of CBIS-DDSM "
     "images away from every abnormality); the rows are left out when no arm saw a normal image.",
-    "**Lesion detection**: each P map's candidates are the local maxima of its logit margin (none within side/32 "
-    "of a stronger one), scored by their peak; a candidate is a hit when its peak lies inside a lesion (a connected "
-    "region of the truth mask, or its disc for circle annotations), each lesion counted once, and a false positive "
-    "when it lies in none. FROC: sensitivity against mean false positives per image over every test image; CPM: "
-    "mean sensitivity at 1/8 to 8 FP per image. The **operating point** of each run is the highest threshold "
-    "reaching 80% lesion sensitivity on its validation split; the rows \"at the operating point\" apply it to the "
-    "test images: false-positive candidates per image, images flagged (peak at or above it), false-positive area, "
+    "**Lesion detection**: each P map's candidates are the peaks of its logit margin (local maxima, a plateau one "
+    "peak at its centre, none within side/32 of a stronger one), scored by their height; a candidate is a hit when "
+    "its peak lies inside a lesion (a connected region of the truth mask, or its disc for circle annotations), each "
+    "lesion counted once, and a false positive when it lies in none. FROC: sensitivity against mean false positives "
+    "per image over every test image; CPM: mean sensitivity at 1/8 to 8 FP per image. The **operating point** of "
+    f"each run is the highest threshold reaching {TARGET_SENSITIVITY:.0%} lesion sensitivity on its validation "
+    "split (a run that never reaches it is held at the end of its curve, every candidate shown, and its lesion "
+    "sensitivity there says how far short it fell); the rows \"at the operating point\" apply it to the test "
+    "images: false-positive candidates per image, images flagged (peak at or above it), false-positive area, "
     "and where those pixels fall: on the brightest third of the breast by input intensity (⅓ by chance).",
     "**Prior-corrected calibration**: the loss weighs abnormal pixels w times, which multiplies the odds by w; ECE "
     "and Brier are also given on sigmoid(margin − ln w), the probability the softmax gives without the weighting. "
