@@ -111,7 +111,8 @@ def test_two_seed_intervals_stay_within_what_the_metric_can_take(values, bounds)
     interval = stats.seed_interval(values, bounds)
     assert interval.defined and bounds[0] <= interval.low <= interval.high <= bounds[1]
     assert interval.low <= min(values) and interval.high >= max(values)
-    diff = stats.difference(values, [bounds[0] if math.isfinite(bounds[0]) else 0.0] * 2, bounds)
+    floor = bounds[0] if math.isfinite(bounds[0]) else 0.0
+    diff = stats.difference(values + [values[0]], [floor, floor, floor + 1e-3], bounds)
     span = bounds[1] - bounds[0]
     assert -span <= diff.low <= diff.high <= span
 
@@ -141,9 +142,10 @@ def test_two_sample_difference_known_case():
     assert diff.p_value == pytest.approx(0.0080499, rel=1e-3)  # t = -4.899 on 4 df
     assert not stats.difference([0.1], [0.3, 0.4]).defined  # one seed: no interval, no p-value
     assert math.isnan(stats.difference([0.1], [0.3, 0.4]).p_value)
-    same = stats.difference([0.5, 0.5], [0.5, 0.5])
+    same = stats.difference([0.5] * 3, [0.5] * 3)
     assert (same.low, same.high, same.p_value) == (0.0, 0.0, 1.0)
-    assert not stats.difference([1.0, 1.0], [0.9, 0.9]).defined  # no spread: no claim either way
+    assert not stats.difference([1.0] * 3, [0.9] * 3).defined  # no spread: no claim either way
+    assert not stats.difference([0.1, 0.2], [0.3, 0.4]).defined  # two runs an arm: only paired by seed
 
 
 

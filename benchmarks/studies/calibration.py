@@ -2,8 +2,9 @@
 known truth.
 
 Each simulated experiment has two arms, `seeds` runs each, evaluated on `images` test images, and
-compares them the way the report does: one number per run, Welch's two-sample t interval of the
-difference of the arms' means (`mammoseg.metrics.stats.difference`). It is repeated many times with a true
+compares them the way the report does with one number per run: paired by seed where the arms share
+their seeds and images (`stats.paired`), else Welch's two-sample t (`stats.difference`, from three
+runs an arm). It is repeated many times with a true
 difference of 0 (how often is a difference claimed? nominal 5%) and with a known difference (how often
 does the interval hold it? nominal 95%).
 
@@ -12,9 +13,9 @@ A per-image value of run s of arm a on image i is
     y = 0.5 + effect·[a = A] + u_i + b_as + e_asi
 
 u_i ~ N(0, image_sd) is the image's difficulty, b_as ~ N(0, seed_sd) what the seed does to the whole
-run, e_asi ~ N(0, image_sd) how that run treats that image. "paired": every run sees the same images
-(the project's case: one test split), so u cancels in a difference; "unpaired": every run draws its
-own images. A pooled metric draws per-image truth areas (20-80 pixels), recall 0.6 + effect +
+run, e_asi ~ N(0, image_sd) how that run treats that image. "paired": every run sees the same images and
+seed k of each arm is a pair (the project's case: one test split, one data order per seed), so u
+cancels in a difference; "unpaired": every run draws its own images. A pooled metric draws per-image truth areas (20-80 pixels), recall 0.6 + effect +
 b_as + u_i + e_asi (clipped to [0.02, 0.98]) and false-positive pixels, and reports one Dice over
 the summed confusion counts; its true difference (conditional on the images, which is what the
 comparison is about) is estimated from `truth_runs` extra runs per arm on the same images.
@@ -27,8 +28,12 @@ variances), shared in part by both arms when they share their seeds (`paired`: s
 arm the same data order) and analysed paired by seed then; `noise_sd` 0 leaves nothing that varies
 across seeds. Equivalence: how often two one-sided tests call the arms equivalent within a margin
 when they are the same (power) and when they differ by exactly the margin (false equivalence,
-nominal 5%). The claim family: claims of several comparisons of identical arms, each settled by the
-intersection–union test and Holm over the claims, as `reporting.claims` settles them.
+nominal 5%). Where every seed agrees on every 0/1 outcome, the exact sign test over the discordant
+images is the only test left, and on few of them no exact test reaches 5%: its own rate alone is
+the level attainable there. The claim family: claims of several comparisons of identical arms, each
+settled by the intersection–union test and Holm over the claims, as `reporting.claims` settles them;
+and a claim at its least favourable null, every comparison but one far in the stated direction and
+that one null, where the intersection–union test is at its level.
 
     PYTHONPATH=. python benchmarks/studies/calibration.py --experiments 1000
 """
@@ -49,7 +54,7 @@ from scipy import stats as scipy_stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mammoseg.metrics import stats  # noqa: E402
-from mammoseg.reporting.claims import EQUIVALENT, HOLDS, OPEN, Comparison, Outcome, claim_test  # noqa: E402
+from mammoseg.reporting.claims import EQUIVALENT, FAILS, HOLDS, OPEN, Comparison, Outcome, claim_test  # noqa: E402
 
 IMAGE_SD = 0.1
 EFFECT = 0.05
@@ -97,6 +102,13 @@ def _truth(setting: Setting, effect: float, rng: np.random.Generator, n_experime
     return np.broadcast_to(diff, (n_experiments,))
 
 
+def compare(setting: Setting, a: np.ndarray, b: np.ndarray) -> stats.Interval:
+    """The report's comparison of two arms' per-run values: paired by seed when they share seeds."""
+    if setting.design == "paired":
+        return stats.paired(a - b, stats.UNIT)
+    return stats.difference(a, b, stats.UNIT)
+
+
 def simulate(setting: Setting, effect: float, n_experiments: int, seed: int = 0, truth_runs: int = 0) -> dict[str, float]:
     """Rate of claims (interval excludes 0) and of intervals holding the true difference, over experiments;
     `truth_runs` (pooled metric with an effect, paired) must be given for the coverage to mean anything."""
@@ -112,7 +124,7 @@ def simulate(setting: Setting, effect: float, n_experiments: int, seed: int = 0,
     claims = covered = 0
     out_of_range = 0
     for k in range(n_experiments):
-        diff = stats.difference(values[k, 0], values[k, 1], stats.UNIT)
+        diff = compare(setting, values[k, 0], values[k, 1])
         claims += diff.excludes(0.0)
         covered += diff.low <= truth[k] <= diff.high
         arm = stats.seed_interval(values[k, 1], stats.UNIT)
@@ -132,7 +144,7 @@ def family_error(n_experiments: int, seed: int = 0, arms: int = 4, metrics: int 
         for _ in range(metrics):
             # every run of every arm on the same images, none with an effect: arm 0 is the baseline
             runs = per_run_values(setting, 0.0, rng, 1, seeds * (arms + 1))[0, 1].reshape(arms + 1, seeds)
-            p_values += [stats.difference(other, runs[0]).p_value for other in runs[1:]]
+            p_values += [stats.paired(other - runs[0]).p_value for other in runs[1:]]
         any_raw += min(p_values) < 0.05
         any_holm += min(stats.holm(p_values)) < 0.05
     return any_raw / n_experiments, any_holm / n_experiments
@@ -175,13 +187,16 @@ def crossed_rates(setting: Crossed, n_experiments: int, seed: int = 0, effect: f
                   margin: float = math.nan) -> dict[str, float]:
     """Rates over experiments of a claimed difference (p < 5%) and of equivalence within `margin`."""
     rng = np.random.default_rng(seed)
-    claims = equivalent = 0
+    claims = equivalent = exact = 0
     for _ in range(n_experiments):
-        result = stats.crossed_difference(*crossed_tables(setting, effect, rng), stats.UNIT if setting.outcome ==
-                                          "binary" else stats.UNBOUNDED, paired_seeds=setting.paired)
+        a, b = crossed_tables(setting, effect, rng)
+        result = stats.crossed_difference(a, b, stats.UNIT if setting.outcome == "binary" else stats.UNBOUNDED,
+                                          paired_seeds=setting.paired)
         claims += result.p_value < 0.05
         equivalent += stats.equivalence_p(result, margin) < 0.05
-    return {"claim_rate": claims / n_experiments, "equivalence_rate": equivalent / n_experiments}
+        exact += stats.sign_test(a.mean(0) - b.mean(0)) < 0.05
+    return {"claim_rate": claims / n_experiments, "equivalence_rate": equivalent / n_experiments,
+            "sign_test_rate": exact / n_experiments}
 
 
 CROSSED_SETTINGS: tuple[tuple[str, Crossed], ...] = (
@@ -220,11 +235,31 @@ def claim_family_error(n_experiments: int, seed: int = 0, seeds: int = 3, seed_s
             for equivalent in shape:
                 runs = per_run_values(setting, 0.0, rng, 1)[0]
                 outcomes.append(Outcome(Comparison("neg_fp_rate", "a", "b", equivalent=equivalent),
-                                        difference=stats.difference(runs[0], runs[1], stats.UNIT)))
+                                        difference=stats.paired(runs[0] - runs[1], stats.UNIT)))
             tests.append(claim_test(outcomes))
         adjusted = stats.holm([p for p, _ in tests])
         false += any(p < 0.05 and verdict not in (EQUIVALENT, OPEN) and not (verdict == HOLDS and all(shape))
                      for (_, verdict), p, shape in zip(tests, adjusted, CLAIM_SHAPES))
+    return false / n_experiments
+
+
+def claim_boundary_error(n_experiments: int, seed: int = 0, comparisons: int = 3, seeds: int = 3,
+                         seed_sd: float = 0.03) -> float:
+    """Share of experiments with a false claim about a claim of `comparisons` comparisons when all but one of
+    them differ far in the stated direction (fewer false positives: lower) and that one does not differ: the
+    intersection–union test's least favourable null. False: "holds" (one stated difference is absent), or
+    "does not hold" by a difference the wrong way; "equivalent", a stated difference absent, is true."""
+    rng = np.random.default_rng(seed)
+    setting = Setting("per_image", seed_sd, seeds, "paired")
+    false = 0
+    for _ in range(n_experiments):
+        outcomes = []
+        for k in range(comparisons):
+            runs = per_run_values(setting, 0.0 if k == 0 else -0.3, rng, 1)[0]
+            outcomes.append(Outcome(Comparison("neg_fp_rate", "a", "b"),
+                                    difference=stats.paired(runs[0] - runs[1], stats.UNIT)))
+        p_value, verdict = claim_test(outcomes)
+        false += p_value < 0.05 and verdict in (HOLDS, FAILS)
     return false / n_experiments
 
 
@@ -238,13 +273,15 @@ def unequal_runs_rate(n_experiments: int, seeds: int, run_sd: tuple[float, float
 
 def crossed_main(n: int) -> None:
     """The per-image, runs-crossed settings, equivalence and the claim family, as Markdown."""
-    print("\n| per-image setting (seeds, images) | false-claim rate (no difference) |")
-    print("|---|---|")
+    print("\n| per-image setting (seeds, images) | false-claim rate (no difference) | exact sign test alone |")
+    print("|---|---|---|")
     rates = []
     for index, (name, setting) in enumerate(CROSSED_SETTINGS):
-        rate = crossed_rates(setting, n, seed=100 + index)["claim_rate"]
-        rates.append(rate)
-        print(f"| {name} ({setting.seeds}, {setting.images}) | {rate:.3f} |")
+        rate = crossed_rates(setting, n, seed=100 + index)
+        rates.append(rate["claim_rate"])
+        agree = setting.outcome == "binary" and setting.noise_sd == 0.0
+        exact = f"{rate['sign_test_rate']:.3f}" if agree else "-"
+        print(f"| {name} ({setting.seeds}, {setting.images}) | {rate['claim_rate']:.3f} | {exact} |")
     print(f"\nper image, runs crossed: false-claim rate {min(rates):.3f}-{max(rates):.3f}")
     for index, seeds in enumerate((3, 5)):
         print(f"one number per run, unequal seed variances (sd 0.05 against 0.005), {seeds} seeds: false-claim rate "
@@ -258,6 +295,10 @@ def crossed_main(n: int) -> None:
               f"equivalence {edge:.3f} when they differ by the margin")
     print(f"claim family (3 claims of 2, 4 and 3 comparisons of identical arms, IUT + Holm over the claims): "
           f"any false claim in {claim_family_error(n):.3f} of experiments")
+    for comparisons in (2, 4):
+        print(f"one claim of {comparisons} comparisons at its least favourable null (all but one far in the stated "
+              f"direction, that one null): a false claim in "
+              f"{claim_boundary_error(n, seed=500 + comparisons, comparisons=comparisons):.3f} of experiments")
 
 
 def main() -> None:
@@ -281,6 +322,8 @@ def main() -> None:
     for index, (metric, design, seed_sd, seeds) in enumerate(
             itertools.product(("per_image", "pooled"), ("paired", "unpaired"), (0.0, 0.01, 0.03, 0.1), (2, 3, 5))):
         setting = Setting(metric, seed_sd, seeds, design)
+        if design == "unpaired" and seeds < stats.WELCH_MIN_RUNS:
+            continue  # two runs an arm are compared only paired by seed
         null = simulate(setting, 0.0, n, seed=2 * index)
         alt = simulate(setting, EFFECT, n, seed=2 * index + 1, truth_runs=args.truth_runs)
         worst = [min(worst[0], null["claim_rate"]), max(worst[1], null["claim_rate"]), min(worst[2], alt["coverage"])]

@@ -40,6 +40,7 @@ from statsmodels.stats.multitest import multipletests
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
 POWER = 0.8  # the chance of a settled answer that `needed_units` plans for
+WELCH_MIN_RUNS = 3  # runs an arm that an unpaired comparison needs (see `difference`)
 Bounds = tuple[float, float]
 UNBOUNDED: Bounds = (-math.inf, math.inf)
 UNIT: Bounds = (0.0, 1.0)
@@ -132,19 +133,20 @@ def difference(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float],
                *, confidence: float = CONFIDENCE) -> Interval:
     """mean(a) − mean(b) of per-run values with Welch's two-sample t interval and two-sided p-value.
 
-    Needs two runs in each arm, not all identical (a gap between arms whose runs agree exactly cannot be
+    Needs three runs in each arm, not all identical (a gap between arms whose runs agree exactly cannot be
     judged); NaN bounds otherwise. Each arm keeps its own seed variance, with the Welch-Satterthwaite
     degrees of freedom: simulated, a pooled variance claims a difference 10% of the time at the nominal
     5% when one arm's runs vary ten times more than the other's (3 seeds each); Welch's claims 3-6%
-    whatever the ratio, from 3 seeds (2.4% with two seeds and equal spreads). Arms evaluated on the same
-    images share those images' difficulty in every run, so it cancels in the difference. The interval
-    is cut to the range a difference of `bounds` can take.
+    whatever the ratio from 3 seeds. With two runs an arm its degrees of freedom fall towards 1: it
+    claimed 1.6-2.9% and had almost no power, so two runs an arm are compared only paired by seed
+    (`paired`). Arms evaluated on the same images share those images' difficulty in every run, so it
+    cancels in the difference. The interval is cut to the range a difference of `bounds` can take.
     """
     a, b = _finite(a), _finite(b)
     if a.size == 0 or b.size == 0:
         return NAN_INTERVAL
     diff = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
+    if a.size < WELCH_MIN_RUNS or b.size < WELCH_MIN_RUNS:
         return Interval(diff, math.nan, math.nan)
     parts = [float(x.var(ddof=1)) / x.size for x in (a, b)]
     spread_of_parts = sum(v * v / (x.size - 1) for v, x in zip(parts, (a, b)))

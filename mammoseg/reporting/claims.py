@@ -227,6 +227,14 @@ class Settled:
         """The confirmatory answer: an exploratory claim is never settled, whatever it points to."""
         return self.test if self.confirmatory and self.adjusted < ALPHA else OPEN
 
+    @property
+    def deciding(self) -> Outcome | None:
+        """The comparison that settles the claim against its statement (the one most clearly against it), or
+        None when every comparison points the stated way."""
+        if not self.outcomes or all(o.as_stated for o in self.outcomes):
+            return None
+        return most_against(self.outcomes)
+
     def needed(self) -> tuple[float, float]:
         """Seeds per arm (images as they are) and images (seeds as they are) at which each comparison, at its
         own difference or the room inside its margin, would be settled with 80% power; the largest over them."""
@@ -249,8 +257,13 @@ def claim_test(outcomes: Sequence[Outcome]) -> tuple[float, str]:
         return math.nan, OPEN
     if all(o.as_stated for o in outcomes):
         return max(o.support_p for o in outcomes), HOLDS
-    p, verdict = min((o.against for o in outcomes), key=lambda pv: pv[0] if math.isfinite(pv[0]) else math.inf)
+    p, verdict = most_against(outcomes).against
     return min(1.0, len(outcomes) * p), verdict
+
+
+def most_against(outcomes: Sequence[Outcome]) -> Outcome:
+    """The comparison whose test against the claim's statement has the smallest p-value."""
+    return min(outcomes, key=lambda o: o.against[0] if math.isfinite(o.against[0]) else math.inf)
 
 
 def claims_apply(arms: Sequence[Arm]) -> bool:

@@ -67,6 +67,9 @@ def _sentence(answer: Settled, family: int) -> str:
     held = sum(o.reading() in ("as stated", EQUIVALENT) and o.as_stated for o in answer.outcomes)
     detail = (f"{held} of {len(answer.outcomes)} comparisons settle as stated alone; Holm p "
               f"{_p_is(answer.adjusted)} over {family} claims")
+    deciding = answer.deciding
+    if status != OPEN and deciding is not None:
+        detail += f"; settled by {deciding.comparison.label}"
     if status == OPEN:
         seeds, images = answer.needed()
         if not math.isnan(seeds):
