@@ -25,9 +25,10 @@ def _example(rng: np.random.Generator, size: int, positive: bool) -> tuple[np.nd
 
 
 def write_easy_dataset(root: Path, size: int = 64, counts: dict[str, int] | None = None, seed: int = 0,
-                       normals: int = 0) -> Path:
+                       normals: int = 0, prefix: str = "ex") -> Path:
     """A prepared-dataset folder (dataset.json, manifest.csv, shards/) with alternating positives and negatives;
-    the first `normals` negatives of each split are normal images (kind normal) instead."""
+    the first `normals` negatives of each split are normal images (kind normal) instead. Example ids are
+    `prefix` and a number."""
     counts = counts or {"train": 16, "val": 8, "test": 8}
     rng = np.random.default_rng(seed)
     rows = []
@@ -40,7 +41,7 @@ def write_easy_dataset(root: Path, size: int = 64, counts: dict[str, int] | None
                 positive = index % 2 == 0
                 image, mask = _example(rng, size, positive)
                 kind = "positive" if positive else "normal" if k // 2 < normals else "negative"
-                meta = dict(example_id=f"ex{index:04d}", kind=kind,
+                meta = dict(example_id=f"{prefix}{index:04d}", kind=kind,
                             patient_id=f"P_{index:05d}", abnormality_type="mass" if positive else "none",
                             pathology="BENIGN" if positive else "NONE", positive_fraction=float(mask.mean()))
                 writer.write(shards.serialize_example(image, mask, **meta))

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from mammoseg.cli.backend import BackendCommand
-from mammoseg.runs.rundir import CHECKPOINTS, RunDir, find_experiment_runs, resolve_runs_dir
+from mammoseg.runs.folds import find_experiment_runs
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir, resolve_runs_dir
 
 CHECKPOINT = click.Choice(CHECKPOINTS)
 

@@ -32,7 +32,8 @@ from mammoseg.core.errors import InputError, MammosegError, Skip
 from mammoseg.dataset.dicom import prefetch
 from mammoseg.dataset.examples import ImageJob, PrepareOptions, process_image, relative
 from mammoseg.dataset.shards import MANIFEST_COLUMNS
-from mammoseg.dataset.split import DEFAULT_FOLDS, assign_by_fractions, assign_folds, fold_splits, split_fractions
+from mammoseg.dataset.split import (DEFAULT_FOLDS, FOLD_FOLDER, assign_by_fractions, assign_folds, fold_folder,
+                                    fold_splits, split_fractions)
 
 logger = logging.getLogger("mammoseg.dataset")
 
@@ -41,7 +42,22 @@ FORMAT_VERSION = 2
 REPORT_COLUMNS = ["source", "file", "reason"]
 FOLDS_FILE = "folds.json"
 """Written beside the fold datasets by `--folds K`: how many, the layout, and their folders. A run
-picks its fold by its dataset folder (`--data OUT/fold-k`)."""
+picks its fold by its dataset folder (`--data OUT/fold-k`); an experiment whose data holds this file
+runs every fold (`fold_datasets`)."""
+
+
+def fold_datasets(data: str | Path) -> list[str] | None:
+    """The fold dataset folders listed in `data`/folds.json, in fold order; None where there is no such file."""
+    path = Path(data) / FOLDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        names = json.loads(path.read_text())["datasets"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, f"not a folds record ({exc!r})") from None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and FOLD_FOLDER.fullmatch(n) for n in names)):
+        raise InputError(path, f"datasets must list fold folders (fold-1, fold-2, ...), got {names!r}")
+    return names
 
 
 @dataclass
@@ -120,14 +136,15 @@ def _prepare_folds(
         abnormal[job.patient_id] = abnormal.get(job.patient_id, False) or not job.normal
     fold_of = assign_folds(abnormal, folds or DEFAULT_FOLDS, options.seed)
     if folds:
-        write_json(out / FOLDS_FILE, {"folds": folds, "layout": layout, "datasets": [f"fold-{k}" for k in range(1, folds + 1)]})
+        write_json(out / FOLDS_FILE, {"folds": folds, "layout": layout,
+                                     "datasets": [fold_folder(k) for k in range(1, folds + 1)]})
     results = []
     for fold in range(1, (folds or 1) + 1):
         split = fold_splits(fold_of, fold, options.val_fraction, options.seed)
         in_fold = [[replace(j, split=split[j.patient_id], extra=(*j.extra, ("fold", str(fold_of[j.patient_id])))) for j in group]
                    for group in (jobs, normal_jobs)]  # fmt: skip
         results.append(_prepare_one(
-            out / f"fold-{fold}" if folds else out, data_root, in_fold[0], in_fold[1], normals, list(skips), options,
+            out / fold_folder(fold) if folds else out, data_root, in_fold[0], in_fold[1], normals, list(skips), options,
             {**recorded, "fold": fold, "folds": folds or DEFAULT_FOLDS}, layout, workers, overwrite, strict,
         ))  # fmt: skip
     return results[-1]

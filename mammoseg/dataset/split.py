@@ -13,6 +13,7 @@ no official split at all (mini-MIAS, an images/masks folder) is cut into folds b
 
 from __future__ import annotations
 
+import re
 import numpy as np
 import pandas as pd
 
@@ -54,6 +55,14 @@ def assign_by_fractions(patients: list[str], fractions: dict[str, float], seed: 
 DEFAULT_FOLDS = 5
 """Folds of a dataset without an official split when `--folds` is not given: it is then prepared
 as fold 1 of these, so about a fifth of the patients are test."""
+FOLD_FOLDER = re.compile(r"fold-(\d+)")
+"""The folder of the dataset whose test set is fold k (`prepare --folds K`); an experiment's runs on it
+are kept in a folder of the same name."""
+
+
+def fold_folder(fold: int) -> str:
+    """The folder name of fold `fold`'s dataset (see FOLD_FOLDER)."""
+    return f"fold-{fold}"
 
 
 def assign_folds(patients: dict[str, bool], folds: int, seed: int = 0) -> dict[str, int]:

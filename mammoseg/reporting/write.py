@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mammoseg.runs.external import split_label
+from mammoseg.runs.folds import merge_folds
 from mammoseg.runs.rundir import load_run
 from mammoseg.core.atomic import write_bytes, write_text
 from mammoseg.core.errors import MammosegError
@@ -35,7 +36,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
         raise MammosegError("no runs to compare")
     primary = check_primary(primary)
     start = time.perf_counter()
-    runs = [load_run(path, split, data_name) for path in run_dirs]
+    runs = merge_folds([load_run(path, split, data_name) for path in run_dirs])
     arms, base = build_arms(runs, baseline, primary)
     confirm_claims = claims_apply(arms)  # one confirmatory family: the article's claims, else the primary metrics
     if confirm_claims:

@@ -79,17 +79,6 @@ def resolve_run_dir(runs_dir: str | Path, name: str) -> RunDir:
     return RunDir(Path(runs_dir) / name)
 
 
-def find_experiment_runs(runs_dir: str | Path, experiment: str) -> list[Path]:
-    """The run folders of an ablation: runs_dir/<experiment>/<arm>-seed<k>/ holding a config.json."""
-    folder = Path(runs_dir) / experiment
-    if not folder.is_dir():
-        raise InputError(folder, "no such experiment folder (check --runs-dir and the experiment name)")
-    runs = sorted(p for p in folder.iterdir() if RunDir(p).exists())
-    if not runs:
-        raise InputError(folder, "holds no run folders (no */config.json); run `mammoseg ablate` first")
-    return runs
-
-
 class RunDir:
     """One run folder: a typed reader and writer for each of its files."""
 

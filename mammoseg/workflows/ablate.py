@@ -15,6 +15,7 @@ from typing import Any
 
 from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.dataset.prepare import fold_datasets
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
 from mammoseg.workflows.evidence import TABLES, EvidenceSettings, gather_evidence, read_settings
@@ -31,10 +32,16 @@ class PlannedRun:
     arm: str
     seed: int
     config: TrainConfig
+    fold: str | None = None  # the fold dataset's folder (fold-k) in a cross-validated experiment
 
     @property
     def name(self) -> str:
-        return run_name(self.arm, self.seed)
+        return run_folder(self.arm, self.seed, self.fold)
+
+
+def run_folder(arm: str, seed: int, fold: str | None) -> str:
+    """A run's folder in its experiment's: `<arm>-seed<s>`, or `fold-k/<arm>-seed<s>` (`runs.folds`)."""
+    return run_name(arm, seed) if fold is None else f"{fold}/{run_name(arm, seed)}"
 
 
 @dataclass
@@ -59,7 +66,9 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     """Read an experiment TOML: [experiment], shared [train] options, optional [arms.NAME] overrides.
 
     Arms are the `variants` listed (named after the variant) plus each `[arms.NAME]` table, whose
-    `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list.
+    `variant` key is required. Seeds: an integer N (seeds 0..N-1) or an explicit list. Data prepared with
+    `--folds K` (a folder holding folds.json) is cross-validated: every arm and seed is run on each fold
+    dataset, one more factor of the grid.
     """
     from mammoseg.reporting import check_primary
 
@@ -90,11 +99,14 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     if not arms:
         raise InputError(path, "no arms: list variants in [experiment] or add [arms.NAME] tables")
 
-    runs = []  # seed-major: an ablation stopped part-way still has every arm at the seeds it reached
+    folds: list[str | None] = list(fold_datasets(data) or [None])
+    runs = []  # seed-major: an ablation stopped part-way still has every arm (and fold) at the seeds it reached
     for seed in seed_list:
-        for arm_name, overrides in arms.items():
-            values = {**shared, **overrides, "data": data, "seed": seed, "run_name": f"{name}/{run_name(arm_name, seed)}"}
-            runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]")))
+        for fold in folds:
+            for arm_name, overrides in arms.items():
+                values = {**shared, **overrides, "data": data if fold is None else str(Path(data) / fold),
+                          "seed": seed, "run_name": f"{name}/{run_folder(arm_name, seed, fold)}"}
+                runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]"), fold))
     primary = experiment.get("primary_metrics")
     if primary is not None and not (isinstance(primary, list) and all(isinstance(k, str) for k in primary)):
         raise InputError(path, f"primary_metrics must be a list of metric names, got {primary!r}")

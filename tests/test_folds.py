@@ -1,0 +1,108 @@
+"""Cross-validation as one more factor of an experiment: every arm and seed run on each fold dataset, and
+the fold runs of an arm and seed read as one run that tested every image once."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.dataset.prepare import FOLDS_FILE
+from mammoseg.runs.folds import find_experiment_runs, merge_folds
+from mammoseg.runs.rundir import Run, load_run
+from train_data import write_easy_dataset
+
+COUNTS = {"train": 8, "val": 4, "test": 4}
+
+
+def _folds(root: Path, folds: int = 2) -> Path:
+    """Fold datasets as `prepare --folds` lays them out, each testing images of its own (ids f<k>-...)."""
+    for k in range(1, folds + 1):
+        write_easy_dataset(root / f"fold-{k}", size=64, counts=COUNTS, seed=k, prefix=f"f{k}-")
+    (root / FOLDS_FILE).write_text(json.dumps({"folds": folds, "layout": "mias",
+                                               "datasets": [f"fold-{k}" for k in range(1, folds + 1)]}))
+    return root
+
+
+def _experiment(tmp_path: Path, data: Path) -> Path:
+    toml = tmp_path / "cv.toml"
+    toml.write_text(textwrap.dedent(f"""
+        [experiment]
+        name = "cv"
+        data = "{data}"
+        seeds = 2
+        variants = ["dilated_resize"]
+        report_dir = "{tmp_path / 'report'}"
+        [train]
+        width = 0.125
+        epochs = 1
+        batch_size = 4
+        deterministic = true
+    """))
+    return toml
+
+
+def test_a_cross_validated_experiment_runs_each_fold_and_compares_one_run_per_seed(tmp_path: Path) -> None:
+    from mammoseg.workflows.ablate import load_plan, run_ablation
+
+    data = _folds(tmp_path / "data")
+    toml = _experiment(tmp_path, data)
+    plan = load_plan(toml, runs_dir=tmp_path / "runs")
+    assert [r.name for r in plan.runs] == ["fold-1/dilated_resize-seed0", "fold-2/dilated_resize-seed0",
+                                           "fold-1/dilated_resize-seed1", "fold-2/dilated_resize-seed1"]
+    assert [Path(r.config.data).name for r in plan.runs] == ["fold-1", "fold-2"] * 2
+    assert plan.runs[1].config.run_name == "cv/fold-2/dilated_resize-seed0"
+
+    done = run_ablation(toml, runs_dir=tmp_path / "runs")
+    assert done == [tmp_path / "runs" / "cv" / r.name for r in plan.runs]
+    assert find_experiment_runs(tmp_path / "runs", "cv") == sorted(done)
+    merged = merge_folds([load_run(path) for path in done])
+    assert [(r.arm, r.seed) for r in merged] == [("dilated_resize", 0), ("dilated_resize", 1)]
+    for run in merged:  # every test image of the collection once, each by the fold that never trained on it
+        ids = run.per_image["example_id"]
+        assert ids.is_unique and len(ids) == 2 * COUNTS["test"]
+        assert {i.split("-")[0] for i in ids} == {"f1", "f2"}
+        assert run.metrics["n_images"] == 2 * COUNTS["test"]
+        assert len(run.detections["n_lesions"]) == len(ids)
+        assert run.detections["image"].max(initial=-1) < len(ids)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "fold-*/dilated_resize-seed0" in report
+
+
+def test_merged_numbers_are_the_folds_mean_and_an_image_tested_twice_is_an_error(tmp_path: Path) -> None:
+    def fold_run(k: int, ids: list[str], dice: float, learned: bool) -> Run:
+        table = pd.DataFrame({"example_id": ids, "dice": [dice] * len(ids)})
+        metrics = {"dice_pooled_positives": dice, "n_images": len(ids), "learning_gate": {"learned": learned},
+                   "detection": {"cpm": math.nan if k == 1 else 0.5}, "split": "test"}
+        detections = {"image": np.arange(len(ids)), "score": np.ones(len(ids)), "lesion": np.zeros(len(ids), int),
+                      "n_lesions": np.ones(len(ids), int), "cut": np.full(len(ids), -np.inf)}
+        return Run(tmp_path / "exp" / f"fold-{k}" / "fcn_skips-seed0", {"variant": "fcn_skips", "seed": 0}, metrics,
+                   table, detections=detections)
+
+    alone = Run(tmp_path / "exp" / "dilated_resize-seed0", {"seed": 0}, {}, pd.DataFrame({"example_id": ["a"]}))
+    merged = merge_folds([fold_run(1, ["a", "b"], 0.2, True), alone, fold_run(2, ["c"], 0.5, False)])
+    assert merged[1] is alone and len(merged) == 2
+    run = merged[0]
+    assert run.path == tmp_path / "exp" / "fold-*" / "fcn_skips-seed0" and run.arm == "fcn_skips"
+    assert run.per_image["example_id"].tolist() == ["a", "b", "c"]
+    assert run.metrics["dice_pooled_positives"] == pytest.approx(0.35) and run.metrics["n_images"] == 3
+    assert run.metrics["learning_gate"]["learned"] is False  # learned only where every fold did
+    assert run.metrics["detection"]["cpm"] == 0.5 and run.metrics["split"] == "test"
+    assert run.detections["image"].tolist() == [0, 1, 2]
+    with pytest.raises(MammosegError, match="image b is tested by more than one fold"):
+        merge_folds([fold_run(1, ["a", "b"], 0.2, True), fold_run(2, ["b"], 0.5, True)])
+
+
+def test_a_malformed_folds_record_is_named(tmp_path: Path) -> None:
+    from mammoseg.workflows.ablate import load_plan
+
+    data = _folds(tmp_path / "data")
+    (data / FOLDS_FILE).write_text(json.dumps({"datasets": ["../elsewhere"]}))
+    with pytest.raises(InputError, match=f"{FOLDS_FILE}.*fold folders"):
+        load_plan(_experiment(tmp_path, data))
