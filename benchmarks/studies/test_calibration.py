@@ -38,3 +38,15 @@ def test_per_image_crossed_analysis_and_equivalence_are_calibrated():
     edge = calibration.crossed_rates(calibration.Crossed("continuous", 5, (0.1, 0.1), True, images=100), n, seed=6,
                                      effect=0.5, margin=0.5)["equivalence_rate"]
     assert edge <= 0.05 + tolerance
+
+
+def test_a_claim_at_its_least_favourable_null_errs_at_most_at_its_level():
+    """Every comparison of a claim but one far in the stated direction, that one null: the intersection-union
+    test makes a false claim at most 5% of the time (2.5% each way, the two-sided test read for direction);
+    where every seed agrees on 0/1 flags, the procedure claims no more often than the exact sign test."""
+    n = 300
+    tolerance = 3 * math.sqrt(0.05 * 0.95 / n)
+    assert calibration.claim_boundary_error(n, seed=7, comparisons=2) <= 0.05 + tolerance
+    agree = calibration.Crossed("binary", 3, (0.0, 0.0), False, noise_sd=0.0, interaction_sd=1.0)
+    rates = calibration.crossed_rates(agree, n, seed=8)
+    assert rates["claim_rate"] <= rates["sign_test_rate"] <= 0.05 + tolerance
