@@ -106,3 +106,17 @@ def test_a_malformed_folds_record_is_named(tmp_path: Path) -> None:
     (data / FOLDS_FILE).write_text(json.dumps({"datasets": ["../elsewhere"]}))
     with pytest.raises(InputError, match=f"{FOLDS_FILE}.*fold folders"):
         load_plan(_experiment(tmp_path, data))
+
+
+def test_each_arm_and_seed_can_start_from_its_own_earlier_run(tmp_path: Path) -> None:
+    from mammoseg.workflows.ablate import load_plan
+
+    data = _folds(tmp_path / "data")
+    toml = _experiment(tmp_path, data)
+    toml.write_text(toml.read_text() + 'init_encoder_from = "runs/study/{arm}-seed{seed}"\nfreeze_encoder = true\n')
+    plan = load_plan(toml)
+    assert [r.config.init_encoder_from for r in plan.runs] == ["runs/study/dilated_resize-seed0"] * 2 + \
+        ["runs/study/dilated_resize-seed1"] * 2
+    toml.write_text(toml.read_text().replace("{seed}", "{fold}"))
+    with pytest.raises(InputError, match="only {arm} and {seed}"):
+        load_plan(toml)

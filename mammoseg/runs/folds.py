@@ -8,8 +8,9 @@ every image exactly once, each by a model that never saw it.
 `merge_folds` reads them as one run of that arm and seed:
 - per-image rows and lesion candidates: concatenated (an image tested twice is an error);
 - numbers of metrics.json, timing and the checkerboard at initialisation: the mean over folds, the
-  usual cross-validated estimate, and counts of images (`n_*`) their sum (a pooled measure, such as pooled Dice or the CPM, is the folds' mean,
-  not recomputed over the pooled images); a yes/no (the learning gate) holds only if it holds in every fold;
+  usual cross-validated estimate (a pooled measure, such as pooled Dice or the CPM, is the folds' mean,
+  not recomputed over the pooled images); counts of images (`n_*`) their sum; a yes/no (the learning
+  gate) holds only if it holds in every fold;
 - the learning curve: the mean over folds, epoch by epoch; the examples: the first fold's.
 Seeds stay the unit of replication and images the crossed unit, as for any run, so the report's per-image
 analysis covers every image of the collection.

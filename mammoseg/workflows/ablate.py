@@ -106,6 +106,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
             for arm_name, overrides in arms.items():
                 values = {**shared, **overrides, "data": data if fold is None else str(Path(data) / fold),
                           "seed": seed, "run_name": f"{name}/{run_folder(arm_name, seed, fold)}"}
+                values["init_encoder_from"] = _encoder_source(values.get("init_encoder_from"), arm_name, seed, path)
                 runs.append(PlannedRun(arm_name, seed, build_config(values, f"{path} [arms.{arm_name}]"), fold))
     primary = experiment.get("primary_metrics")
     if primary is not None and not (isinstance(primary, list) and all(isinstance(k, str) for k in primary)):
@@ -118,6 +119,18 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
                 report_dir, experiment.get("baseline"), primary, read_settings(doc, path))
+
+
+def _encoder_source(template: Any, arm: str, seed: int, path: Path) -> Any:
+    """`init_encoder_from` for one run: `{arm}` and `{seed}` filled in, so that each arm and seed starts from its
+    own earlier run (`"experiments/runs/study/{arm}-seed{seed}"`: the synthetic study's run of that arm and seed)."""
+    if not isinstance(template, str):
+        return template
+    try:
+        return template.format(arm=arm, seed=seed)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(path, f"init_encoder_from {template!r}: only {{arm}} and {{seed}} can be filled in "
+                               f"({exc})") from None
 
 
 def _check_experiment(experiment: dict[str, Any], path: Path) -> None:
