@@ -186,3 +186,30 @@ def test_every_claim_names_declared_metrics_and_the_author_rule_is_in_none():
     keys = [k for claim in CLAIMS for c in claim.comparisons for k in (c.metric, c.against) if k]
     assert all(METRIC_BY_KEY[k].key == k for k in keys)  # a misspelt key raises here, naming the nearest
     assert not {"neg_fp_rate", "normal_fp_rate", "neg_bright_corr", "pr_auc"} & set(keys)  # exploratory now
+
+
+def test_an_experiment_declares_its_own_claims_and_the_same_verdict_settles_them():
+    from mammoseg.core.errors import InputError
+    from mammoseg.reporting.claims import read_claims
+
+    tables = {
+        "resize": {"statement": "the resize has less checkerboard at initialisation than the transpose",
+                   "compare": [{"metric": "decoder_init", "arm": "dilated_resize", "other": "dilated_transpose"}]},
+        "tie": {"statement": "the bottleneck changes nothing",
+                "compare": [{"metric": "neg_fp_per_tile_op", "arm": "fcn_bottleneck", "other": "fcn_skips",
+                             "equivalent": True}]},
+    }
+    claims = read_claims(tables, "exp.toml", ARMS)
+    assert [c.key for c in claims] == ["resize", "tie"] and read_claims(None, "exp.toml", ARMS) is CLAIMS
+    runs = [_run(arm, seed, **AS_THE_ARTICLE[arm]) for arm in ARMS for seed in range(8)]
+    arms, _ = build_arms(runs, "dilated_resize", ("neg_fp_rate",))
+    assert {a.claim.key: a.status for a in settle(arms, claims=claims)} == {"resize": HOLDS, "tie": HOLDS}
+    text = markdown.render(Document("Findings", (claims_section(arms, claims=claims),)))
+    assert "The experiment's claims" in text and "**(resize) Holds**" in text
+    for bad, message in (({"statement": "s", "compare": [{"metric": "no_such", "arm": "fcn_skips", "other": "x"}]},
+                          "no metric 'no_such'"),
+                         ({"statement": "s", "compare": [{"metric": "decoder_init", "arm": "fcn_skips",
+                                                          "other": "unet"}]}, "two of the experiment's arms"),
+                         ({"compare": []}, "needs a statement")):
+        with pytest.raises(InputError, match=message):
+            read_claims({"bad": bad}, "exp.toml", ARMS)

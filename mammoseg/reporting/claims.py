@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
+from mammoseg.core.errors import InputError
 from mammoseg.metrics import stats
 from mammoseg.metrics.stats import NAN_INTERVAL, Interval
 from mammoseg.reporting.aggregate import ALPHA, Arm, compare_arms
@@ -76,6 +78,9 @@ class Claim:
 
 
 CONTROLS = ("dilated_transpose", "dilated_transpose-k3")
+SHARED_CLOCK = ("the study's own timings share the machine with whatever else ran; the interleaved benchmark "
+                "(`mammoseg bench --compare`, or [speed] in the experiment) gives the speed ratio with an interval")
+"""Why a timed claim stays exploratory until an interleaved speed record of its every pair is at hand."""
 FOLLOWS_BRIGHT_TISSUE = ("neg_fp_per_tile_op", "normal_fp_per_image_op", "neg_bright_fp_area_op")
 """Claim (a)'s measures, at each run's validation operating point."""
 CLAIMS: tuple[Claim, ...] = (
@@ -92,9 +97,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("c", "the resize variants train faster per epoch",
           (Comparison("train_img_per_s", "fcn_resize_mid", "fcn_skips"),
            Comparison("train_img_per_s", "dilated_resize", "dilated_transpose")),
-          exploratory="the study's own timings share the machine with whatever else ran; the interleaved benchmark "
-                      "(`mammoseg bench --compare`, or [speed] in the experiment) gives the speed ratio with an interval",
-          timed=True),
+          exploratory=SHARED_CLOCK, timed=True),
     Claim("d", "soft probabilities are more useful than hard predictions: at the hard map's false positives per "
                "image they find more lesions, and once the loss weight's prior is taken off (margin − ln w) they "
                "are better calibrated (ECE and Brier score)",
@@ -266,21 +269,61 @@ def most_against(outcomes: Sequence[Outcome]) -> Outcome:
     return min(outcomes, key=lambda o: o.against[0] if math.isfinite(o.against[0]) else math.inf)
 
 
-def claims_apply(arms: Sequence[Arm]) -> bool:
-    """Whether the experiment holds every arm of some confirmatory claim that names arms: the article's
-    claims are then the report's confirmatory family."""
+COMPARISON_KEYS = tuple(f.name for f in fields(Comparison))
+CLAIM_KEYS = ("statement", "compare", "exploratory", "timed")
+
+
+def read_claims(tables: Any, where: str, arms: Sequence[str]) -> tuple[Claim, ...]:
+    """An experiment's own claims, declared before any run as `[claims.KEY]` tables (`statement`, `compare`: a
+    list of comparisons with the keys of `Comparison`, optional `exploratory`: why it stays outside the
+    family, `timed`: a speed claim, settled on the interleaved benchmark of [speed]); the article's claims
+    where it declares none. A metric or arm the experiment lacks is an error."""
+    if not tables:
+        return CLAIMS
+    if not isinstance(tables, dict):
+        raise InputError(where, f"[claims] must hold [claims.KEY] tables, got {tables!r}")
+    claims = []
+    for key, table in tables.items():
+        at = f"{where} [claims.{key}]"
+        if not isinstance(table, dict) or set(table) - set(CLAIM_KEYS) or not isinstance(table.get("statement"), str):
+            raise InputError(at, f"needs a statement and a compare list, and only the keys {', '.join(CLAIM_KEYS)}")
+        compare = table.get("compare")
+        if not isinstance(compare, list) or not compare or not all(isinstance(c, dict) for c in compare):
+            raise InputError(at, "compare must be a list of comparisons ({ metric = ..., arm = ..., other = ... })")
+        comparisons = []
+        for entry in compare:
+            if set(entry) - set(COMPARISON_KEYS) or "metric" not in entry:
+                raise InputError(at, f"a comparison takes a metric and the keys {', '.join(COMPARISON_KEYS)}, "
+                                     f"got {entry!r}")
+            if entry["metric"] not in METRIC_BY_KEY:
+                raise InputError(at, f"no metric {entry['metric']!r} (`mammoseg compare --help` lists them)")
+            comparison = Comparison(**entry)
+            unknown = [n for n in (comparison.arm, comparison.other) if n and n not in arms]
+            if unknown or not (comparison.against or (comparison.arm and comparison.other)):
+                raise InputError(at, f"a comparison names two of the experiment's arms ({', '.join(arms)}), or a "
+                                     f"metric against another of the same runs; got {entry!r}")
+            comparisons.append(comparison)
+        timed = table.get("timed", False) is True
+        claims.append(Claim(key, table["statement"], tuple(comparisons),
+                            str(table.get("exploratory", SHARED_CLOCK if timed else "")), timed))
+    return tuple(claims)
+
+
+def claims_apply(arms: Sequence[Arm], claims: Sequence[Claim] = CLAIMS) -> bool:
+    """Whether the experiment holds every arm of some confirmatory claim that names arms: the claims are then
+    the report's confirmatory family."""
     names = {a.name for a in arms}
-    return any(claim.arms and not claim.exploratory and set(claim.arms) <= names for claim in CLAIMS)
+    return any(claim.arms and not claim.exploratory and set(claim.arms) <= names for claim in claims)
 
 
-def settle(arms: Sequence[Arm], evidence: Evidence | None = None) -> list[Settled]:
+def settle(arms: Sequence[Arm], evidence: Evidence | None = None, claims: Sequence[Claim] = CLAIMS) -> list[Settled]:
     """Every claim with its comparisons and its answer, Holm-corrected over the confirmatory claims. With
     `evidence`, claim (b)'s at-initialisation comparisons use its rebuilt networks, and a timed claim whose
     every pair was benchmarked side by side becomes confirmatory on that benchmark."""
     evidence = evidence or Evidence()
     by_name = {a.name: a for a in arms}
     settled = []
-    for claim in CLAIMS:
+    for claim in claims:
         absent = tuple(n for n in claim.arms if n not in by_name)
         if absent:
             settled.append(Settled(claim, [], absent))

@@ -11,7 +11,7 @@ import numpy as np
 from mammoseg.metrics.declaration import SOURCE_CONFOUND
 from mammoseg.reporting import figures
 from mammoseg.reporting.aggregate import ALPHA, Arm
-from mammoseg.reporting.claims import CLAIMS, EQUIVALENT, OPEN, Settled, settle
+from mammoseg.reporting.claims import CLAIMS, EQUIVALENT, OPEN, Claim, Settled, settle
 from mammoseg.reporting.evidence import Evidence
 from mammoseg.reporting.document import Block, Bullets, Figure, Paragraph, Section, Table
 from mammoseg.reporting.registry import METRIC_BY_KEY
@@ -93,14 +93,16 @@ def _rows(settled: Sequence[Settled]) -> tuple[list[tuple[str, ...]], list[tuple
     return rows, emphasis
 
 
-def claims_section(arms: Sequence[Arm], evidence: Evidence | None = None) -> Section | None:
+def claims_section(arms: Sequence[Arm], evidence: Evidence | None = None,
+                   claims: Sequence[Claim] = CLAIMS) -> Section | None:
     """The claims as a report section: one line per claim (one naming the arms it needs where they are not in
     the experiment), the table of the comparisons made, and the article's figures remade; None when the
-    experiment holds no claim's arms. `evidence`: what the experiment gathered beside its runs (`settle`)."""
+    experiment holds no claim's arms. `evidence`: what the experiment gathered beside its runs (`settle`);
+    `claims`: the experiment's own, where it declares them, else the article's."""
     names = {a.name for a in arms}
-    if not any(set(claim.arms) <= names for claim in CLAIMS if claim.arms):
+    if not any(set(claim.arms) <= names for claim in claims if claim.arms):
         return None
-    settled = settle(arms, evidence)
+    settled = settle(arms, evidence, claims)
     family = sum(math.isfinite(s.adjusted) for s in settled if s.confirmatory)
     rows, emphasis = _rows(settled)
     blocks: list[Block] = [
@@ -114,7 +116,7 @@ def claims_section(arms: Sequence[Arm], evidence: Evidence | None = None) -> Sec
                                                 "on one test image with and one without an abnormality: hard "
                                                 "(P > 0.5) where the article showed the hard max, else P(abnormal).",
                              grid))
-    return Section("The article's claims", tuple(blocks))
+    return Section("The article's claims" if claims is CLAIMS else "The experiment's claims", tuple(blocks))
 def article_figure(arms: Sequence[Arm]) -> bytes | None:
     """The article's Figures 1-9 remade from the first seed of each arm, on one shared image with and one
     without an abnormality; None unless every arm the figures need is there."""

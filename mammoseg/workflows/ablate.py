@@ -17,6 +17,7 @@ from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.dataset.prepare import fold_datasets
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
+from mammoseg.reporting.claims import CLAIMS, Claim, read_claims
 from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
 from mammoseg.workflows.evidence import TABLES, EvidenceSettings, gather_evidence, read_settings
 
@@ -55,6 +56,7 @@ class Plan:
     baseline: str | None
     primary_metrics: tuple[str, ...]
     evidence: EvidenceSettings = EvidenceSettings()
+    claims: tuple[Claim, ...] = CLAIMS  # declared in the experiment's [claims.KEY] tables, else the article's
 
     @property
     def folder(self) -> Path:
@@ -74,7 +76,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
 
     path = Path(config_path)
     doc = read_toml(path)
-    check_keys(doc, path, ("experiment", "train", "arms", "cluster", *TABLES))
+    check_keys(doc, path, ("experiment", "train", "arms", "claims", "cluster", *TABLES))
     experiment = sub_table(doc, "experiment", path)
     check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
     _check_experiment(experiment, path)
@@ -118,7 +120,8 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     root = resolve_runs_dir(runs_dir, experiment.get("runs_dir"))
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
-                report_dir, experiment.get("baseline"), primary, read_settings(doc, path))
+                report_dir, experiment.get("baseline"), primary, read_settings(doc, path),
+                read_claims(doc.get("claims"), str(path), list(arms)))
 
 
 def _encoder_source(template: Any, arm: str, seed: int, path: Path) -> Any:
@@ -217,7 +220,7 @@ def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
     gather_evidence(plan)
     try:
         out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
-                           primary=plan.primary_metrics)
+                           primary=plan.primary_metrics, claims=plan.claims)
     except MammosegError as exc:
         logger.warning("comparison report not written: %s", exc)
         return None

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mammoseg.core.errors import InputError, MammosegError
-from mammoseg.reporting.claims import CLAIMS
 from mammoseg.reporting.evidence import INIT_NETWORKS_FILE, INIT_SCORES, SPEED_FILE
 from mammoseg.training.config import TrainConfig, check_keys, sub_table
 
@@ -67,11 +66,11 @@ def gather_evidence(plan: Plan) -> None:
         return
     if settings.networks:
         arms = [name for name in configs if any(c.metric in INIT_SCORES and name in (c.arm, c.other)
-                                                for claim in CLAIMS for c in claim.comparisons)]
+                                                for claim in plan.claims for c in claim.comparisons)]
         _gather(plan.report_dir / INIT_NETWORKS_FILE,
                 {"networks": settings.networks, "arms": _specs(arms, configs, NETWORK_KEYS)}, measure_networks)
     if settings.blocks:
-        pairs = [(c.arm, c.other) for claim in CLAIMS if claim.timed for c in claim.comparisons
+        pairs = [(c.arm, c.other) for claim in plan.claims if claim.timed for c in claim.comparisons
                  if all(_benchable(name, configs) for name in (c.arm, c.other))]
         arms = sorted({name for pair in pairs for name in pair})
         _gather(plan.report_dir / SPEED_FILE, {"blocks": settings.blocks, "steps": settings.steps, "pairs": pairs,
