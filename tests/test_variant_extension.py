@@ -95,3 +95,25 @@ def test_visualize_layer_and_checkerboard_take_every_design(trained_run, tmp_pat
 
     result = runner.invoke(cli, ["-q", "variants", "--image-size", "64", "--width", "0.125"])
     assert result.exit_code == 0 and all(name in result.output for name in variant_names()), result.output
+
+
+def test_a_spec_in_a_file_of_ones_own_is_a_variant_in_every_process(tmp_path: Path) -> None:
+    """MAMMOSEG_VARIANTS names a file outside the package: the CLI (a process of its own, as every run's is)
+    lists its variant; a file that does not import is a one-line warning naming it, and the rest works."""
+    import os
+    import subprocess
+    import sys
+
+    mine = tmp_path / "my_designs.py"
+    mine.write_text('from mammoseg.models import register\nfrom mammoseg.models.steps import Resize\n'
+                    'from mammoseg.models.variants import dilated_variant\n'
+                    'register(dilated_variant("dilated_area", "dilated, first upsampling by area resize+conv",\n'
+                    '                         (Resize("resize_1", 2, interpolation="area"),)))\n')
+    env = {**os.environ, "MAMMOSEG_VARIANTS": str(mine)}
+    listed = subprocess.run([sys.executable, "-m", "mammoseg", "variants"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and "dilated_area" in listed.stdout, listed.stderr
+    (tmp_path / "broken.py").write_text("this is not python\n")
+    env["MAMMOSEG_VARIANTS"] = str(tmp_path / "broken.py")
+    failed = subprocess.run([sys.executable, "-m", "mammoseg", "variants"], env=env, capture_output=True, text=True)
+    assert failed.returncode == 0 and "dilated_resize" in failed.stdout and "Traceback" not in failed.stderr
+    assert "broken.py: MAMMOSEG_VARIANTS names it, and it does not import (NameError" in failed.stderr

@@ -8,12 +8,20 @@ here. No backend is imported: the registry can be read before a Keras backend is
 
 The article's five variants (`mammoseg.models.variants`) and the upsampling designs beyond it
 (`mammoseg.models.decoders`) register themselves when the registry is first read; `register` adds
-one more from anywhere, e.g. a test or a user's own module.
+one more from anywhere, e.g. a test or a user's own module. Modules named in the environment variable
+MAMMOSEG_VARIANTS (comma-separated: importable names or paths of .py files) are imported then too, so
+a design of one's own is one file outside the package, valid in every command and every process a run
+starts.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from mammoseg.models.steps import (
     AUTHOR_TRANSPOSE_KERNEL,
@@ -67,7 +75,10 @@ class VariantSpec:
         return tuple(names)
 
 
+logger = logging.getLogger("mammoseg.models")
 _REGISTRY: dict[str, VariantSpec] = {}
+PLUGINS_ENV = "MAMMOSEG_VARIANTS"
+_PLUGINS_TRIED: set[str] = set()
 _STEP_TYPES = (Conv, Transpose, Resize, SubPixel, BilinearAdditive, Pool)
 
 
@@ -94,6 +105,8 @@ def registered() -> dict[str, VariantSpec]:
     import mammoseg.models.decoders  # noqa: F401  (the built-in specs register on import; variants first)
     import mammoseg.models.variants  # noqa: F401
 
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        _import_plugin(module)
     return _REGISTRY
 
 
@@ -120,3 +133,23 @@ def check_image_size(variant: str, image_size: int) -> None:
     m = spec.size_multiple
     if not isinstance(image_size, int) or image_size < m or image_size % m:
         raise ValueError(f"{variant}: image size {image_size} is not supported: {spec.size_reason}")
+
+
+def _import_plugin(module: str) -> None:
+    """Import a module of one's own specs once: an importable name, or the path of a .py file. One that does not
+    import is left out with a one-line warning naming it (its variants are then unknown), never a traceback:
+    the registry is read while the command line is being built."""
+    if module in _PLUGINS_TRIED:
+        return
+    _PLUGINS_TRIED.add(module)
+    try:
+        if module.endswith(".py"):
+            loader = importlib.util.spec_from_file_location(f"mammoseg_variants_{len(_PLUGINS_TRIED)}", Path(module))
+            if loader is None or loader.loader is None:
+                raise ImportError("not a Python file")
+            loader.loader.exec_module(importlib.util.module_from_spec(loader))
+        else:
+            importlib.import_module(module)
+    except Exception as exc:  # a module of one's own may fail in any way; say which and go on without it
+        logger.warning("%s: %s names it, and it does not import (%s: %s); its variants are left out", module,
+                       PLUGINS_ENV, type(exc).__name__, exc)
