@@ -107,11 +107,11 @@ def test_a_spec_in_a_file_of_ones_own_is_a_variant_in_every_process(tmp_path: Pa
     mine = tmp_path / "my_designs.py"
     mine.write_text('from mammoseg.models import register\nfrom mammoseg.models.steps import Resize\n'
                     'from mammoseg.models.variants import dilated_variant\n'
-                    'register(dilated_variant("dilated_area", "dilated, first upsampling by area resize+conv",\n'
-                    '                         (Resize("resize_1", 2, interpolation="area"),)))\n')
+                    'register(dilated_variant("dilated_bicubic", "dilated, first upsampling by bicubic resize+conv",\n'
+                    '                         (Resize("resize_1", 2, interpolation="bicubic"),)))\n')
     env = {**os.environ, "MAMMOSEG_VARIANTS": str(mine)}
     listed = subprocess.run([sys.executable, "-m", "mammoseg", "variants"], env=env, capture_output=True, text=True)
-    assert listed.returncode == 0 and "dilated_area" in listed.stdout, listed.stderr
+    assert listed.returncode == 0 and "dilated_bicubic" in listed.stdout, listed.stderr
     (tmp_path / "broken.py").write_text("this is not python\n")
     env["MAMMOSEG_VARIANTS"] = str(tmp_path / "broken.py")
     failed = subprocess.run([sys.executable, "-m", "mammoseg", "variants"], env=env, capture_output=True, text=True)
