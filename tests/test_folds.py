@@ -73,6 +73,8 @@ def test_a_cross_validated_experiment_runs_each_fold_and_compares_one_run_per_se
         assert run.detections["image"].max(initial=-1) < len(ids)
     report = (tmp_path / "report" / "report.md").read_text()
     assert "fold-*/dilated_resize-seed0" in report
+    targets = {run.metrics["detection"]["operating_point"]["target_sensitivity"] for run in merged}
+    assert len(targets) == 1 and 0.0 <= targets.pop() <= 0.8  # one operating point for every run
 
 
 def test_merged_numbers_are_the_folds_mean_and_an_image_tested_twice_is_an_error(tmp_path: Path) -> None:
@@ -120,3 +122,16 @@ def test_each_arm_and_seed_can_start_from_its_own_earlier_run(tmp_path: Path) ->
     toml.write_text(toml.read_text().replace("{seed}", "{fold}"))
     with pytest.raises(InputError, match="only {arm} and {seed}"):
         load_plan(toml)
+
+
+def test_the_common_target_is_the_most_every_run_reaches_on_validation() -> None:
+    from mammoseg.workflows.ablate import common_target
+
+    def evaluated(best: float | None, reached: bool, val: float = 0.5) -> dict:
+        point = {"target_reached": reached, "val_sensitivity": val}
+        return {"detection": {"operating_point": point if best is None else {**point, "val_max_sensitivity": best}}}
+
+    assert common_target([evaluated(0.9, True), evaluated(0.95, True)]) == 0.8  # the declared target
+    assert common_target([evaluated(0.9, True), evaluated(0.35, False)]) == 0.35
+    assert common_target([evaluated(None, False, val=0.3), evaluated(None, True)]) == 0.3  # recorded before the maximum
+    assert common_target([{}, evaluated(math.nan, False)]) == 0.8

@@ -61,6 +61,7 @@ def choose_operating_point(model: Any, dataset: Path, size: int, batch_size: int
         threshold = float(curve.thresholds[-1])  # the end of the curve: every candidate shown
     return {"threshold": threshold, "target_sensitivity": target, "target_reached": reached, "split": "val",
             "dataset": str(dataset),
+            "val_max_sensitivity": float(curve.sensitivity.max()) if curve.sensitivity.size else math.nan,
             "val_sensitivity": _at(found, threshold, "sensitivity"),
             "val_fp_per_image": _at(found, threshold, "fp"), "val_images": len(found), "val_lesions": curve.n_lesions}
 

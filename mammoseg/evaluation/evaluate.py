@@ -31,6 +31,7 @@ from mammoseg.core.progress import Progress
 from mammoseg.evaluation.detections import DetectionLog, choose_operating_point, circle_annotated
 from mammoseg.metrics.catalog import ImageMaps, image_columns, image_metric_value, in_subset, metrics
 from mammoseg.metrics.declaration import NORMAL_KIND, SUBSETS
+from mammoseg.metrics.detection import TARGET_SENSITIVITY
 from mammoseg.metrics.segmentation import SegmentationAccumulator
 from mammoseg.runs.external import eval_name, external_name
 from mammoseg.runs.rundir import SPECTRUM_GROUPS, RunDir, per_image_columns
@@ -145,9 +146,12 @@ class _Pass:
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int | None = None,
-                 data: str | Path | None = None, data_name: str | None = None) -> dict[str, Any]:
+                 data: str | Path | None = None, data_name: str | None = None,
+                 target: float = TARGET_SENSITIVITY) -> dict[str, Any]:
     """Evaluate RUN's checkpoint on `split` of its dataset, or of another one (`data`, named `data_name`
-    or after its folder); writes RUN/eval/<split>[@<dataset>]/ and returns the metrics."""
+    or after its folder), at the operating point reaching lesion sensitivity `target` on validation (an
+    experiment gives all its runs one, `workflows.ablate.align_operating_points`); writes
+    RUN/eval/<split>[@<dataset>]/ and returns the metrics."""
     import keras
     import pandas as pd
 
@@ -170,7 +174,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     batch_size = batch_size or int(config.get("batch_size", 16))
     ds = make_dataset(dataset, split, batch_size=batch_size, with_metadata=True, deterministic=True)
     ds = resize_batches(ds, size, info["image_size"], with_metadata=True)
-    operating_point = choose_operating_point(model, own_dataset, size, batch_size)
+    operating_point = choose_operating_point(model, own_dataset, size, batch_size, target)
     scan = _Pass(manifest, operating_point["threshold"], math.log(float(config.get("positive_weight") or 1.0)))
     with Progress(int((manifest["split"] == split).sum()), f"evaluate {run.path.name} on {split}", "img") as bar:
         for batch in ds:

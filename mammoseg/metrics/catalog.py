@@ -152,6 +152,8 @@ for _rate in detection.FROC_RATES:
          path=f"metrics:detection.sensitivity_at_{_rate:g}fp", bounds=UNIT, equivalence_margin=0.05)
 _run("froc_cpm", "FROC CPM (1/8-8 FP/image)", "Lesion detection", "higher", path="metrics:detection.cpm",
      bounds=UNIT, equivalence_margin=0.05)
+_run("op_target", "Validation lesion sensitivity the operating point targets", "Lesion detection", "higher",
+     path="metrics:detection.operating_point.target_sensitivity", bounds=UNIT)
 _run("op_sensitivity", "Lesion sensitivity at the validation operating point", "Lesion detection", "higher",
      path="metrics:detection.operating_point.sensitivity", bounds=UNIT, equivalence_margin=0.05)
 _run("soft_sens_at_hard_fp", "Soft map's lesion sensitivity at the hard map's FP/image", "Lesion detection",

@@ -122,9 +122,10 @@ CONVENTIONS = [
     "its peak lies inside a lesion (a connected region of the truth mask, or its disc for circle annotations), each "
     "lesion counted once, and a false positive when it lies in none. FROC: sensitivity against mean false positives "
     "per image over every test image; CPM: mean sensitivity at 1/8 to 8 FP per image. The **operating point** of "
-    f"each run is the highest threshold reaching {TARGET_SENSITIVITY:.0%} lesion sensitivity on its validation "
-    "split (a run that never reaches it is held at the end of its curve, every candidate shown, and its lesion "
-    "sensitivity there says how far short it fell); the rows \"at the operating point\" apply it to the test "
+    f"each run is the highest threshold reaching the experiment's target lesion sensitivity on its validation "
+    f"split: {TARGET_SENSITIVITY:.0%}, or the highest every run of the experiment reaches there if lower (the "
+    "\"targets\" row), so every arm is compared at one validation sensitivity chosen without a test image; the "
+    "rows \"at the operating point\" apply it to the test "
     "images: false-positive candidates per image, images flagged (peak at or above it), false-positive area, "
     "and where those pixels fall: on the brightest third of the breast by input intensity (⅓ by chance).",
     "**Prior-corrected calibration**: the loss weighs abnormal pixels w times, which multiplies the odds by w; ECE "

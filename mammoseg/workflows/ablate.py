@@ -8,14 +8,17 @@ command again.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.dataset.prepare import fold_datasets
+from mammoseg.metrics.detection import TARGET_SENSITIVITY
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 from mammoseg.reporting.claims import CLAIMS, Claim, read_claims
 from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
@@ -217,6 +220,7 @@ def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
 
     if not done:
         return None
+    align_operating_points(plan, done)
     gather_evidence(plan)
     try:
         out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
@@ -226,6 +230,44 @@ def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
         return None
     logger.info("report: %s", out)
     return out
+
+
+def common_target(metrics: list[dict[str, Any]]) -> float:
+    """The lesion sensitivity every run's operating point targets: the declared TARGET_SENSITIVITY, or the
+    highest that every run reaches on its validation split, if lower. Chosen on validation alone, the same for
+    every arm, so arms are compared at equal validation sensitivity and no test image chooses it."""
+    reach = []
+    for m in metrics:
+        point = m.get("detection", {}).get("operating_point", {})
+        best = point.get("val_max_sensitivity")
+        if best is None:  # evaluated before the maximum was recorded: a run short of its target stops at it
+            best = point.get("val_sensitivity") if point.get("target_reached") is False else TARGET_SENSITIVITY
+        if best is not None and math.isfinite(best):
+            reach.append(float(best))
+    return min([TARGET_SENSITIVITY, *reach])
+
+
+def align_operating_points(plan: Plan, done: list[Path]) -> float:
+    """Re-evaluate, each in a process of its own, the runs whose operating point targets another sensitivity
+    than `common_target` of them all; returns that target."""
+    from mammoseg.core.runtime import run_in_fresh_process
+    from mammoseg.evaluation.evaluate import evaluate_run
+    from mammoseg.runs.rundir import read_json
+
+    def read(path: Path) -> dict[str, Any]:
+        return read_json(RunDir(path).eval_dir(plan.eval_split) / "metrics.json", required=False) or {}
+
+    target = common_target([read(path) for path in done])
+    stale = [p for p in done if read(p).get("detection", {}).get("operating_point", {}).get("target_sensitivity")
+             != target]
+    if stale:
+        logger.info("operating point: %.3f lesion sensitivity on validation, the most every run reaches (%s "
+                    "declared); re-evaluating %d runs at it", target, TARGET_SENSITIVITY, len(stale))
+    for index, path in enumerate(stale, 1):
+        logger.info("re-evaluating %d of %d: %s", index, len(stale), path.name)
+        run_in_fresh_process(partial(evaluate_run, target=target), path, plan.eval_split, plan.eval_checkpoint,
+                             what=f"evaluation of {path}")
+    return target
 
 
 def wait_until_one_is_free(runs: list[RunDir], poll_seconds: float = 1.0) -> None:
