@@ -119,6 +119,17 @@ def test_the_experiment_enables_each_evidence_with_its_table(tmp_path):
         load_plan(_experiment(tmp_path, "[speed]\nblock = 3\n"))
 
 
+def test_every_pair_of_the_speed_claim_is_timed_when_its_arms_are_their_variants(tmp_path):
+    from mammoseg.workflows.evidence import speed_pairs
+
+    path = tmp_path / "exp.toml"
+    path.write_text('[experiment]\nname = "e"\ndata = "d"\nvariants = ["fcn_skips", "fcn_resize_mid", '
+                    '"dilated_transpose", "dilated_resize"]\n[train]\nimage_size = 128\n[speed]\n')
+    assert speed_pairs(load_plan(path)) == [("fcn_resize_mid", "fcn_skips"), ("dilated_resize", "dilated_transpose")]
+    path.write_text(path.read_text().replace("[speed]", "transpose_kernel = 3\n[speed]"))  # not its variant
+    assert speed_pairs(load_plan(path)) == []
+
+
 def test_time_to_quality_is_a_reported_metric():
     from mammoseg.metrics.catalog import METRIC_BY_KEY
     import pandas as pd

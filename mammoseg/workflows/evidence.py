@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mammoseg.core.errors import InputError, MammosegError
+from mammoseg.models.registry import get_spec
 from mammoseg.reporting.evidence import INIT_NETWORKS_FILE, INIT_SCORES, SPEED_FILE
 from mammoseg.training.config import TrainConfig, check_keys, sub_table
 
@@ -70,11 +71,17 @@ def gather_evidence(plan: Plan) -> None:
         _gather(plan.report_dir / INIT_NETWORKS_FILE,
                 {"networks": settings.networks, "arms": _specs(arms, configs, NETWORK_KEYS)}, measure_networks)
     if settings.blocks:
-        pairs = [(c.arm, c.other) for claim in plan.claims if claim.timed for c in claim.comparisons
-                 if all(_benchable(name, configs) for name in (c.arm, c.other))]
+        pairs = speed_pairs(plan)
         arms = sorted({name for pair in pairs for name in pair})
         _gather(plan.report_dir / SPEED_FILE, {"blocks": settings.blocks, "steps": settings.steps, "pairs": pairs,
                                                "arms": _specs(arms, configs, BENCH_KEYS)}, benchmark_pairs)
+
+
+def speed_pairs(plan: Plan) -> list[tuple[str, str]]:
+    """The pairs of arms the plan's timed claims compare that the interleaved benchmark can time."""
+    configs = {run.arm: run.config for run in plan.runs}
+    return [(c.arm, c.other) for claim in plan.claims if claim.timed for c in claim.comparisons
+            if all(_benchable(name, configs) for name in (c.arm, c.other))]
 
 
 def _specs(arms: list[str], configs: dict[str, TrainConfig], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -83,9 +90,11 @@ def _specs(arms: list[str], configs: dict[str, TrainConfig], keys: tuple[str, ..
 
 
 def _benchable(arm: str, configs: dict[str, TrainConfig]) -> bool:
-    """The benchmark builds variants as their specs are: an arm it can time is its variant unchanged."""
+    """The benchmark builds variants as their specs are: an arm it can time is its variant unchanged (a resolved
+    config carries the spec's own transpose kernel)."""
     config = configs.get(arm)
-    return config is not None and config.variant == arm and config.transpose_kernel is None
+    return (config is not None and config.variant == arm
+            and config.transpose_kernel in (None, get_spec(arm).transpose_kernel))
 
 
 def _gather(path: Path, request: dict[str, Any], work: Callable[[dict[str, Any], Path], None]) -> None:
