@@ -40,7 +40,7 @@ study: venv
 	@echo "the article's claims: $(CURDIR)/experiments/reports/study/findings.md"
 
 # Beyond the article: the final network's first upsampling swapped for each design of docs/design.md §1.3,
-# 7 arms x 3 seeds on the study's data (experiments/decoders.toml); about 100 minutes; resumes like the demo.
+# 7 arms x 3 seeds on the study's data (experiments/decoders.toml); about 115 minutes; resumes like the demo.
 study-decoders: venv
 	test -f $(STUDY_DIR)/cbis-ddsm/normals/synth_normals.json || $(MAMMOSEG) synth $(STUDY_DIR)/cbis-ddsm --cases 240 --seed 1 --normals 60 --overwrite
 	$(MAMMOSEG) prepare $(STUDY_DIR)/cbis-ddsm --out $(STUDY_DIR)/prepared --image-size 256 --normals $(STUDY_DIR)/cbis-ddsm/normals --workers 2
