@@ -135,3 +135,4 @@ def test_the_common_target_is_the_most_every_run_reaches_on_validation() -> None
     assert common_target([evaluated(0.9, True), evaluated(0.35, False)]) == 0.35
     assert common_target([evaluated(None, False, val=0.3), evaluated(None, True)]) == 0.3  # recorded before the maximum
     assert common_target([{}, evaluated(math.nan, False)]) == 0.8
+    assert common_target([evaluated(0.5, False), {**evaluated(0.0, False), "learning_gate": {"learned": False}}]) == 0.5

@@ -18,6 +18,7 @@ from typing import Any
 from mammoseg.core.conventions import SPLITS
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.dataset.prepare import fold_datasets
+from mammoseg.evaluation.evaluate import GATE_KEY
 from mammoseg.metrics.detection import TARGET_SENSITIVITY
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 from mammoseg.reporting.claims import CLAIMS, Claim, read_claims
@@ -235,9 +236,12 @@ def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
 def common_target(metrics: list[dict[str, Any]]) -> float:
     """The lesion sensitivity every run's operating point targets: the declared TARGET_SENSITIVITY, or the
     highest that every run reaches on its validation split, if lower. Chosen on validation alone, the same for
-    every arm, so arms are compared at equal validation sensitivity and no test image chooses it."""
+    every arm, so arms are compared at equal validation sensitivity and no test image chooses it. A run that did
+    not learn (left out of every claim) does not lower it."""
     reach = []
     for m in metrics:
+        if m.get(GATE_KEY, {}).get("learned") is False:
+            continue
         point = m.get("detection", {}).get("operating_point", {})
         best = point.get("val_max_sensitivity")
         if best is None:  # evaluated before the maximum was recorded: a run short of its target stops at it
