@@ -6,7 +6,7 @@ MAMMOSEG := $(VENV)/bin/mammoseg
 DEMO_DIR ?= experiments/runs/demo-data
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test demo study study-decoders bench clean slurm-check
+.PHONY: venv test demo study-data study study-decoders study-mias bench clean slurm-check
 
 venv: $(VENV)/.installed
 
@@ -29,23 +29,38 @@ demo: venv
 	$(MAMMOSEG) ablate --config experiments/demo.toml
 	@echo "report: $(CURDIR)/experiments/reports/demo/report.html"
 
-# The article's claims on 2 CPU cores: 6 arms x 3 seeds at 256x256 on 240 synthetic cases and 60 normal
-# mammograms (experiments/study.toml); resumes like the demo.
+# The synthetic study's data: 240 cases and 60 normal mammograms at 256x256, for `study`, `study-decoders` and the
+# encoders of `study-mias`; made once, then reused.
 STUDY_DIR ?= experiments/runs/study-data
-study: venv
+study-data: venv
 	test -f $(STUDY_DIR)/cbis-ddsm/normals/synth_normals.json || $(MAMMOSEG) synth $(STUDY_DIR)/cbis-ddsm --cases 240 --seed 1 --normals 60 --overwrite
 	$(MAMMOSEG) prepare $(STUDY_DIR)/cbis-ddsm --out $(STUDY_DIR)/prepared --image-size 256 --normals $(STUDY_DIR)/cbis-ddsm/normals --workers 2
+
+# The article's claims on 2 CPU cores: 6 arms x 3 seeds at 256x256 on the synthetic study's data
+# (experiments/study.toml); resumes like the demo.
+study: study-data
 	$(MAMMOSEG) ablate --config experiments/study.toml
 	@echo "report: $(CURDIR)/experiments/reports/study/report.html"
 	@echo "the article's claims: $(CURDIR)/experiments/reports/study/findings.md"
 
 # Beyond the article: the final network's first upsampling swapped for each design of docs/design.md §1.3,
 # 7 arms x 3 seeds on the study's data (experiments/decoders.toml); about 115 minutes; resumes like the demo.
-study-decoders: venv
-	test -f $(STUDY_DIR)/cbis-ddsm/normals/synth_normals.json || $(MAMMOSEG) synth $(STUDY_DIR)/cbis-ddsm --cases 240 --seed 1 --normals 60 --overwrite
-	$(MAMMOSEG) prepare $(STUDY_DIR)/cbis-ddsm --out $(STUDY_DIR)/prepared --image-size 256 --normals $(STUDY_DIR)/cbis-ddsm/normals --workers 2
+study-decoders: study-data
 	$(MAMMOSEG) ablate --config experiments/decoders.toml
 	@echo "report: $(CURDIR)/experiments/reports/decoders/report.html"
+
+# The article's claims on real films: mini-MIAS as downloaded (MIAS: the folder of all-mias.tar.gz or of its
+# films, and Info.txt), cut into 2 folds by woman; every arm starts from an encoder trained once on the synthetic
+# study's data (experiments/mias_encoders.toml), then 6 arms x 2 seeds x 2 folds (experiments/study_mias.toml);
+# about 80 minutes on 2 idle cores; resumes like the demo.
+MIAS ?= ../shared/mias
+MIAS_DIR ?= experiments/runs/mias-data
+study-mias: study-data
+	$(MAMMOSEG) ablate --config experiments/mias_encoders.toml
+	$(MAMMOSEG) prepare $(MIAS) --layout mias --out $(MIAS_DIR)/prepared --image-size 256 --folds 2 --val-fraction 0.2 --workers 2
+	$(MAMMOSEG) ablate --config experiments/study_mias.toml
+	@echo "report: $(CURDIR)/experiments/reports/study-mias/report.html"
+	@echo "the article's claims on real films: $(CURDIR)/experiments/reports/study-mias/findings.md"
 
 # The ablation grid on a real one-node Slurm that scripts/slurm/local_cluster.sh starts on this machine
 # (as root it installs slurm-wlm and munge with apt where missing): a job array of 2 arms x 2 seeds, two

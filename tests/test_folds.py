@@ -123,6 +123,14 @@ def test_each_arm_and_seed_can_start_from_its_own_earlier_run(tmp_path: Path) ->
     toml.write_text(toml.read_text().replace("{seed}", "{fold}"))
     with pytest.raises(InputError, match="only {arm} and {seed}"):
         load_plan(toml)
+    crossover = 'init_encoder_from = ["runs/enc/fcn_skips-seed0", "runs/enc/{arm}-seed0"]'
+    toml.write_text(toml.read_text().replace('init_encoder_from = "runs/study/{arm}-seed{fold}"', crossover))
+    plan = load_plan(toml, seeds=3)  # seed k takes entry k mod 2, every fold alike
+    assert [r.config.init_encoder_from for r in plan.runs] == ["runs/enc/fcn_skips-seed0"] * 2 + \
+        ["runs/enc/dilated_resize-seed0"] * 2 + ["runs/enc/fcn_skips-seed0"] * 2
+    toml.write_text(toml.read_text().replace(crossover, "init_encoder_from = []"))
+    with pytest.raises(InputError, match="a run folder or a list of them"):
+        load_plan(toml)
 
 
 def test_the_common_target_is_the_most_every_run_reaches_on_validation() -> None:

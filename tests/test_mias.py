@@ -115,12 +115,27 @@ def test_prepare_folds_by_woman(mias_folder: Path, tmp_path: Path) -> None:
     assert tested == {k: 1 for k in ("mdb001", "mdb002", "mdb003", "mdb004", "mdb011", "mdb012")}
 
 
-def test_archive_alone_asks_to_unpack(tmp_path: Path) -> None:
-    (tmp_path / "Info.txt").write_text("mdb001 G NORM\n")
-    (tmp_path / "all-mias.tar.gz").write_bytes(b"")
-    assert layouts.detect(tmp_path).name == "mias"
-    with pytest.raises(InputError, match="unpack it first"):
-        plan(tmp_path, PrepareOptions(), [])
+def test_the_archive_as_downloaded_is_read_as_its_films(mias_folder: Path, tmp_path: Path) -> None:
+    """Info.txt beside all-mias.tar.gz (the films in a folder of the archive): the same jobs and
+    reasons as from the unpacked folder; a damaged archive is one reason naming it."""
+    unpacked: list[Skip] = []
+    expected = plan(mias_folder, PrepareOptions(), unpacked)
+    packed = tmp_path / "download"
+    packed.mkdir()
+    (packed / "Info.txt").write_bytes((mias_folder / "Info.txt").read_bytes())
+    with tarfile.open(packed / "all-mias.tar.gz", "w:gz") as tar:
+        for film in sorted(mias_folder.glob("*.pgm")):
+            tar.add(film, arcname=f"all-mias/{film.name}")
+    assert layouts.detect(packed).name == "mias"
+    skips: list[Skip] = []
+    found = plan(packed, PrepareOptions(), skips)
+    assert [(j.image_key, j.abnormalities) for j in found.jobs] == [(j.image_key, j.abnormalities) for j in expected.jobs]
+    assert sorted((s.source, s.file, s.reason) for s in skips) == sorted((s.source, s.file, s.reason) for s in unpacked)
+    assert all(Path(j.image_file).is_file() for j in found.jobs)
+    (packed / "all-mias.tar.gz").write_bytes(b"not gzip")
+    with pytest.raises(InputError, match="cannot unpack") as error:
+        plan(packed, PrepareOptions(), [])
+    assert error.value.path == str(packed / "all-mias.tar.gz")
 
 
 @pytest.mark.shared
@@ -129,16 +144,14 @@ def test_the_real_mini_mias(tmp_path: Path, shared_root: Path) -> None:
     archive = shared_root / "mias" / "all-mias.tar.gz"
     if not archive.is_file():
         pytest.skip(f"{archive} is absent: the real mini-MIAS cannot be read")
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp_path, filter="data")
     skips: list[Skip] = []
-    found = plan(tmp_path, PrepareOptions(), skips)
-    info = (tmp_path / "Info.txt").read_text().splitlines()
+    found = plan(archive.parent, PrepareOptions(), skips)  # read from the archive as downloaded
+    info = (archive.parent / "Info.txt").read_text().splitlines()
     rows = [line for line in info if line.startswith("mdb")]
     assert len(rows) == 330
-    films = sorted(p.stem for p in tmp_path.glob("mdb*.pgm"))
-    assert len(films) == 322
-    assert sorted([j.image_key for j in found.jobs] + [s.source for s in skips]) == films
+    films = sorted(Path(j.image_file).stem for j in found.jobs) + sorted(s.source for s in skips)
+    films = sorted(films)
+    assert len(films) == 322 and films == [f"mdb{n:03d}" for n in range(1, 323)]
     assert sorted(s.source for s in skips) == ["mdb059", "mdb216", "mdb233", "mdb245"]
     accounted = sum(max(1, len(j.abnormalities)) for j in found.jobs) + len(skips)
     assert accounted == len(rows)

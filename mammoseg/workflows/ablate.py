@@ -130,7 +130,13 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
 
 def _encoder_source(template: Any, arm: str, seed: int, path: Path) -> Any:
     """`init_encoder_from` for one run: `{arm}` and `{seed}` filled in, so that each arm and seed starts from its
-    own earlier run (`"experiments/runs/study/{arm}-seed{seed}"`: the synthetic study's run of that arm and seed)."""
+    own earlier run (`"experiments/runs/study/{arm}-seed{seed}"`: the synthetic study's run of that arm and seed).
+    A list gives seed k its entry k mod n: every arm of a seed starts from the same encoder, and the sources
+    take turns over the seeds (a crossover, so that no one source's network family is favoured)."""
+    if isinstance(template, list):
+        if not template or not all(isinstance(t, str) for t in template):
+            raise InputError(path, f"init_encoder_from must be a run folder or a list of them, got {template!r}")
+        template = template[seed % len(template)]
     if not isinstance(template, str):
         return template
     try:

@@ -1,5 +1,7 @@
 """mini-MIAS as distributed: `mdbNNN.pgm` films (1024x1024, 8-bit P5, 200 µm) and `Info.txt`, the
-truth data, in one folder (or below it). The archive `all-mias.tar.gz` is to be unpacked first.
+truth data, in one folder (or below it). Where the folder holds the archive `all-mias.tar.gz`
+beside Info.txt instead of the films, its films are unpacked into a temporary folder for the run
+(about 2 s), so the archive as downloaded is prepared as it is.
 
 How `Info.txt` is read (its traps, each handled here):
 - one row per abnormality: reference, background tissue (F/G/D), class (CALC, CIRC, SPIC, MISC,
@@ -21,8 +23,12 @@ listed in Info.txt, and a row that cannot be parsed each leave that image out wi
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
+import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,8 +128,10 @@ def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
     if info is None:
         raise InputError(root, f"no {INFO_FILE} in this folder or one below (is it mini-MIAS?)")
     films = {p.stem: p for p in sorted(info.parent.glob("mdb*.pgm")) if _FILM.match(p.name)}
+    shown = root  # the folder that reported film names are relative to
     if not films and (info.parent / ARCHIVE).is_file():
-        raise InputError(info.parent / ARCHIVE, f"unpack it first (tar xzf {ARCHIVE} -C {info.parent}): no mdbNNN.pgm beside it")
+        films = _unpack(info.parent / ARCHIVE)
+        shown = next(iter(films.values())).parent
     problems: list[Skip] = []
     rows = parse_info(info, problems)
     skips.extend(problems)
@@ -137,14 +145,38 @@ def plan(root: Path, options: PrepareOptions, skips: list[Skip]) -> Plan:
         try:
             jobs.append(_job(reference, film_rows, films.get(reference), info))
         except InputError as exc:
-            skips.append(Skip(reference, _name(exc.path, root), exc.problem))
-            logger.warning("%s: %s (skipped %s)", _name(exc.path, root), exc.problem, reference)
+            skips.append(Skip(reference, _name(exc.path, shown), exc.problem))
+            logger.warning("%s: %s (skipped %s)", _name(exc.path, shown), exc.problem, reference)
     for reference in sorted(set(films) - set(by_film) - damaged):
-        skips.append(Skip(reference, _name(films[reference], root), f"not listed in {INFO_FILE}: its truth is unknown; image left out"))
+        skips.append(Skip(reference, _name(films[reference], shown), f"not listed in {INFO_FILE}: its truth is unknown; image left out"))
     if not jobs:
         raise InputError(root, f"nothing to prepare: none of the {len(by_film)} film(s) in {INFO_FILE} could be used")
     logger.info("mini-MIAS: %d films listed, %d to prepare", len(by_film), len(jobs))
     return Plan(jobs)
+
+
+def _unpack(archive: Path) -> dict[str, Path]:
+    """The archive's films (members named mdbNNN.pgm, wherever they lie in it) unpacked into a
+    temporary folder removed when the process ends; other members are not read."""
+    folder = Path(tempfile.mkdtemp(prefix="mammoseg-mias-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    films = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = Path(member.name).name
+                if member.isfile() and _FILM.match(name):
+                    source = tar.extractfile(member)
+                    assert source is not None  # a regular file
+                    with source, open(folder / name, "wb") as target:
+                        shutil.copyfileobj(source, target)
+                    films[Path(name).stem] = folder / name
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise InputError(archive, f"cannot unpack ({exc})") from exc
+    if not films:
+        raise InputError(archive, "holds no mdbNNN.pgm film")
+    logger.info("%s: %d films unpacked into %s", archive.name, len(films), folder)
+    return dict(sorted(films.items()))
 
 
 def _job(reference: str, rows: list[Row], film: Path | None, info: Path) -> ImageJob:
