@@ -14,7 +14,8 @@ one seed per arm the seed variation is unknown and nothing about designs is clai
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -178,6 +179,36 @@ def _image_table(arm: Arm, metric: Metric, ids: list[str]) -> np.ndarray:
     return np.where(subset_mask(arm.table, metric.subset)[columns], values, np.nan)
 
 
+def images_in_subset(arms: Sequence[Arm], metric: Metric) -> list[str]:
+    """The images any of the arms was evaluated on that lie in the metric's subset."""
+    ids: set[str] = set()
+    for arm in arms:
+        if arm.ids:
+            ids |= {i for i, keep in zip(arm.ids, subset_mask(arm.table, metric.subset)) if keep}
+    return sorted(ids)
+
+
+def on_images(arm: Arm, metric: Metric, within: Collection[str]) -> Interval:
+    """An image metric of the arm on the images `within` (a stratum): mean over its runs with the interval over
+    seeds, or over the images where it has one run (as its results cell)."""
+    wanted = set(within)
+    keep = np.array([i in wanted for i in arm.ids], dtype=bool)
+    if len(arm.counted) == 1:
+        return _one_run_image_interval(metric, {c: v[:, keep] for c, v in arm.table.items()})
+    return seed_interval(_per_run_image_values(metric, arm.table, keep), metric.bounds)
+
+
+def image_differences(arm: Arm, other: Arm, metric: Metric, within: Collection[str]) -> np.ndarray:
+    """Per image of `within` that both arms were evaluated on: arm's mean over runs − other's (NaN off the
+    metric's subset)."""
+    ids = sorted(set(arm.ids) & set(other.ids) & set(within))
+    if not ids:
+        return np.array([])
+    with warnings.catch_warnings():  # an image off the subset is NaN in every run: its difference stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(_image_table(arm, metric, ids), axis=0) - np.nanmean(_image_table(other, metric, ids), axis=0)
+
+
 def shared_seeds(arm: Arm, other: Arm) -> bool:
     """Whether the arms' counted runs have the same seeds: seed k gives every arm the same data order,
     so their runs pair by seed."""
@@ -185,15 +216,15 @@ def shared_seeds(arm: Arm, other: Arm) -> bool:
     return None not in seeds and len(set(seeds)) == len(seeds) and sorted(seeds) == sorted(r.seed for r in other.counted)
 
 
-def compare_arms(arm: Arm, other: Arm, metric: Metric) -> Interval:
+def compare_arms(arm: Arm, other: Arm, metric: Metric, within: Collection[str] | None = None) -> Interval:
     """arm − other on `metric`: a mean over images is compared per image on the images both were evaluated
-    on, seeds and images crossed; any other metric by one number per run; paired by seed where the arms
-    share their seeds. NaN when either arm did not learn."""
+    on (and among `within`, when given: a stratum), seeds and images crossed; any other metric by one number
+    per run; paired by seed where the arms share their seeds. NaN when either arm did not learn."""
     if not (arm.learned and other.learned):
         return NAN_INTERVAL
     pair = shared_seeds(arm, other)
     if metric.source == "image" and not metric.pooled and set(metric.reads) <= set(arm.table) & set(other.table):
-        ids = sorted(set(arm.ids) & set(other.ids))
+        ids = sorted(set(arm.ids) & set(other.ids) & (set(arm.ids) if within is None else set(within)))
         tables = [_image_table(a, metric, ids) for a in (arm, other)]
         if pair:
             order = [np.argsort([r.seed for r in a.counted]) for a in (arm, other)]

@@ -171,16 +171,17 @@ DIFFERENCES_NOTE = ("Arm − baseline, difference of the runs' means with its 95
 
 
 def build_document(arms: list[Arm], base: Arm | None, split: str, primary: Sequence[str], verdict: Verdict,
-                   figures: Sequence[Figure], claims: Section | None = None) -> Document:
+                   figures: Sequence[Figure], claims: Section | None = None, more: Sequence[Section] = ()) -> Document:
     """The whole report: the answer first (the verdict, then the article's claims when they apply), then
-    the tables, figures, conventions, notes and runs."""
+    the tables (`more`: sections after the differences, such as results by stratum), figures, conventions,
+    notes and runs."""
     intro = Paragraph(f"Arms: {', '.join(a.name for a in arms)}; baseline: {base.name if base else 'none'}; "
                       f"split: {split}.")
     beside = {BESIDE_TABLES[f.stem]: f for f in figures if f.stem in BESIDE_TABLES}
     sections = [_verdict_section(verdict), *([claims] if claims else []), _results_section(arms, beside)]
     if base is not None and len(arms) > 1:
         sections.append(_differences_section(arms, base, primary))
-    sections += [Section("Figures", tuple(f for f in figures if f.stem not in BESIDE_TABLES)),
+    sections += [*more, Section("Figures", tuple(f for f in figures if f.stem not in BESIDE_TABLES)),
                  Section("Conventions", (Bullets(tuple(CONVENTIONS)),)),
                  Section("Notes", (Bullets(tuple(_notes(arms, base, split)), "notes"),)),
                  Section("Runs", (Bullets(tuple(f"{a.name}: " + ", ".join(str(r.path) for r in a.runs)

@@ -1,0 +1,113 @@
+"""Claim (a)'s false-positive measures by a property of the images their dataset records: mini-MIAS's
+background tissue (F fatty, G fatty-glandular, D dense). "False positives follow bright tissue" predicts
+that they grow with density, and, if one design follows it more than another, that the difference between
+the designs grows with density too: an arm × density interaction. Per stratum, each arm's mean with its
+interval over seeds, and each arm − the baseline with its interval (per image, seeds crossed, as every
+comparison); the interaction is tested on the per-image differences (mean over seeds) across strata
+(Kruskal–Wallis: no assumption on the shape of false-positive counts). All exploratory: the strata split
+the images the claims were settled on."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from mammoseg.core.errors import MammosegError
+from mammoseg.dataset.layouts.mias import TISSUES
+from mammoseg.dataset.pipeline import read_manifest
+from mammoseg.reporting.aggregate import Arm, compare_arms, image_differences, images_in_subset, on_images
+from mammoseg.reporting.claims import FOLLOWS_BRIGHT_TISSUE
+from mammoseg.reporting.document import Paragraph, Section, Table
+from mammoseg.reporting.registry import METRIC_BY_KEY, Metric
+from mammoseg.reporting.verdict import fmt_interval, fmt_p
+from mammoseg.runs.rundir import Run
+
+logger = logging.getLogger("mammoseg.report")
+
+STRATUM_COLUMN = "tissue"
+STRATUM_LABELS = {"F": "fatty", "G": "fatty-glandular", "D": "dense"}
+assert tuple(STRATUM_LABELS) == TISSUES  # the layout owns the codes; the labels follow them
+MIN_IMAGES = 2
+"""Images a stratum needs in a metric's subset to be shown."""
+
+
+def image_strata(runs: Sequence[Run]) -> dict[str, str]:
+    """example_id -> tissue code, from the manifests of the datasets the runs were evaluated on (their own,
+    or the external one); empty when none records the tissue or a manifest is gone."""
+    strata: dict[str, str] = {}
+    for folder in sorted({_dataset(run) for run in runs} - {None}):
+        try:
+            manifest = read_manifest(folder)
+        except MammosegError as exc:
+            logger.info("no strata from %s: %s", folder, exc)
+            continue
+        if STRATUM_COLUMN in manifest.columns:
+            values = manifest[STRATUM_COLUMN].astype(str)
+            strata.update({k: v for k, v in zip(manifest["example_id"], values) if v in STRATUM_LABELS})
+    return strata
+
+
+def _dataset(run: Run) -> str | None:
+    external = run.metrics.get("dataset")
+    if isinstance(external, str):
+        return external
+    own = run.config.get("dataset")
+    return own.get("path") if isinstance(own, dict) and isinstance(own.get("path"), str) else None
+
+
+def strata_section(arms: Sequence[Arm], base: Arm | None, strata: dict[str, str]) -> Section | None:
+    """One table per measure of claim (a): each arm per stratum, then each arm − `base` per stratum and the
+    interaction p-value. None when the images carry no stratum."""
+    if not strata or not arms:
+        return None
+    tables = [t for key in FOLLOWS_BRIGHT_TISSUE if (t := _table(arms, base, strata, key)) is not None]
+    if not tables:
+        return None
+    note = Paragraph(
+        "Claim (a)'s measures by background tissue (F fatty, G fatty-glandular, D dense; n: images in the measure's "
+        "subset): each arm's mean [95% interval over seeds], and each arm − " + (base.name if base else "the baseline")
+        + " [95% interval, per image with the seeds crossed]. p (arm × tissue): Kruskal–Wallis test that the "
+        "per-image differences (mean over seeds) are alike in every stratum; a small p means the designs differ "
+        "more on some tissue than on another. Exploratory: no claim is settled here.")
+    return Section("By background tissue", (note, *tables))
+
+
+def _table(arms: Sequence[Arm], base: Arm | None, strata: dict[str, str], key: str) -> Section | None:
+    metric = METRIC_BY_KEY[key]
+    groups = {}
+    for code in STRATUM_LABELS:
+        ids = [i for i in images_in_subset(arms, metric) if strata.get(i) == code]
+        if len(ids) >= MIN_IMAGES:
+            groups[code] = ids
+    if not groups:
+        return None
+    header = ["Arm", *(f"{code} (n={len(ids)})" for code, ids in groups.items())]
+    compared = base is not None and any(a is not base for a in arms)
+    if compared:
+        header += [f"− {base.name}: {code}" for code in groups] + ["p (arm × tissue)"]
+    rows = []
+    for arm in arms:
+        row = [arm.name, *(fmt_interval(metric, on_images(arm, metric, ids)) for ids in groups.values())]
+        if compared:
+            if arm is base:
+                row += [""] * (len(groups) + 1)
+            else:
+                row += [fmt_interval(metric, compare_arms(arm, base, metric, ids)) for ids in groups.values()]
+                row.append(fmt_p(_interaction(arm, base, metric, groups)))
+        rows.append(tuple(row))
+    return Section(metric.label, (Table(tuple(header), tuple(rows), tuple((False,) * len(header) for _ in rows)),), level=3)
+
+
+def _interaction(arm: Arm, base: Arm, metric: Metric, groups: dict[str, list[str]]) -> float:
+    """Kruskal–Wallis p over the strata of the per-image differences arm − base; NaN with fewer than two
+    strata of two images, or when every difference is the same."""
+    from scipy.stats import kruskal
+
+    samples = [d[np.isfinite(d)] for d in (image_differences(arm, base, metric, ids) for ids in groups.values())]
+    samples = [s for s in samples if s.size >= MIN_IMAGES]
+    if len(samples) < 2 or np.ptp(np.concatenate(samples)) == 0:
+        return math.nan
+    return float(kruskal(*samples).pvalue)
