@@ -51,8 +51,8 @@ study-decoders: study-data
 
 # The article's claims on real films: mini-MIAS as downloaded (MIAS: the folder of all-mias.tar.gz or of its
 # films, and Info.txt), cut into 2 folds by woman; every arm starts from an encoder trained once on the synthetic
-# study's data (experiments/mias_encoders.toml), then 6 arms x 2 seeds x 2 folds (experiments/study_mias.toml);
-# about 80 minutes on 2 idle cores; resumes like the demo.
+# study's data (experiments/mias_encoders.toml), then 6 arms x 4 seeds x 2 folds (experiments/study_mias.toml);
+# about 2 hours on 2 idle cores; resumes like the demo.
 MIAS ?= ../shared/mias
 MIAS_DIR ?= experiments/runs/mias-data
 study-mias: study-data

@@ -80,3 +80,29 @@ def test_no_section_without_strata(tmp_path: Path) -> None:
     assert strata_section(arms, base, {}) is None
     gone = [_run("dilated_resize", 0, tmp_path / "gone", 0.0)]
     assert image_strata(gone) == {}
+
+
+def test_lesions_found_at_the_operating_point_by_class(tmp_path: Path) -> None:
+    """Masses found above the threshold, calcifications below it: 1.0 and 0.0, whole mammograms only."""
+    classes = {"a-whole": "mass", "b-whole": "calc", "c-whole": "mass", "a-pos0": "mass"}
+    ids = list(classes)
+    kinds = ["whole", "whole", "whole", "positive"]
+
+    def run(arm: str, seed: int) -> Run:
+        frame = pd.DataFrame({"example_id": ids, "kind": kinds, "tp": 1.0, "fn": 0.0, "fp": 0.0})
+        detections = {"image": np.array([0, 1, 2, 3, 3]), "score": np.array([2.0, -1.0, 0.5, -3.0, 0.1]),
+                      "lesion": np.array([0, 0, 0, 0, -1]), "n_lesions": np.array([1, 1, 1, 1]),
+                      "cut": np.full(4, -np.inf)}
+        metrics = {"detection": {"operating_point": {"threshold": 0.0}}}
+        return Run(Path("runs") / f"{arm}-seed{seed}", {"variant": arm, "seed": seed}, metrics, frame,
+                   detections=detections)
+
+    from mammoseg.reporting.strata import lesions_section
+
+    arms, _ = build_arms([run(a, s) for s in range(2) for a in ("fcn_skips", "dilated_resize")], "dilated_resize",
+                         ["froc_cpm"])
+    section = lesions_section(arms, classes)
+    table = section.blocks[1]
+    assert table.header == ("Arm", "calc (lesions=1)", "mass (lesions=2)")
+    assert [tuple(c.split()[0] for c in row[1:]) for row in table.rows] == [("0.000", "1.000")] * 2, table.rows
+    assert lesions_section(arms, {k: "mass" for k in classes}) is None  # one class: nothing to compare

@@ -1,5 +1,9 @@
-"""Claim (a)'s false-positive measures by a property of the images their dataset records: mini-MIAS's
-background tissue (F fatty, G fatty-glandular, D dense). "False positives follow bright tissue" predicts
+"""Results by properties of the images that their dataset's manifest records.
+
+Lesions found at the operating point by abnormality class (mass, calcification, ...), on whole mammograms:
+what the image size can show (a mass at 256 px) and what it cannot (a calcification of a pixel or less).
+
+Claim (a)'s false-positive measures by mini-MIAS's background tissue (F fatty, G fatty-glandular, D dense). "False positives follow bright tissue" predicts
 that they grow with density, and, if one design follows it more than another, that the difference between
 the designs grows with density too: an arm × density interaction. Per stratum, each arm's mean with its
 interval over seeds, and each arm − the baseline with its interval (per image, seeds crossed, as every
@@ -15,9 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mammoseg.core.conventions import KINDS
 from mammoseg.core.errors import MammosegError
 from mammoseg.dataset.layouts.mias import TISSUES
 from mammoseg.dataset.pipeline import read_manifest
+from mammoseg.evaluation.detections import detections_from_arrays
+from mammoseg.metrics.stats import seed_interval
 from mammoseg.reporting.aggregate import Arm, compare_arms, image_differences, images_in_subset, on_images
 from mammoseg.reporting.claims import FOLLOWS_BRIGHT_TISSUE
 from mammoseg.reporting.document import Paragraph, Section, Table
@@ -28,15 +35,18 @@ from mammoseg.runs.rundir import Run
 logger = logging.getLogger("mammoseg.report")
 
 STRATUM_COLUMN = "tissue"
+CLASS_COLUMN = "abnormality_type"
 STRATUM_LABELS = {"F": "fatty", "G": "fatty-glandular", "D": "dense"}
 assert tuple(STRATUM_LABELS) == TISSUES  # the layout owns the codes; the labels follow them
+WHOLE = KINDS[0]  # a whole mammogram: its lesions counted once, not again in its tiles
 MIN_IMAGES = 2
 """Images a stratum needs in a metric's subset to be shown."""
 
 
-def image_strata(runs: Sequence[Run]) -> dict[str, str]:
-    """example_id -> tissue code, from the manifests of the datasets the runs were evaluated on (their own,
-    or the external one); empty when none records the tissue or a manifest is gone."""
+def image_strata(runs: Sequence[Run], column: str = STRATUM_COLUMN) -> dict[str, str]:
+    """example_id -> the manifest's `column` (by default the tissue code), from the manifests of the datasets
+    the runs were evaluated on (their own, or the external one); empty when none records it or a manifest is
+    gone."""
     strata: dict[str, str] = {}
     for folder in sorted({_dataset(run) for run in runs} - {None}):
         try:
@@ -44,9 +54,10 @@ def image_strata(runs: Sequence[Run]) -> dict[str, str]:
         except MammosegError as exc:
             logger.info("no strata from %s: %s", folder, exc)
             continue
-        if STRATUM_COLUMN in manifest.columns:
-            values = manifest[STRATUM_COLUMN].astype(str)
-            strata.update({k: v for k, v in zip(manifest["example_id"], values) if v in STRATUM_LABELS})
+        if column in manifest.columns:
+            values = manifest[column].astype(str)
+            strata.update({k: v for k, v in zip(manifest["example_id"], values)
+                           if v and (column != STRATUM_COLUMN or v in STRATUM_LABELS)})
     return strata
 
 
@@ -111,3 +122,42 @@ def _interaction(arm: Arm, base: Arm, metric: Metric, groups: dict[str, list[str
     if len(samples) < 2 or np.ptp(np.concatenate(samples)) == 0:
         return math.nan
     return float(kruskal(*samples).pvalue)
+
+
+def lesions_section(arms: Sequence[Arm], classes: dict[str, str]) -> Section | None:
+    """Lesion sensitivity at each run's operating point by the abnormality class of whole mammograms (an image
+    of several classes is its own class, e.g. calc+mass), mean [interval over seeds]; None with one class or
+    none, or without the runs' candidates."""
+    found = {arm.name: _found_by_class(arm, classes) for arm in arms}
+    names = sorted({c for per_run in found.values() for run in per_run for c in run})
+    if len(names) < 2:
+        return None
+    lesions = {c: max(run[c][1] for per_run in found.values() for run in per_run if c in run) for c in names}
+    metric = METRIC_BY_KEY["op_sensitivity"]
+    header = ("Arm", *(f"{c} (lesions={lesions[c]})" for c in names))
+    rows = tuple((arm.name, *(fmt_interval(metric, seed_interval(
+        np.array([run[c][0] / run[c][1] if c in run else math.nan for run in found[arm.name]]), metric.bounds))
+        for c in names)) for arm in arms)
+    note = Paragraph("Lesions found at each run's operating point on whole mammograms, by the class of abnormality "
+                     "the dataset records: mean [95% interval over seeds]. Exploratory.")
+    return Section("Lesions by abnormality class", (note, Table(header, rows, tuple((False,) * len(header)
+                                                                                      for _ in rows))))
+
+
+def _found_by_class(arm: Arm, classes: dict[str, str]) -> list[dict[str, tuple[int, int]]]:
+    """Per counted run: class -> (lesions found at its operating point, lesions), whole mammograms only."""
+    out = []
+    for run in arm.counted:
+        point = run.metrics.get("detection", {}).get("operating_point", {})
+        threshold = point.get("threshold", math.nan) if isinstance(point, dict) else math.nan
+        if run.detections is None or not math.isfinite(threshold):
+            continue
+        tally: dict[str, list[int]] = {}
+        images = detections_from_arrays(run.detections)
+        for example, kind, image in zip(run.per_image["example_id"], run.per_image["kind"], images):
+            if kind == WHOLE and image.n_lesions and example in classes:
+                counts = tally.setdefault(classes[example], [0, 0])
+                counts[0] += image.lesions_found(threshold)
+                counts[1] += image.n_lesions
+        out.append({c: (f, n) for c, (f, n) in tally.items()})
+    return out
