@@ -93,7 +93,21 @@ def test_the_real_pairs(tmp_path: Path, shared_root: Path) -> None:
     if not (root / "images").is_dir():
         pytest.skip(f"{root} is absent: the real image/mask pairs cannot be read")
     assert layouts.detect(root).name == "images-masks"
-    prepare(root, tmp_path / "out", PrepareOptions(image_size=64, val_fraction=0.0))
+    prepare(root, tmp_path / "out", PrepareOptions(image_size=64, val_fraction=0.0), test_only=True)
     rows = [r for r in csv.DictReader(open(tmp_path / "out" / "manifest.csv")) if r["kind"] in ("whole", "normal")]
-    assert len(rows) == 2 and {r["kind"] for r in rows} == {"whole"}
+    assert len(rows) == 2 and {r["kind"] for r in rows} == {"whole"} and {r["split"] for r in rows} == {"test"}
     assert all(float(r["positive_fraction"]) > 0 for r in rows)
+
+
+def test_a_dataset_for_external_validation_tests_every_image(pairs: Path, tmp_path: Path) -> None:
+    """--test-only: every prepared image (abnormal and normal) in the test split, and folds refused."""
+    from mammoseg.core.errors import MammosegError
+    from mammoseg.dataset.prepare import prepare
+
+    out = tmp_path / "external"
+    result = prepare(pairs, out, PrepareOptions(image_size=32, val_fraction=0.2), test_only=True)
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    assert {r["split"] for r in rows} == {"test"} and result.images == 5
+    assert result.counts["train"] == result.counts["val"] == {"whole": 0, "positive": 0, "negative": 0, "normal": 0}
+    with pytest.raises(MammosegError, match="cannot be cut into --folds"):
+        prepare(pairs, tmp_path / "other", PrepareOptions(image_size=32), test_only=True, folds=2)

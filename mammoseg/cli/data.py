@@ -99,9 +99,11 @@ COMMANDS.append(synth_command)
               help="Folder of normal mammograms from another collection (DICOM, PNG, JPEG, TIFF, PGM), added as whole images of kind 'normal'.")
 @click.option("--folds", type=click.IntRange(min=2), default=None,
               help="Datasets without an official split (mias, images-masks): write K datasets OUT/fold-1..K, fold k the test set of the k-th.")
+@click.option("--test-only", is_flag=True,
+              help="Every image in the test split: a dataset for external validation (`evaluate RUN --data DATASET`).")
 def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, positive_tiles: int, negative_tiles: int,
                     val_fraction: float, seed: int, images_per_shard: int, workers: int, overwrite: bool, strict: bool,
-                    normals: Path | None, folds: int | None) -> None:
+                    normals: Path | None, folds: int | None, test_only: bool) -> None:
     """Turn a mammography dataset into TFRecord shards of whole breasts, abnormality tiles and normal tiles.
 
     CBIS-DDSM (NBIA, old CSV-path or Kaggle JPEG layout): reads the four official description CSVs
@@ -123,13 +125,14 @@ def prepare_command(data_root: Path, out: Path, layout: str, image_size: int, po
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --image-size 640 --workers 4
       mammoseg prepare ~/data/CBIS-DDSM --out data/prepared --normals ~/data/all-mias
       mammoseg prepare ~/data/all-mias --out data/mias --image-size 256 --folds 5
+      mammoseg prepare ~/data/other-site --out data/other-site --image-size 256 --test-only
     """
     from mammoseg.dataset.prepare import PrepareOptions, prepare
 
     options = PrepareOptions(image_size=image_size, positive_tiles=positive_tiles, negative_tiles=negative_tiles,
                              val_fraction=val_fraction, seed=seed, layout=layout, images_per_shard=images_per_shard)
     result = prepare(data_root, out, options, workers=workers, overwrite=overwrite, strict=strict, normals=normals,
-                     folds=folds)
+                     folds=folds, test_only=test_only)
     warnings = f"{result.warnings} warning(s) in prepare_report.csv; " if result.warnings else ""
     click.echo(f"prepared {result.images} images into {result.dataset} ({result.skipped} skipped case(s); "
                f"{warnings}{result.units_reused} unit(s) reused)")

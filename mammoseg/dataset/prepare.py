@@ -91,12 +91,14 @@ def prepare(
     strict: bool = False,
     normals: str | Path | None = None,
     folds: int | None = None,
+    test_only: bool = False,
 ) -> PrepareResult:
     """Prepare DATASET `out` from the dataset at `data_root` (in `options.layout`, or the detected
     layout), and the normal mammograms below the folder `normals` if given. A layout without an
     official split is cut into folds by patient: with `folds` K, into K datasets `out/fold-1` ..
     `out/fold-K`, fold k the test set of the k-th (see `FOLDS_FILE`); without, `out` is the
-    first of `DEFAULT_FOLDS` folds. Returns the result of the last dataset written."""
+    first of `DEFAULT_FOLDS` folds. With `test_only`, every image is in the test split, whatever the
+    layout: a dataset that only external validation reads. Returns the result of the last dataset written."""
     from mammoseg.dataset import layouts
 
     data_root, out = Path(data_root), Path(out)
@@ -110,6 +112,13 @@ def prepare(
     if normals is not None:
         recorded["normals"] = str(Path(normals).resolve())  # only when given: datasets without keep their options
     logger.info("layout: %s; %d images, %d normal images from --normals", layout.name, len(plan.jobs), len(normal_jobs))
+    if test_only:
+        if folds is not None:
+            raise MammosegError("--test-only puts every image in the test split; it cannot be cut into --folds")
+        recorded["test_only"] = True  # only when set: datasets without keep their recorded options
+        tested = [[replace(j, split="test") for j in group] for group in (plan.jobs, normal_jobs)]
+        return _prepare_one(out, data_root, tested[0], tested[1], normals, skips, options, recorded, layout.name,
+                            workers, overwrite, strict)
     if not plan.patient_split:
         return _prepare_folds(out, data_root, plan.jobs, normal_jobs, normals, skips, options, recorded, layout.name,
                               folds, workers, overwrite, strict)
