@@ -59,6 +59,8 @@ def test_a_cross_validated_experiment_runs_each_fold_and_compares_one_run_per_se
     assert [Path(r.config.data).name for r in plan.runs] == ["fold-1", "fold-2"] * 2
     assert plan.runs[1].config.run_name == "cv/fold-2/dilated_resize-seed0"
 
+    outside = write_easy_dataset(tmp_path / "outside", size=64, counts={"test": 4}, seed=9, prefix="x-")
+    toml.write_text(toml.read_text() + f'[external]\noutside = "{outside}"\n')
     plan = load_plan(toml, runs_dir=tmp_path / "runs")  # one seed: enough to read two folds as one run
     done = run_ablation(toml, runs_dir=tmp_path / "runs")
     assert done == [tmp_path / "runs" / "cv" / r.name for r in plan.runs]
@@ -72,10 +74,23 @@ def test_a_cross_validated_experiment_runs_each_fold_and_compares_one_run_per_se
         assert run.metrics["n_images"] == 2 * COUNTS["test"]
         assert len(run.detections["n_lesions"]) == len(ids)
         assert run.detections["image"].max(initial=-1) < len(ids)
+        assert len(run.detections["op_threshold"]) == len(ids)  # each image with its fold's threshold
     report = (tmp_path / "report" / "report.md").read_text()
     assert "fold-*/dilated_resize-seed0" in report
     targets = {run.metrics["detection"]["operating_point"]["target_sensitivity"] for run in merged}
     assert len(targets) == 1 and 0.0 <= targets.pop() <= 0.8  # one operating point for every run
+
+    # external validation: the first fold's model stands for its seed, at the experiment's operating point
+    assert [p.parent.name for p in done if (p / "eval" / "test@outside" / "metrics.json").is_file()] == ["fold-1"]
+    external = json.loads((done[0] / "eval" / "test@outside" / "metrics.json").read_text())
+    assert external["external"] is True and external["n_images"] == 4
+    assert external["detection"]["operating_point"]["target_sensitivity"] == merged[0].metrics["detection"][
+        "operating_point"]["target_sensitivity"]
+    assert "external dataset 'outside' (external validation)" in (tmp_path / "report" / "external-outside" /
+                                                                  "report.md").read_text()
+    with pytest.raises(InputError, match=r"\[external\] bad/name"):
+        toml.write_text(toml.read_text() + '"bad/name" = "x"\n')
+        load_plan(toml)
 
 
 def test_merged_numbers_are_the_folds_mean_and_an_image_tested_twice_is_an_error(tmp_path: Path) -> None:

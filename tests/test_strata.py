@@ -106,3 +106,7 @@ def test_lesions_found_at_the_operating_point_by_class(tmp_path: Path) -> None:
     assert table.header == ("Arm", "calc (lesions=1)", "mass (lesions=2)")
     assert [tuple(c.split()[0] for c in row[1:]) for row in table.rows] == [("0.000", "1.000")] * 2, table.rows
     assert lesions_section(arms, {k: "mass" for k in classes}) is None  # one class: nothing to compare
+    merged = run("fcn_skips", 0)  # as merged folds carry them: each image at its own fold's threshold
+    merged.detections["op_threshold"] = np.array([0.0, 0.0, 1.0, 0.0])
+    arms, _ = build_arms([merged], None, ["froc_cpm"])
+    assert [c.split()[0] for c in lesions_section(arms, classes).blocks[1].rows[0][1:]] == ["0.000", "0.500"]

@@ -30,6 +30,7 @@ from mammoseg.reporting.claims import FOLLOWS_BRIGHT_TISSUE
 from mammoseg.reporting.document import Paragraph, Section, Table
 from mammoseg.reporting.registry import METRIC_BY_KEY, Metric
 from mammoseg.reporting.verdict import fmt_interval, fmt_p
+from mammoseg.runs.folds import OP_THRESHOLD, operating_threshold
 from mammoseg.runs.rundir import Run
 
 logger = logging.getLogger("mammoseg.report")
@@ -148,14 +149,14 @@ def _found_by_class(arm: Arm, classes: dict[str, str]) -> list[dict[str, tuple[i
     """Per counted run: class -> (lesions found at its operating point, lesions), whole mammograms only."""
     out = []
     for run in arm.counted:
-        point = run.metrics.get("detection", {}).get("operating_point", {})
-        threshold = point.get("threshold", math.nan) if isinstance(point, dict) else math.nan
-        if run.detections is None or not math.isfinite(threshold):
+        if run.detections is None:
             continue
-        tally: dict[str, list[int]] = {}
         images = detections_from_arrays(run.detections)
-        for example, kind, image in zip(run.per_image["example_id"], run.per_image["kind"], images):
-            if kind == WHOLE and image.n_lesions and example in classes:
+        thresholds = run.detections.get(OP_THRESHOLD, np.full(len(images), operating_threshold(run.metrics)))
+        tally: dict[str, list[int]] = {}
+        for example, kind, image, threshold in zip(run.per_image["example_id"], run.per_image["kind"], images,
+                                                   thresholds):
+            if kind == WHOLE and image.n_lesions and example in classes and math.isfinite(threshold):
                 counts = tally.setdefault(classes[example], [0, 0])
                 counts[0] += image.lesions_found(threshold)
                 counts[1] += image.n_lesions

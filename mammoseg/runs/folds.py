@@ -6,7 +6,8 @@ An experiment keeps its runs as `<experiment>/<arm>-seed<s>/`, or, cross-validat
 is trained without fold k's patients and tests them, so the K runs of an arm and seed together test
 every image exactly once, each by a model that never saw it.
 `merge_folds` reads them as one run of that arm and seed:
-- per-image rows and lesion candidates: concatenated (an image tested twice is an error);
+- per-image rows and lesion candidates: concatenated (an image tested twice is an error), each image with
+  its fold's operating threshold;
 - numbers of metrics.json, timing and the checkerboard at initialisation: the mean over folds, the
   usual cross-validated estimate (a pooled measure, such as pooled Dice or the CPM, is the folds' mean,
   not recomputed over the pooled images); counts of images (`n_*`) their sum; a yes/no (the learning
@@ -32,6 +33,8 @@ from mammoseg.dataset.split import FOLD_FOLDER
 from mammoseg.runs.rundir import Run, RunDir
 
 COUNT_PREFIX = "n_"  # metrics.json's counts of images and lesions: summed over folds, not averaged
+OP_THRESHOLD = "op_threshold"
+"""Merged detections' per-image array: the operating threshold of the fold model that tested the image."""
 
 
 def find_experiment_runs(runs_dir: str | Path, experiment: str) -> list[Path]:
@@ -88,7 +91,7 @@ def _merge(folds: list[Run]) -> Run:
         history=history,
         timing=_mean_tree([run.timing for run in folds]),
         checkerboard_init=_mean_tree([run.checkerboard_init for run in folds]),
-        detections=_concat_detections([run.detections for run in folds]),
+        detections=_concat_detections([run.detections for run in folds], [operating_threshold(r.metrics) for r in folds]),
         spectra=_mean_spectra([run.spectra for run in folds]),
     )
 
@@ -112,15 +115,25 @@ def _mean_tree(trees: list[Any], count: bool = False) -> Any:
     return first
 
 
-def _concat_detections(parts: list[dict[str, np.ndarray] | None]) -> dict[str, np.ndarray] | None:
-    """Every fold's lesion candidates as one set, image indices shifted past the folds before."""
+def operating_threshold(metrics: dict[str, Any]) -> float:
+    """The margin threshold of a run's operating point (NaN where it has none)."""
+    point = metrics.get("detection", {}).get("operating_point", {})
+    value = point.get("threshold") if isinstance(point, dict) else None
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _concat_detections(parts: list[dict[str, np.ndarray] | None], thresholds: list[float]) -> dict[str, np.ndarray] | None:
+    """Every fold's lesion candidates as one set, image indices shifted past the folds before; each image
+    keeps the operating threshold of the fold model that tested it (`OP_THRESHOLD`), as the merged run's
+    own threshold is only the folds' mean."""
     if any(part is None for part in parts):
         return None
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     offset = 0
-    for part in parts:
+    for part, threshold in zip(parts, thresholds):
         for key, values in part.items():
             out[key].append(np.asarray(values) + offset if key == "image" else np.asarray(values))
+        out[OP_THRESHOLD].append(np.full(len(part["n_lesions"]), threshold))
         offset += len(part["n_lesions"])
     return {key: np.concatenate(values) for key, values in out.items()}
 

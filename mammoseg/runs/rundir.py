@@ -217,9 +217,9 @@ class RunDir:
         write_npz(out / "detections.npz", detections)
         return out
 
-    def is_evaluated(self, split: str, checkpoint: str) -> bool:
-        """The metrics on `split` exist and are newer than the checkpoint they evaluate."""
-        metrics, model = self.eval_dir(split) / "metrics.json", self.path / f"{checkpoint}.keras"
+    def is_evaluated(self, split: str, checkpoint: str, dataset: str | None = None) -> bool:
+        """The metrics on `split` (of the external `dataset`) exist and are newer than the checkpoint they evaluate."""
+        metrics, model = self.eval_dir(split, dataset) / "metrics.json", self.path / f"{checkpoint}.keras"
         return metrics.is_file() and model.is_file() and metrics.stat().st_mtime >= model.stat().st_mtime
 
     def examples(self) -> Iterator[dict[str, np.ndarray]]:

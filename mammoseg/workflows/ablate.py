@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, chec
 from mammoseg.reporting.claims import CLAIMS, Claim, read_claims
 from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
 from mammoseg.workflows.evidence import TABLES, EvidenceSettings, gather_evidence, read_settings
+from mammoseg.workflows.external import TABLE as EXTERNAL
+from mammoseg.workflows.external import read_external, validate_externally
 
 logger = logging.getLogger("mammoseg.ablate")
 
@@ -61,6 +63,7 @@ class Plan:
     primary_metrics: tuple[str, ...]
     evidence: EvidenceSettings = EvidenceSettings()
     claims: tuple[Claim, ...] = CLAIMS  # declared in the experiment's [claims.KEY] tables, else the article's
+    external: dict[str, Path] = field(default_factory=dict)  # [external]: name -> dataset (`workflows.external`)
 
     @property
     def folder(self) -> Path:
@@ -80,7 +83,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
 
     path = Path(config_path)
     doc = read_toml(path)
-    check_keys(doc, path, ("experiment", "train", "arms", "claims", "cluster", *TABLES))
+    check_keys(doc, path, ("experiment", "train", "arms", "claims", "cluster", EXTERNAL, *TABLES))
     experiment = sub_table(doc, "experiment", path)
     check_keys(experiment, f"{path} [experiment]", EXPERIMENT_KEYS)
     _check_experiment(experiment, path)
@@ -125,7 +128,7 @@ def load_plan(config_path: str | Path, *, seeds: int | None = None, runs_dir: st
     report_dir = Path(experiment.get("report_dir") or root.parent / "reports" / name)
     return Plan(name, runs, root, experiment.get("eval_split", "test"), experiment.get("eval_checkpoint", "best"),
                 report_dir, experiment.get("baseline"), primary, read_settings(doc, path),
-                read_claims(doc.get("claims"), str(path), list(arms)))
+                read_claims(doc.get("claims"), str(path), list(arms)), read_external(doc, path))
 
 
 def _encoder_source(template: Any, arm: str, seed: int, path: Path) -> Any:
@@ -227,7 +230,7 @@ def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
 
     if not done:
         return None
-    align_operating_points(plan, done)
+    target = align_operating_points(plan, done)
     gather_evidence(plan)
     try:
         out = write_report(done, plan.report_dir, baseline=plan.baseline, split=plan.eval_split,
@@ -236,6 +239,8 @@ def write_plan_report(plan: Plan, done: list[Path]) -> Path | None:
         logger.warning("comparison report not written: %s", exc)
         return None
     logger.info("report: %s", out)
+    for report in validate_externally(plan, done, target):
+        logger.info("external validation report: %s", report)
     return out
 
 
