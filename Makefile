@@ -51,13 +51,17 @@ study-decoders: study-data
 
 # The article's claims on real films: mini-MIAS as downloaded (MIAS: the folder of all-mias.tar.gz or of its
 # films, and Info.txt), cut into 2 folds by woman; every arm starts from an encoder trained once on the synthetic
-# study's data (experiments/mias_encoders.toml), then 6 arms x 4 seeds x 2 folds (experiments/study_mias.toml);
-# about 2 hours on 2 idle cores; resumes like the demo.
+# study's data (experiments/mias_encoders.toml), then 6 arms x 4 seeds x 2 folds (experiments/study_mias.toml),
+# then each arm and seed on two real CBIS-DDSM views with outlines (REAL_PAIRS, where present) as external
+# validation; about 2 hours on 2 idle cores; resumes like the demo.
 MIAS ?= ../shared/mias
+REAL_PAIRS ?= ../shared/real-pairs
 MIAS_DIR ?= experiments/runs/mias-data
 study-mias: study-data
 	$(MAMMOSEG) ablate --config experiments/mias_encoders.toml
 	$(MAMMOSEG) prepare $(MIAS) --layout mias --out $(MIAS_DIR)/prepared --image-size 256 --folds 2 --val-fraction 0.2 --workers 2
+	if test -d $(REAL_PAIRS); then $(MAMMOSEG) prepare $(REAL_PAIRS) --layout images-masks --out $(MIAS_DIR)/real-pairs --image-size 256 --test-only; \
+	else echo "no $(REAL_PAIRS): the external validation on it is skipped"; fi
 	$(MAMMOSEG) ablate --config experiments/study_mias.toml
 	@echo "report: $(CURDIR)/experiments/reports/study-mias/report.html"
 	@echo "the article's claims on real films: $(CURDIR)/experiments/reports/study-mias/findings.md"
