@@ -103,3 +103,40 @@ def test_predict_with_trained_run(tiny_run, tmp_path):
     cv2.imwrite(str(png), fake_mammogram(240, 170, seed=5, bits=8))
     paths = predict(tiny_run, png, tmp_path / "out")
     _check_outputs(paths, (240, 170))
+
+
+def test_candidates_at_the_runs_operating_point_for_several_images(run_dir, tmp_path):
+    """The summary counts the margin map's peaks at the threshold `evaluate` chose on validation; the model
+    loads once for every image; two images of one name are refused before anything is written."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    scans = []
+    for k in range(2):
+        scans.append(tmp_path / f"scan{k}.png")
+        cv2.imwrite(str(scans[-1]), fake_mammogram(200, 150, seed=k, bits=8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(run), *map(str, scans), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "scan0_summary.json").read_text())["operating_point"] is None  # not evaluated yet
+
+    metrics = run / "eval" / "test" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    for threshold, expect_all in ((-1e9, True), (1e9, False)):
+        metrics.write_text(json.dumps({"detection": {"operating_point": {"threshold": threshold,
+                                                                          "target_sensitivity": 0.8}}}))
+        result = CliRunner().invoke(cli, ["predict", str(run), *map(str, scans), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        for k in range(2):
+            point = json.loads((out / f"scan{k}_summary.json").read_text())["operating_point"]
+            assert point["threshold"] == threshold and len(point["scores"]) == point["candidates"]
+            assert (point["candidates"] > 0) == expect_all and len(point["network_positions"]) == point["candidates"]
+            assert all(0 <= v < SIZE for rc in point["network_positions"] for v in rc)
+
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "scan0.png"
+    twin.write_bytes(scans[0].read_bytes())
+    result = CliRunner().invoke(cli, ["predict", str(run), str(scans[0]), str(twin), "--out", str(tmp_path / "o2")])
+    assert isinstance(result.exception, InputError) and "same name" in str(result.exception)
+    assert not (tmp_path / "o2").exists()

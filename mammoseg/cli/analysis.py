@@ -84,24 +84,27 @@ def visualize_layer(run: Path, layer: str | None, image: str | None, checkpoint:
 
 @click.command("predict", cls=BackendCommand)
 @click.argument("run", type=click.Path(path_type=Path))
-@click.argument("image", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--checkpoint", type=CHECKPOINT, default="best", show_default=True)
-def predict(run: Path, image: Path, out_dir: Path, checkpoint: str) -> None:
-    """Predict P(abnormal) on one mammogram (DICOM, PNG or JPEG, any size).
+def predict(run: Path, images: tuple[Path, ...], out_dir: Path, checkpoint: str) -> None:
+    """Predict P(abnormal) on mammograms (DICOM, PNG or JPEG, any size), the model loaded once.
 
-    Writes, at the original resolution: IMAGE_overlay.png (soft heatmap with colour bar),
+    Writes, per IMAGE at its original resolution: IMAGE_overlay.png (soft heatmap with colour bar),
     IMAGE_prob16.png (P x 65535, 16-bit), IMAGE_prob.npy (float32), IMAGE_mask.png (0/255,
-    P > 0.5) and IMAGE_summary.json.
+    P > 0.5) and IMAGE_summary.json, which holds, once the run is evaluated, the lesion candidates at its
+    operating point chosen on validation (how many, their scores and places).
 
     \b
     Example:
       mammoseg predict experiments/runs/demo/dilated_resize-seed1 scan.dcm --out predictions/
+      mammoseg predict experiments/runs/demo/dilated_resize-seed1 scans/*.dcm --out predictions/
     """
-    from mammoseg.inference.predict import predict as run_predict
+    from mammoseg.inference.predict import predict_many
 
-    for path in run_predict(run, image, out_dir, checkpoint=checkpoint).values():
-        click.echo(path)
+    for written in predict_many(run, images, out_dir, checkpoint=checkpoint):
+        for path in written.values():
+            click.echo(path)
 
 
 COMMANDS: list[click.Command] = [compare, visualize_layer, predict]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, abnormal_probability, logit_margin, predicted_positive
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.core.errors import InputError
-from mammoseg.runs.rundir import RunDir
+from mammoseg.runs.rundir import RunDir, read_json
 
 
 MIN_SIDE = 64
@@ -38,6 +39,7 @@ class Prediction:
     network_input: np.ndarray  # uint8 S x S
     prob_network: np.ndarray  # float32 S x S
     prob: np.ndarray  # float32 H x W, on the original pixels
+    margin_network: np.ndarray  # float32 S x S, the logit margin l1 - l0 the lesion candidates are peaks of
 
 
 def run_image_size(run_dir: str | Path, model: Any) -> int:
@@ -103,15 +105,19 @@ def read_mammogram(path: str | Path) -> np.ndarray:
     return pixels
 
 
-def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
-    """P(abnormal) [B, S, S] float32: softmax channel 1 of the model's logits."""
+def margins(model: Any, images_uint8: np.ndarray) -> np.ndarray:
+    """The logit margin l1 - l0 [B, S, S] float32 of the model's logits."""
     from mammoseg.dataset.pipeline import normalize
 
     x = normalize(images_uint8)[..., None]
     import keras
 
-    logits = keras.ops.convert_to_numpy(model(x, training=False))
-    return abnormal_probability(logit_margin(logits)).astype(np.float32)
+    return logit_margin(keras.ops.convert_to_numpy(model(x, training=False))).astype(np.float32)
+
+
+def probabilities(model: Any, images_uint8: np.ndarray) -> np.ndarray:
+    """P(abnormal) [B, S, S] float32: softmax channel 1 of the model's logits."""
+    return abnormal_probability(margins(model, images_uint8)).astype(np.float32)
 
 
 def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Prediction:
@@ -119,9 +125,38 @@ def predict_pixels(model: Any, pixels: np.ndarray, image_size: int) -> Predictio
     from mammoseg.dataset.preprocess import prepare_full_image
 
     small, geometry = prepare_full_image(pixels, image_size)
-    prob_small = probabilities(model, small[None])[0]
+    margin_small = margins(model, small[None])[0]
+    prob_small = abnormal_probability(margin_small).astype(np.float32)
     prob = np.clip(geometry.restore(prob_small), 0.0, 1.0).astype(np.float32)
-    return Prediction(pixels=pixels, network_input=small, prob_network=prob_small, prob=prob)
+    return Prediction(pixels=pixels, network_input=small, prob_network=prob_small, prob=prob,
+                      margin_network=margin_small)
+
+
+def operating_point(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's lesion operating point, chosen on its validation split by `evaluate` (the evaluation of its own
+    test split, else of any own split); None before the run is evaluated."""
+    run = RunDir(run_dir)
+    for folder in [run.eval_dir("test"), *sorted((run.path / "eval").glob("*"))]:
+        if "@" in folder.name:
+            continue  # an external evaluation's threshold is the same, but its folder is not the run's own
+        point = (read_json(folder / "metrics.json", required=False) or {}).get("detection", {}).get("operating_point")
+        if isinstance(point, dict) and isinstance(point.get("threshold"), (int, float)):
+            return point
+    return None
+
+
+def candidates_at(prediction: Prediction, point: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The lesion candidates (peaks of the margin map, as `evaluate` finds them) at or above the operating
+    point's threshold: how many, their scores, and their (row, column) on the network's S x S input."""
+    if point is None:
+        return None
+    from mammoseg.metrics.detection import find_candidates
+
+    positions, scores, _ = find_candidates(prediction.margin_network)
+    keep = scores >= float(point["threshold"])
+    return {"threshold": float(point["threshold"]), "target_sensitivity": point.get("target_sensitivity"),
+            "candidates": int(keep.sum()), "scores": [round(float(v), 4) for v in scores[keep]],
+            "network_positions": positions[keep].astype(int).tolist()}
 
 
 def _display(pixels: np.ndarray, prob: np.ndarray, long_side: int = 1400) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +183,7 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, source: str | Path, run_dir: str | Path,
-                     checkpoint: str) -> dict[str, Path]:
+                     checkpoint: str, point: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write the overlay, 16-bit and .npy probability maps, hard mask and a summary, each atomically."""
     from mammoseg.inference.render import probability_overlay
 
@@ -180,14 +215,29 @@ def write_prediction(prediction: Prediction, out_dir: str | Path, stem: str, sou
         "fraction_above_05": float(np.count_nonzero(prob > 0.5) / prob.size),
         "network_pixels_above_05": above, "predicted_positive": bool(positive),
         "rule": f"predicted positive when more than S^2/{AUTHOR_PIXEL_DIVISOR} network-resolution pixels exceed 0.5",
+        "operating_point": candidates_at(prediction, point),
     })
     return paths
 
 
 def predict(run_dir: str | Path, image: str | Path, out_dir: str | Path, checkpoint: str = "best") -> dict[str, Path]:
     """`mammoseg predict`: the run's model applied to one mammogram file; returns the written paths."""
-    image = Path(image)
-    pixels = read_mammogram(image)  # bad input fails before the slow model load
+    return predict_many(run_dir, [image], out_dir, checkpoint)[0]
+
+
+def predict_many(run_dir: str | Path, images: Sequence[str | Path], out_dir: str | Path,
+                 checkpoint: str = "best") -> list[dict[str, Path]]:
+    """The run's model, loaded once, applied to each mammogram file; every file is read and checked before the
+    model loads, so a bad one fails fast. Returns each file's written paths."""
+    paths = [Path(image) for image in images]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        repeated = next(s for s in stems if stems.count(s) > 1)
+        raise InputError(next(p for p in paths if p.stem == repeated), "another image has the same name: their "
+                                                                       "outputs would overwrite each other")
+    for path in paths:
+        read_mammogram(path)  # bad input fails before the slow model load
     model = RunDir(run_dir).load_model(checkpoint)
-    prediction = predict_pixels(model, pixels, run_image_size(run_dir, model))
-    return write_prediction(prediction, out_dir, image.stem, image, run_dir, checkpoint)
+    size, point = run_image_size(run_dir, model), operating_point(run_dir)
+    return [write_prediction(predict_pixels(model, read_mammogram(path), size), out_dir, path.stem, path, run_dir,
+                             checkpoint, point) for path in paths]
