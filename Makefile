@@ -51,7 +51,7 @@ study-decoders: study-data
 
 # The article's claims on real films: mini-MIAS as downloaded (MIAS: the folder of all-mias.tar.gz or of its
 # films, and Info.txt), cut into 2 folds by woman; every arm starts from an encoder trained once on the synthetic
-# study's data (experiments/mias_encoders.toml), then 6 arms x 4 seeds x 2 folds (experiments/study_mias.toml),
+# study's data (experiments/mias_encoders.toml), then 6 arms x 2 seeds x 2 folds (experiments/study_mias.toml),
 # then each arm and seed on two real CBIS-DDSM views with outlines (REAL_PAIRS, where present) as external
 # validation; about 2 hours on 2 idle cores; resumes like the demo.
 MIAS ?= ../shared/mias
