@@ -218,7 +218,7 @@ def shared_seeds(arm: Arm, other: Arm) -> bool:
 
 def compare_arms(arm: Arm, other: Arm, metric: Metric, within: Collection[str] | None = None) -> Interval:
     """arm − other on `metric`: a mean over images is compared per image on the images both were evaluated
-    on (and among `within`, when given: a stratum), seeds and images crossed; any other metric by one number
+    on (and, for such a metric, among `within` when given: a stratum), seeds and images crossed; any other metric by one number
     per run; paired by seed where the arms share their seeds. NaN when either arm did not learn."""
     if not (arm.learned and other.learned):
         return NAN_INTERVAL
