@@ -246,3 +246,37 @@ def test_synthetic_normals_repeat_for_a_seed_and_overwrite_only_their_own(tmp_pa
     (tmp_path / "a" / TRUTH_FILE).unlink()
     with pytest.raises(InputError, match=f"has no {TRUTH_FILE}"):
         write_normals(tmp_path / "a", count=2, seed=3, image_size=128, overwrite=True)
+
+
+def test_digital_normals_are_stored_as_digital_systems_do_and_prepare(tmp_path: Path) -> None:
+    """synth --style digital --normals: DICOM with 12-16 bits stored, MONOCHROME1 among them (stored inverted and
+    read back upright), 16-bit PNG and TIFF, no MIAS film PGM; every one prepared, the breast found in each."""
+    import pydicom
+
+    from mammoseg.cli import cli
+    from mammoseg.dataset import preprocess
+    from mammoseg.dataset.dicom import read_pixels
+
+    out = tmp_path / "synth"
+    result = CliRunner().invoke(cli, ["synth", str(out), "--cases", "8", "--seed", "2", "--image-size", "128",
+                                      "--normals", "24", "--style", "digital"])
+    assert result.exit_code == 0, result.output
+    normals = out / "normals"
+    truth = json.loads((normals / "synth_normals.json").read_text())
+    assert truth["options"]["style"] == "digital" and {f["format"] for f in truth["files"]} == {"dicom", "png", "tiff"}
+    headers = [pydicom.dcmread(normals / f["file"]) for f in truth["files"] if f["format"] == "dicom"]
+    assert {int(h.BitsStored) for h in headers} <= {12, 14, 16}
+    assert {h.PhotometricInterpretation for h in headers} == {"MONOCHROME1", "MONOCHROME2"}
+    for header, f in zip(headers, [f for f in truth["files"] if f["format"] == "dicom"]):
+        stored, shown = header.pixel_array, read_pixels(normals / f["file"])
+        assert stored.max() < 1 << int(header.BitsStored)
+        if header.PhotometricInterpretation == "MONOCHROME1":
+            assert np.array_equal(shown, (1 << int(header.BitsStored)) - 1 - stored.astype(np.int64))
+    for f in truth["files"]:
+        breast = preprocess.analyse(read_pixels(normals / f["file"])).breast
+        assert 0.15 < breast.mean() < 0.9, f["file"]
+    prepare(out, tmp_path / "ds", PrepareOptions(image_size=32, positive_tiles=0, negative_tiles=0), normals=normals)
+    manifest = pd.read_csv(tmp_path / "ds" / "manifest.csv", keep_default_na=False)
+    assert (manifest["kind"] == "normal").sum() == 24
+    report = pd.read_csv(tmp_path / "ds" / "prepare_report.csv", keep_default_na=False)
+    assert not report["source"].str.contains("Normal_").any()  # no normal skipped or warned about

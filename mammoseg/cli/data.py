@@ -54,7 +54,8 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
     it is not part of CBIS-DDSM and readers must not need it.
     --normals N adds OUT/normals/: N mammograms without abnormalities, two per patient, stored
     per patient in turn as DICOM (PatientID), 16-bit PNG (DDSM names), 8-bit PGM (MIAS names)
-    and 16-bit TIFF (INbreast names), for `prepare --normals OUT/normals`.
+    and 16-bit TIFF (INbreast names), for `prepare --normals OUT/normals`; with --style digital,
+    digital mammograms as DICOM (some MONOCHROME1), PNG and TIFF.
 
     \b
     Example:
@@ -73,7 +74,7 @@ def synth_command(out: Path, cases: int, seed: int, image_size: int, full_size: 
         from mammoseg.dataset.synthetic.normals import NORMALS_DIR, write_normals
 
         written = write_normals(out / NORMALS_DIR, count=normals, seed=seed,
-                                image_size=4800 if full_size else image_size)
+                                image_size=4800 if full_size else image_size, style=style)
         click.echo(f"wrote {written.images} normal mammograms of {written.patients} patients to {written.root} ("
                    + ", ".join(f"{fmt} {n}" for fmt, n in written.by_format.items()) + ")")
 

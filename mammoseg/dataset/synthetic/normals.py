@@ -11,6 +11,10 @@ synthetic CBIS-DDSM images) and stores them, one format per patient in turn, as:
 
 Each patient has two images (both views of one breast; MIAS: both breasts). The folder's
 `synth_normals.json` lists each file's patient; it is not an image and readers do not need it.
+
+With `style` digital they are full-field digital mammograms (`digital.py`: background, burnt-in text,
+paddle edge, line artefacts), in the formats a digital collection ships: DICOM with its bits stored and,
+for some, MONOCHROME1 (stored inverted), 16-bit PNG and TIFF; MIAS's 8-bit film PGM is not among them.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ import numpy as np
 
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.dataset.synthetic.formats import ImageFile, write_dicom_file
-from mammoseg.dataset.synthetic.plan import FULL_DESCRIPTION, UID_ROOT, Case, image_shape
+from mammoseg.dataset.synthetic.digital import render_digital_case
+from mammoseg.dataset.synthetic.plan import (DIGITAL_BITS, DIGITAL_MONOCHROME1, FULL_DESCRIPTION, STYLES, UID_ROOT, Case,
+                                             image_shape)
 from mammoseg.dataset.synthetic.render import render_case
 from mammoseg.core.errors import InputError
 from mammoseg.core.progress import Progress
 
 NORMALS_DIR = "normals"
 FORMATS = ("dicom", "png", "pgm", "tiff")
+DIGITAL_FORMATS = ("dicom", "png", "tiff")
 TRUTH_FILE = "synth_normals.json"
 IMAGES_PER_PATIENT = 2
 
@@ -46,10 +53,15 @@ class NormalsSummary:
 
 
 def write_normals(out: str | Path, *, count: int, seed: int = 0, image_size: int = 1024,
-                  overwrite: bool = False) -> NormalsSummary:
-    """Write `count` normal mammograms to the folder `out` in mixed formats; same bytes for the same seed."""
+                  overwrite: bool = False, style: str = "film") -> NormalsSummary:
+    """Write `count` normal mammograms to the folder `out` in mixed formats, film or digital (`style`); same
+    bytes for the same seed."""
     if count < 1:
         raise InputError(str(count), "--normals must be at least 1")
+    if style not in STYLES:
+        raise InputError(style, f"unknown style; choose one of {', '.join(STYLES)}")
+    formats = DIGITAL_FORMATS if style == "digital" else FORMATS
+    digital = np.random.default_rng([seed, 0xD161, 0x4E4F524D])  # its own draws: film output keeps its bytes
     root = Path(out)
     if root.is_dir() and any(root.iterdir()):
         if not overwrite:
@@ -64,7 +76,7 @@ def write_normals(out: str | Path, *, count: int, seed: int = 0, image_size: int
     with Progress(count, "synth normals", unit="image") as bar:
         for index in range(count):
             p, k = divmod(index, IMAGES_PER_PATIENT)
-            fmt = FORMATS[p % len(FORMATS)]
+            fmt = formats[p % len(formats)]
             if k == 0:
                 side = "LEFT" if rng.random() < 0.5 else "RIGHT"
                 density = int(rng.choice([1, 2, 3, 4], p=[0.17, 0.4, 0.3, 0.13]))
@@ -77,13 +89,22 @@ def write_normals(out: str | Path, *, count: int, seed: int = 0, image_size: int
             case = Case(index=index, patient_id=f"N_{p:05d}", kind="mass", split="train", side=image_side, view=view,
                         density=density, study_uid="", series_uid="", sop_uid="", rows=rows, cols=cols,
                         render_seed=int(rng.integers(2**31)))
-            pixels = render_case(case).pixels
+            if style == "digital":
+                case.style = style
+                case.bits_stored = int(digital.choice(list(DIGITAL_BITS), p=list(DIGITAL_BITS.values())))
+                case.monochrome1 = bool(digital.random() < DIGITAL_MONOCHROME1)
+                pixels = render_digital_case(case).pixels
+            else:
+                pixels = render_case(case).pixels
             if fmt == "dicom":
                 name = f"NORMAL_{p:04d}_{image_side[0]}_{view}.dcm"
                 patient = f"NORMAL_{p:04d}"
                 uids = [f"{UID_ROOT}9{zlib.crc32(f'{seed}-{index}-{n}'.encode()):010d}{n}" for n in range(3)]
-                write_dicom_file(root / name, ImageFile("full", patient, uids[0], uids[1], uids[2], 0, FULL_DESCRIPTION,
-                                                   pixels, side=image_side))
+                stored = ((1 << case.bits_stored) - 1 - pixels).astype(pixels.dtype) if case.monochrome1 else pixels
+                write_dicom_file(root / name, ImageFile(
+                    "full", patient, uids[0], uids[1], uids[2], 0, FULL_DESCRIPTION, stored,
+                    "MONOCHROME1" if case.monochrome1 else "MONOCHROME2", side=image_side,
+                    bits_stored=case.bits_stored if style == "digital" else 0))
             elif fmt == "png":
                 name, patient = f"A_{p:04d}_1.{image_side}_{view}.png", f"A_{p:04d}_1"
                 _write_raster(root / name, pixels)
@@ -97,9 +118,11 @@ def write_normals(out: str | Path, *, count: int, seed: int = 0, image_size: int
                 _write_raster(root / name, pixels)
             files.append({"file": name, "format": fmt, "patient": patient})
             bar.update()
-    write_json(root / TRUTH_FILE, {"format_version": 1, "options": {"count": count, "seed": seed,
-                                                                     "image_size": image_size}, "files": files})
-    by_format = {fmt: sum(1 for f in files if f["format"] == fmt) for fmt in FORMATS}
+    options: dict[str, object] = {"count": count, "seed": seed, "image_size": image_size}
+    if style != "film":  # film folders keep the bytes they always had
+        options["style"] = style
+    write_json(root / TRUTH_FILE, {"format_version": 1, "options": options, "files": files})
+    by_format = {fmt: sum(1 for f in files if f["format"] == fmt) for fmt in formats}
     return NormalsSummary(root, len(files), len({f["patient"] for f in files}), by_format)
 
 
