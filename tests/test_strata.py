@@ -12,7 +12,7 @@ from mammoseg.dataset.shards import MANIFEST_COLUMNS
 from mammoseg.reporting import markdown
 from mammoseg.reporting.aggregate import build_arms
 from mammoseg.reporting.document import Document
-from mammoseg.reporting.strata import image_strata, strata_section
+from mammoseg.reporting.strata import CLASS_COLUMN, STRATUM_COLUMN, image_records, strata_section
 from mammoseg.runs.rundir import Run
 
 TISSUE = np.repeat(["F", "G", "D"], 30)
@@ -42,8 +42,10 @@ def test_an_interaction_with_density_is_found_on_dense_films_only(tmp_path: Path
     data = _dataset(tmp_path / "mias")
     runs = [_run(arm, seed, data, excess) for seed in range(3)
             for arm, excess in (("fcn_skips", 4.0), ("dilated_resize", 0.0))]
-    strata = image_strata(runs)
+    records = image_records(runs)
+    strata = records[STRATUM_COLUMN]
     assert len(strata) == len(TISSUE) and set(strata.values()) == {"F", "G", "D"}
+    assert records[CLASS_COLUMN] == {}  # the manifest's abnormality_type is empty on normal films
     arms, base = build_arms(runs, "dilated_resize", ["normal_fp_per_image_op"])
     section = strata_section(arms, base, strata)
     assert section is not None
@@ -68,7 +70,7 @@ def test_no_interaction_where_none_is_planted(tmp_path: Path) -> None:
     data = _dataset(tmp_path / "mias")
     runs = [_run(arm, seed, data, 1.0) for seed in range(3) for arm in ("fcn_skips", "dilated_resize")]
     arms, base = build_arms(runs, "dilated_resize", ["normal_fp_per_image_op"])
-    section = strata_section(arms, base, image_strata(runs))
+    section = strata_section(arms, base, image_records(runs)[STRATUM_COLUMN])
     rows = [r for s in section.blocks if hasattr(s, "blocks") for t in s.blocks for r in t.rows if r[0] == "fcn_skips"]
     assert rows and all(float(r[-1]) > 0.01 for r in rows)  # dense films have more for both arms alike
 
@@ -79,7 +81,7 @@ def test_no_section_without_strata(tmp_path: Path) -> None:
     arms, base = build_arms(runs, "dilated_resize", ["normal_fp_per_image_op"])
     assert strata_section(arms, base, {}) is None
     gone = [_run("dilated_resize", 0, tmp_path / "gone", 0.0)]
-    assert image_strata(gone) == {}
+    assert image_records(gone) == {STRATUM_COLUMN: {}, CLASS_COLUMN: {}}
 
 
 def test_lesions_found_at_the_operating_point_by_class(tmp_path: Path) -> None:

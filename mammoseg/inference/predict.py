@@ -227,17 +227,21 @@ def predict(run_dir: str | Path, image: str | Path, out_dir: str | Path, checkpo
 
 def predict_many(run_dir: str | Path, images: Sequence[str | Path], out_dir: str | Path,
                  checkpoint: str = "best") -> list[dict[str, Path]]:
-    """The run's model, loaded once, applied to each mammogram file; every file is read and checked before the
-    model loads, so a bad one fails fast. Returns each file's written paths."""
+    """The run's model, loaded once, applied to each mammogram file, each read once. The first is read before
+    the slow model load, so a bad single image fails fast; a later bad file stops the run with what was written
+    for the files before it kept. Returns each file's written paths."""
     paths = [Path(image) for image in images]
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
         repeated = next(s for s in stems if stems.count(s) > 1)
         raise InputError(next(p for p in paths if p.stem == repeated), "another image has the same name: their "
                                                                        "outputs would overwrite each other")
-    for path in paths:
-        read_mammogram(path)  # bad input fails before the slow model load
+    first = read_mammogram(paths[0])
     model = RunDir(run_dir).load_model(checkpoint)
     size, point = run_image_size(run_dir, model), operating_point(run_dir)
-    return [write_prediction(predict_pixels(model, read_mammogram(path), size), out_dir, path.stem, path, run_dir,
-                             checkpoint, point) for path in paths]
+    written = []
+    for index, path in enumerate(paths):
+        pixels = first if index == 0 else read_mammogram(path)
+        written.append(write_prediction(predict_pixels(model, pixels, size), out_dir, path.stem, path, run_dir,
+                                        checkpoint, point))
+    return written

@@ -3,9 +3,9 @@
 Lesions found at the operating point by abnormality class (mass, calcification, ...), on whole mammograms:
 what the image size can show (a mass at 256 px) and what it cannot (a calcification of a pixel or less).
 
-Claim (a)'s false-positive measures by mini-MIAS's background tissue (F fatty, G fatty-glandular, D dense). "False positives follow bright tissue" predicts
-that they grow with density, and, if one design follows it more than another, that the difference between
-the designs grows with density too: an arm × density interaction. Per stratum, each arm's mean with its
+Claim (a)'s false-positive measures by mini-MIAS's background tissue (F fatty, G fatty-glandular, D dense).
+"False positives follow bright tissue" predicts that they grow with density, and, if one design follows it
+more than another, that the difference between the designs grows with density too: an arm × density interaction. Per stratum, each arm's mean with its
 interval over seeds, and each arm − the baseline with its interval (per image, seeds crossed, as every
 comparison); the interaction is tested on the per-image differences (mean over seeds) across strata
 (Kruskal–Wallis: no assumption on the shape of false-positive counts). All exploratory: the strata split
@@ -35,31 +35,29 @@ from mammoseg.runs.rundir import Run
 
 logger = logging.getLogger("mammoseg.report")
 
-STRATUM_COLUMN = "tissue"
+STRATUM_COLUMN = "tissue"  # its codes are the mini-MIAS layout's TISSUES
 CLASS_COLUMN = "abnormality_type"
-STRATUM_LABELS = {"F": "fatty", "G": "fatty-glandular", "D": "dense"}
-assert tuple(STRATUM_LABELS) == TISSUES  # the layout owns the codes; the labels follow them
 WHOLE = KINDS[0]  # a whole mammogram: its lesions counted once, not again in its tiles
 MIN_IMAGES = 2
 """Images a stratum needs in a metric's subset to be shown."""
 
 
-def image_strata(runs: Sequence[Run], column: str = STRATUM_COLUMN) -> dict[str, str]:
-    """example_id -> the manifest's `column` (by default the tissue code), from the manifests of the datasets
-    the runs were evaluated on (their own, or the external one); empty when none records it or a manifest is
-    gone."""
-    strata: dict[str, str] = {}
+def image_records(runs: Sequence[Run], columns: Sequence[str] = (STRATUM_COLUMN, CLASS_COLUMN)) -> dict[str, dict[str, str]]:
+    """column -> (example_id -> the manifest's value), from the manifests of the datasets the runs were
+    evaluated on (their own, or the external one), each read once; a column no manifest records, or whose
+    manifests are gone, maps to an empty dict."""
+    records: dict[str, dict[str, str]] = {column: {} for column in columns}
     for folder in sorted({_dataset(run) for run in runs} - {None}):
         try:
             manifest = read_manifest(folder)
         except MammosegError as exc:
             logger.info("no strata from %s: %s", folder, exc)
             continue
-        if column in manifest.columns:
-            values = manifest[column].astype(str)
-            strata.update({k: v for k, v in zip(manifest["example_id"], values)
-                           if v and (column != STRATUM_COLUMN or v in STRATUM_LABELS)})
-    return strata
+        for column in columns:
+            if column in manifest.columns:
+                records[column].update({k: v for k, v in zip(manifest["example_id"], manifest[column].astype(str))
+                                        if v and (column != STRATUM_COLUMN or v in TISSUES)})
+    return records
 
 
 def _dataset(run: Run) -> str | None:
@@ -89,9 +87,10 @@ def strata_section(arms: Sequence[Arm], base: Arm | None, strata: dict[str, str]
 
 def _table(arms: Sequence[Arm], base: Arm | None, strata: dict[str, str], key: str) -> Section | None:
     metric = METRIC_BY_KEY[key]
+    in_subset = images_in_subset(arms, metric)
     groups = {}
-    for code in STRATUM_LABELS:
-        ids = [i for i in images_in_subset(arms, metric) if strata.get(i) == code]
+    for code in TISSUES:
+        ids = [i for i in in_subset if strata.get(i) == code]
         if len(ids) >= MIN_IMAGES:
             groups[code] = ids
     if not groups:
@@ -110,7 +109,8 @@ def _table(arms: Sequence[Arm], base: Arm | None, strata: dict[str, str], key: s
                 row += [fmt_interval(metric, compare_arms(arm, base, metric, ids)) for ids in groups.values()]
                 row.append(fmt_p(_interaction(arm, base, metric, groups)))
         rows.append(tuple(row))
-    return Section(metric.label, (Table(tuple(header), tuple(rows), tuple((False,) * len(header) for _ in rows)),), level=3)
+    table = Table(tuple(header), tuple(rows), tuple((False,) * len(header) for _ in rows))
+    return Section(metric.label, (table,), level=3)
 
 
 def _interaction(arm: Arm, base: Arm, metric: Metric, groups: dict[str, list[str]]) -> float:

@@ -20,7 +20,7 @@ from mammoseg.reporting.evidence import read_evidence
 from mammoseg.reporting.findings import claims_section
 from mammoseg.reporting.registry import check_primary
 from mammoseg.reporting.report_figures import report_figures
-from mammoseg.reporting.strata import CLASS_COLUMN, image_strata, lesions_section, strata_section
+from mammoseg.reporting.strata import CLASS_COLUMN, STRATUM_COLUMN, image_records, lesions_section, strata_section
 from mammoseg.reporting.summary import summary_csv
 from mammoseg.reporting.verdict import verdict
 
@@ -45,7 +45,8 @@ def write_report(run_dirs: list[Path], out_dir: Path, baseline: str | None = Non
     if confirm_claims:
         exploratory_only(arms)
     section = claims_section(arms, read_evidence(out_dir), claims)
-    more = [lesions_section(arms, image_strata(runs, CLASS_COLUMN)), strata_section(arms, base, image_strata(runs))]
+    records = image_records(runs)
+    more = [lesions_section(arms, records[CLASS_COLUMN]), strata_section(arms, base, records[STRATUM_COLUMN])]
     document = build_document(arms, base, split_label(split, data_name), primary,
                               verdict(arms, base, primary, not confirm_claims), report_figures(arms), section,
                               [m for m in more if m is not None])
