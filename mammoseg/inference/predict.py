@@ -20,7 +20,7 @@ import numpy as np
 from mammoseg.core.conventions import AUTHOR_PIXEL_DIVISOR, abnormal_probability, logit_margin, predicted_positive
 from mammoseg.core.atomic import write_bytes, write_json
 from mammoseg.core.errors import InputError
-from mammoseg.runs.rundir import RunDir, read_json
+from mammoseg.runs.rundir import RunDir, operating_point_of, read_json
 
 
 MIN_SIDE = 64
@@ -139,8 +139,8 @@ def operating_point(run_dir: str | Path) -> dict[str, Any] | None:
     for folder in [run.eval_dir("test"), *sorted((run.path / "eval").glob("*"))]:
         if "@" in folder.name:
             continue  # an external evaluation's threshold is the same, but its folder is not the run's own
-        point = (read_json(folder / "metrics.json", required=False) or {}).get("detection", {}).get("operating_point")
-        if isinstance(point, dict) and isinstance(point.get("threshold"), (int, float)):
+        point = operating_point_of(read_json(folder / "metrics.json", required=False) or {})
+        if isinstance(point.get("threshold"), (int, float)):
             return point
     return None
 

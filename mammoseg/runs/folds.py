@@ -30,7 +30,7 @@ import numpy as np
 
 from mammoseg.core.errors import InputError, MammosegError
 from mammoseg.dataset.split import FOLD_FOLDER
-from mammoseg.runs.rundir import Run, RunDir
+from mammoseg.runs.rundir import Run, RunDir, operating_point_of
 
 COUNT_PREFIX = "n_"  # metrics.json's counts of images and lesions: summed over folds, not averaged
 OP_THRESHOLD = "op_threshold"
@@ -117,8 +117,7 @@ def _mean_tree(trees: list[Any], count: bool = False) -> Any:
 
 def operating_threshold(metrics: dict[str, Any]) -> float:
     """The margin threshold of a run's operating point (NaN where it has none)."""
-    point = metrics.get("detection", {}).get("operating_point", {})
-    value = point.get("threshold") if isinstance(point, dict) else None
+    value = operating_point_of(metrics).get("threshold")
     return float(value) if isinstance(value, (int, float)) else math.nan
 
 

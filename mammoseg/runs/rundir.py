@@ -373,6 +373,12 @@ def lookup(flat: dict[str, float], key: str) -> float:
     return flat.get(key, math.nan)
 
 
+def operating_point_of(metrics: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's lesion operating point (metrics.json's detection.operating_point), {} where it has none."""
+    point = metrics.get("detection", {}).get("operating_point") if isinstance(metrics.get("detection"), dict) else None
+    return point if isinstance(point, dict) else {}
+
+
 def read_json(path: Path, required: bool = True) -> dict[str, Any] | None:
     """A JSON object file; None when absent and not `required`; a one-line InputError when unreadable."""
     try:

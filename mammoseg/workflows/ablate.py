@@ -22,7 +22,7 @@ from mammoseg.evaluation.evaluate import GATE_KEY
 from mammoseg.metrics.detection import TARGET_SENSITIVITY
 from mammoseg.training.config import TRAIN_KEYS, TrainConfig, build_config, check_keys, read_toml, sub_table
 from mammoseg.reporting.claims import CLAIMS, Claim, read_claims
-from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, resolve_runs_dir, run_name
+from mammoseg.runs.rundir import CHECKPOINTS, RunDir, RunLocked, operating_point_of, resolve_runs_dir, run_name
 from mammoseg.workflows.evidence import TABLES, EvidenceSettings, gather_evidence, read_settings
 from mammoseg.workflows.external import TABLE as EXTERNAL
 from mammoseg.workflows.external import read_external, validate_externally
@@ -253,7 +253,7 @@ def common_target(metrics: list[dict[str, Any]]) -> float:
     for m in metrics:
         if m.get(GATE_KEY, {}).get("learned") is False:
             continue
-        point = m.get("detection", {}).get("operating_point", {})
+        point = operating_point_of(m)
         best = point.get("val_max_sensitivity")
         if best is None:  # evaluated before the maximum was recorded: a run short of its target stops at it
             best = point.get("val_sensitivity") if point.get("target_reached") is False else TARGET_SENSITIVITY
@@ -273,7 +273,7 @@ def align_operating_points(plan: Plan, done: list[Path]) -> float:
         return read_json(RunDir(path).eval_dir(plan.eval_split) / "metrics.json", required=False) or {}
 
     target = common_target([read(path) for path in done])
-    stale = [p for p in done if read(p).get("detection", {}).get("operating_point", {}).get("target_sensitivity")
+    stale = [p for p in done if operating_point_of(read(p)).get("target_sensitivity")
              != target]
     if stale:
         logger.info("operating point: %.3f lesion sensitivity on validation, the most every run reaches (%s "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mammoseg.core.errors import InputError, MammosegError
-from mammoseg.runs.rundir import RunDir, read_json
+from mammoseg.runs.rundir import RunDir, operating_point_of, read_json
 
 if TYPE_CHECKING:
     from mammoseg.workflows.ablate import Plan
@@ -84,6 +84,5 @@ def validate_externally(plan: Plan, done: list[Path], target: float) -> list[Pat
 def _current(run: RunDir, split: str, checkpoint: str, name: str, data: Path, target: float) -> bool:
     """Whether the run holds an evaluation of this dataset at `target`, newer than its checkpoint."""
     metrics = read_json(run.eval_dir(split, name) / "metrics.json", required=False) or {}
-    point = metrics.get("detection", {}).get("operating_point", {})
-    return (metrics.get("dataset") == str(data.resolve()) and point.get("target_sensitivity") == target
+    return (metrics.get("dataset") == str(data.resolve()) and operating_point_of(metrics).get("target_sensitivity") == target
             and run.is_evaluated(split, checkpoint, name))
